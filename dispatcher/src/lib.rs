@@ -1,0 +1,18 @@
+//! The ScanFleet dispatcher: accepts scans over HTTP, stores them in Postgres
+//! with an outbox row, relays them to RabbitMQ, and marks dead-lettered scans
+//! failed. See DESIGN.md ("Fleet behaviour").
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dead_letters;
+pub mod metrics;
+pub mod problem;
+pub mod relay;
+pub mod routing;
+pub mod scans;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod uploads;

@@ -1,0 +1,480 @@
+//! `/v1/scans`: submit, read, list and cancel scans.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use protocol::{ScanJob, ScanKind, ScanMessage, ScanStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::problem::{ApiError, Problem};
+use crate::routing;
+use crate::state::AppState;
+use crate::store::{self, CancelOutcome, Inserted, ScanRow};
+
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const MAX_ITEM_TYPE_LEN: usize = 64;
+const MAX_URL_LEN: usize = 2048;
+/// A probe may hold its worker for at most this long (synthetic monitoring of
+/// slow paths, and the tests that kill a worker mid-scan).
+pub const MAX_PROBE_HOLD_MS: u64 = 60_000;
+
+/// A scan submission.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitScan {
+    /// `probe` or `video_scan`.
+    pub kind: String,
+    /// Where the worker downloads the input from (http or https).
+    pub source_url: Option<String>,
+    /// An upload made with `POST /v1/uploads`.
+    pub upload_id: Option<Uuid>,
+    /// What is scanned, e.g. `trading_card`, `comic`.
+    pub item_type: Option<String>,
+    /// Where the completion webhook goes, besides the tenant's endpoints.
+    pub callback_url: Option<String>,
+    /// Free-form object stored with the scan and returned as is (≤ 16 KiB).
+    pub metadata: Option<Map<String, Value>>,
+    /// Kind-specific parameters, e.g. `{"hold_ms": 100}` for a probe.
+    pub params: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanError {
+    pub code: String,
+    pub message: String,
+}
+
+/// A scan as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanView {
+    pub id: Uuid,
+    pub kind: String,
+    pub status: String,
+    /// `cpu` or `gpu`.
+    pub route: String,
+    /// Why it took that route: `mode`, `tier`, `canary`, `backlog`, `default`, `gpu_timeout_fallback`.
+    pub route_reason: String,
+    pub input: Value,
+    pub item_type: Option<String>,
+    pub callback_url: Option<String>,
+    pub metadata: Value,
+    pub attempts: i32,
+    pub worker: Option<String>,
+    pub backend: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<ScanError>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<ScanRow> for ScanView {
+    fn from(row: ScanRow) -> Self {
+        let error = row.error_code.map(|code| ScanError {
+            code,
+            message: row.error_message.unwrap_or_default(),
+        });
+        ScanView {
+            id: row.id,
+            kind: row.kind,
+            status: row.status,
+            route: row.route,
+            route_reason: row.route_reason,
+            input: row.input,
+            item_type: row.item_type,
+            callback_url: row.callback_url,
+            metadata: row.metadata,
+            attempts: row.attempts,
+            worker: row.worker,
+            backend: row.backend,
+            result: row.result,
+            error,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    pub status: String,
+    pub route: String,
+    pub route_reason: String,
+}
+
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} must be visible ASCII"))),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "duplicate_header",
+            format!("send at most one {name} header"),
+        )),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(key) = single_header(headers, "idempotency-key")? else {
+        return Ok(None);
+    };
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1–{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(key))
+}
+
+fn check_http_url(field: &str, raw: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::unprocessable("invalid_url", format!("{field}: {why}"));
+    if raw.len() > MAX_URL_LEN {
+        return Err(invalid("too long"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("must be an http(s) URL with a host"));
+    }
+    Ok(())
+}
+
+/// Validates the kind-specific parameters; returns them as stored.
+fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Value, ApiError> {
+    let params = params.unwrap_or_default();
+    match kind {
+        ScanKind::Probe => {
+            for (name, value) in &params {
+                match (name.as_str(), value.as_u64()) {
+                    ("hold_ms", Some(ms)) if ms <= MAX_PROBE_HOLD_MS => {}
+                    ("hold_ms", _) => {
+                        return Err(ApiError::unprocessable(
+                            "invalid_params",
+                            format!("params.hold_ms must be an integer 0–{MAX_PROBE_HOLD_MS}"),
+                        ))
+                    }
+                    (other, _) => {
+                        return Err(ApiError::unprocessable(
+                            "invalid_params",
+                            format!("probe scans take no parameter {other:?}"),
+                        ))
+                    }
+                }
+            }
+        }
+        ScanKind::VideoScan => {
+            for (name, value) in &params {
+                match (name.as_str(), value.as_u64()) {
+                    ("downscale_max", Some(px)) if (64..=4096).contains(&px) => {}
+                    _ => {
+                        return Err(ApiError::unprocessable(
+                            "invalid_params",
+                            format!("video_scan takes only downscale_max (64–4096); got {name:?}"),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(Value::Object(params))
+}
+
+#[utoipa::path(
+    post, path = "/v1/scans", tag = "scans",
+    request_body = SubmitScan,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body return the same scan; a different body is a 409")),
+    responses(
+        (status = 202, description = "Accepted; poll the Location or wait for the webhook", body = Accepted),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let raw: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
+    // serde_json's map is sorted, so this is a canonical form of the body:
+    // the same submission with keys in another order is the same request.
+    let request_sha256 = Sha256::digest(raw.to_string().as_bytes()).to_vec();
+    let request: SubmitScan = serde_json::from_value(raw)
+        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
+
+    let kind = ScanKind::parse(&request.kind).ok_or_else(|| {
+        let known: Vec<_> = ScanKind::ALL.iter().map(|k| k.as_str()).collect();
+        ApiError::unprocessable(
+            "unknown_kind",
+            format!("unknown scan kind {:?}; known kinds: {}", request.kind, known.join(", ")),
+        )
+    })?;
+    let params = check_params(kind, request.params)?;
+    let metadata = Value::Object(request.metadata.unwrap_or_default());
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(ApiError::unprocessable(
+            "metadata_too_large",
+            format!("metadata must serialise to at most {MAX_METADATA_BYTES} bytes"),
+        ));
+    }
+    if let Some(item_type) = &request.item_type {
+        if item_type.is_empty() || item_type.chars().count() > MAX_ITEM_TYPE_LEN {
+            return Err(ApiError::unprocessable(
+                "invalid_item_type",
+                format!("item_type must be 1–{MAX_ITEM_TYPE_LEN} characters"),
+            ));
+        }
+    }
+    if let Some(callback_url) = &request.callback_url {
+        check_http_url("callback_url", callback_url)?;
+    }
+    let upload_path = match (kind.needs_source(), &request.source_url, request.upload_id) {
+        (false, None, None) => None,
+        (false, _, _) => {
+            return Err(ApiError::unprocessable(
+                "unexpected_source",
+                format!("{} scans take no source_url or upload_id", kind.as_str()),
+            ))
+        }
+        (true, Some(source_url), None) => {
+            check_http_url("source_url", source_url)?;
+            None
+        }
+        (true, None, Some(upload_id)) => Some(
+            store::get_upload(state.pool(), caller.tenant_id, upload_id)
+                .await?
+                .ok_or_else(|| ApiError::unprocessable("unknown_upload", format!("no upload {upload_id}")))?
+                .object_path,
+        ),
+        (true, _, _) => {
+            return Err(ApiError::unprocessable(
+                "invalid_source",
+                format!("{} scans need exactly one of source_url and upload_id", kind.as_str()),
+            ))
+        }
+    };
+
+    let (route, route_reason) = routing::decide(state.config().routing_mode, caller.tier);
+    let scan_id = Uuid::now_v7();
+    let input = serde_json::json!({
+        "source_url": request.source_url,
+        "upload_id": request.upload_id,
+        "params": params,
+    });
+    let message = ScanMessage::V1(ScanJob {
+        scan_id,
+        tenant_id: caller.tenant_id,
+        kind,
+        upload_path,
+        source_url: request.source_url.clone(),
+        params,
+        route,
+        submitted_at: Utc::now(),
+    });
+    let inserted = store::insert_scan(
+        state.pool(),
+        store::NewScan {
+            id: scan_id,
+            tenant_id: caller.tenant_id,
+            kind: kind.as_str(),
+            input,
+            item_type: request.item_type.as_deref(),
+            callback_url: request.callback_url.as_deref(),
+            metadata,
+            route,
+            route_reason,
+            idempotency_key,
+            request_sha256,
+            message,
+        },
+    )
+    .await?;
+    let scan_id = match inserted {
+        Inserted::Created => {
+            state.outbox_wakeup().notify_one();
+            state
+                .metrics()
+                .scans_submitted
+                .with_label_values(&[caller.tier.as_str(), route.as_str(), route_reason.as_str()])
+                .inc();
+            tracing::info!(%scan_id, tenant_id = %caller.tenant_id, kind = kind.as_str(), route = route.as_str(), reason = route_reason.as_str(), "scan accepted");
+            scan_id
+        }
+        Inserted::Replay { scan_id, same_request: true } => scan_id,
+        Inserted::Replay { scan_id, same_request: false } => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                format!("Idempotency-Key was already used for scan {scan_id} with a different request body"),
+            ))
+        }
+    };
+    let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("accepted scan vanished"))?;
+    let accepted = Accepted {
+        id: row.id,
+        status: row.status,
+        route: row.route,
+        route_reason: row.route_reason,
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/scans/{scan_id}"))],
+        Json(accepted),
+    )
+        .into_response())
+}
+
+fn parse_scan_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id names no scan: answer as for any unknown scan.
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("scan"))
+}
+
+#[utoipa::path(
+    get, path = "/v1/scans/{id}", tag = "scans",
+    params(("id" = String, Path, description = "Scan id")),
+    responses(
+        (status = 200, body = ScanView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScanView>, ApiError> {
+    let scan_id = parse_scan_id(&id)?;
+    let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("scan"))?;
+    Ok(Json(row.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only scans in this status.
+    pub status: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanPage {
+    pub items: Vec<ScanView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/scans", tag = "scans",
+    params(ListQuery),
+    responses(
+        (status = 200, body = ScanPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ScanPage>, ApiError> {
+    let Query(query) = query?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(name) => Some(ScanStatus::parse(name).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown status {name:?}"))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be 1–200"));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            Uuid::parse_str(cursor)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))?,
+        ),
+    };
+    // One extra row tells whether another page follows.
+    let mut rows = store::list_scans(
+        state.pool(),
+        caller.tenant_id,
+        status.map(ScanStatus::as_str),
+        before,
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|row| row.id.to_string())).flatten();
+    Ok(Json(ScanPage {
+        items: rows.into_iter().map(ScanView::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/scans/{id}", tag = "scans",
+    params(("id" = String, Path, description = "Scan id")),
+    responses(
+        (status = 200, description = "Canceled", body = ScanView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already running or finished", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScanView>, ApiError> {
+    let scan_id = parse_scan_id(&id)?;
+    match store::cancel_scan(state.pool(), caller.tenant_id, scan_id).await? {
+        CancelOutcome::Canceled => {
+            tracing::info!(%scan_id, tenant_id = %caller.tenant_id, "scan canceled");
+            let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("scan"))?;
+            Ok(Json(row.into()))
+        }
+        CancelOutcome::NotFound => Err(ApiError::not_found("scan")),
+        CancelOutcome::NotCancelable(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_cancelable",
+            format!("scan is {status}; only queued scans can be canceled"),
+        )),
+    }
+}

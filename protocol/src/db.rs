@@ -1,0 +1,172 @@
+//! Postgres access shared by the dispatcher and the workers: the pool, the
+//! migrations, and the scan state transitions both sides make.
+//!
+//! Every transition is a guarded `UPDATE … WHERE status IN (…)`: whichever
+//! process gets there first wins, the others see zero rows and back off. That
+//! is what makes redelivered messages and racing replicas harmless.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::message::{Route, RouteReason, ScanStatus};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A pool that connects lazily, so a process starts (and reports not-ready)
+/// while the database is still down, and recovers on its own when it returns.
+pub fn pool(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(database_url)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Appends to a scan's event log, inside the caller's transaction.
+pub async fn record_event(
+    conn: &mut PgConnection,
+    scan_id: Uuid,
+    event: &str,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO scan_events (scan_id, event, detail) VALUES ($1, $2, $3)",
+        scan_id,
+        event,
+        detail
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a worker found when it tried to take a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The scan is now running on this worker; `attempt` counts from 1.
+    Running { attempt: i32 },
+    /// Nothing to do: the scan already reached this state (a redelivery after
+    /// completion, or a cancel while it was queued).
+    AlreadyFinished(ScanStatus),
+    /// No such scan (deleted with its tenant); the message is stale.
+    Missing,
+}
+
+/// Marks a queued (or orphaned running) scan as running on `worker`.
+/// `fallback` records that the scan came to this queue by GPU-timeout fallback.
+pub async fn claim_scan(
+    pool: &PgPool,
+    scan_id: Uuid,
+    worker: &str,
+    backend: &str,
+    fallback: Option<(Route, RouteReason)>,
+) -> Result<Claim, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let (route, reason) = fallback.map_or((None, None), |(route, reason)| {
+        (Some(route.as_str()), Some(reason.as_str()))
+    });
+    let claimed = sqlx::query_scalar!(
+        r#"UPDATE scans
+              SET status = 'running',
+                  attempts = attempts + 1,
+                  started_at = coalesce(started_at, now()),
+                  heartbeat_at = now(),
+                  worker = $2,
+                  backend = $3,
+                  route = coalesce($4, route),
+                  route_reason = coalesce($5, route_reason)
+            WHERE id = $1 AND status IN ('queued', 'running')
+        RETURNING attempts"#,
+        scan_id,
+        worker,
+        backend,
+        route,
+        reason
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(attempt) = claimed else {
+        let status = sqlx::query_scalar!("SELECT status FROM scans WHERE id = $1", scan_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Ok(match status.as_deref().and_then(ScanStatus::parse) {
+            Some(status) => Claim::AlreadyFinished(status),
+            None => Claim::Missing,
+        });
+    };
+    let detail = serde_json::json!({ "attempt": attempt, "worker": worker, "backend": backend });
+    record_event(&mut tx, scan_id, "started", detail).await?;
+    if let Some(reason) = reason {
+        record_event(&mut tx, scan_id, "rerouted", serde_json::json!({ "reason": reason })).await?;
+    }
+    tx.commit().await?;
+    Ok(Claim::Running { attempt })
+}
+
+/// Proves the worker is still alive on a running scan.
+pub async fn heartbeat(pool: &PgPool, scan_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE scans SET heartbeat_at = now() WHERE id = $1 AND status = 'running'",
+        scan_id
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a scan's result, in the caller's transaction so that anything else
+/// that must happen with it (the pending webhook) commits atomically.
+/// Returns false when the scan was not running (someone else finished it).
+pub async fn record_success(
+    tx: &mut Transaction<'_, Postgres>,
+    scan_id: Uuid,
+    result: &Value,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        r#"UPDATE scans
+              SET status = 'succeeded', result = $2, finished_at = now(), heartbeat_at = now(),
+                  error_code = NULL, error_message = NULL
+            WHERE id = $1 AND status = 'running'"#,
+        scan_id,
+        result
+    )
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        record_event(tx, scan_id, "succeeded", Value::Null).await?;
+    }
+    Ok(updated == 1)
+}
+
+/// Marks a queued or running scan failed with a stable error code.
+/// Returns false when the scan had already finished.
+pub async fn record_failure(
+    tx: &mut Transaction<'_, Postgres>,
+    scan_id: Uuid,
+    code: &str,
+    message: &str,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        r#"UPDATE scans
+              SET status = 'failed', error_code = $2, error_message = $3, finished_at = now()
+            WHERE id = $1 AND status IN ('queued', 'running')"#,
+        scan_id,
+        code,
+        message
+    )
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        record_event(tx, scan_id, "failed", serde_json::json!({ "code": code })).await?;
+    }
+    Ok(updated == 1)
+}

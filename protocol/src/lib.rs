@@ -1,0 +1,13 @@
+//! What every ScanFleet process shares: the message contract between the
+//! dispatcher and the workers, the RabbitMQ topology, Postgres access, the blob
+//! store, configuration helpers and telemetry.
+
+pub mod backoff;
+pub mod blob;
+pub mod config;
+pub mod db;
+pub mod message;
+pub mod telemetry;
+pub mod topology;
+
+pub use message::{Route, RouteReason, ScanJob, ScanKind, ScanMessage, ScanStatus, Tier};

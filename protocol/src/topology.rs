@@ -1,0 +1,233 @@
+//! RabbitMQ topology, declared idempotently by every process at start.
+//!
+//! ```text
+//!  exchange "scans" (direct) ── key "cpu" ──▶ quorum queue scans.cpu ──DLX──▶ scans.dlx ──▶ scans.dead
+//!                            └─ key "gpu" ──▶ quorum queue scans.gpu ──TTL/limit──▶ "scans"/"cpu"
+//! ```
+//! A GPU message that waits longer than `GPU_MAX_WAIT` (no GPU worker came up)
+//! or keeps failing on GPU workers is dead-lettered back onto the CPU queue, so
+//! nothing is stranded; a CPU message past its delivery limit ends in
+//! `scans.dead`, where the dispatcher marks its scan failed.
+//! Both binaries must declare with the same settings: RabbitMQ refuses a
+//! redeclaration with different arguments.
+
+use std::time::Duration;
+
+use lapin::options::{
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::message::Route;
+
+pub const EXCHANGE: &str = "scans";
+pub const DEAD_LETTER_EXCHANGE: &str = "scans.dlx";
+pub const DEAD_LETTER_QUEUE: &str = "scans.dead";
+const DEAD_LETTER_KEY: &str = "dead";
+
+pub fn queue_name(route: Route) -> &'static str {
+    match route {
+        Route::Cpu => "scans.cpu",
+        Route::Gpu => "scans.gpu",
+    }
+}
+
+pub fn routing_key(route: Route) -> &'static str {
+    route.as_str()
+}
+
+/// Settings that shape the queues (and so must agree across the fleet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// Deliveries of one message before the broker dead-letters it.
+    pub delivery_limit: u32,
+    /// How long a scan may wait on the GPU queue before falling back to CPU.
+    pub gpu_max_wait: Duration,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Topology {
+            delivery_limit: 5,
+            gpu_max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+fn quorum_queue_args(
+    delivery_limit: u32,
+    dead_letter_exchange: &str,
+    dead_letter_key: &str,
+) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), long_string("quorum"));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(delivery_limit as i32),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        long_string(dead_letter_exchange),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        long_string(dead_letter_key),
+    );
+    // At-least-once dead-lettering: a message is only removed from its queue
+    // once the target queue confirmed it (requires reject-publish overflow).
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        long_string("at-least-once"),
+    );
+    args.insert("x-overflow".into(), long_string("reject-publish"));
+    args
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+impl Topology {
+    /// Declares exchanges, queues and bindings. Safe to call any number of times.
+    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        for exchange in [EXCHANGE, DEAD_LETTER_EXCHANGE] {
+            channel
+                .exchange_declare(
+                    exchange,
+                    ExchangeKind::Direct,
+                    durable_exchange,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+
+        let mut dead_args = FieldTable::default();
+        dead_args.insert("x-queue-type".into(), long_string("quorum"));
+        channel
+            .queue_declare(DEAD_LETTER_QUEUE, durable_queue, dead_args)
+            .await?;
+        channel
+            .queue_bind(
+                DEAD_LETTER_QUEUE,
+                DEAD_LETTER_EXCHANGE,
+                DEAD_LETTER_KEY,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+
+        let cpu_args =
+            quorum_queue_args(self.delivery_limit, DEAD_LETTER_EXCHANGE, DEAD_LETTER_KEY);
+        let mut gpu_args =
+            quorum_queue_args(self.delivery_limit, EXCHANGE, routing_key(Route::Cpu));
+        gpu_args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(self.gpu_max_wait.as_millis() as i64),
+        );
+        for (route, args) in [(Route::Cpu, cpu_args), (Route::Gpu, gpu_args)] {
+            channel
+                .queue_declare(queue_name(route), durable_queue, args)
+                .await?;
+            channel
+                .queue_bind(
+                    queue_name(route),
+                    EXCHANGE,
+                    routing_key(route),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a connection whose I/O runs on the current tokio runtime.
+pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
+    let mut properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio)
+        .with_connection_name(connection_name.into());
+    properties.client_properties.insert(
+        "product".into(),
+        long_string("scanfleet"),
+    );
+    Connection::connect(amqp_url, properties).await
+}
+
+/// A channel in publisher-confirm mode, for publishers that must not lose messages.
+pub async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// A channel for consumers, with at most `prefetch` unacknowledged deliveries.
+pub async fn consumer_channel(connection: &Connection, prefetch: u16) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    Ok(channel)
+}
+
+/// Properties of a scan message: persistent, JSON, identified by its scan id.
+pub fn scan_message_properties(scan_id: uuid::Uuid) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(scan_id.to_string().into())
+        .with_type("scan.v1".into())
+}
+
+/// The number of times the broker has delivered a message before, as counted
+/// by quorum queues in the `x-delivery-count` header (absent on first delivery).
+pub fn previous_deliveries(properties: &BasicProperties) -> u32 {
+    header(properties, "x-delivery-count")
+        .and_then(|value| match value {
+            AMQPValue::LongLongInt(n) => Some(*n as u32),
+            AMQPValue::LongInt(n) => Some(*n as u32),
+            AMQPValue::ShortInt(n) => Some(*n as u32),
+            AMQPValue::LongUInt(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The queue a dead-lettered message was first dead-lettered from and why
+/// (`expired`, `delivery_limit`, `rejected`), from the `x-death` header.
+pub fn first_death(properties: &BasicProperties) -> Option<(String, String)> {
+    let AMQPValue::FieldArray(deaths) = header(properties, "x-death")? else {
+        return None;
+    };
+    // x-death lists the most recent death first; the original one is last.
+    let AMQPValue::FieldTable(death) = deaths.as_slice().last()? else {
+        return None;
+    };
+    let text = |key: &str| match death.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+        Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    Some((text("queue")?, text("reason")?))
+}
+
+fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
+    properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(name)
+}

@@ -1,0 +1,265 @@
+//! The end-to-end test harness: every test gets its own PostgreSQL database,
+//! RabbitMQ vhost and blob directory, so tests run in parallel against the
+//! real services and leave nothing behind.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dispatcher::config::DispatcherConfig;
+use dispatcher::routing::RoutingMode;
+use protocol::config::ServiceConfig;
+use protocol::telemetry::LogFormat;
+use protocol::Tier;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use worker::backend::BackendChoice;
+use worker::config::{QueueChoice, WorkerConfig};
+
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+pub const RABBIT_API: &str = "http://127.0.0.1:15672/api";
+
+/// Generous upper bound for anything a test waits for; tests wait on state,
+/// this only turns a hang into a failure.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+pub struct TestEnv {
+    pub name: String,
+    pub database_url: String,
+    pub amqp_url: String,
+    pub blob_dir: PathBuf,
+    pub pool: PgPool,
+    http: reqwest::Client,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        init_logging();
+        let name = format!("sf_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let admin = PgPool::connect(&format!("{POSTGRES}/postgres")).await.expect("postgres is up");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+        admin.close().await;
+        let database_url = format!("{POSTGRES}/{name}");
+        let pool = protocol::db::pool(&database_url, 8).expect("pool");
+        protocol::db::migrate(&pool).await.expect("migrations apply");
+        let env = TestEnv {
+            amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
+            blob_dir: std::env::temp_dir().join(&name),
+            database_url,
+            pool,
+            http: reqwest::Client::new(),
+            name,
+        };
+        env.create_vhost().await;
+        env
+    }
+
+    /// Creates this test's vhost (again, after `delete_vhost`).
+    pub async fn create_vhost(&self) {
+        self.rabbit_api(reqwest::Method::PUT, &format!("vhosts/{}", self.name), None).await;
+        let permissions = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
+        self.rabbit_api(reqwest::Method::PUT, &format!("permissions/{}/guest", self.name), Some(permissions))
+            .await;
+    }
+
+    /// Deletes this test's vhost: every connection to it drops and new ones
+    /// are refused, which is a broker outage as far as this test's processes see.
+    pub async fn delete_vhost(&self) {
+        self.rabbit_api(reqwest::Method::DELETE, &format!("vhosts/{}", self.name), None).await;
+    }
+
+    async fn rabbit_api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
+        let mut request = self.http.request(method, format!("{RABBIT_API}/{path}")).basic_auth("guest", Some("guest"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("RabbitMQ management API is up");
+        assert!(response.status().is_success(), "RabbitMQ API {path}: {}", response.status());
+    }
+
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            database_url: self.database_url.clone(),
+            amqp_url: self.amqp_url.clone(),
+            delivery_limit: 5,
+            gpu_max_wait: Duration::from_secs(120),
+            blob_store: self.blob_dir.to_string_lossy().into_owned(),
+            log_format: LogFormat::Text,
+        }
+    }
+
+    pub fn dispatcher_config(&self) -> DispatcherConfig {
+        DispatcherConfig {
+            service: self.service_config(),
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            max_upload_bytes: 1024 * 1024,
+            max_json_bytes: 64 * 1024,
+            routing_mode: RoutingMode::Auto,
+            outbox_poll: Duration::from_millis(200),
+            database_max_connections: 16,
+        }
+    }
+
+    pub fn worker_config(&self, queue: QueueChoice, name: &str) -> WorkerConfig {
+        WorkerConfig {
+            service: self.service_config(),
+            queue,
+            backend: BackendChoice::Cpu,
+            max_concurrent_jobs: 8,
+            shutdown_grace: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_millis(500),
+            worker_name: Some(name.to_string()),
+            metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        }
+    }
+
+    /// A new tenant with one API key.
+    pub async fn api_key(&self, tenant: &str, tier: Tier) -> String {
+        dispatcher::auth::create_key(&self.pool, tenant, tier, false).await.expect("create key").key
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.pool).await.expect(sql)
+    }
+
+    pub async fn scan_status(&self, scan_id: &str) -> String {
+        sqlx::query_scalar::<_, String>("SELECT status FROM scans WHERE id = $1::uuid")
+            .bind(scan_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("scan exists")
+    }
+
+    /// Drops the database, vhost and blob directory.
+    pub async fn cleanup(self) {
+        self.pool.close().await;
+        let admin = PgPool::connect(&format!("{POSTGRES}/postgres")).await.expect("postgres is up");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&admin)
+            .await
+            .expect("drop database");
+        self.delete_vhost().await;
+        let _ = std::fs::remove_dir_all(&self.blob_dir);
+    }
+}
+
+fn init_logging() {
+    protocol::telemetry::init_tracing(LogFormat::Text);
+}
+
+/// A dispatcher running inside the test process.
+pub struct Dispatcher {
+    pub base_url: String,
+    pub state: dispatcher::state::AppState,
+    shutdown: CancellationToken,
+    running: dispatcher::startup::RunningDispatcher,
+}
+
+impl Dispatcher {
+    pub async fn start(config: DispatcherConfig) -> Dispatcher {
+        let shutdown = CancellationToken::new();
+        let running = dispatcher::startup::start(config, shutdown.clone()).await.expect("dispatcher starts");
+        Dispatcher {
+            base_url: format!("http://{}", running.local_addr),
+            state: running.state.clone(),
+            shutdown,
+            running,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.wait().await;
+    }
+}
+
+/// A worker running inside the test process.
+pub struct Worker {
+    pub metrics_url: String,
+    shutdown: CancellationToken,
+    running: worker::startup::RunningWorker,
+}
+
+impl Worker {
+    pub async fn start(config: WorkerConfig) -> Worker {
+        let shutdown = CancellationToken::new();
+        let running = worker::startup::start(config, shutdown.clone()).await.expect("worker starts");
+        Worker {
+            metrics_url: format!("http://{}", running.metrics_addr.expect("metrics enabled")),
+            shutdown,
+            running,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.running.wait().await;
+    }
+}
+
+/// The `worker` binary built beside this test binary (`cargo build --bins`).
+pub fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let binary = dir.join("worker");
+    assert!(binary.exists(), "{} missing: run `cargo build --bins` first (scripts/test does)", binary.display());
+    binary
+}
+
+/// Polls `check` until it returns Some, failing the test after `PATIENCE`.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP client for the dispatcher API with one tenant's key.
+#[derive(Clone)]
+pub struct Api {
+    pub base_url: String,
+    pub key: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base_url: &str, key: &str) -> Api {
+        Api { base_url: base_url.to_string(), key: key.to_string(), http: reqwest::Client::new() }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+    }
+
+    /// Submits a scan and returns its id, asserting the 202.
+    pub async fn submit(&self, body: serde_json::Value) -> String {
+        let response = self.post("/v1/scans").json(&body).send().await.expect("dispatcher answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 202, "submit answered {status}: {text}");
+        let accepted: serde_json::Value = serde_json::from_str(&text).unwrap();
+        accepted["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn scan(&self, scan_id: &str) -> serde_json::Value {
+        let response = self.get(&format!("/v1/scans/{scan_id}")).send().await.expect("dispatcher answers");
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}

@@ -1,0 +1,204 @@
+//! Backend selection at the edge (DESIGN.md "Conventions": the backend is
+//! chosen once at worker start-up, never deep in the pipeline).
+//!
+//! `auto` probes the CUDA driver with a plain `dlopen` + `cuInit` +
+//! `cuDeviceGetCount` *before* any CUDA device is created: creating a
+//! burn-cuda device without a driver panics on a background thread, which
+//! cannot be caught reliably.
+
+use std::{fmt, path::Path, str::FromStr};
+
+use burn_tensor::{backend::Backend, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    canny,
+    error::VisionError,
+    pipeline::{analyze_video, ScanOptions, VideoScanOutput},
+};
+
+/// What a backend must offer the pipeline beyond burn's `Backend`: a name
+/// for reports, and ops with a portable tensor default that a backend may
+/// override with a faster native implementation.
+pub trait ScanBackend: Backend {
+    /// Short name used in reports and metrics.
+    const NAME: &'static str;
+
+    /// Canny hysteresis (see [`canny::hysteresis_tensor`]).
+    fn hysteresis(weak: Tensor<Self, 4>, strong: Tensor<Self, 4>) -> Tensor<Self, 4> {
+        canny::hysteresis_tensor(weak, strong)
+    }
+}
+
+impl ScanBackend for burn_ndarray::NdArray<f32> {
+    const NAME: &'static str = "cpu-ndarray";
+
+    /// On the CPU the data is already in host memory: a flood fill is one
+    /// linear pass instead of one dilation per pixel of the longest chain.
+    fn hysteresis(weak: Tensor<Self, 4>, strong: Tensor<Self, 4>) -> Tensor<Self, 4> {
+        let dims = weak.dims();
+        let device = weak.device();
+        let w = crate::frames::to_vec_f32(weak);
+        let s = crate::frames::to_vec_f32(strong);
+        let out = canny::hysteresis_host(&w, &s, dims[0] * dims[1], dims[2], dims[3]);
+        Tensor::from_data(TensorData::new(out, dims), &device)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl ScanBackend for burn_cuda::Cuda<f32, i32> {
+    const NAME: &'static str = "cuda";
+}
+
+#[cfg(feature = "wgpu")]
+impl ScanBackend for burn_wgpu::Wgpu<f32, i32> {
+    const NAME: &'static str = "wgpu";
+}
+
+/// The worker's `--backend` / `BACKEND` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+impl FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda),
+            "auto" => Ok(Self::Auto),
+            o => Err(format!("unknown backend {o:?} (expected cpu, cuda or auto)")),
+        }
+    }
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Auto => "auto",
+        })
+    }
+}
+
+/// Which backend is in use and why (logged at start-up and shown in `/readyz`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendReport {
+    pub requested: BackendChoice,
+    /// `"cpu-ndarray"` or `"cuda"`.
+    pub used: String,
+    pub reason: String,
+    /// CUDA devices the driver reported (0 when not probed or absent).
+    pub cuda_devices: i32,
+}
+
+/// Probe the CUDA driver without touching burn-cuda: `Ok(device count)` when
+/// libcuda loads, `cuInit(0)` succeeds and at least one device answers.
+pub fn probe_cuda() -> Result<i32, String> {
+    type CuInit = unsafe extern "C" fn(u32) -> i32;
+    type CuDeviceGetCount = unsafe extern "C" fn(*mut i32) -> i32;
+    // SAFETY: loading the NVIDIA driver library runs its initialisers, which
+    // is what any CUDA program does; the symbols have the documented C ABI.
+    unsafe {
+        let lib = libloading::Library::new("libcuda.so.1")
+            .or_else(|_| libloading::Library::new("libcuda.so"))
+            .map_err(|e| format!("libcuda not loadable: {e}"))?;
+        let init: libloading::Symbol<CuInit> = lib.get(b"cuInit\0").map_err(|e| format!("cuInit missing: {e}"))?;
+        let count_fn: libloading::Symbol<CuDeviceGetCount> =
+            lib.get(b"cuDeviceGetCount\0").map_err(|e| format!("cuDeviceGetCount missing: {e}"))?;
+        let rc = init(0);
+        if rc != 0 {
+            return Err(format!("cuInit failed with CUresult {rc}"));
+        }
+        let mut n = 0i32;
+        let rc = count_fn(&mut n);
+        if rc != 0 {
+            return Err(format!("cuDeviceGetCount failed with CUresult {rc}"));
+        }
+        if n <= 0 {
+            return Err("driver loaded but no CUDA device present".into());
+        }
+        // Keep the library loaded for the life of the process: burn-cuda will
+        // load it again and unloading a driver library is never useful.
+        std::mem::forget(lib);
+        Ok(n)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolved {
+    Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda,
+}
+
+/// A resolved backend, created once per worker process.
+#[derive(Clone, Debug)]
+pub struct ScanEngine {
+    resolved: Resolved,
+    report: BackendReport,
+}
+
+impl ScanEngine {
+    /// Resolve `choice`: `cpu` always works; `cuda` fails with
+    /// `backend_unavailable` when built without the `cuda` feature or when
+    /// the driver probe fails; `auto` uses CUDA when the probe succeeds and
+    /// falls back to the CPU otherwise, saying why.
+    pub fn new(choice: BackendChoice) -> Result<Self, VisionError> {
+        let cpu = |reason: String, devices: i32| ScanEngine {
+            resolved: Resolved::Cpu,
+            report: BackendReport {
+                requested: choice,
+                used: <crate::Cpu as ScanBackend>::NAME.into(),
+                reason,
+                cuda_devices: devices,
+            },
+        };
+        match choice {
+            BackendChoice::Cpu => Ok(cpu("cpu requested".into(), 0)),
+            BackendChoice::Cuda | BackendChoice::Auto => {
+                #[cfg(not(feature = "cuda"))]
+                {
+                    if choice == BackendChoice::Cuda {
+                        return Err(VisionError::BackendUnavailable("built without cuda".into()));
+                    }
+                    Ok(cpu("auto: built without cuda; using cpu".into(), 0))
+                }
+                #[cfg(feature = "cuda")]
+                match probe_cuda() {
+                    Ok(n) => Ok(ScanEngine {
+                        resolved: Resolved::Cuda,
+                        report: BackendReport {
+                            requested: choice,
+                            used: "cuda".into(),
+                            reason: format!("{choice}: CUDA driver answered with {n} device(s)"),
+                            cuda_devices: n,
+                        },
+                    }),
+                    Err(why) if choice == BackendChoice::Cuda => Err(VisionError::BackendUnavailable(why)),
+                    Err(why) => Ok(cpu(format!("auto: {why}; using cpu"), 0)),
+                }
+            }
+        }
+    }
+
+    pub fn report(&self) -> &BackendReport {
+        &self.report
+    }
+
+    /// Run one `video_scan` on the resolved backend.
+    pub fn analyze(&self, path: &Path, opts: &ScanOptions) -> Result<VideoScanOutput, VisionError> {
+        match self.resolved {
+            Resolved::Cpu => analyze_video::<crate::Cpu>(path, opts, &Default::default()),
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda => {
+                analyze_video::<burn_cuda::Cuda<f32, i32>>(path, opts, &burn_cuda::CudaDevice::new(0))
+            }
+        }
+    }
+}

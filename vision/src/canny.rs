@@ -1,0 +1,120 @@
+//! Canny edge detector with OpenCV's exact semantics for 8-bit input
+//! (`Canny(img, edges, low, high, 3, L2gradient = false)`):
+//!
+//! - 3×3 Sobel with `BORDER_REPLICATE`, L1 magnitude `|dx| + |dy|`;
+//! - non-maximum suppression with OpenCV's fixed-point sector test
+//!   (tan 22.5° ≈ 13573 / 2^15) and its asymmetric `>` / `>=` comparisons,
+//!   magnitude outside the image = 0;
+//! - candidates above `low` are weak, above `high` strong; edges are weak
+//!   pixels 8-connected to a strong one (hysteresis).
+//!
+//! All arithmetic is on small integers held exactly in f32, so the result
+//! matches OpenCV bit for bit except where OpenCV's own stripe-parallel
+//! scheduling changes ties (it does not for the final edge set).
+
+use burn_tensor::{backend::Backend, module::max_pool2d, Tensor};
+
+use crate::backend::ScanBackend;
+use crate::primitives::{sobel, Border};
+use crate::primitives::pad2d;
+
+/// The pipeline's thresholds (DESIGN.md: Canny 15/60).
+pub const LOW: f32 = 15.0;
+pub const HIGH: f32 = 60.0;
+
+/// Weak (`m > low` and locally maximal) and strong (`m > high`) edge maps,
+/// as 0/1 float tensors `[N, 1, H, W]`.
+pub fn canny_candidates<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let [n, c, h, w] = gray.dims();
+    let (dx, dy) = sobel(gray, Border::Replicate);
+    let ax = dx.clone().abs();
+    let ay = dy.clone().abs();
+    let mag = ax.clone() + ay.clone();
+    let p = pad2d(mag.clone(), (1, 1, 1, 1), Border::Constant(0.0));
+    let at = |oy: usize, ox: usize| p.clone().slice([0..n, 0..c, oy..oy + h, ox..ox + w]);
+    let (left, right, up, down) = (at(1, 0), at(1, 2), at(0, 1), at(2, 1));
+    let (up_left, up_right, down_left, down_right) = (at(0, 0), at(0, 2), at(2, 0), at(2, 2));
+
+    // Sector test: y = |dy| << 15, tg22x = |dx| * 13573, tg67x = tg22x + (|dx| << 16).
+    // `y > tg67x` is rewritten as `2^15 (|dy| - 2|dx|) > 13573 |dx|` so that
+    // every term stays below 2^24 and is exact in f32.
+    let tg22x = ax.clone().mul_scalar(13573.0);
+    let horizontal = ay.clone().mul_scalar(32768.0).lower(tg22x.clone());
+    let vertical = (ay - ax.mul_scalar(2.0)).mul_scalar(32768.0).greater(tg22x);
+    let diagonal = horizontal.clone().bool_or(vertical.clone()).bool_not();
+    // OpenCV: s = (dx ^ dy) < 0 ? -1 : 1, compares mag[y-1][x-s] and mag[y+1][x+s].
+    let opposite = (dx * dy).lower_elem(0.0);
+
+    let m = mag;
+    let keep_h = m.clone().greater(left).bool_and(m.clone().greater_equal(right));
+    let keep_v = m.clone().greater(up).bool_and(m.clone().greater_equal(down));
+    let keep_same = m.clone().greater(up_left).bool_and(m.clone().greater(down_right));
+    let keep_opp = m.clone().greater(up_right).bool_and(m.clone().greater(down_left));
+    let keep_d = keep_same.bool_and(opposite.clone().bool_not()).bool_or(keep_opp.bool_and(opposite));
+    let is_max = horizontal
+        .bool_and(keep_h)
+        .bool_or(vertical.bool_and(keep_v))
+        .bool_or(diagonal.bool_and(keep_d));
+
+    let weak = is_max.clone().bool_and(m.clone().greater_elem(low.floor()));
+    let strong = is_max.bool_and(m.greater_elem(high.floor()));
+    (weak.float(), strong.float())
+}
+
+/// Portable hysteresis: grow the strong set by 3×3 dilation restricted to
+/// weak pixels until it stops changing. Runs on the device; the number of
+/// rounds is the longest weak chain, so the convergence check (a host
+/// read) is done every 8 rounds only.
+pub fn hysteresis_tensor<B: Backend>(weak: Tensor<B, 4>, strong: Tensor<B, 4>) -> Tensor<B, 4> {
+    let mut e = strong;
+    let mut last = -1.0f32;
+    loop {
+        for _ in 0..8 {
+            let p = pad2d(e, (1, 1, 1, 1), Border::Constant(0.0));
+            e = max_pool2d(p, [3, 3], [1, 1], [0, 0], [1, 1], false) * weak.clone();
+        }
+        let count: f32 = e.clone().sum().into_scalar().into();
+        if count == last {
+            return e;
+        }
+        last = count;
+    }
+}
+
+/// Host hysteresis (stack flood fill), the CPU backend's fast path.
+pub fn hysteresis_host(weak: &[f32], strong: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n * h * w];
+    let mut stack = Vec::new();
+    for f in 0..n {
+        let base = f * h * w;
+        for i in 0..h * w {
+            if strong[base + i] > 0.5 && out[base + i] == 0.0 {
+                out[base + i] = 1.0;
+                stack.push(i);
+                while let Some(j) = stack.pop() {
+                    let (y, x) = ((j / w) as isize, (j % w) as isize);
+                    for dy in -1..=1isize {
+                        for dx in -1..=1isize {
+                            let (yy, xx) = (y + dy, x + dx);
+                            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                continue;
+                            }
+                            let k = yy as usize * w + xx as usize;
+                            if weak[base + k] > 0.5 && out[base + k] == 0.0 {
+                                out[base + k] = 1.0;
+                                stack.push(k);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Canny edges as a 0/1 float tensor `[N, 1, H, W]` (255 in OpenCV).
+pub fn canny<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> Tensor<B, 4> {
+    let (weak, strong) = canny_candidates(gray, low, high);
+    B::hysteresis(weak, strong)
+}

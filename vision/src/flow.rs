@@ -1,0 +1,300 @@
+//! Farneback dense optical flow (`calcOpticalFlowFarneback`, no flags)
+//! as tensor code, following OpenCV's `optflowgf.cpp` step by step:
+//!
+//! 1. Pyramid: level `k` is the frame blurred with σ = (1/scale − 1)/2
+//!    (kernel `round(5σ)|1`, at least 3, so even level 0 gets a 3×3 blur)
+//!    then resized bilinearly to `round(size · scale)`.
+//! 2. Polynomial expansion (`FarnebackPolyExp`): separable correlations
+//!    with g, x·g, x²·g (replicated border) combined with the inverse of the
+//!    Gram matrix into 5 coefficients per pixel.
+//! 3. `FarnebackUpdateMatrices`: sample the second frame's coefficients at
+//!    the displaced position (bilinear), build the 2×2 system per pixel,
+//!    damped near the image border.
+//! 4. `FarnebackUpdateFlow_Blur`: box-blur the system over `winsize` and
+//!    solve. OpenCV interleaves the matrix update with the blur in row
+//!    stripes, but a matrix row is only rewritten after every blur window
+//!    that reads it has passed, so the whole-image order used here gives
+//!    the same result.
+//!
+//! OpenCV accumulates the blur and solve in f64; we stay in f32 (burn's
+//! float element), which is the main source of the residual difference.
+
+use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
+
+use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter, Border, Interpolation};
+
+/// Parameters of `calcOpticalFlowFarneback`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FarnebackParams {
+    pub pyr_scale: f64,
+    pub levels: usize,
+    pub winsize: usize,
+    pub iterations: usize,
+    pub poly_n: usize,
+    pub poly_sigma: f64,
+}
+
+impl Default for FarnebackParams {
+    /// DESIGN.md: pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5, poly_sigma 1.2.
+    fn default() -> Self {
+        Self { pyr_scale: 0.5, levels: 3, winsize: 15, iterations: 3, poly_n: 5, poly_sigma: 1.2 }
+    }
+}
+
+fn cv_round(v: f64) -> usize {
+    v.round_ties_even() as usize
+}
+
+/// Dense flow from `prev` to `next` (`[N, 1, H, W]`, 0..255) as `[N, 2, H, W]` (dx, dy).
+pub fn farneback<B: Backend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+    let [n, _, h, w] = prev.dims();
+    let device = prev.device();
+    const MIN_SIZE: f64 = 32.0;
+    let mut levels = 0;
+    let mut scale = 1.0;
+    while levels < p.levels {
+        scale *= p.pyr_scale;
+        if (w as f64) * scale < MIN_SIZE || (h as f64) * scale < MIN_SIZE {
+            break;
+        }
+        levels += 1;
+    }
+    let poly = PolyBasis::new(p.poly_n, p.poly_sigma);
+
+    let mut flow: Option<Tensor<B, 4>> = None;
+    for k in (0..=levels).rev() {
+        let scale = (0..k).fold(1.0, |s, _| s * p.pyr_scale);
+        let sigma = (1.0 / scale - 1.0) * 0.5;
+        let smooth = ((sigma * 5.0).round_ties_even() as usize | 1).max(3);
+        let (lw, lh) = (cv_round(w as f64 * scale), cv_round(h as f64 * scale));
+        let mut f = match flow.take() {
+            None => Tensor::<B, 4>::zeros([n, 2, lh, lw], &device),
+            Some(f) => resize(f, lw, lh, Interpolation::Linear).mul_scalar(1.0 / p.pyr_scale),
+        };
+        let expand = |img: Tensor<B, 4>| {
+            let blurred = gaussian_blur(img, smooth, sigma, Border::Reflect101);
+            poly.expand(resize(blurred, lw, lh, Interpolation::Linear))
+        };
+        let r0 = expand(prev.clone());
+        let r1 = expand(next.clone());
+        let border = border_weights::<B>(lw, lh, &device);
+        let mut m = update_matrices(&r0, &r1, &f, &border);
+        for i in 0..p.iterations {
+            f = update_flow(m.clone(), p.winsize);
+            if i + 1 < p.iterations {
+                m = update_matrices(&r0, &r1, &f, &border);
+            }
+        }
+        flow = Some(f);
+    }
+    flow.expect("at least one pyramid level")
+}
+
+/// Mean flow magnitude per frame pair: `[N]`.
+pub fn mean_magnitude<B: Backend>(flow: Tensor<B, 4>) -> Tensor<B, 1> {
+    let [n, _, h, w] = flow.dims();
+    let sq = flow.clone() * flow;
+    let mag = sq.sum_dim(1).sqrt();
+    mag.reshape([n, h * w]).mean_dim(1).reshape([n])
+}
+
+/// The polynomial-expansion filters and inverse Gram entries of
+/// `FarnebackPrepareGaussian`, with OpenCV's float/double mix.
+struct PolyBasis {
+    n: usize,
+    g: Vec<f32>,
+    xg: Vec<f32>,
+    xxg: Vec<f32>,
+    ig11: f64,
+    ig03: f64,
+    ig33: f64,
+    ig55: f64,
+}
+
+impl PolyBasis {
+    fn new(n: usize, sigma: f64) -> Self {
+        let sigma = if sigma < f32::EPSILON as f64 { n as f64 * 0.3 } else { sigma };
+        let ni = n as i32;
+        let mut g: Vec<f32> = (-ni..=ni).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+        let s: f64 = 1.0 / g.iter().map(|&v| v as f64).sum::<f64>();
+        for v in g.iter_mut() {
+            *v = (*v as f64 * s) as f32;
+        }
+        let xg: Vec<f32> = (-ni..=ni).map(|x| x as f32 * g[(x + ni) as usize]).collect();
+        let xxg: Vec<f32> = (-ni..=ni).map(|x| (x * x) as f32 * g[(x + ni) as usize]).collect();
+        let (mut g00, mut g11, mut g33, mut g55) = (0f64, 0f64, 0f64, 0f64);
+        for y in -ni..=ni {
+            for x in -ni..=ni {
+                let gg = g[(y + ni) as usize] * g[(x + ni) as usize];
+                let (xf, yf) = (x as f32, y as f32);
+                g00 += gg as f64;
+                g11 += (gg * xf * xf) as f64;
+                g33 += (gg * xf * xf * xf * xf) as f64;
+                g55 += (gg * xf * xf * yf * yf) as f64;
+            }
+        }
+        // The Gram matrix is diagonal except for the block {1, x², y²}:
+        // [[g00, g11, g11], [g11, g33, g55], [g11, g55, g33]].
+        let a = [[g00, g11, g11], [g11, g33, g55], [g11, g55, g33]];
+        let inv = invert3(a);
+        Self { n, g, xg, xxg, ig11: 1.0 / g11, ig03: inv[0][1], ig33: inv[1][1], ig55: 1.0 / g55 }
+    }
+
+    /// `FarnebackPolyExp`: `[N, 1, H, W]` → `[N, 5, H, W]` with OpenCV's channel
+    /// order (y, x, yy, xx, xy coefficients).
+    fn expand<B: Backend>(&self, img: Tensor<B, 4>) -> Tensor<B, 4> {
+        let device = img.device();
+        let k = 2 * self.n + 1;
+        let n = self.n;
+        // Vertical pass: three outputs (g, x·g, x²·g along y), replicated border.
+        let wv: Vec<f32> = [&self.g, &self.xg, &self.xxg].iter().flat_map(|v| v.iter().copied()).collect();
+        let wv = Tensor::<B, 4>::from_data(TensorData::new(wv, [3, 1, k, 1]), &device);
+        let v = conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+        // Horizontal pass straight into the 5 coefficients:
+        //   r0 = ig11·(g ⊗ v_xg)           (y)
+        //   r1 = ig11·(xg ⊗ v_g)           (x)
+        //   r2 = ig03·(g ⊗ v_g) + ig33·(g ⊗ v_xxg)   (yy)
+        //   r3 = ig03·(g ⊗ v_g) + ig33·(xxg ⊗ v_g)   (xx)
+        //   r4 = ig55·(xg ⊗ v_xg)          (xy)
+        let mut wh = vec![0f32; 5 * 3 * k];
+        let mut set = |o: usize, i: usize, taps: &[f32], s: f64| {
+            for (t, &v) in taps.iter().enumerate() {
+                wh[(o * 3 + i) * k + t] += (v as f64 * s) as f32;
+            }
+        };
+        set(0, 1, &self.g, self.ig11);
+        set(1, 0, &self.xg, self.ig11);
+        set(2, 0, &self.g, self.ig03);
+        set(2, 2, &self.g, self.ig33);
+        set(3, 0, &self.g, self.ig03);
+        set(3, 0, &self.xxg, self.ig33);
+        set(4, 1, &self.xg, self.ig55);
+        let wh = Tensor::<B, 4>::from_data(TensorData::new(wh, [5, 3, 1, k]), &device);
+        conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+    }
+}
+
+fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+        + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+    let mut r = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            let (r0, r1) = ([1, 0, 0][j], [2, 2, 1][j]);
+            let (c0, c1) = ([1, 0, 0][i], [2, 2, 1][i]);
+            let minor = a[r0][c0] * a[r1][c1] - a[r0][c1] * a[r1][c0];
+            let signed = if (i + j) % 2 == 0 { minor } else { -minor };
+            r[i][j] = signed / det;
+        }
+    }
+    r
+}
+
+/// OpenCV damps the system in the 5-pixel frame around the image.
+fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<B, 4> {
+    const BORDER: [f32; 5] = [0.14, 0.14, 0.4472, 0.8021, 0.9598];
+    let f = |i: usize, len: usize| {
+        let mut s = 1.0f32;
+        if i < 5 {
+            s *= BORDER[i];
+        }
+        if i + 5 >= len {
+            s *= BORDER[len - i - 1];
+        }
+        s
+    };
+    let mut v = vec![1f32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            if x < 5 || y < 5 || x + 5 >= w || y + 5 >= h {
+                v[y * w + x] = f(x, w) * f(y, h);
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [1, 1, h, w]), device)
+}
+
+fn channel<B: Backend>(t: &Tensor<B, 4>, c: usize) -> Tensor<B, 4> {
+    let [n, _, h, w] = t.dims();
+    t.clone().slice([0..n, c..c + 1, 0..h, 0..w])
+}
+
+/// `FarnebackUpdateMatrices` for the whole image.
+fn update_matrices<B: Backend>(r0: &Tensor<B, 4>, r1: &Tensor<B, 4>, flow: &Tensor<B, 4>, border: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, _, h, w] = flow.dims();
+    let device = flow.device();
+    let dx = channel(flow, 0);
+    let dy = channel(flow, 1);
+    let gx = Tensor::<B, 1>::from_data(TensorData::new((0..w).map(|v| v as f32).collect::<Vec<_>>(), [w]), &device)
+        .reshape([1, 1, 1, w]);
+    let gy = Tensor::<B, 1>::from_data(TensorData::new((0..h).map(|v| v as f32).collect::<Vec<_>>(), [h]), &device)
+        .reshape([1, 1, h, 1]);
+    let fx = dx.clone() + gx;
+    let fy = dy.clone() + gy;
+    let x1 = fx.clone().floor();
+    let y1 = fy.clone().floor();
+    let ax = fx - x1.clone();
+    let ay = fy - y1.clone();
+    let valid = x1
+        .clone()
+        .greater_equal_elem(0.0)
+        .bool_and(x1.clone().lower_elem((w - 1) as f32))
+        .bool_and(y1.clone().greater_equal_elem(0.0))
+        .bool_and(y1.clone().lower_elem((h - 1) as f32))
+        .float();
+    let idx = (y1.clamp(0.0, (h - 2) as f32) * (w as f32) + x1.clamp(0.0, (w - 2) as f32))
+        .int()
+        .reshape([n, 1, h * w])
+        .expand([n, 5, h * w]);
+    let r1f = r1.clone().reshape([n, 5, h * w]);
+    let at = |off: i64| r1f.clone().gather(2, idx.clone().add_scalar(off)).reshape([n, 5, h, w]);
+    let one_ax = ax.clone().neg().add_scalar(1.0);
+    let one_ay = ay.clone().neg().add_scalar(1.0);
+    let interp = at(0) * (one_ax.clone() * one_ay.clone())
+        + at(1) * (ax.clone() * one_ay)
+        + at(w as i64) * (one_ax * ay.clone())
+        + at(w as i64 + 1) * (ax * ay);
+
+    let c0 = |c: usize| channel(r0, c);
+    let c1 = |c: usize| channel(&interp, c);
+    let invalid = valid.clone().neg().add_scalar(1.0);
+    let r2 = valid.clone() * c1(0);
+    let r3 = valid.clone() * c1(1);
+    let r4 = valid.clone() * (c0(2) + c1(2)).mul_scalar(0.5) + invalid.clone() * c0(2);
+    let r5 = valid.clone() * (c0(3) + c1(3)).mul_scalar(0.5) + invalid.clone() * c0(3);
+    let r6 = valid * (c0(4) + c1(4)).mul_scalar(0.25) + invalid * c0(4).mul_scalar(0.5);
+    let r2 = (c0(0) - r2).mul_scalar(0.5) + r4.clone() * dy.clone() + r6.clone() * dx.clone();
+    let r3 = (c0(1) - r3).mul_scalar(0.5) + r6.clone() * dy + r5.clone() * dx;
+    let (r2, r3, r4, r5, r6) = (
+        r2 * border.clone(),
+        r3 * border.clone(),
+        r4 * border.clone(),
+        r5 * border.clone(),
+        r6 * border.clone(),
+    );
+    Tensor::cat(
+        vec![
+            r4.clone() * r4.clone() + r6.clone() * r6.clone(),
+            (r4.clone() + r5.clone()) * r6.clone(),
+            r5.clone() * r5.clone() + r6.clone() * r6.clone(),
+            r4 * r2.clone() + r6.clone() * r3.clone(),
+            r6 * r2 + r5 * r3,
+        ],
+        1,
+    )
+}
+
+/// `FarnebackUpdateFlow_Blur`: box-blur the per-pixel systems and solve.
+fn update_flow<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
+    let k = vec![1.0 / winsize as f32; winsize];
+    let b = sep_filter(m, &k, &k, Border::Replicate);
+    let g11 = channel(&b, 0);
+    let g12 = channel(&b, 1);
+    let g22 = channel(&b, 2);
+    let h1 = channel(&b, 3);
+    let h2 = channel(&b, 4);
+    let idet = (g11.clone() * g22.clone() - g12.clone() * g12.clone()).add_scalar(1e-3).recip();
+    let fx = (g11 * h2.clone() - g12.clone() * h1.clone()) * idet.clone();
+    let fy = (g22 * h1 - g12 * h2) * idet;
+    Tensor::cat(vec![fx, fy], 1)
+}

@@ -1,0 +1,31 @@
+//! The scan pipeline, generic over burn's `Backend` (see DESIGN.md "Scan kinds").
+//!
+//! Frames live on the device as `[N, 1, H, W]` f32 tensors holding 0..=255
+//! intensities; every primitive keeps OpenCV's semantics (border modes,
+//! rounding, thresholds) so that the OpenCV oracle tests can compare
+//! pixel for pixel.
+//!
+//! Modules:
+//! - [`primitives`]: grayscale, resize, separable filters, Sobel, Laplacian,
+//!   morphology, connected components.
+//! - [`canny`]: Canny edge detector (L1 gradient, OpenCV NMS, 8-connected hysteresis).
+//! - [`flow`]: Farneback dense optical flow.
+//! - [`synth`]: synthetic scan generator with ground truth.
+//! - [`pipeline`]: the `video_scan` pipeline.
+//! - [`backend`]: backend selection at the edge (cpu | cuda | auto).
+
+pub mod backend;
+pub mod canny;
+pub mod error;
+pub mod flow;
+pub mod frames;
+pub mod pipeline;
+pub mod primitives;
+pub mod synth;
+
+pub use backend::{BackendChoice, BackendReport, ScanBackend};
+pub use error::VisionError;
+pub use pipeline::{analyze_video, ScanOptions, VideoScanOutput};
+
+/// The CPU backend used by CPU workers.
+pub type Cpu = burn_ndarray::NdArray<f32>;

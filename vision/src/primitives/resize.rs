@@ -1,0 +1,118 @@
+//! `cv::resize` with `INTER_LINEAR` and `INTER_AREA` semantics.
+//!
+//! Both are separable: each output row/column is a weighted sum of a few
+//! input rows/columns. The weights and indices are computed on the host
+//! exactly like OpenCV computes its tables, and applied on the device as
+//! `select` + multiply-add (a K-tap gather), which is cheaper than a dense
+//! resampling matmul.
+
+use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interpolation {
+    /// `INTER_LINEAR` (half-pixel centres, clamped at the border).
+    Linear,
+    /// `INTER_AREA` (pixel-area averaging; for upscaling OpenCV falls back to
+    /// a bilinear variant, we use `Linear`).
+    Area,
+}
+
+/// Resize `[N, C, H, W]` to `[N, C, out_h, out_w]`.
+pub fn resize<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
+    let [_, _, h, w] = x.dims();
+    if (w, h) == (out_w, out_h) {
+        return x;
+    }
+    let x = if w != out_w { resample_axis(x, 3, &taps(w, out_w, interp)) } else { x };
+    if h != out_h { resample_axis(x, 2, &taps(h, out_h, interp)) } else { x }
+}
+
+/// Per-output taps: `taps[k] = (source index, weight)` for every output position.
+type Taps = Vec<(Vec<i64>, Vec<f32>)>;
+
+fn taps(src: usize, dst: usize, interp: Interpolation) -> Taps {
+    match interp {
+        Interpolation::Area if dst < src => area_taps(src, dst),
+        _ => linear_taps(src, dst),
+    }
+}
+
+/// OpenCV `resize` INTER_LINEAR coefficient table (`fx = (dx + 0.5) * scale - 0.5`,
+/// clamped to the first/last pixel with weight 0 beyond).
+fn linear_taps(src: usize, dst: usize) -> Taps {
+    let scale = src as f64 / dst as f64;
+    let mut i0 = Vec::with_capacity(dst);
+    let mut i1 = Vec::with_capacity(dst);
+    let mut w0 = Vec::with_capacity(dst);
+    let mut w1 = Vec::with_capacity(dst);
+    for dx in 0..dst {
+        let mut fx = ((dx as f64 + 0.5) * scale - 0.5) as f32;
+        let mut sx = fx.floor() as i64;
+        fx -= sx as f32;
+        if sx < 0 {
+            fx = 0.0;
+            sx = 0;
+        }
+        if sx >= src as i64 - 1 {
+            fx = 0.0;
+            sx = src as i64 - 1;
+        }
+        i0.push(sx);
+        i1.push((sx + 1).min(src as i64 - 1));
+        w0.push(1.0 - fx);
+        w1.push(fx);
+    }
+    vec![(i0, w0), (i1, w1)]
+}
+
+/// OpenCV `computeResizeAreaTab`: each output cell averages the source
+/// cells it overlaps, partial cells weighted by their overlap.
+fn area_taps(src: usize, dst: usize) -> Taps {
+    let scale = src as f64 / dst as f64;
+    let per_out: Vec<Vec<(i64, f32)>> = (0..dst)
+        .map(|dx| {
+            let fsx1 = dx as f64 * scale;
+            let fsx2 = fsx1 + scale;
+            let cell = scale.min(src as f64 - fsx1);
+            let sx1 = fsx1.ceil() as i64;
+            let sx2 = (fsx2.floor() as i64).min(src as i64);
+            let mut t = Vec::new();
+            if sx1 as f64 - fsx1 > 1e-3 {
+                t.push((sx1 - 1, ((sx1 as f64 - fsx1) / cell) as f32));
+            }
+            for sx in sx1..sx2 {
+                t.push((sx, (1.0 / cell) as f32));
+            }
+            if fsx2 - sx2 as f64 > 1e-3 && (sx2 as usize) < src {
+                t.push((sx2, ((fsx2 - sx2 as f64).min(1.0).min(cell) / cell) as f32));
+            }
+            t
+        })
+        .collect();
+    let k = per_out.iter().map(Vec::len).max().unwrap_or(1);
+    (0..k)
+        .map(|j| {
+            // Pad short tap lists with a zero-weight tap on a valid index.
+            let idx = per_out.iter().map(|t| t.get(j).map_or(t[0].0, |p| p.0)).collect();
+            let w = per_out.iter().map(|t| t.get(j).map_or(0.0, |p| p.1)).collect();
+            (idx, w)
+        })
+        .collect()
+}
+
+fn resample_axis<B: Backend>(x: Tensor<B, 4>, axis: usize, taps: &Taps) -> Tensor<B, 4> {
+    let device = x.device();
+    let out = taps[0].0.len();
+    let wshape = if axis == 3 { [1, 1, 1, out] } else { [1, 1, out, 1] };
+    let mut acc: Option<Tensor<B, 4>> = None;
+    for (idx, w) in taps {
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.clone(), [out]), &device);
+        let w = Tensor::<B, 4>::from_data(TensorData::new(w.clone(), wshape), &device);
+        let term = x.clone().select(axis, idx) * w;
+        acc = Some(match acc {
+            Some(a) => a + term,
+            None => term,
+        });
+    }
+    acc.expect("at least one tap")
+}

@@ -1,0 +1,134 @@
+//! The `video_scan` pipeline end to end on synthetic scans with ground truth,
+//! and its handling of bad input.
+
+use std::path::Path;
+
+use opencv::{core::{Mat, Scalar, Size, CV_8UC3}, imgcodecs, prelude::*, videoio};
+use vision::{
+    pipeline::{Defect, ScanOptions},
+    synth::{self, GroundTruth, SynthSpec},
+    analyze_video, BackendChoice, Cpu, VisionError,
+};
+
+fn overlaps(a: &[f64; 4], b: &[f64; 4], e: f64) -> bool {
+    a[0] - e < b[2] && b[0] - e < a[2] && a[1] - e < b[3] && b[1] - e < a[3]
+}
+
+/// (recall, precision) of typed defects against ground truth.
+fn match_defects(gt: &GroundTruth, found: &[Defect]) -> (f64, f64) {
+    let e = 0.01;
+    let hit_gt = gt.defects.iter().filter(|g| found.iter().any(|d| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))).count();
+    let hit_found = found.iter().filter(|d| gt.defects.iter().any(|g| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))).count();
+    (hit_gt as f64 / gt.defects.len().max(1) as f64, hit_found as f64 / found.len().max(1) as f64)
+}
+
+#[test]
+fn synthetic_scans_meet_accuracy_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut gt_total, mut gt_hit, mut found_total, mut found_hit) = (0usize, 0.0, 0usize, 0.0);
+    let mut worst_centering: f64 = 0.0;
+    for seed in [7u64, 11, 23] {
+        let spec = SynthSpec { seed, centering_lr: 0.5 + 0.04 * (seed % 5) as f64, ..SynthSpec::default() };
+        let gt = synth::generate(&spec, &dir.path().join(seed.to_string())).unwrap();
+        let out = analyze_video::<Cpu>(&gt.video, &ScanOptions::default(), &Default::default()).unwrap();
+        let r = &out.report;
+        let scores = r.scores.as_ref().expect("item found");
+        let (recall, precision) = match_defects(&gt, &r.defects);
+        let c_err = (scores.centering_lr - gt.centering_lr).abs().max((scores.centering_tb - gt.centering_tb).abs());
+        worst_centering = worst_centering.max(c_err);
+        println!(
+            "seed {seed}: recall {recall:.3} precision {precision:.3} centering lr {:.4} (gt {:.4}) tb {:.4} (gt {:.4}) golden {:?} grade {} timings {:?}",
+            scores.centering_lr, gt.centering_lr, scores.centering_tb, gt.centering_tb,
+            r.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>(), scores.overall,
+            r.timings_ms.iter().map(|t| format!("{}={:.0}", t.stage, t.ms)).collect::<Vec<_>>()
+        );
+        for d in &r.defects {
+            println!("  found {:?} {:?} {:.3?} sev {:.2}", d.kind, d.location, d.bbox, d.severity);
+        }
+        for g in &gt.defects {
+            println!("  truth {:?} {:.3?}", g.kind, g.bbox);
+        }
+        for g in &r.golden_frames {
+            assert!(!gt.blurred_frames.contains(&(g.index as u32)), "seed {seed}: golden frame {} is blurred", g.index);
+        }
+        assert_eq!(r.frames_processed, spec.frames as usize);
+        assert!(!out.artifacts.defect_mask_png.is_empty() && out.artifacts.golden_jpegs.len() == r.golden_frames.len());
+        assert!(r.timings_ms.iter().any(|t| t.stage == "flow"));
+        assert!((1.0..=10.0).contains(&scores.overall));
+        gt_total += gt.defects.len();
+        gt_hit += recall * gt.defects.len() as f64;
+        found_total += r.defects.len();
+        found_hit += precision * r.defects.len() as f64;
+    }
+    let (recall, precision) = (gt_hit / gt_total as f64, found_hit / found_total.max(1) as f64);
+    println!("overall recall {recall:.3} precision {precision:.3} worst centering error {worst_centering:.4}");
+    assert!(recall >= 0.95, "recall {recall}");
+    assert!(precision >= 0.95, "precision {precision}");
+    assert!(worst_centering <= 0.01, "centering error {worst_centering}");
+}
+
+fn expect_code(path: &Path, code: &str) {
+    let err = analyze_video::<Cpu>(path, &ScanOptions::default(), &Default::default()).expect_err("bad input must fail");
+    assert_eq!(err.code(), code, "{path:?}: {err}");
+    assert!(err.is_bad_input());
+}
+
+#[test]
+fn bad_inputs_fail_with_a_code() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a video at all.
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, b"this is not a video, just some text\n".repeat(50)).unwrap();
+    expect_code(&text, "input_not_video");
+    // Missing file.
+    expect_code(&dir.path().join("missing.avi"), "input_not_video");
+    // An image where a video is expected.
+    let img = Mat::new_rows_cols_with_default(64, 64, CV_8UC3, Scalar::all(128.0)).unwrap();
+    let png = dir.path().join("frame.png");
+    imgcodecs::imwrite_def(png.to_str().unwrap(), &img).unwrap();
+    expect_code(&png, "input_not_video");
+    let jpg = dir.path().join("frame.avi");
+    let mut buf = opencv::core::Vector::<u8>::new();
+    imgcodecs::imencode_def(".jpg", &img, &mut buf).unwrap();
+    std::fs::write(&jpg, buf.to_vec()).unwrap();
+    expect_code(&jpg, "input_not_video");
+    // A zero-frame video.
+    let empty = dir.path().join("empty.avi");
+    {
+        let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+        let mut w = videoio::VideoWriter::new(empty.to_str().unwrap(), fourcc, 10.0, Size::new(64, 64), true).unwrap();
+        assert!(w.is_opened().unwrap());
+        w.release().unwrap();
+    }
+    expect_code(&empty, "input_empty");
+    // A truncated video: the first 60 % of a good one.
+    let gt = synth::generate(&SynthSpec { width: 320, height: 240, frames: 10, ..SynthSpec::small() }, &dir.path().join("good")).unwrap();
+    let bytes = std::fs::read(&gt.video).unwrap();
+    let cut = dir.path().join("cut.avi");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    expect_code(&cut, "input_truncated");
+    // Too large.
+    let err = analyze_video::<Cpu>(&gt.video, &ScanOptions { max_frames: 3, ..ScanOptions::default() }, &Default::default()).unwrap_err();
+    assert_eq!(err.code(), "input_too_large");
+}
+
+#[test]
+fn backend_choice_is_resolved_at_the_edge() {
+    let engine = vision::backend::ScanEngine::new(BackendChoice::Cpu).unwrap();
+    assert_eq!(engine.report().used, "cpu-ndarray");
+    let auto = vision::backend::ScanEngine::new(BackendChoice::Auto).unwrap();
+    // This machine has no NVIDIA driver: auto must fall back and say why.
+    if vision::backend::probe_cuda().is_err() {
+        assert_eq!(auto.report().used, "cpu-ndarray");
+        assert!(auto.report().reason.contains("cpu"), "{}", auto.report().reason);
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let err = vision::backend::ScanEngine::new(BackendChoice::Cuda).unwrap_err();
+        assert_eq!(err.code(), "backend_unavailable");
+        assert!(err.to_string().contains("built without cuda"));
+        assert!(!err.is_bad_input());
+    }
+    assert_eq!("auto".parse::<BackendChoice>().unwrap(), BackendChoice::Auto);
+    let _ = VisionError::InputEmpty;
+}

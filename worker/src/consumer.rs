@@ -1,0 +1,284 @@
+//! Consuming scans from RabbitMQ.
+//!
+//! Per delivery: claim the scan in Postgres (guarded update), run it with a
+//! heartbeat, write the outcome in one transaction, then ack. Because the ack
+//! comes after the commit, a crash anywhere before it redelivers the message,
+//! and the claim sees a finished scan and acks without rework: at-least-once
+//! delivery, exactly one result.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::FieldTable;
+use protocol::backoff::Backoff;
+use protocol::db::{self, Claim};
+use protocol::topology::{self, Topology};
+use protocol::{Route, RouteReason, ScanJob, ScanMessage};
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::jobs::{self, JobContext, JobError};
+use crate::metrics::WorkerMetrics;
+
+/// What a consumer needs, shared by its job tasks.
+pub struct Consumer {
+    pub pool: PgPool,
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub route: Route,
+    pub max_concurrent_jobs: u16,
+    pub shutdown_grace: std::time::Duration,
+    pub heartbeat_interval: std::time::Duration,
+    pub job_context: JobContext,
+    pub metrics: WorkerMetrics,
+}
+
+/// What to tell the broker about a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// Done with it (finished, failed for good, or nothing to do).
+    Ack,
+    /// Hand it back for another attempt (counts towards the delivery limit).
+    Requeue,
+}
+
+impl Consumer {
+    /// Consumes until `shutdown` fires, reconnecting after broker failures.
+    /// On shutdown: stop taking work, give in-flight scans `shutdown_grace`
+    /// to finish, then close the connection so the broker requeues the rest.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        let permits = Arc::new(Semaphore::new(self.max_concurrent_jobs as usize));
+        let queue = topology::queue_name(self.route);
+        while !shutdown.is_cancelled() {
+            let session = async {
+                let connection = topology::connect(&self.amqp_url, &format!("scanfleet-worker {}", self.job_context.worker_name)).await?;
+                let channel = topology::consumer_channel(&connection, self.max_concurrent_jobs).await?;
+                self.topology.declare(&channel).await?;
+                let deliveries = channel
+                    .basic_consume(queue, &self.job_context.worker_name, BasicConsumeOptions::default(), FieldTable::default())
+                    .await?;
+                Ok::<_, lapin::Error>((connection, channel, deliveries))
+            };
+            let (connection, channel, mut deliveries) = match session.await {
+                Ok(session) => session,
+                Err(error) => {
+                    tracing::warn!(%error, queue, "cannot consume; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(queue, "consuming");
+            self.metrics.consumer_connected.set(1);
+            backoff.reset();
+            let mut jobs = JoinSet::new();
+            let stopped = loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break true,
+                    Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+                    delivery = deliveries.next() => match delivery {
+                        Some(Ok(delivery)) => {
+                            let permit = permits.clone().acquire_owned().await.expect("semaphore never closed");
+                            let consumer = self.clone();
+                            jobs.spawn(async move {
+                                consumer.handle(delivery).await;
+                                drop(permit);
+                            });
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, "consumer failed; reconnecting");
+                            break false;
+                        }
+                        None => {
+                            tracing::warn!("consumer cancelled by the broker; reconnecting");
+                            break false;
+                        }
+                    }
+                }
+            };
+            self.metrics.consumer_connected.set(0);
+            if stopped {
+                let _ = channel.basic_cancel(&self.job_context.worker_name, BasicCancelOptions::default()).await;
+                let in_flight = jobs.len();
+                tracing::info!(in_flight, grace = ?self.shutdown_grace, "stopping: finishing in-flight scans");
+                let drained = tokio::time::timeout(self.shutdown_grace, async {
+                    while jobs.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::warn!(left = jobs.len(), "grace period over; unfinished scans go back to the queue");
+                    jobs.abort_all();
+                }
+            } else {
+                // Their acks cannot reach the broker any more; it redelivers them.
+                jobs.abort_all();
+            }
+            let _ = connection.close(200, "worker stopping").await;
+        }
+        tracing::info!("consumer stopped");
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let message = match ScanMessage::decode(&delivery.data) {
+            Ok(message) => message,
+            Err(error) => {
+                // A poison message: no redelivery can fix it. Rejecting without
+                // requeue dead-letters it, and the consumer keeps going.
+                tracing::error!(%error, "rejecting undecodable message");
+                self.metrics.scans_finished.with_label_values(&["unknown", self.route.as_str(), "undecodable"]).inc();
+                if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+                    tracing::warn!(%error, "reject failed");
+                }
+                return;
+            }
+        };
+        let job = message.job();
+        let span = tracing::info_span!("scan", scan_id = %job.scan_id, tenant_id = %job.tenant_id, kind = job.kind.as_str());
+        let disposition = self.process(job, &delivery).instrument(span.clone()).await;
+        let _entered = span.enter();
+        let settled = match disposition {
+            Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+            Disposition::Requeue => {
+                delivery
+                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                    .await
+            }
+        };
+        if let Err(error) = settled {
+            // The broker will redeliver; the claim makes that harmless.
+            tracing::warn!(%error, ?disposition, "could not settle delivery");
+        }
+    }
+
+    async fn process(&self, job: &ScanJob, delivery: &Delivery) -> Disposition {
+        let previous_deliveries = topology::previous_deliveries(&delivery.properties);
+        let fallback = self.fallback_reason(delivery);
+        let claim = db::claim_scan(
+            &self.pool,
+            job.scan_id,
+            &self.job_context.worker_name,
+            self.job_context.backend.name,
+            fallback.map(|reason| (self.route, reason)),
+        )
+        .await;
+        let attempt = match claim {
+            Ok(Claim::Running { attempt }) => attempt,
+            Ok(Claim::AlreadyFinished(status)) => {
+                tracing::info!(status = status.as_str(), "scan already finished; skipping");
+                return Disposition::Ack;
+            }
+            Ok(Claim::Missing) => {
+                tracing::warn!("scan not found; dropping its message");
+                return Disposition::Ack;
+            }
+            Err(error) => return self.database_unavailable(error).await,
+        };
+        tracing::info!(attempt, previous_deliveries, "scan started");
+        self.metrics.in_flight.inc();
+        let started = Instant::now();
+        let outcome = {
+            let heartbeat = self.spawn_heartbeat(job.scan_id);
+            let outcome = jobs::run(job, &self.job_context, attempt).await;
+            heartbeat.abort();
+            outcome
+        };
+        self.metrics.in_flight.dec();
+        let kind = job.kind.as_str();
+        self.metrics
+            .processing_seconds
+            .with_label_values(&[kind, self.route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+
+        let recorded = match &outcome {
+            Ok(result) => self.write_success(job.scan_id, result).await,
+            Err(JobError::BadInput { code, message }) => {
+                tracing::warn!(code, %message, "scan failed: bad input");
+                self.write_failure(job.scan_id, code, message).await
+            }
+            Err(JobError::Transient(message)) => {
+                if previous_deliveries + 1 < self.topology.delivery_limit {
+                    tracing::warn!(%message, "transient failure; requeueing");
+                    self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), "retried"]).inc();
+                    return Disposition::Requeue;
+                }
+                tracing::error!(%message, "transient failure on the last allowed delivery; failing the scan");
+                let message = format!("gave up after {} deliveries: {message}", previous_deliveries + 1);
+                self.write_failure(job.scan_id, "retries_exhausted", &message).await
+            }
+        };
+        match recorded {
+            Ok(wrote) => {
+                let outcome_label = match (&outcome, wrote) {
+                    (_, false) => "duplicate",
+                    (Ok(_), true) => "succeeded",
+                    (Err(_), true) => "failed",
+                };
+                tracing::info!(outcome = outcome_label, elapsed_ms = started.elapsed().as_millis() as u64, "scan finished");
+                self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), outcome_label]).inc();
+                Disposition::Ack
+            }
+            Err(error) => self.database_unavailable(error).await,
+        }
+    }
+
+    /// Commits a result; true if this write finished the scan.
+    async fn write_success(&self, scan_id: uuid::Uuid, result: &serde_json::Value) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let wrote = db::record_success(&mut tx, scan_id, result).await?;
+        tx.commit().await?;
+        Ok(wrote)
+    }
+
+    /// Commits a failure; true if this write finished the scan.
+    async fn write_failure(&self, scan_id: uuid::Uuid, code: &str, message: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let wrote = db::record_failure(&mut tx, scan_id, code, message).await?;
+        tx.commit().await?;
+        Ok(wrote)
+    }
+
+    /// The database is unreachable: hand the message back after a pause, so
+    /// an outage does not spin through the delivery limit in milliseconds.
+    async fn database_unavailable(&self, error: sqlx::Error) -> Disposition {
+        tracing::warn!(%error, "database unavailable; requeueing the scan");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Disposition::Requeue
+    }
+
+    /// A message on the CPU queue that was dead-lettered off the GPU queue
+    /// fell back: by timeout (no GPU worker took it) or by GPU failures.
+    fn fallback_reason(&self, delivery: &Delivery) -> Option<RouteReason> {
+        let (queue, reason) = topology::first_death(&delivery.properties)?;
+        (queue == topology::queue_name(Route::Gpu)).then(|| {
+            tracing::warn!(%reason, "scan fell back from the GPU queue");
+            if reason == "expired" {
+                RouteReason::GpuTimeoutFallback
+            } else {
+                RouteReason::GpuFailureFallback
+            }
+        })
+    }
+
+    fn spawn_heartbeat(&self, scan_id: uuid::Uuid) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        let interval = self.heartbeat_interval;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await; // the claim was the first beat
+            loop {
+                ticks.tick().await;
+                if let Err(error) = db::heartbeat(&pool, scan_id).await {
+                    tracing::warn!(%scan_id, %error, "heartbeat failed");
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! The ScanFleet worker: consumes scans from `scans.cpu` or `scans.gpu`, runs
+//! them on the backend chosen at start-up, and records results in Postgres.
+//! See DESIGN.md ("Work").
+
+pub mod backend;
+pub mod config;
+pub mod consumer;
+pub mod jobs;
+pub mod metrics;
+pub mod startup;

@@ -9,6 +9,10 @@ use protocol::Tier;
 use serde_json::{json, Value};
 use worker::config::QueueChoice;
 
+fn mandatory() -> BasicPublishOptions {
+    BasicPublishOptions { mandatory: true, ..Default::default() }
+}
+
 fn probe() -> Value {
     json!({ "kind": "probe" })
 }
@@ -385,12 +389,13 @@ async fn a_scan_on_a_killed_worker_is_finished_by_another_with_one_result() {
         .expect("worker binary starts");
     let scan_id = api.submit(json!({"kind": "probe", "params": {"hold_ms": 4_000}})).await;
     wait_for("the doomed worker to start the scan", || async {
-        let worker: Option<String> = sqlx::query_scalar("SELECT worker FROM scans WHERE id = $1::uuid AND status = 'running'")
-            .bind(&scan_id)
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-        (worker.as_deref() == Some("doomed")).then_some(())
+        let worker: Option<Option<String>> =
+            sqlx::query_scalar("SELECT worker FROM scans WHERE id = $1::uuid AND status = 'running'")
+                .bind(&scan_id)
+                .fetch_optional(&env.pool)
+                .await
+                .unwrap();
+        (worker.flatten().as_deref() == Some("doomed")).then_some(())
     })
     .await;
     doomed.start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL on unix
@@ -419,8 +424,9 @@ async fn poison_messages_are_dead_lettered_and_consumption_goes_on() {
 
     let connection = protocol::topology::connect(&env.amqp_url, "test-poisoner").await.unwrap();
     let channel = protocol::topology::confirm_channel(&connection).await.unwrap();
+    env.service_config().topology().declare(&channel).await.unwrap();
     channel
-        .basic_publish("scans", "cpu", BasicPublishOptions::default(), b"\x00 definitely not json", Default::default())
+        .basic_publish("scans", "cpu", mandatory(), b"\x00 definitely not json", Default::default())
         .await
         .unwrap()
         .await
@@ -429,12 +435,12 @@ async fn poison_messages_are_dead_lettered_and_consumption_goes_on() {
     wait_for_status(&env, &after, "succeeded").await;
     let metrics = wait_for("the dead-letter watcher to count the poison message", || async {
         let text = reqwest::get(format!("{}/metrics", dispatcher.base_url)).await.unwrap().text().await.unwrap();
-        text.contains("scanfleet_scans_dead_lettered_total{reason=\"rejected\"} 1").then_some(text)
+        text.contains("scanfleet_scans_dead_lettered_total{reason=\"undecodable\"} 1").then_some(text)
     })
     .await;
     assert!(metrics.contains("scanfleet_outbox_published_total 1"));
     let worker_metrics = reqwest::get(format!("{}/metrics", worker.metrics_url)).await.unwrap().text().await.unwrap();
-    assert!(worker_metrics.contains("outcome=\"undecodable\"} 1"), "{worker_metrics}");
+    assert!(worker_metrics.contains("kind=\"unknown\",outcome=\"undecodable\",route=\"cpu\"} 1"), "{worker_metrics}");
 
     connection.close(200, "done").await.unwrap();
     worker.stop().await;
@@ -456,8 +462,9 @@ async fn a_dead_lettered_scan_is_marked_failed() {
 
     let connection = protocol::topology::connect(&env.amqp_url, "test").await.unwrap();
     let channel = protocol::topology::confirm_channel(&connection).await.unwrap();
+    env.service_config().topology().declare(&channel).await.unwrap();
     channel
-        .basic_publish("scans.dlx", "dead", BasicPublishOptions::default(), payload.to_string().as_bytes(), Default::default())
+        .basic_publish("scans.dlx", "dead", mandatory(), payload.to_string().as_bytes(), Default::default())
         .await
         .unwrap()
         .await

@@ -1,0 +1,74 @@
+# Shared by scripts/test and scripts/demo: idempotent machine set-up.
+# Sourced, not run.
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanfleet-target}"
+SCANFLEET_VENV="${SCANFLEET_VENV:-$HOME/.cache/scanfleet-venv}"
+
+APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
+PIP_PACKAGES=(standardwebhooks==1.0.0 celery==5.4.0)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_system_packages() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install_python_tools() {
+  if [ ! -x "$SCANFLEET_VENV/bin/python" ]; then
+    log "creating Python venv $SCANFLEET_VENV"
+    python3 -m venv "$SCANFLEET_VENV"
+  fi
+  if ! "$SCANFLEET_VENV/bin/pip" -q freeze 2>/dev/null | grep -qi '^standardwebhooks=='; then
+    log "installing Python tools: ${PIP_PACKAGES[*]}"
+    "$SCANFLEET_VENV/bin/pip" install -q "${PIP_PACKAGES[@]}"
+  fi
+  export PATH="$SCANFLEET_VENV/bin:$PATH"
+}
+
+ensure_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    for _ in $(seq 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+}
+
+rabbit_api_up() { curl -sf -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null; }
+
+ensure_rabbitmq() {
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+    log "starting RabbitMQ"
+    as_root rabbitmq-server -detached
+    for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 1; done
+  fi
+  # The management API gives per-test vhosts and unacked counts (KEDA uses it too).
+  if ! rabbit_api_up; then
+    log "enabling the RabbitMQ management plugin"
+    as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
+    for _ in $(seq 120); do rabbit_api_up && break; sleep 1; done
+  fi
+  rabbit_api_up || { echo "RabbitMQ management API is not reachable on 127.0.0.1:15672" >&2; exit 1; }
+}
+
+# Databases and vhosts of earlier test runs that did not clean up (a test
+# that fails skips its cleanup).
+sweep_test_leftovers() {
+  local db vhost
+  for db in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'sf\_test\_%'"); do
+    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  done
+  for vhost in $(curl -sf -u guest:guest http://127.0.0.1:15672/api/vhosts | python3 -c 'import json,sys; print(" ".join(v["name"] for v in json.load(sys.stdin) if v["name"].startswith("sf_test_")))'); do
+    curl -sf -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/$vhost" >/dev/null || true
+  done
+}

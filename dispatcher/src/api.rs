@@ -10,15 +10,15 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::{scans, uploads};
+use crate::{admin, scans, uploads};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ScanFleet", description = "Submit computer-vision scans of collectibles; get a signed webhook when they finish."),
-    paths(scans::submit, scans::get, scans::list, scans::cancel, uploads::create),
+    paths(scans::submit, scans::get, scans::list, scans::cancel, uploads::create, admin::get_routing, admin::put_routing),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth),
-    tags((name = "scans"), (name = "uploads"))
+    tags((name = "scans"), (name = "uploads"), (name = "admin"))
 )]
 pub struct ApiDoc;
 
@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/uploads",
             post(uploads::create).layer(DefaultBodyLimit::max(max_upload)),
         )
+        .route("/v1/admin/routing", get(admin::get_routing).put(admin::put_routing))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

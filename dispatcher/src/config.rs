@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use protocol::config::{parse_duration, ServiceConfig};
 
-use crate::routing::RoutingMode;
+use crate::backlog::Watermarks;
+use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DispatcherConfig {
@@ -20,9 +21,30 @@ pub struct DispatcherConfig {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 64 * 1024)]
     pub max_json_bytes: usize,
-    /// Routing mode at start (`cpu`, `gpu` or `auto`).
+    /// Routing mode (`cpu`, `gpu` or `auto`) used when none is stored yet;
+    /// change it at run time with `PUT /v1/admin/routing`.
     #[arg(long, env = "ROUTING_MODE", value_enum, default_value = "auto")]
     pub routing_mode: RoutingMode,
+    /// Percent of non-tier scans sent to GPU in `auto` (seed 002's canary),
+    /// used when no policy is stored yet.
+    #[arg(long, env = "CANARY_PERCENT", default_value_t = 0.0)]
+    pub canary_percent: f64,
+    /// How often the backlog monitor samples the queues.
+    #[arg(long, env = "BACKLOG_POLL", default_value = "1s", value_parser = parse_duration)]
+    pub backlog_poll: Duration,
+    /// Escalate to GPU when more scans than this wait on the CPU queue.
+    #[arg(long, env = "BACKLOG_HIGH_WATERMARK", default_value_t = 10)]
+    pub backlog_high_watermark: u64,
+    /// Stand down once fewer than this many wait (for `BACKLOG_HOLD`).
+    #[arg(long, env = "BACKLOG_LOW_WATERMARK", default_value_t = 3)]
+    pub backlog_low_watermark: u64,
+    /// How long the CPU queue must stay under the low watermark before new
+    /// scans go back to CPU.
+    #[arg(long, env = "BACKLOG_HOLD", default_value = "30s", value_parser = parse_duration)]
+    pub backlog_hold: Duration,
+    /// Escalate when a new CPU scan's predicted wait exceeds this.
+    #[arg(long, env = "LATENCY_TARGET", default_value = "2m", value_parser = parse_duration)]
+    pub latency_target: Duration,
     /// How often the outbox relay looks for rows other replicas wrote.
     #[arg(long, env = "OUTBOX_POLL", default_value = "500ms", value_parser = parse_duration)]
     pub outbox_poll: Duration,
@@ -37,6 +59,15 @@ impl DispatcherConfig {
         if self.max_upload_bytes == 0 || self.max_json_bytes == 0 {
             return Err("MAX_UPLOAD_BYTES and MAX_JSON_BYTES must be positive".into());
         }
+        if !(0.0..=100.0).contains(&self.canary_percent) {
+            return Err("CANARY_PERCENT must be within 0–100".into());
+        }
+        if self.backlog_low_watermark > self.backlog_high_watermark {
+            return Err("BACKLOG_LOW_WATERMARK must not exceed BACKLOG_HIGH_WATERMARK".into());
+        }
+        if self.backlog_poll.is_zero() {
+            return Err("BACKLOG_POLL must be positive".into());
+        }
         if self.database_max_connections < 2 {
             return Err("DATABASE_MAX_CONNECTIONS must be at least 2".into());
         }
@@ -50,6 +81,12 @@ impl DispatcherConfig {
             "max_upload_bytes": self.max_upload_bytes,
             "max_json_bytes": self.max_json_bytes,
             "routing_mode": self.routing_mode,
+            "canary_percent": self.canary_percent,
+            "backlog_poll": humantime::format_duration(self.backlog_poll).to_string(),
+            "backlog_high_watermark": self.backlog_high_watermark,
+            "backlog_low_watermark": self.backlog_low_watermark,
+            "backlog_hold": humantime::format_duration(self.backlog_hold).to_string(),
+            "latency_target": humantime::format_duration(self.latency_target).to_string(),
             "outbox_poll": humantime::format_duration(self.outbox_poll).to_string(),
             "database_max_connections": self.database_max_connections,
         });
@@ -59,4 +96,24 @@ impl DispatcherConfig {
             .extend(extra.as_object().expect("object").clone());
         described
     }
+
+    pub fn routing_policy(&self) -> RoutingPolicy {
+        RoutingPolicy {
+            mode: self.routing_mode,
+            canary_bp: percent_to_bp(self.canary_percent),
+        }
+    }
+
+    pub fn watermarks(&self) -> Watermarks {
+        Watermarks {
+            high_depth: self.backlog_high_watermark,
+            latency_target: self.latency_target,
+            low_depth: self.backlog_low_watermark,
+            hold: self.backlog_hold,
+        }
+    }
+}
+
+pub fn percent_to_bp(percent: f64) -> u16 {
+    (percent.clamp(0.0, 100.0) * 100.0).round().min(FULL_SHARE_BP as f64) as u16
 }

@@ -2,7 +2,9 @@
 //! with an outbox row, relays them to RabbitMQ, and marks dead-lettered scans
 //! failed. See DESIGN.md ("Fleet behaviour").
 
+pub mod admin;
 pub mod api;
+pub mod backlog;
 pub mod auth;
 pub mod cli;
 pub mod config;

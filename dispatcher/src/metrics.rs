@@ -1,6 +1,6 @@
 //! The dispatcher's Prometheus metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct DispatcherMetrics {
@@ -9,6 +9,10 @@ pub struct DispatcherMetrics {
     pub outbox_published: IntCounter,
     pub broker_connected: IntGauge,
     pub dead_lettered: IntCounterVec,
+    pub queue_messages: IntGaugeVec,
+    pub queue_consumers: IntGaugeVec,
+    pub routing_escalated: IntGauge,
+    pub backlog_leader: IntGauge,
 }
 
 impl DispatcherMetrics {
@@ -34,11 +38,35 @@ impl DispatcherMetrics {
             &["reason"],
         )
         .expect("valid metric");
+        let queue_messages = IntGaugeVec::new(
+            Opts::new("scanfleet_queue_messages", "Scans waiting (ready) on each queue, as last sampled"),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let queue_consumers = IntGaugeVec::new(
+            Opts::new("scanfleet_queue_consumers", "Consumers (workers) on each queue, as last sampled"),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let routing_escalated = IntGauge::new(
+            "scanfleet_routing_escalated",
+            "1 while new scans are escalated to the GPU queue because of a CPU backlog",
+        )
+        .expect("valid metric");
+        let backlog_leader = IntGauge::new(
+            "scanfleet_backlog_monitor_leader",
+            "1 on the dispatcher replica that currently runs the backlog monitor",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(scans_submitted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(outbox_published.clone()),
             Box::new(broker_connected.clone()),
             Box::new(dead_lettered.clone()),
+            Box::new(queue_messages.clone()),
+            Box::new(queue_consumers.clone()),
+            Box::new(routing_escalated.clone()),
+            Box::new(backlog_leader.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -48,6 +76,10 @@ impl DispatcherMetrics {
             outbox_published,
             broker_connected,
             dead_lettered,
+            queue_messages,
+            queue_consumers,
+            routing_escalated,
+            backlog_leader,
         }
     }
 }

@@ -277,8 +277,9 @@ pub async fn submit(
         }
     };
 
-    let (route, route_reason) = routing::decide(state.config().routing_mode, caller.tier);
     let scan_id = Uuid::now_v7();
+    let (policy, backlog_escalated) = routing::current(state.pool()).await?;
+    let (route, route_reason) = routing::decide(policy, caller.tier, scan_id, backlog_escalated);
     let input = serde_json::json!({
         "source_url": request.source_url,
         "upload_id": request.upload_id,

@@ -43,6 +43,7 @@ pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Res
     tracing::info!(config = %config.describe(), "dispatcher starting");
     let pool = protocol::db::pool(&config.service.database_url, config.database_max_connections)?;
     protocol::db::migrate(&pool).await?;
+    crate::routing::seed_policy(&pool, config.routing_policy()).await?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
@@ -54,6 +55,7 @@ pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Res
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::relay::run(state.clone(), topology, shutdown.clone()));
     tasks.spawn(crate::dead_letters::run(state.clone(), topology, shutdown.clone()));
+    tasks.spawn(crate::backlog::run(state.clone(), topology, shutdown.clone()));
     let app = crate::api::router(state.clone());
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {

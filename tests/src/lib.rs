@@ -95,6 +95,12 @@ impl TestEnv {
             max_upload_bytes: 1024 * 1024,
             max_json_bytes: 64 * 1024,
             routing_mode: RoutingMode::Auto,
+            canary_percent: 0.0,
+            backlog_poll: Duration::from_millis(100),
+            backlog_high_watermark: 10,
+            backlog_low_watermark: 3,
+            backlog_hold: Duration::from_secs(30),
+            latency_target: Duration::from_secs(120),
             outbox_poll: Duration::from_millis(200),
             database_max_connections: 16,
         }
@@ -116,6 +122,11 @@ impl TestEnv {
     /// A new tenant with one API key.
     pub async fn api_key(&self, tenant: &str, tier: Tier) -> String {
         dispatcher::auth::create_key(&self.pool, tenant, tier, false).await.expect("create key").key
+    }
+
+    /// An API key allowed to call the admin endpoints.
+    pub async fn admin_key(&self) -> String {
+        dispatcher::auth::create_key(&self.pool, "operators", Tier::Free, true).await.expect("create key").key
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -1,0 +1,304 @@
+//! Backlog escalation (seed 001 option 3): watch the CPU queue and send new
+//! scans to the GPU queue while it is backed up.
+//!
+//! One dispatcher replica at a time is the monitor: it holds a Postgres
+//! advisory lock on a dedicated connection, samples both queues every
+//! `BACKLOG_POLL` with a passive queue declare, runs the hysteresis below and
+//! writes the result to the `backlog_state` row that every replica reads when
+//! routing. If the leader dies its connection closes, the lock is released and
+//! another replica takes over from the stored state. A Postgres row was chosen
+//! over each replica deciding alone so that replicas never disagree on the
+//! route of a scan at the same moment.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::Channel;
+use protocol::backoff::Backoff;
+use protocol::topology::{self, Topology};
+use protocol::Route;
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// Advisory-lock key of the backlog monitor ("scanflt" in ASCII).
+const MONITOR_LOCK_KEY: i64 = 0x7363_616e_666c_74;
+
+/// When to escalate and when to stand down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Escalate when more than this many scans wait on the CPU queue…
+    pub high_depth: u64,
+    /// …or when a new CPU scan is predicted to wait longer than this.
+    pub latency_target: Duration,
+    /// Stand down only once the depth stays below this…
+    pub low_depth: u64,
+    /// …for this long without interruption.
+    pub hold: Duration,
+}
+
+/// One look at the queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueSample {
+    pub cpu_depth: u64,
+    pub cpu_consumers: u64,
+    pub gpu_depth: u64,
+    pub gpu_consumers: u64,
+    /// Recent mean processing time of a CPU scan, if any finished lately.
+    pub cpu_service_time: Option<Duration>,
+}
+
+impl QueueSample {
+    /// Expected wait of a new CPU scan: depth × service time ÷ consumers.
+    /// Unknown without consumers or without a service-time estimate; the
+    /// depth watermark alone decides then.
+    pub fn predicted_cpu_wait(&self) -> Option<Duration> {
+        let service_time = self.cpu_service_time?;
+        (self.cpu_consumers > 0).then(|| service_time.mul_f64(self.cpu_depth as f64 / self.cpu_consumers as f64))
+    }
+}
+
+/// The escalation state machine. Escalating is immediate; standing down needs
+/// the queue calm for a whole hold time, so a depth that hovers around either
+/// watermark cannot make routing flap.
+#[derive(Debug, Clone, Default)]
+pub struct Escalation {
+    escalated: bool,
+    calm_since: Option<Instant>,
+}
+
+impl Escalation {
+    pub fn new(escalated: bool) -> Self {
+        Escalation { escalated, calm_since: None }
+    }
+
+    pub fn is_escalated(&self) -> bool {
+        self.escalated
+    }
+
+    /// Feeds one sample; returns true when the state changed.
+    pub fn observe(&mut self, sample: &QueueSample, marks: &Watermarks, now: Instant) -> bool {
+        let wait = sample.predicted_cpu_wait();
+        let late = wait.is_some_and(|wait| wait > marks.latency_target);
+        if !self.escalated {
+            if sample.cpu_depth > marks.high_depth || late {
+                self.escalated = true;
+                self.calm_since = None;
+                return true;
+            }
+            return false;
+        }
+        if sample.cpu_depth < marks.low_depth && !late {
+            let calm_since = *self.calm_since.get_or_insert(now);
+            if now.duration_since(calm_since) >= marks.hold {
+                self.escalated = false;
+                self.calm_since = None;
+                return true;
+            }
+        } else {
+            self.calm_since = None;
+        }
+        false
+    }
+}
+
+pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToken) {
+    let mut backoff = Backoff::default();
+    while !shutdown.is_cancelled() {
+        match lead_when_elected(&state, &topology, &shutdown).await {
+            Ok(()) => break,
+            Err(error) => {
+                state.metrics().backlog_leader.set(0);
+                tracing::warn!(%error, "backlog monitor interrupted; retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MonitorError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// Waits for the monitor lock (refreshing this replica's gauges meanwhile),
+/// then monitors until shutdown or an error.
+async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &CancellationToken) -> Result<(), MonitorError> {
+    let poll = state.config().backlog_poll;
+    let mut lock_conn = PgConnection::connect(&state.config().service.database_url).await?;
+    loop {
+        let elected: bool = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"elected!\"", MONITOR_LOCK_KEY)
+            .fetch_one(&mut lock_conn)
+            .await?;
+        if elected {
+            break;
+        }
+        refresh_gauges(state).await?;
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    tracing::info!("this replica now runs the backlog monitor");
+    state.metrics().backlog_leader.set(1);
+    let connection = topology::connect(&state.config().service.amqp_url, "scanfleet-dispatcher-backlog").await?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    let stored = sqlx::query_scalar!("SELECT escalated FROM backlog_state").fetch_one(state.pool()).await?;
+    let mut escalation = Escalation::new(stored);
+    let marks = state.config().watermarks();
+    let mut ticks = tokio::time::interval(poll);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        // Losing the lock connection means another replica may lead now.
+        sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
+        let sample = sample_queues(state, &channel).await?;
+        if escalation.observe(&sample, &marks, Instant::now()) {
+            tracing::warn!(
+                escalated = escalation.is_escalated(),
+                cpu_depth = sample.cpu_depth,
+                cpu_consumers = sample.cpu_consumers,
+                predicted_wait_ms = sample.predicted_cpu_wait().map(|w| w.as_millis() as u64),
+                "backlog escalation changed"
+            );
+        }
+        store_state(state, &sample, escalation.is_escalated()).await?;
+        refresh_gauges(state).await?;
+    }
+    state.metrics().backlog_leader.set(0);
+    let _ = connection.close(200, "dispatcher stopping").await;
+    Ok(())
+}
+
+async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSample, MonitorError> {
+    let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
+    let cpu = channel.queue_declare(topology::queue_name(Route::Cpu), passive, FieldTable::default()).await?;
+    let gpu = channel.queue_declare(topology::queue_name(Route::Gpu), passive, FieldTable::default()).await?;
+    // Mean duration of the last 50 CPU scans: the service-time estimate.
+    let service_seconds: Option<f64> = sqlx::query_scalar!(
+        r#"SELECT avg(extract(epoch FROM finished_at - started_at))::float8 AS "seconds"
+             FROM (SELECT finished_at, started_at FROM scans
+                    WHERE route = 'cpu' AND status = 'succeeded'
+                    ORDER BY finished_at DESC LIMIT 50) recent"#
+    )
+    .fetch_one(state.pool())
+    .await?;
+    Ok(QueueSample {
+        cpu_depth: cpu.message_count() as u64,
+        cpu_consumers: cpu.consumer_count() as u64,
+        gpu_depth: gpu.message_count() as u64,
+        gpu_consumers: gpu.consumer_count() as u64,
+        cpu_service_time: service_seconds.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64),
+    })
+}
+
+async fn store_state(state: &AppState, sample: &QueueSample, escalated: bool) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE backlog_state
+              SET changed_at = CASE WHEN escalated <> $1 THEN now() ELSE changed_at END,
+                  escalated = $1, observed_at = now(),
+                  cpu_depth = $2, cpu_consumers = $3, gpu_depth = $4, gpu_consumers = $5,
+                  predicted_wait_ms = $6"#,
+        escalated,
+        sample.cpu_depth as i64,
+        sample.cpu_consumers as i64,
+        sample.gpu_depth as i64,
+        sample.gpu_consumers as i64,
+        sample.predicted_cpu_wait().map(|w| w.as_millis() as i64)
+    )
+    .execute(state.pool())
+    .await?;
+    Ok(())
+}
+
+/// Every replica exports the shared state, whichever one measured it.
+async fn refresh_gauges(state: &AppState) -> Result<(), sqlx::Error> {
+    let row = sqlx::query!("SELECT escalated, cpu_depth, cpu_consumers, gpu_depth, gpu_consumers FROM backlog_state")
+        .fetch_one(state.pool())
+        .await?;
+    let metrics = state.metrics();
+    metrics.routing_escalated.set(row.escalated as i64);
+    for (route, depth, consumers) in [(Route::Cpu, row.cpu_depth, row.cpu_consumers), (Route::Gpu, row.gpu_depth, row.gpu_consumers)] {
+        let queue = topology::queue_name(route);
+        metrics.queue_messages.with_label_values(&[queue]).set(depth);
+        metrics.queue_consumers.with_label_values(&[queue]).set(consumers);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARKS: Watermarks = Watermarks {
+        high_depth: 10,
+        latency_target: Duration::from_secs(60),
+        low_depth: 3,
+        hold: Duration::from_secs(30),
+    };
+
+    fn depth(cpu_depth: u64) -> QueueSample {
+        QueueSample { cpu_depth, cpu_consumers: 1, ..Default::default() }
+    }
+
+    /// Feeds one sample per second; returns the state after each.
+    fn run(samples: &[QueueSample]) -> Vec<bool> {
+        let start = Instant::now();
+        let mut escalation = Escalation::default();
+        samples
+            .iter()
+            .enumerate()
+            .map(|(second, sample)| {
+                escalation.observe(sample, &MARKS, start + Duration::from_secs(second as u64));
+                escalation.is_escalated()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn escalates_past_the_high_watermark_only() {
+        assert_eq!(run(&[depth(5), depth(10), depth(11)]), [false, false, true]);
+    }
+
+    #[test]
+    fn escalates_on_predicted_wait_even_below_the_depth_watermark() {
+        let slow = QueueSample { cpu_depth: 8, cpu_consumers: 2, cpu_service_time: Some(Duration::from_secs(20)), ..Default::default() };
+        assert_eq!(slow.predicted_cpu_wait(), Some(Duration::from_secs(80)));
+        assert_eq!(run(&[slow]), [true]);
+        let no_consumers = QueueSample { cpu_depth: 8, cpu_service_time: Some(Duration::from_secs(20)), ..Default::default() };
+        assert_eq!(no_consumers.predicted_cpu_wait(), None);
+        assert_eq!(run(&[no_consumers]), [false]);
+    }
+
+    #[test]
+    fn stands_down_only_after_a_full_calm_hold() {
+        let mut samples = vec![depth(20)];
+        samples.extend(std::iter::repeat_n(depth(1), 31));
+        let states = run(&samples);
+        assert!(states[..31].iter().all(|&s| s), "escalated through the hold");
+        assert!(!states[31], "stood down after 30 s of calm");
+    }
+
+    #[test]
+    fn depth_oscillating_around_either_watermark_does_not_flap() {
+        // Around the high watermark: escalates once and stays.
+        let high: Vec<_> = (0..120).map(|i| depth(if i % 2 == 0 { 9 } else { 11 })).collect();
+        let states = run(&high);
+        let changes = states.windows(2).filter(|w| w[0] != w[1]).count();
+        assert_eq!(changes, 1);
+        // Around the low watermark: every excursion restarts the hold.
+        let mut low = vec![depth(20)];
+        low.extend((0..120).map(|i| depth(if i % 10 == 9 { 4 } else { 2 })));
+        assert!(run(&low).iter().all(|&s| s));
+    }
+}

@@ -1,0 +1,196 @@
+//! Routing end to end: tier, canary, runtime mode switch across replicas,
+//! backlog escalation with hysteresis.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use harness::{wait_for, Api, Dispatcher, TestEnv, Worker};
+use protocol::Tier;
+use serde_json::{json, Value};
+use worker::config::QueueChoice;
+
+async fn route_of(env: &TestEnv, scan_id: &str) -> (String, String) {
+    sqlx::query_as("SELECT route, route_reason FROM scans WHERE id = $1::uuid")
+        .bind(scan_id)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+async fn escalated(env: &TestEnv) -> bool {
+    sqlx::query_scalar("SELECT escalated FROM backlog_state").fetch_one(&env.pool).await.unwrap()
+}
+
+fn pair(route: &str, reason: &str) -> (String, String) {
+    (route.to_string(), reason.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_backlog_escalates_new_scans_to_gpu_and_stands_down_after_the_hold() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.backlog_hold = Duration::from_secs(3);
+    let dispatcher = Dispatcher::start(config).await;
+    let api = Api::new(&dispatcher.base_url, &env.api_key("busy", Tier::Free).await);
+    let probe = json!({ "kind": "probe" });
+
+    // No CPU worker: the queue only grows. 11 > high watermark (10).
+    let mut backlog = Vec::new();
+    for _ in 0..11 {
+        let id = api.submit(probe.clone()).await;
+        assert_eq!(route_of(&env, &id).await, pair("cpu", "default"), "below the watermark");
+        backlog.push(id);
+    }
+    wait_for("escalation", || async { escalated(&env).await.then_some(()) }).await;
+    let mut escalated_ids = Vec::new();
+    for _ in 0..5 {
+        let id = api.submit(probe.clone()).await;
+        assert_eq!(route_of(&env, &id).await, pair("gpu", "backlog"));
+        escalated_ids.push(id);
+    }
+    let view: Value = Api::new(&dispatcher.base_url, &env.admin_key().await)
+        .get("/v1/admin/routing")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["backlog"]["escalated"], true);
+    assert!(view["backlog"]["cpu_depth"].as_i64().unwrap() > 10);
+    let metrics = reqwest::get(format!("{}/metrics", dispatcher.base_url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("scanfleet_routing_escalated 1"), "{metrics}");
+    assert!(metrics.contains("scanfleet_scans_submitted_total{reason=\"backlog\",route=\"gpu\",tier=\"free\"} 5"));
+
+    // A CPU worker drains the queue; routing stays escalated through the hold.
+    let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
+    wait_for("the CPU backlog to drain", || async {
+        let done = env.count("SELECT count(*) FROM scans WHERE route = 'cpu' AND status = 'succeeded'").await;
+        (done == backlog.len() as i64).then_some(())
+    })
+    .await;
+    assert!(escalated(&env).await, "still escalated right after the drain (hold is 3 s)");
+    wait_for("de-escalation", || async { (!escalated(&env).await).then_some(()) }).await;
+    let calm = api.submit(probe.clone()).await;
+    assert_eq!(route_of(&env, &calm).await, pair("cpu", "default"));
+    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'submitted'").await, 17);
+
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_share_holds_over_two_thousand_submissions() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    // No worker runs here: keep the growing queue from escalating to GPU.
+    config.backlog_high_watermark = 1_000_000;
+    let dispatcher = Dispatcher::start(config).await;
+    let admin = Api::new(&dispatcher.base_url, &env.admin_key().await);
+    let set = admin.http.put(format!("{}/v1/admin/routing", dispatcher.base_url)).bearer_auth(&admin.key);
+    let response = set.json(&json!({"mode": "auto", "canary_percent": 20})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let api = Api::new(&dispatcher.base_url, &env.api_key("many", Tier::Free).await);
+    let total = 2_000;
+    let ids: Vec<String> = futures::stream::iter(0..total)
+        .map(|_| {
+            let api = api.clone();
+            async move { api.submit(json!({"kind": "probe"})).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(ids.len(), total);
+    let canary = env.count("SELECT count(*) FROM scans WHERE route = 'gpu' AND route_reason = 'canary'").await as f64;
+    let others = env.count("SELECT count(*) FROM scans WHERE route = 'cpu' AND route_reason = 'default'").await as f64;
+    assert_eq!(canary + others, total as f64, "every scan is canary or default");
+    // Binomial(2000, 0.2): mean 400, sd 17.9; ±5 sd.
+    let sd = (total as f64 * 0.2 * 0.8).sqrt();
+    assert!((canary - 400.0).abs() <= 5.0 * sd, "canary share {canary} of {total}");
+
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_runtime_mode_switch_applies_to_the_next_scan_on_every_replica_and_survives_restart() {
+    let env = TestEnv::new().await;
+    let replica_a = Dispatcher::start(env.dispatcher_config()).await;
+    let replica_b = Dispatcher::start(env.dispatcher_config()).await;
+    let admin_key = env.admin_key().await;
+    let put = |base: &str, body: Value| {
+        reqwest::Client::new().put(format!("{base}/v1/admin/routing")).bearer_auth(&admin_key).json(&body).send()
+    };
+    let premium_key = env.api_key("vip", Tier::Premium).await;
+    let free_key = env.api_key("free", Tier::Free).await;
+    let (premium_a, premium_b) = (Api::new(&replica_a.base_url, &premium_key), Api::new(&replica_b.base_url, &premium_key));
+    let free_a = Api::new(&replica_a.base_url, &free_key);
+
+    let id = premium_b.submit(json!({"kind": "probe"})).await;
+    assert_eq!(route_of(&env, &id).await, pair("gpu", "tier"));
+
+    // Rollback to CPU on replica A; replica B's next scan obeys.
+    assert_eq!(put(&replica_a.base_url, json!({"mode": "cpu"})).await.unwrap().status(), 200);
+    let id = premium_b.submit(json!({"kind": "probe"})).await;
+    assert_eq!(route_of(&env, &id).await, pair("cpu", "mode"));
+    let id = premium_a.submit(json!({"kind": "probe"})).await;
+    assert_eq!(route_of(&env, &id).await, pair("cpu", "mode"));
+
+    // Everything to GPU, set on B, seen on A.
+    assert_eq!(put(&replica_b.base_url, json!({"mode": "gpu"})).await.unwrap().status(), 200);
+    let id = free_a.submit(json!({"kind": "probe"})).await;
+    assert_eq!(route_of(&env, &id).await, pair("gpu", "mode"));
+    let visible: Value = premium_a.get(&format!("/v1/scans/{}", premium_a.submit(json!({"kind": "probe"})).await)).send().await.unwrap().json().await.unwrap();
+    assert_eq!((visible["route"].as_str(), visible["route_reason"].as_str()), (Some("gpu"), Some("mode")));
+
+    // Only admins; bad bodies are problems.
+    let tenant_put = reqwest::Client::new()
+        .put(format!("{}/v1/admin/routing", replica_a.base_url))
+        .bearer_auth(&free_key)
+        .json(&json!({"mode": "cpu"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tenant_put.status(), 403);
+    assert_eq!(put(&replica_a.base_url, json!({"mode": "fast"})).await.unwrap().status(), 422);
+    assert_eq!(put(&replica_a.base_url, json!({"mode": "auto", "canary_percent": 101})).await.unwrap().status(), 422);
+
+    // A restarted replica keeps the stored mode, not its configured `auto`.
+    replica_a.stop().await;
+    let replica_a = Dispatcher::start(env.dispatcher_config()).await;
+    let view: Value = Api::new(&replica_a.base_url, &admin_key).get("/v1/admin/routing").send().await.unwrap().json().await.unwrap();
+    assert_eq!(view["mode"], "gpu");
+
+    replica_a.stop().await;
+    replica_b.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_gpu_scan_that_no_gpu_worker_takes_completes_on_a_cpu_worker() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.service.gpu_max_wait = Duration::from_millis(300);
+    let dispatcher = Dispatcher::start(config).await;
+    let mut worker_config = env.worker_config(QueueChoice::Cpu, "cpu-1");
+    worker_config.service.gpu_max_wait = Duration::from_millis(300);
+    let worker = Worker::start(worker_config).await; // no GPU worker at all
+    let api = Api::new(&dispatcher.base_url, &env.api_key("vip", Tier::Premium).await);
+
+    let scan_id = api.submit(json!({"kind": "probe"})).await;
+    assert_eq!(route_of(&env, &scan_id).await, pair("gpu", "tier"));
+    wait_for("the fallback scan to succeed", || async {
+        (env.scan_status(&scan_id).await == "succeeded").then_some(())
+    })
+    .await;
+    let scan = api.scan(&scan_id).await;
+    assert_eq!((scan["route"].as_str(), scan["route_reason"].as_str()), (Some("cpu"), Some("gpu_timeout_fallback")));
+    assert_eq!(scan["result"]["queue"], "scans.cpu");
+    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'rerouted'").await, 1);
+
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

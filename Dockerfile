@@ -50,7 +50,7 @@ ENV LISTEN_ADDR=0.0.0.0:8080
 EXPOSE 8080
 USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz >/dev/null || exit 1
+  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/usr/local/bin/dispatcher"]
 CMD ["serve"]
 
@@ -62,6 +62,6 @@ ENV QUEUE=cpu \
 EXPOSE 9091
 USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:9091/healthz >/dev/null || exit 1
+  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:9091/healthz"]
 ENTRYPOINT ["/usr/local/bin/worker"]
 CMD ["serve"]

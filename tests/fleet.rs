@@ -2,8 +2,7 @@
 //! One test binary (faster to link); each module is one area.
 
 mod routing;
-
-use std::time::Duration;
+mod webhooks;
 
 use futures::StreamExt;
 use harness::{wait_for, Api, Dispatcher, TestEnv, Worker};
@@ -52,10 +51,12 @@ async fn five_hundred_concurrent_probes_each_succeed_exactly_once() {
     let free = Api::new(&dispatcher.base_url, &env.api_key("free-co", Tier::Free).await);
     let premium = Api::new(&dispatcher.base_url, &env.api_key("premium-co", Tier::Premium).await);
 
-    let ids: Vec<String> = futures::stream::iter(0..500)
+    // (premium?, scan id); completion order is arbitrary.
+    let ids: Vec<(bool, String)> = futures::stream::iter(0..500)
         .map(|i| {
-            let api = if i % 5 == 0 { premium.clone() } else { free.clone() };
-            async move { api.submit(probe()).await }
+            let premium_scan = i % 5 == 0;
+            let api = if premium_scan { premium.clone() } else { free.clone() };
+            async move { (premium_scan, api.submit(probe()).await) }
         })
         .buffer_unordered(64)
         .collect()
@@ -79,7 +80,8 @@ async fn five_hundred_concurrent_probes_each_succeed_exactly_once() {
     );
     assert_eq!(env.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL").await, 0);
 
-    let scan = free.scan(&ids[1]).await;
+    let free_scan = ids.iter().find(|(premium_scan, _)| !premium_scan).map(|(_, id)| id).unwrap();
+    let scan = free.scan(free_scan).await;
     assert_eq!(scan["status"], "succeeded");
     assert_eq!(scan["result"]["kind"], "probe");
     assert_eq!(scan["result"]["backend"], "cpu");
@@ -301,7 +303,7 @@ async fn bad_requests_get_problem_details_and_create_nothing() {
     assert_problem(
         submit(json!({"kind": "probe", "callback_url": "not a url"})).await.unwrap(),
         422,
-        "invalid_url",
+        "callback_url_refused",
     )
     .await;
     assert_problem(api.get("/v2/nothing").send().await.unwrap(), 404, "not_found").await;

@@ -10,15 +10,18 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::webhooks::api as webhooks;
 use crate::{admin, scans, uploads};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ScanFleet", description = "Submit computer-vision scans of collectibles; get a signed webhook when they finish."),
-    paths(scans::submit, scans::get, scans::list, scans::cancel, uploads::create, admin::get_routing, admin::put_routing),
+    paths(scans::submit, scans::get, scans::list, scans::cancel, uploads::create, admin::get_routing, admin::put_routing,
+        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::delete_endpoint, webhooks::rotate_secret,
+        webhooks::callback_secret, webhooks::list_deliveries, webhooks::redeliver),
     components(schemas(crate::problem::Problem)),
     modifiers(&BearerAuth),
-    tags((name = "scans"), (name = "uploads"), (name = "admin"))
+    tags((name = "scans"), (name = "uploads"), (name = "admin"), (name = "webhooks"))
 )]
 pub struct ApiDoc;
 
@@ -49,6 +52,12 @@ pub fn router(state: AppState) -> Router {
             "/v1/uploads",
             post(uploads::create).layer(DefaultBodyLimit::max(max_upload)),
         )
+        .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
+        .route("/v1/webhook-endpoints/callback-secret", get(webhooks::callback_secret))
+        .route("/v1/webhook-endpoints/{id}", axum::routing::delete(webhooks::delete_endpoint))
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/scans/{id}/deliveries", get(webhooks::list_deliveries))
+        .route("/v1/scans/{id}/deliveries/{delivery_id}/redeliver", post(webhooks::redeliver))
         .route("/v1/admin/routing", get(admin::get_routing).put(admin::put_routing))
         .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
         .route("/healthz", get(|| async { "ok" }))

@@ -43,6 +43,8 @@ pub struct Caller {
 pub struct CreatedKey {
     pub tenant_id: Uuid,
     pub key: String,
+    /// Signs webhooks sent to the tenant's scans' `callback_url`s.
+    pub callback_secret: String,
 }
 
 /// Creates the tenant if needed (updating its tier) and a new key for it.
@@ -53,16 +55,20 @@ pub async fn create_key(
     is_admin: bool,
 ) -> Result<CreatedKey, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let tenant_id = sqlx::query_scalar!(
-        r#"INSERT INTO tenants (id, name, tier) VALUES ($1, $2, $3)
-           ON CONFLICT (name) DO UPDATE SET tier = EXCLUDED.tier
-           RETURNING id"#,
+    let tenant = sqlx::query!(
+        r#"INSERT INTO tenants (id, name, tier, callback_secret) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (name) DO UPDATE
+              SET tier = EXCLUDED.tier,
+                  callback_secret = coalesce(tenants.callback_secret, EXCLUDED.callback_secret)
+           RETURNING id, callback_secret AS "callback_secret!""#,
         Uuid::now_v7(),
         tenant_name,
-        tier.as_str()
+        tier.as_str(),
+        crate::webhooks::signing::generate_secret()
     )
     .fetch_one(&mut *tx)
     .await?;
+    let tenant_id = tenant.id;
     let key = generate_key();
     sqlx::query!(
         "INSERT INTO api_keys (id, tenant_id, key_sha256, key_prefix, is_admin) VALUES ($1, $2, $3, $4, $5)",
@@ -75,7 +81,7 @@ pub async fn create_key(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(CreatedKey { tenant_id, key })
+    Ok(CreatedKey { tenant_id, key, callback_secret: tenant.callback_secret })
 }
 
 impl FromRequestParts<AppState> for Caller {

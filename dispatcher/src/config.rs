@@ -7,6 +7,8 @@ use protocol::config::{parse_duration, ServiceConfig};
 
 use crate::backlog::Watermarks;
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
+use crate::webhooks::deliverer::DeliverySettings;
+use crate::webhooks::guard::DestinationPolicy;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DispatcherConfig {
@@ -48,6 +50,32 @@ pub struct DispatcherConfig {
     /// How often the outbox relay looks for rows other replicas wrote.
     #[arg(long, env = "OUTBOX_POLL", default_value = "500ms", value_parser = parse_duration)]
     pub outbox_poll: Duration,
+    /// Delay before each webhook attempt; the count is the number of attempts.
+    #[arg(long, env = "WEBHOOK_SCHEDULE", value_delimiter = ',', value_parser = parse_duration,
+          default_value = "0s,5s,5m,30m,2h,5h,10h,10h")]
+    pub webhook_schedule: Vec<Duration>,
+    /// Time a receiver has to answer one webhook.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+    /// How often the deliverer looks for due webhooks.
+    #[arg(long, env = "WEBHOOK_POLL", default_value = "250ms", value_parser = parse_duration)]
+    pub webhook_poll: Duration,
+    /// Webhooks in flight to one endpoint, across all replicas.
+    #[arg(long, env = "WEBHOOK_PER_ENDPOINT", default_value_t = 4)]
+    pub webhook_per_endpoint: u32,
+    /// Webhooks in flight from this replica.
+    #[arg(long, env = "WEBHOOK_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub webhook_max_in_flight: usize,
+    /// Allow plain-http callback URLs (local use only).
+    #[arg(long, env = "WEBHOOK_ALLOW_HTTP", default_value_t = false)]
+    pub webhook_allow_http: bool,
+    /// Hosts or IPs allowed as callback destinations although private
+    /// (comma-separated, e.g. `127.0.0.1,localhost` for a local demo).
+    #[arg(long, env = "WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    pub webhook_allow_hosts: Vec<String>,
+    /// How long a rotated-out endpoint secret keeps signing.
+    #[arg(long, env = "WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_secret_overlap: Duration,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
@@ -68,6 +96,12 @@ impl DispatcherConfig {
         if self.backlog_poll.is_zero() {
             return Err("BACKLOG_POLL must be positive".into());
         }
+        if self.webhook_schedule.is_empty() {
+            return Err("WEBHOOK_SCHEDULE needs at least one delay".into());
+        }
+        if self.webhook_per_endpoint == 0 || self.webhook_max_in_flight == 0 {
+            return Err("WEBHOOK_PER_ENDPOINT and WEBHOOK_MAX_IN_FLIGHT must be positive".into());
+        }
         if self.database_max_connections < 2 {
             return Err("DATABASE_MAX_CONNECTIONS must be at least 2".into());
         }
@@ -87,6 +121,10 @@ impl DispatcherConfig {
             "backlog_low_watermark": self.backlog_low_watermark,
             "backlog_hold": humantime::format_duration(self.backlog_hold).to_string(),
             "latency_target": humantime::format_duration(self.latency_target).to_string(),
+            "webhook_schedule": self.webhook_schedule.iter().map(|d| humantime::format_duration(*d).to_string()).collect::<Vec<_>>(),
+            "webhook_timeout": humantime::format_duration(self.webhook_timeout).to_string(),
+            "webhook_allow_http": self.webhook_allow_http,
+            "webhook_allow_hosts": self.webhook_allow_hosts,
             "outbox_poll": humantime::format_duration(self.outbox_poll).to_string(),
             "database_max_connections": self.database_max_connections,
         });
@@ -101,6 +139,20 @@ impl DispatcherConfig {
         RoutingPolicy {
             mode: self.routing_mode,
             canary_bp: percent_to_bp(self.canary_percent),
+        }
+    }
+
+    pub fn delivery_settings(&self) -> DeliverySettings {
+        DeliverySettings {
+            schedule: self.webhook_schedule.clone(),
+            timeout: self.webhook_timeout,
+            poll: self.webhook_poll,
+            per_destination: self.webhook_per_endpoint as i64,
+            max_in_flight: self.webhook_max_in_flight,
+            destinations: DestinationPolicy {
+                allow_http: self.webhook_allow_http,
+                allow_hosts: self.webhook_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            },
         }
     }
 

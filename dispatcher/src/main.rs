@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
             protocol::db::migrate(&pool).await.context("migrating")?;
             let created = dispatcher::auth::create_key(&pool, &tenant, tier, admin).await?;
             eprintln!("tenant {tenant} ({}) tier {}: store this key now, it is not shown again", created.tenant_id, tier.as_str());
+            eprintln!("webhook callback secret (verify signatures on callback_url deliveries): {}", created.callback_secret);
             println!("{}", created.key);
         }
     }

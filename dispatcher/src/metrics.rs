@@ -13,6 +13,7 @@ pub struct DispatcherMetrics {
     pub queue_consumers: IntGaugeVec,
     pub routing_escalated: IntGauge,
     pub backlog_leader: IntGauge,
+    pub webhook_attempts: IntCounterVec,
 }
 
 impl DispatcherMetrics {
@@ -58,6 +59,11 @@ impl DispatcherMetrics {
             "1 on the dispatcher replica that currently runs the backlog monitor",
         )
         .expect("valid metric");
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new("scanfleet_webhook_attempts_total", "Webhook delivery attempts, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(scans_submitted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(outbox_published.clone()),
@@ -67,6 +73,7 @@ impl DispatcherMetrics {
             Box::new(queue_consumers.clone()),
             Box::new(routing_escalated.clone()),
             Box::new(backlog_leader.clone()),
+            Box::new(webhook_attempts.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -80,6 +87,7 @@ impl DispatcherMetrics {
             queue_consumers,
             routing_escalated,
             backlog_leader,
+            webhook_attempts,
         }
     }
 }

@@ -249,7 +249,10 @@ pub async fn submit(
         }
     }
     if let Some(callback_url) = &request.callback_url {
-        check_http_url("callback_url", callback_url)?;
+        if callback_url.len() > MAX_URL_LEN {
+            return Err(ApiError::unprocessable("callback_url_refused", "callback_url is too long"));
+        }
+        crate::webhooks::api::check_callback_url(&state, callback_url)?;
     }
     let upload_path = match (kind.needs_source(), &request.source_url, request.upload_id) {
         (false, None, None) => None,

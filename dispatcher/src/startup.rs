@@ -56,6 +56,7 @@ pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Res
     tasks.spawn(crate::relay::run(state.clone(), topology, shutdown.clone()));
     tasks.spawn(crate::dead_letters::run(state.clone(), topology, shutdown.clone()));
     tasks.spawn(crate::backlog::run(state.clone(), topology, shutdown.clone()));
+    tasks.spawn(crate::webhooks::deliverer::run(state.clone(), shutdown.clone()));
     let app = crate::api::router(state.clone());
     let server_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -169,6 +169,7 @@ pub async fn cancel_scan(pool: &PgPool, tenant_id: Uuid, scan_id: Uuid) -> Resul
     .rows_affected();
     if canceled == 1 {
         protocol::db::record_event(&mut tx, scan_id, "canceled", Value::Null).await?;
+        protocol::db::enqueue_webhooks(&mut tx, scan_id, protocol::db::WebhookEvent::ScanCanceled).await?;
         tx.commit().await?;
         return Ok(CancelOutcome::Canceled);
     }

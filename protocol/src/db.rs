@@ -142,6 +142,7 @@ pub async fn record_success(
     .rows_affected();
     if updated == 1 {
         record_event(tx, scan_id, "succeeded", Value::Null).await?;
+        enqueue_webhooks(tx, scan_id, WebhookEvent::ScanSucceeded).await?;
     }
     Ok(updated == 1)
 }
@@ -167,6 +168,81 @@ pub async fn record_failure(
     .rows_affected();
     if updated == 1 {
         record_event(tx, scan_id, "failed", serde_json::json!({ "code": code })).await?;
+        enqueue_webhooks(tx, scan_id, WebhookEvent::ScanFailed).await?;
     }
     Ok(updated == 1)
+}
+
+/// The events a tenant can receive by webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookEvent {
+    ScanSucceeded,
+    ScanFailed,
+    ScanCanceled,
+}
+
+impl WebhookEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::ScanSucceeded => "scan.succeeded",
+            WebhookEvent::ScanFailed => "scan.failed",
+            WebhookEvent::ScanCanceled => "scan.canceled",
+        }
+    }
+}
+
+/// Results up to this size travel in the webhook; larger ones are fetched
+/// through the link in the payload.
+const MAX_INLINE_RESULT_BYTES: i32 = 8 * 1024;
+
+/// Queues one delivery of `event` per active endpoint of the scan's tenant and
+/// one to the scan's `callback_url`, inside the transaction that moved the scan
+/// to its final state: if that commits, the webhooks will be sent (the
+/// dispatcher's deliverer picks them up), and if it does not, neither happens.
+pub async fn enqueue_webhooks(conn: &mut PgConnection, scan_id: Uuid, event: WebhookEvent) -> Result<u64, sqlx::Error> {
+    // Payload version 1; `webhook-id` = one message id per scan and event.
+    let inserted = sqlx::query!(
+        r#"INSERT INTO webhook_deliveries (id, message_id, scan_id, tenant_id, endpoint_id, url, event_type, payload)
+           SELECT gen_random_uuid(),
+                  'msg_' || replace(s.id::text, '-', '') || '_' || replace($2, 'scan.', ''),
+                  s.id, s.tenant_id, d.endpoint_id, d.url, $2,
+                  jsonb_build_object(
+                      'type', $2::text,
+                      'version', 1,
+                      'timestamp', to_jsonb(now()),
+                      'data', jsonb_build_object(
+                          'scan_id', s.id,
+                          'kind', s.kind,
+                          'status', s.status,
+                          'route', s.route,
+                          'route_reason', s.route_reason,
+                          'attempts', s.attempts,
+                          'backend', s.backend,
+                          'created_at', s.created_at,
+                          'started_at', s.started_at,
+                          'finished_at', s.finished_at,
+                          'processing_ms', (extract(epoch FROM s.finished_at - s.started_at) * 1000)::bigint,
+                          'cost_usd', s.result -> 'cost_usd',
+                          'error', CASE WHEN s.error_code IS NULL THEN NULL
+                                        ELSE jsonb_build_object('code', s.error_code, 'message', s.error_message) END,
+                          'result', CASE WHEN octet_length(s.result::text) <= $3 THEN s.result END,
+                          'metadata', s.metadata,
+                          'links', jsonb_build_object('scan', '/v1/scans/' || s.id::text)))
+             FROM scans s
+             CROSS JOIN LATERAL (
+                   SELECT e.id AS endpoint_id, e.url FROM webhook_endpoints e
+                    WHERE e.tenant_id = s.tenant_id AND e.disabled_at IS NULL
+                   UNION ALL
+                   SELECT NULL::uuid, s.callback_url WHERE s.callback_url IS NOT NULL
+             ) d
+            WHERE s.id = $1
+           ON CONFLICT (message_id, url) DO NOTHING"#,
+        scan_id,
+        event.as_str(),
+        MAX_INLINE_RESULT_BYTES
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted)
 }

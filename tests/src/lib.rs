@@ -101,6 +101,14 @@ impl TestEnv {
             backlog_low_watermark: 3,
             backlog_hold: Duration::from_secs(30),
             latency_target: Duration::from_secs(120),
+            webhook_schedule: vec![Duration::ZERO, Duration::from_millis(200), Duration::from_millis(400)],
+            webhook_timeout: Duration::from_secs(2),
+            webhook_poll: Duration::from_millis(50),
+            webhook_per_endpoint: 4,
+            webhook_max_in_flight: 64,
+            webhook_allow_http: true,
+            webhook_allow_hosts: vec!["127.0.0.1".to_string()],
+            webhook_secret_overlap: Duration::from_secs(3600),
             outbox_poll: Duration::from_millis(200),
             database_max_connections: 16,
         }
@@ -273,4 +281,158 @@ impl Api {
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
+}
+
+/// One request a `Receiver` got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+}
+
+/// How a `Receiver` answers its next request.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    Status(u16),
+    /// Wait, then answer 200 (a slow receiver).
+    After(Duration),
+}
+
+/// A real HTTP server on 127.0.0.1 that records every request and answers
+/// from a script (then 200 once the script is used up).
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    pub async fn start(script: Vec<Reply>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, script)
+    }
+
+    /// Starts on a given port (a receiver that comes back up).
+    pub async fn start_on(port: u16, script: Vec<Reply>) -> Receiver {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        Self::serve(listener, script)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, script: Vec<Reply>) -> Receiver {
+        use axum::extract::State;
+        type Shared = (std::sync::Arc<std::sync::Mutex<Vec<Received>>>, std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>);
+        let addr = listener.local_addr().unwrap();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let script = std::sync::Arc::new(std::sync::Mutex::new(script.into_iter().collect::<std::collections::VecDeque<_>>()));
+        async fn record(
+            State((received, script)): State<Shared>,
+            uri: axum::http::Uri,
+            headers: axum::http::HeaderMap,
+            body: axum::body::Bytes,
+        ) -> axum::http::StatusCode {
+            received.lock().unwrap().push(Received {
+                path: uri.path().to_string(),
+                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
+                body: body.to_vec(),
+            });
+            let reply = script.lock().unwrap().pop_front();
+            match reply {
+                Some(Reply::Status(code)) => axum::http::StatusCode::from_u16(code).unwrap(),
+                Some(Reply::After(delay)) => {
+                    tokio::time::sleep(delay).await;
+                    axum::http::StatusCode::OK
+                }
+                None => axum::http::StatusCode::OK,
+            }
+        }
+        let app = axum::Router::new().fallback(record).with_state((received.clone(), script));
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await.unwrap();
+        });
+        Receiver { addr, received, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` requests arrived; returns them all.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        wait_for(&format!("{count} webhook requests at {}", self.addr), || async {
+            let received = self.received();
+            (received.len() >= count).then_some(received)
+        })
+        .await
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Verifies webhooks with the reference Python library `standardwebhooks`
+/// (not only our own code): each request against each of `secrets`.
+pub fn verify_with_standardwebhooks(secrets: &[&str], requests: &[Received]) {
+    let cases: Vec<serde_json::Value> = requests
+        .iter()
+        .flat_map(|request| {
+            secrets.iter().map(move |secret| {
+                serde_json::json!({
+                    "secret": secret,
+                    "body": String::from_utf8_lossy(&request.body),
+                    "headers": {
+                        "webhook-id": request.header("webhook-id"),
+                        "webhook-timestamp": request.header("webhook-timestamp"),
+                        "webhook-signature": request.header("webhook-signature"),
+                    },
+                })
+            })
+        })
+        .collect();
+    let venv_python = std::env::var("SCANFLEET_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
+        .join("bin/python");
+    let python = if venv_python.exists() { venv_python } else { PathBuf::from("python3") };
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+cases = json.load(sys.stdin)
+for case in cases:
+    Webhook(case["secret"]).verify(case["body"], case["headers"])
+print(f"standardwebhooks verified {len(cases)} signatures")
+"#;
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", python.display()));
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "standardwebhooks rejected a signature: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("verified {} signatures", cases.len())));
 }

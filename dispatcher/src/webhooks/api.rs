@@ -1,0 +1,380 @@
+//! Webhook endpoints, the delivery log and manual redelivery.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::signing::generate_secret;
+use crate::auth::Caller;
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+
+const MAX_DESCRIPTION_LEN: usize = 256;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// https URL that receives `scan.succeeded`, `scan.failed` and `scan.canceled`.
+    pub url: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    pub id: Uuid,
+    pub url: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+}
+
+/// An endpoint as created or rotated: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointWithSecret {
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
+    /// `whsec_…`: verify `webhook-signature` with it (Standard Webhooks).
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the old secret keeps signing beside the new one (default from config).
+    pub overlap_seconds: Option<u64>,
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}"))
+        } else {
+            ApiError::unprocessable("invalid_body", e.to_string())
+        }
+    })
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
+}
+
+/// Checks a callback or endpoint URL against the SSRF policy (what can be
+/// checked without DNS; names are resolved and checked again at delivery).
+pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+    state
+        .config()
+        .delivery_settings()
+        .destinations
+        .check_static(url)
+        .map(|_| ())
+        .map_err(|refusal| ApiError::unprocessable("callback_url_refused", refusal.to_string()))
+}
+
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = NewEndpoint,
+    responses(
+        (status = 201, body = EndpointWithSecret),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
+    let new: NewEndpoint = parse_json(body)?;
+    if new.url.len() > 2048 {
+        return Err(ApiError::unprocessable("callback_url_refused", "url too long"));
+    }
+    check_callback_url(&state, &new.url)?;
+    if new.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
+        return Err(ApiError::unprocessable("invalid_body", format!("description is at most {MAX_DESCRIPTION_LEN} characters")));
+    }
+    let secret = generate_secret();
+    let row = sqlx::query!(
+        r#"INSERT INTO webhook_endpoints (id, tenant_id, url, description, secret) VALUES ($1, $2, $3, $4, $5)
+           RETURNING id, url, description, created_at"#,
+        Uuid::now_v7(),
+        caller.tenant_id,
+        new.url,
+        new.description,
+        secret
+    )
+    .fetch_one(state.pool())
+    .await?;
+    tracing::info!(endpoint_id = %row.id, tenant_id = %caller.tenant_id, "webhook endpoint created");
+    let endpoint = EndpointView {
+        id: row.id,
+        url: row.url,
+        description: row.description,
+        created_at: row.created_at,
+        disabled_at: None,
+        disabled_reason: None,
+    };
+    Ok((StatusCode::CREATED, Json(EndpointWithSecret { endpoint, secret })))
+}
+
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints", tag = "webhooks",
+    responses((status = 200, body = Vec<EndpointView>), (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<EndpointView>>, ApiError> {
+    let endpoints = sqlx::query_as!(
+        EndpointView,
+        r#"SELECT id, url, description, created_at, disabled_at, disabled_reason
+             FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY id"#,
+        caller.tenant_id
+    )
+    .fetch_all(state.pool())
+    .await?;
+    Ok(Json(endpoints))
+}
+
+#[utoipa::path(
+    delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted, with its pending deliveries"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "webhook endpoint")?;
+    let deleted = sqlx::query!("DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2", id, caller.tenant_id)
+        .execute(state.pool())
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path)), request_body = Rotation,
+    responses(
+        (status = 200, body = EndpointWithSecret),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EndpointWithSecret>, ApiError> {
+    let id = parse_id(&id, "webhook endpoint")?;
+    let body = body?;
+    let rotation: Rotation = if body.is_empty() { Rotation::default() } else { parse_json(Ok(body))? };
+    let overlap = rotation.overlap_seconds.unwrap_or(state.config().webhook_secret_overlap.as_secs());
+    if overlap > 30 * 24 * 3600 {
+        return Err(ApiError::unprocessable("invalid_body", "overlap_seconds is at most 30 days"));
+    }
+    let secret = generate_secret();
+    let row = sqlx::query_as!(
+        EndpointView,
+        r#"UPDATE webhook_endpoints
+              SET previous_secret = secret, secret = $3,
+                  previous_secret_expires_at = now() + make_interval(secs => $4::bigint)
+            WHERE id = $1 AND tenant_id = $2
+        RETURNING id, url, description, created_at, disabled_at, disabled_reason"#,
+        id,
+        caller.tenant_id,
+        secret,
+        overlap as i64
+    )
+    .fetch_optional(state.pool())
+    .await?
+    .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    tracing::info!(endpoint_id = %id, overlap_seconds = overlap, "webhook secret rotated");
+    Ok(Json(EndpointWithSecret { endpoint: row, secret }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackSecret {
+    /// Signs deliveries to scans' own `callback_url`s.
+    pub secret: String,
+}
+
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/callback-secret", tag = "webhooks",
+    responses((status = 200, body = CallbackSecret), (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
+pub async fn callback_secret(State(state): State<AppState>, caller: Caller) -> Result<Json<CallbackSecret>, ApiError> {
+    let secret = sqlx::query_scalar!(
+        r#"UPDATE tenants SET callback_secret = coalesce(callback_secret, $2) WHERE id = $1 RETURNING callback_secret AS "secret!""#,
+        caller.tenant_id,
+        generate_secret()
+    )
+    .fetch_one(state.pool())
+    .await?;
+    Ok(Json(CallbackSecret { secret }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    /// `delivered`, `http_error`, `gone`, `timeout`, `connect_error` or `blocked`.
+    pub outcome: String,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    /// The `webhook-id` header, the same on every attempt.
+    pub webhook_id: String,
+    pub event_type: String,
+    pub url: String,
+    pub endpoint_id: Option<Uuid>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub attempt_log: Vec<AttemptView>,
+}
+
+async fn scan_belongs_to(state: &AppState, caller: &Caller, scan_id: Uuid) -> Result<(), ApiError> {
+    let found = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM scans WHERE id = $1 AND tenant_id = $2) AS "found!""#,
+        scan_id,
+        caller.tenant_id
+    )
+    .fetch_one(state.pool())
+    .await?;
+    if found { Ok(()) } else { Err(ApiError::not_found("scan")) }
+}
+
+#[utoipa::path(
+    get, path = "/v1/scans/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, body = Vec<DeliveryView>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_deliveries(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let scan_id = parse_id(&id, "scan")?;
+    scan_belongs_to(&state, &caller, scan_id).await?;
+    let deliveries = sqlx::query!(
+        r#"SELECT id, message_id, event_type, url, endpoint_id, status, attempts, next_attempt_at,
+                  last_error, created_at, finished_at
+             FROM webhook_deliveries WHERE scan_id = $1 ORDER BY created_at, id"#,
+        scan_id
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let attempts = sqlx::query!(
+        r#"SELECT delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, response_body
+             FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY id"#,
+        &ids
+    )
+    .fetch_all(state.pool())
+    .await?;
+    let views = deliveries
+        .into_iter()
+        .map(|d| DeliveryView {
+            attempt_log: attempts
+                .iter()
+                .filter(|a| a.delivery_id == d.id)
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    started_at: a.started_at,
+                    duration_ms: a.duration_ms,
+                    outcome: a.outcome.clone(),
+                    status_code: a.status_code,
+                    error: a.error.clone(),
+                    response_body: a.response_body.clone(),
+                })
+                .collect(),
+            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
+            id: d.id,
+            webhook_id: d.message_id,
+            event_type: d.event_type,
+            url: d.url,
+            endpoint_id: d.endpoint_id,
+            status: d.status,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            finished_at: d.finished_at,
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+#[utoipa::path(
+    post, path = "/v1/scans/{id}/deliveries/{delivery_id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path), ("delivery_id" = String, Path)),
+    responses(
+        (status = 202, description = "Queued for another attempt with the same webhook-id"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((scan_id, delivery_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let scan_id = parse_id(&scan_id, "scan")?;
+    let delivery_id = parse_id(&delivery_id, "delivery")?;
+    scan_belongs_to(&state, &caller, scan_id).await?;
+    let queued = sqlx::query!(
+        r#"UPDATE webhook_deliveries d
+              SET status = 'pending', next_attempt_at = now(), finished_at = NULL
+            WHERE d.id = $1 AND d.scan_id = $2 AND d.status <> 'pending'
+              AND NOT EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id AND e.disabled_at IS NOT NULL)"#,
+        delivery_id,
+        scan_id
+    )
+    .execute(state.pool())
+    .await?
+    .rows_affected();
+    if queued == 1 {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1 AND scan_id = $2) AS "exists!""#,
+        delivery_id,
+        scan_id
+    )
+    .fetch_one(state.pool())
+    .await?;
+    if exists {
+        Err(ApiError::new(StatusCode::CONFLICT, "not_redeliverable", "the delivery is still pending or its endpoint is disabled"))
+    } else {
+        Err(ApiError::not_found("delivery"))
+    }
+}

@@ -1,0 +1,333 @@
+//! Sends pending webhook deliveries, with retries on a schedule.
+//!
+//! Each replica claims due rows with a lease (`locked_until`), at most
+//! `per_destination` in flight per endpoint across all replicas, so one slow
+//! receiver cannot take every slot. A delivery whose sender died is retaken
+//! when its lease runs out: delivery is at-least-once, with the same
+//! `webhook-id` on every attempt.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::guard::{DestinationPolicy, Refusal};
+use super::signing;
+use crate::state::AppState;
+
+/// How much of a receiver's answer the attempt log keeps.
+const MAX_LOGGED_BODY: usize = 1024;
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Delay before each attempt; its length is the number of attempts.
+    pub schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub poll: Duration,
+    pub per_destination: i64,
+    pub max_in_flight: usize,
+    pub destinations: DestinationPolicy,
+}
+
+impl DeliverySettings {
+    /// The delay before the attempt after `attempts_made`, with ±10 % jitter
+    /// so receivers that recover are not hit by every retry at once; None
+    /// when the schedule is used up.
+    pub fn next_delay(&self, attempts_made: usize) -> Option<Duration> {
+        let base = *self.schedule.get(attempts_made)?;
+        let jitter = rand::thread_rng().gen_range(0.9..=1.1);
+        Some(base.mul_f64(jitter))
+    }
+
+    fn lease(&self) -> Duration {
+        // Long enough for one attempt to time out, with margin; a sender
+        // that dies frees its rows after this.
+        self.timeout * 2 + Duration::from_secs(10)
+    }
+}
+
+struct Claimed {
+    id: Uuid,
+    message_id: String,
+    endpoint_id: Option<Uuid>,
+    tenant_id: Uuid,
+    url: String,
+    payload: serde_json::Value,
+    attempts: i32,
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+enum Outcome {
+    Delivered { status: u16, body: String },
+    HttpError { status: u16, body: String },
+    Gone { body: String },
+    Timeout,
+    ConnectError(String),
+    Blocked(Refusal),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::HttpError { .. } => "http_error",
+            Outcome::Gone { .. } => "gone",
+            Outcome::Timeout => "timeout",
+            Outcome::ConnectError(_) => "connect_error",
+            Outcome::Blocked(_) => "blocked",
+        }
+    }
+
+    /// Worth trying again later.
+    fn retryable(&self) -> bool {
+        matches!(self, Outcome::HttpError { .. } | Outcome::Timeout | Outcome::ConnectError(_))
+    }
+}
+
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let settings = state.config().delivery_settings();
+    let mut in_flight = JoinSet::new();
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let room = settings.max_in_flight.saturating_sub(in_flight.len());
+        if room > 0 {
+            match claim(state.pool(), &settings, room as i64).await {
+                Ok(claimed) => {
+                    for delivery in claimed {
+                        let (state, settings) = (state.clone(), settings.clone());
+                        in_flight.spawn(async move { attempt(&state, &settings, delivery).await });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(settings.poll) => {}
+        }
+    }
+    // Attempts under way finish (bounded by the timeout); unclaimed rows wait.
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn claim(pool: &PgPool, settings: &DeliverySettings, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+    let lease_ms = settings.lease().as_millis() as i64;
+    sqlx::query_as!(
+        Claimed,
+        r#"WITH pending AS (
+               SELECT id, next_attempt_at, coalesce(endpoint_id::text, url) AS destination,
+                      coalesce(locked_until >= now(), false) AS leased
+                 FROM webhook_deliveries WHERE status = 'pending'
+           ), ranked AS (
+               SELECT id, leased, next_attempt_at,
+                      count(*) FILTER (WHERE leased) OVER (PARTITION BY destination) AS in_flight,
+                      row_number() OVER (PARTITION BY destination, leased ORDER BY next_attempt_at) AS rank
+                 FROM pending
+           ), picked AS (
+               SELECT d.id FROM webhook_deliveries d JOIN ranked r ON r.id = d.id
+                WHERE NOT r.leased AND r.next_attempt_at <= now() AND r.rank + r.in_flight <= $1
+                ORDER BY r.next_attempt_at
+                LIMIT $2
+                  FOR UPDATE OF d SKIP LOCKED
+           )
+           UPDATE webhook_deliveries d
+              SET locked_until = now() + make_interval(secs => $3::bigint / 1000.0)
+             FROM picked WHERE d.id = picked.id
+         RETURNING d.id, d.message_id, d.endpoint_id, d.tenant_id, d.url, d.payload, d.attempts"#,
+        settings.per_destination,
+        limit,
+        lease_ms
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The secrets that sign a delivery: the endpoint's (and its previous one
+/// during a rotation overlap), or the tenant's callback secret.
+async fn signing_secrets(pool: &PgPool, delivery: &Claimed) -> Result<Vec<String>, sqlx::Error> {
+    match delivery.endpoint_id {
+        Some(endpoint_id) => {
+            let row = sqlx::query!(
+                r#"SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS "previous"
+                     FROM webhook_endpoints WHERE id = $1"#,
+                endpoint_id
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok([Some(row.secret), row.previous].into_iter().flatten().collect())
+        }
+        None => {
+            let secret = sqlx::query_scalar!("SELECT callback_secret FROM tenants WHERE id = $1", delivery.tenant_id)
+                .fetch_one(pool)
+                .await?;
+            Ok(secret.into_iter().collect())
+        }
+    }
+}
+
+async fn attempt(state: &AppState, settings: &DeliverySettings, delivery: Claimed) {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let outcome = match signing_secrets(state.pool(), &delivery).await {
+        Ok(secrets) => send(settings, &delivery, &secrets).await,
+        Err(error) => {
+            tracing::warn!(%error, delivery_id = %delivery.id, "cannot load signing secrets; will retry");
+            release(state.pool(), delivery.id).await;
+            return;
+        }
+    };
+    let duration_ms = clock.elapsed().as_millis() as i32;
+    let attempt_number = delivery.attempts + 1;
+    let next_delay = if outcome.retryable() { settings.next_delay(attempt_number as usize) } else { None };
+    let label = outcome.label();
+    state.metrics().webhook_attempts.with_label_values(&[label]).inc();
+    tracing::info!(
+        delivery_id = %delivery.id, webhook_id = %delivery.message_id, attempt = attempt_number,
+        outcome = label, duration_ms, retry_in_ms = next_delay.map(|d| d.as_millis() as u64), "webhook attempt"
+    );
+    if let Err(error) = record(state.pool(), &delivery, attempt_number, started_at, duration_ms, &outcome, next_delay).await {
+        // The lease expires and another attempt is made: at-least-once.
+        tracing::error!(%error, delivery_id = %delivery.id, "cannot record webhook attempt");
+    }
+}
+
+async fn send(settings: &DeliverySettings, delivery: &Claimed, secrets: &[String]) -> Outcome {
+    let destination = match settings.destinations.resolve(&delivery.url).await {
+        Ok(destination) => destination,
+        Err(refusal) => return Outcome::Blocked(refusal),
+    };
+    let body = serde_json::to_vec(&delivery.payload).expect("stored JSON serialises");
+    let timestamp = Utc::now().timestamp();
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let signature = match signing::signature_header(&secret_refs, &delivery.message_id, timestamp, &body) {
+        Ok(signature) if !secrets.is_empty() => signature,
+        _ => return Outcome::ConnectError("no valid signing secret for this destination".into()),
+    };
+    // One client per attempt, pinned to the address the guard checked.
+    let client = match reqwest::Client::builder()
+        .resolve(&destination.host, destination.addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(settings.timeout)
+        .user_agent(concat!("ScanFleet-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => return Outcome::ConnectError(error.to_string()),
+    };
+    let response = client
+        .post(destination.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &delivery.message_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match response {
+        Err(error) if error.is_timeout() => Outcome::Timeout,
+        Err(error) => Outcome::ConnectError(error.to_string()),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = truncated_body(response).await;
+            match status {
+                200..=299 => Outcome::Delivered { status, body },
+                410 => Outcome::Gone { body },
+                _ => Outcome::HttpError { status, body },
+            }
+        }
+    }
+}
+
+async fn truncated_body(response: reqwest::Response) -> String {
+    let bytes = response.bytes().await.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_BODY)]).into_owned();
+    if bytes.len() > MAX_LOGGED_BODY {
+        text.push_str("…");
+    }
+    text
+}
+
+async fn record(
+    pool: &PgPool,
+    delivery: &Claimed,
+    attempt_number: i32,
+    started_at: chrono::DateTime<Utc>,
+    duration_ms: i32,
+    outcome: &Outcome,
+    next_delay: Option<Duration>,
+) -> Result<(), sqlx::Error> {
+    let (status_code, error, response_body) = match outcome {
+        Outcome::Delivered { status, body } => (Some(*status as i32), None, Some(body.clone())),
+        Outcome::HttpError { status, body } => (Some(*status as i32), Some(format!("HTTP {status}")), Some(body.clone())),
+        Outcome::Gone { body } => (Some(410), Some("410 Gone: endpoint disabled".to_string()), Some(body.clone())),
+        Outcome::Timeout => (None, Some("timed out".to_string()), None),
+        Outcome::ConnectError(reason) => (None, Some(reason.clone()), None),
+        Outcome::Blocked(refusal) => (None, Some(format!("refused before connecting: {refusal}")), None),
+    };
+    let status = match (outcome, next_delay) {
+        (Outcome::Delivered { .. }, _) => "delivered",
+        (_, Some(_)) => "pending",
+        (_, None) => "failed",
+    };
+    let next_ms = next_delay.map(|d| d.as_millis() as i64).unwrap_or(0);
+    let mut tx = pool.begin().await?;
+    sqlx::query!(
+        r#"INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, response_body)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+        delivery.id,
+        attempt_number,
+        started_at,
+        duration_ms,
+        outcome.label(),
+        status_code,
+        error,
+        response_body
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        r#"UPDATE webhook_deliveries
+              SET attempts = $2, status = $3, last_error = $4, locked_until = NULL,
+                  next_attempt_at = now() + make_interval(secs => $5::bigint / 1000.0),
+                  finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
+            WHERE id = $1"#,
+        delivery.id,
+        attempt_number,
+        status,
+        error,
+        next_ms
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let (Outcome::Gone { .. }, Some(endpoint_id)) = (outcome, delivery.endpoint_id) {
+        // The receiver asked us to stop: disable the endpoint and drop what is queued for it.
+        sqlx::query!(
+            "UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = '410 Gone' WHERE id = $1",
+            endpoint_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            r#"UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint disabled (410 Gone)', finished_at = now()
+                WHERE endpoint_id = $1 AND status = 'pending'"#,
+            endpoint_id
+        )
+        .execute(&mut *tx)
+        .await?;
+        tracing::warn!(%endpoint_id, "webhook endpoint answered 410 Gone; disabled");
+    }
+    tx.commit().await
+}
+
+async fn release(pool: &PgPool, delivery_id: Uuid) {
+    let _ = sqlx::query!("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = $1", delivery_id)
+        .execute(pool)
+        .await;
+}

@@ -139,6 +139,37 @@ def list_env(env) -> dict:
     return out
 
 
+ENUMS = {"LOG_FORMAT": {"json", "text"}, "ROUTING_MODE": {"cpu", "gpu", "auto"}, "QUEUE": {"cpu", "gpu"},
+         "BACKEND": {"cpu", "cuda", "auto"}, "WARM_MODEL": {"true", "false"}}
+DURATIONS = {"GPU_MAX_WAIT", "SHUTDOWN_GRACE", "HEARTBEAT_INTERVAL", "OUTBOX_POLL"}
+INTEGERS = {"DELIVERY_LIMIT", "MAX_UPLOAD_BYTES", "MAX_JSON_BYTES", "DATABASE_MAX_CONNECTIONS",
+            "MAX_CONCURRENT_JOBS", "DOWNSCALE_MAX"}
+ADDRS = {"LISTEN_ADDR", "METRICS_ADDR"}
+
+
+def check_env_values(env: dict, where: str, probs: Problems) -> None:
+    """Values the app's typed config would reject at start."""
+    for k, v in env.items():
+        v = str(v)
+        if k in ENUMS and v not in ENUMS[k]:
+            probs.add(where, f"{k}={v!r} not one of {sorted(ENUMS[k])}")
+        elif k in DURATIONS:
+            try:
+                parse_duration(v)
+            except ValueError:
+                probs.add(where, f"{k}={v!r} is not a duration (e.g. 30s, 2m)")
+        elif k in INTEGERS and not re.fullmatch(r"[1-9]\d*", v):
+            probs.add(where, f"{k}={v!r} is not a positive integer")
+        elif k in ADDRS and not re.fullmatch(r"[0-9.]+:\d+|\[[0-9a-f:]+\]:\d+", v):
+            probs.add(where, f"{k}={v!r} is not host:port")
+        elif k == "AMQP_URL" and not v.startswith(("amqp://", "amqps://")):
+            probs.add(where, f"AMQP_URL must be amqp(s)://")
+        elif k == "DATABASE_URL" and not v.startswith(("postgres://", "postgresql://")):
+            probs.add(where, "DATABASE_URL must be postgres://")
+        elif k == "BLOB_STORE" and "://" in v and not v.startswith(("file://", "s3://")):
+            probs.add(where, "BLOB_STORE must be a path, file:// or s3://")
+
+
 # ---------------------------------------------------------------- YAML lint
 
 YAMLLINT_CONFIG = """
@@ -416,6 +447,7 @@ def check_compose(root: pathlib.Path) -> Problems:
         env = list_env(svc.get("environment"))
         for var in sorted(set(env) - allowed):
             probs.add(f"compose {name}", f"unknown env var {var}")
+        check_env_values(env, f"compose {name}", probs)
         for var in ("DATABASE_URL", "AMQP_URL", "BLOB_STORE"):
             if not env.get(var):
                 probs.add(f"compose {name}", f"{var} not set")
@@ -697,6 +729,7 @@ def check_k8s_semantics(objs: list[dict], where: str) -> Problems:
                     if ref in src and (kind, src[ref]["name"]) not in by_key:
                         probs.add(cw, f"envFrom {kind} {src[ref]['name']} does not exist")
             env = container_env(c, by_key)
+            check_env_values({k: v for k, v in env.items() if "CHANGE-ME" not in v and v != "<from>"}, cw, probs)
             if dep["kind"] == "Job":
                 if "migrate" not in c.get("args", []) + c.get("command", []):
                     probs.add(cw, "migration Job does not run `dispatcher migrate`")
@@ -935,6 +968,8 @@ NEGATIVE = [
      lambda r: edit(r / "k8s/overlays/prod/resources.yaml", "name: cpu-worker", "name: cpu-wrker"), "not in the resources"),
     ("compose-spec: unknown service key", "compose",
      lambda r: edit(r / "docker-compose.yml", "    stop_grace_period: 45s\n", "    stop_grace: 45s\n"), "compose-spec"),
+    ("compose: bad env value", "compose",
+     lambda r: edit(r / "docker-compose.yml", "GPU_MAX_WAIT: 2m", "GPU_MAX_WAIT: two minutes"), "not a duration"),
     ("compose: dispatcher not waiting for healthy postgres", "compose",
      lambda r: edit(r / "docker-compose.yml", "condition: service_healthy", "condition: service_started"),
      "being healthy"),

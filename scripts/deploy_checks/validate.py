@@ -982,6 +982,8 @@ NEGATIVE = [
     ("Dockerfile: root user and latest tag", "dockerfiles",
      lambda r: (edit(r / "Dockerfile", "USER 10001:10001", "USER root"),
                 edit(r / "Dockerfile", "rust:1-bookworm", "rust:latest")), "root"),
+    ("hadolint: cd inside RUN (DL3003)", "dockerfiles+hadolint",
+     lambda r: edit(r / "Dockerfile", "WORKDIR /src\n", "WORKDIR /src\nRUN cd /tmp && touch x\n"), "DL3003"),
     ("Dockerfile.gpu: no HEALTHCHECK", "dockerfiles",
      lambda r: edit(r / "Dockerfile.gpu", "HEALTHCHECK", "# HEALTHCHECK"), "HEALTHCHECK"),
     ("grafana: query with an unknown metric", "grafana",
@@ -1002,8 +1004,8 @@ def run_negative(verbose: bool) -> list[tuple[str, bool, str]]:
             root = pathlib.Path(tmp)
             copy_tree(root)
             breaker(root)
-            kwargs = {"compare_kubectl": False} if check == "k8s" else ({"hadolint": False} if check == "dockerfiles" else {})
-            probs = CHECKS[check](root, **kwargs)
+            kwargs = {"k8s": {"compare_kubectl": False}, "dockerfiles": {"hadolint": False}}.get(check, {})
+            probs = CHECKS[check.split("+")[0]](root, **kwargs)
             hit = [p for p in probs if fragment in p]
             results.append((f"self-test rejects: {name}", bool(hit),
                             hit[0] if hit else f"{check} did not object (got {probs[:3]})"))

@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanfleet-target}"
 SCANFLEET_VENV="${SCANFLEET_VENV:-$HOME/.cache/scanfleet-venv}"
 
 APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
-PIP_PACKAGES=(standardwebhooks==1.0.0 celery==5.4.0)
+PYTHON_REQUIREMENTS="scripts/requirements-test.txt"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -28,9 +28,13 @@ install_python_tools() {
     log "creating Python venv $SCANFLEET_VENV"
     python3 -m venv "$SCANFLEET_VENV"
   fi
-  if ! "$SCANFLEET_VENV/bin/pip" -q freeze 2>/dev/null | grep -qi '^standardwebhooks=='; then
-    log "installing Python tools: ${PIP_PACKAGES[*]}"
-    "$SCANFLEET_VENV/bin/pip" install -q "${PIP_PACKAGES[@]}"
+  # Reinstall only when the pinned list changed since the last install.
+  local stamp="$SCANFLEET_VENV/.requirements.sha256"
+  local want; want=$(sha256sum "$PYTHON_REQUIREMENTS" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing Python tools from $PYTHON_REQUIREMENTS"
+    "$SCANFLEET_VENV/bin/pip" install -q --disable-pip-version-check -r "$PYTHON_REQUIREMENTS"
+    echo "$want" >"$stamp"
   fi
   export PATH="$SCANFLEET_VENV/bin:$PATH"
 }

@@ -1,0 +1,2 @@
+# Sourced by scripts/demo: vision scans (none until the vision pipeline lands).
+:

@@ -12,7 +12,7 @@
 //! matches OpenCV bit for bit except where OpenCV's own stripe-parallel
 //! scheduling changes ties (it does not for the final edge set).
 
-use burn_tensor::{backend::Backend, module::max_pool2d, Tensor};
+use burn_tensor::{backend::Backend, module::max_pool2d, ElementConversion, Tensor};
 
 use crate::backend::ScanBackend;
 use crate::primitives::{sobel, Border};
@@ -73,7 +73,7 @@ pub fn hysteresis_tensor<B: Backend>(weak: Tensor<B, 4>, strong: Tensor<B, 4>) -
             let p = pad2d(e, (1, 1, 1, 1), Border::Constant(0.0));
             e = max_pool2d(p, [3, 3], [1, 1], [0, 0], [1, 1], false) * weak.clone();
         }
-        let count: f32 = e.clone().sum().into_scalar().into();
+        let count: f32 = e.clone().sum().into_scalar().elem();
         if count == last {
             return e;
         }

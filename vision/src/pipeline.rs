@@ -25,7 +25,7 @@ use crate::{
     error::VisionError,
     flow::{farneback, mean_magnitude, FarnebackParams},
     frames::{stack_bgr, stack_gray, to_vec_f32, unstack_gray, GrayImage},
-    primitives::{bgr_to_gray, close, label_mask, laplacian_variance, open, remap_bilinear, resize, Component, Interpolation, MorphShape},
+    primitives::{bgr_to_gray, close, gaussian_blur, Border, label_mask, laplacian_variance, open, remap_bilinear, resize, round_levels, Component, Interpolation, MorphShape},
     synth::DefectKind,
 };
 
@@ -319,7 +319,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     for (bi, chunk) in decoded.frames.chunks(bs).enumerate() {
         let t = Instant::now();
         let bgr = stack_bgr::<B>(chunk, device)?;
-        let gray = resize(bgr_to_gray(bgr), pw, ph, Interpolation::Area).round();
+        let gray = round_levels(resize(bgr_to_gray(bgr), pw, ph, Interpolation::Area));
         timer.add("gray_resize", t);
 
         let t = Instant::now();
@@ -484,20 +484,44 @@ fn analyze_frame<B: ScanBackend>(
         return Ok(None);
     }
     let img = stack_gray::<B>(&[frame], device);
-    // First pass: rectify with a 4 % margin, then find the item's true edges
-    // and its print frame from profiles (sub-pixel).
+    // Rectify with a 4 % margin and measure the item's edges from profiles
+    // (sub-pixel). The first round refines the corners found at low
+    // resolution (their error would otherwise skew the perspective and the
+    // centering); the second measures item and print edges for good.
     let margin = 0.04;
     let (mw, mh) = (((iw as f64) * (1.0 + 2.0 * margin)).round() as usize, ((ih as f64) * (1.0 + 2.0 * margin)).round() as usize);
-    let h1 = homography(&quad, iw as f64, ih as f64)?;
     let ox = iw as f64 * margin;
     let oy = ih as f64 * margin;
-    let map1: Vec<(f32, f32)> = (0..mh)
-        .flat_map(|y| (0..mw).map(move |x| (x as f64 - ox, y as f64 - oy)))
-        .map(|(u, v)| apply_h(&h1, u, v))
-        .collect();
-    let rect1 = remap_bilinear(img.clone(), &map1, mw, mh);
-    let r1 = to_vec_f32(rect1);
-    let Some(prof) = Profiles::measure(&r1, mw, mh) else {
+    let mut quad = quad;
+    let mut h1 = homography(&quad, iw as f64, ih as f64)?;
+    let mut measured = None;
+    for round in 0..3 {
+        let map1: Vec<(f32, f32)> = (0..mh)
+            .flat_map(|y| (0..mw).map(move |x| (x as f64 - ox, y as f64 - oy)))
+            .map(|(u, v)| apply_h(&h1, u, v))
+            .collect();
+        let r1 = to_vec_f32(remap_bilinear(img.clone(), &map1, mw, mh));
+        if round == 2 {
+            measured = Profiles::measure(&r1, mw, mh, (0.3, 0.7));
+            break;
+        }
+        let (Some(a), Some(b)) = (Profiles::measure(&r1, mw, mh, (0.2, 0.4)), Profiles::measure(&r1, mw, mh, (0.6, 0.8))) else {
+            break;
+        };
+        // Item edge lines through the two bands, intersected into corners.
+        let (fw, fh) = (mw as f64, mh as f64);
+        let left = ([a.card.0, 0.3 * fh], [b.card.0, 0.7 * fh]);
+        let right = ([a.card.1, 0.3 * fh], [b.card.1, 0.7 * fh]);
+        let top = ([0.3 * fw, a.card.2], [0.7 * fw, b.card.2]);
+        let bottom = ([0.3 * fw, a.card.3], [0.7 * fw, b.card.3]);
+        let corners = [intersect(left, top), intersect(right, top), intersect(right, bottom), intersect(left, bottom)];
+        quad = corners.map(|p| {
+            let (x, y) = apply_h(&h1, p[0] - ox, p[1] - oy);
+            [x as f64, y as f64]
+        });
+        h1 = homography(&quad, iw as f64, ih as f64)?;
+    }
+    let Some(prof) = measured else {
         timer.add("rectify", t);
         return Ok(None);
     };
@@ -535,7 +559,9 @@ fn locate_item<B: ScanBackend>(frame: &GrayImage, opts: &ScanOptions, device: &B
     let f = 4usize;
     let (w, h) = ((frame.width / f).max(8), (frame.height / f).max(8));
     let img = stack_gray::<B>(&[frame], device);
-    let small = resize(img, w, h, Interpolation::Area).round();
+    // Blur first: a textured table would otherwise grow weak edges into the
+    // outline and merge it with the background.
+    let small = round_levels(gaussian_blur(resize(img, w, h, Interpolation::Area), 0, 2.0, Border::Reflect101));
     let edges = canny(small, opts.canny_low, opts.canny_high);
     let closed = close(edges, MorphShape::Rect, 5, 5);
     let bits: Vec<bool> = to_vec_f32(closed).iter().map(|&v| v > 0.5).collect();
@@ -581,6 +607,18 @@ fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionEr
     Ok(out)
 }
 
+/// Intersection of two lines, each given by two points.
+fn intersect(l1: ([f64; 2], [f64; 2]), l2: ([f64; 2], [f64; 2])) -> [f64; 2] {
+    let (p, r) = (l1.0, [l1.1[0] - l1.0[0], l1.1[1] - l1.0[1]]);
+    let (q, s) = (l2.0, [l2.1[0] - l2.0[0], l2.1[1] - l2.0[1]]);
+    let cross = r[0] * s[1] - r[1] * s[0];
+    if cross.abs() < 1e-12 {
+        return p;
+    }
+    let t = ((q[0] - p[0]) * s[1] - (q[1] - p[1]) * s[0]) / cross;
+    [p[0] + t * r[0], p[1] + t * r[1]]
+}
+
 fn apply_h(h: &[f64; 9], u: f64, v: f64) -> (f32, f32) {
     let d = h[6] * u + h[7] * v + h[8];
     (((h[0] * u + h[1] * v + h[2]) / d) as f32, ((h[3] * u + h[4] * v + h[5]) / d) as f32)
@@ -595,15 +633,17 @@ struct Profiles {
 }
 
 impl Profiles {
-    fn measure(img: &[f32], w: usize, h: usize) -> Option<Self> {
-        // Median across the middle band: robust to defects crossing it.
+    /// Profiles are medians across a band (fractions of the other axis):
+    /// robust to defects crossing it.
+    fn measure(img: &[f32], w: usize, h: usize, band: (f64, f64)) -> Option<Self> {
+        let (b0, b1) = (band.0, band.1);
         let col = |x: usize| {
-            let mut v: Vec<f32> = (h * 3 / 10..h * 7 / 10).map(|y| img[y * w + x]).collect();
+            let mut v: Vec<f32> = ((h as f64 * b0) as usize..(h as f64 * b1) as usize).map(|y| img[y * w + x]).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2] as f64
         };
         let row = |y: usize| {
-            let mut v: Vec<f32> = (w * 3 / 10..w * 7 / 10).map(|x| img[y * w + x]).collect();
+            let mut v: Vec<f32> = ((w as f64 * b0) as usize..(w as f64 * b1) as usize).map(|x| img[y * w + x]).collect();
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2] as f64
         };
@@ -725,6 +765,11 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
         let near_y = if c.cy < corner_zone { Some(0) } else if c.cy > fh - corner_zone { Some(1) } else { None };
         if touches.iter().any(|&t| t) {
             if let (Some(x), Some(y)) = (near_x, near_y) {
+                // Below ~20 px a corner residue is the opening rounding off
+                // a sliver of the item's own corner, not wear.
+                if c.area < 20 {
+                    return None;
+                }
                 let name = ["top_left", "top_right", "bottom_left", "bottom_right"][y * 2 + x];
                 return Some(mk(DefectKind::CornerWear, c.area as f64 / 150.0, Some(name)));
             }

@@ -297,7 +297,7 @@ pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionE
         imgproc::warp_perspective(&card, &mut warped, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
         let mut mask = Mat::default();
         imgproc::warp_perspective(&card_mask, &mut mask, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
-        let mut frame = bg.try_clone()?;
+        let frame = bg.try_clone()?;
         // Alpha-blend with the anti-aliased mask so the card edge is smooth.
         let mut mask_f = Mat::default();
         mask.convert_to(&mut mask_f, CV_32F, 1.0 / 255.0, 0.0)?;

@@ -77,7 +77,7 @@ pub fn mat_f32(m: &Mat) -> Vec<f32> {
     out
 }
 
-pub fn from_f32(v: &[f32], w: usize, h: usize) -> Mat {
+pub fn from_f32(v: &[f32], _w: usize, h: usize) -> Mat {
     let m = Mat::from_slice(v).unwrap();
     m.reshape(1, h as i32).unwrap().try_clone().unwrap()
 }

@@ -1,8 +1,8 @@
 use burn_tensor::{backend::Backend, Tensor};
 
-/// BGR → gray exactly as OpenCV's 8-bit `cvtColor(COLOR_BGR2GRAY)`:
-/// fixed-point coefficients with a 14-bit shift and rounding,
-/// `(1868 B + 9617 G + 4899 R + 8192) >> 14`.
+/// BGR → gray exactly as OpenCV 4's 8-bit `cvtColor(COLOR_BGR2GRAY)`:
+/// 15-bit fixed-point coefficients with rounding,
+/// `(3735 B + 19235 G + 9798 R + 16384) >> 15`.
 ///
 /// Every intermediate is an integer below 2^24, so f32 holds it exactly and
 /// the result is bit-identical to OpenCV.
@@ -12,8 +12,8 @@ pub fn bgr_to_gray<B: Backend>(bgr: Tensor<B, 4>) -> Tensor<B, 4> {
     let b = bgr.clone().slice([0..n, 0..1, 0..h, 0..w]);
     let g = bgr.clone().slice([0..n, 1..2, 0..h, 0..w]);
     let r = bgr.slice([0..n, 2..3, 0..h, 0..w]);
-    (b.mul_scalar(1868.0) + g.mul_scalar(9617.0) + r.mul_scalar(4899.0))
-        .add_scalar(8192.0)
-        .div_scalar(16384.0)
+    (b.mul_scalar(3735.0) + g.mul_scalar(19235.0) + r.mul_scalar(9798.0))
+        .add_scalar(16384.0)
+        .div_scalar(32768.0)
         .floor()
 }

@@ -18,5 +18,5 @@ pub use filter::{
     Border,
 };
 pub use morph::{close, dilate, erode, open, MorphShape};
-pub use resize::{resize, Interpolation};
+pub use resize::{resize, round_levels, Interpolation};
 pub use warp::remap_bilinear;

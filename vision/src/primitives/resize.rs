@@ -17,7 +17,12 @@ pub enum Interpolation {
     Area,
 }
 
-/// Resize `[N, C, H, W]` to `[N, C, out_h, out_w]`.
+/// Round resampled 8-bit levels like OpenCV's area fast path does (half up).
+pub fn round_levels<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    x.add_scalar(0.5).floor()
+}
+
+/// Resize `[N, C, H, W]` to `[N, C, out_h, out_w]` (float result; see [`round_levels`]).
 pub fn resize<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     if (w, h) == (out_w, out_h) {

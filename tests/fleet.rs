@@ -1,7 +1,9 @@
 //! End-to-end fleet tests: dispatcher → PostgreSQL + RabbitMQ → workers → result.
 //! One test binary (faster to link); each module is one area.
 
+mod operate;
 mod routing;
+mod video;
 mod webhooks;
 
 use futures::StreamExt;
@@ -84,7 +86,9 @@ async fn five_hundred_concurrent_probes_each_succeed_exactly_once() {
     let scan = free.scan(free_scan).await;
     assert_eq!(scan["status"], "succeeded");
     assert_eq!(scan["result"]["kind"], "probe");
-    assert_eq!(scan["result"]["backend"], "cpu");
+    assert_eq!(scan["result"]["backend"], "cpu-ndarray");
+    assert!(scan["result"]["cost_usd"].as_f64().unwrap() >= 0.0);
+    assert!(scan["result"]["processing_ms"].is_number());
     assert_eq!(scan["attempts"], 1);
 
     for worker in workers {

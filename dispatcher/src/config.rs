@@ -8,7 +8,7 @@ use protocol::config::{parse_duration, ServiceConfig};
 use crate::backlog::Watermarks;
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
 use crate::webhooks::deliverer::DeliverySettings;
-use crate::webhooks::guard::DestinationPolicy;
+use protocol::netguard::DestinationPolicy;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DispatcherConfig {

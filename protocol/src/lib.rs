@@ -7,6 +7,7 @@ pub mod blob;
 pub mod config;
 pub mod db;
 pub mod message;
+pub mod netguard;
 pub mod telemetry;
 pub mod topology;
 

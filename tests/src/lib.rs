@@ -13,7 +13,6 @@ use protocol::telemetry::LogFormat;
 use protocol::Tier;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use worker::backend::BackendChoice;
 use worker::config::{QueueChoice, WorkerConfig};
 
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
@@ -118,7 +117,15 @@ impl TestEnv {
         WorkerConfig {
             service: self.service_config(),
             queue,
-            backend: BackendChoice::Cpu,
+            backend: vision::BackendChoice::Cpu,
+            downscale_max: 1280,
+            warm_model: false,
+            cpu_price_per_hour: 0.05,
+            gpu_price_per_hour: 0.50,
+            max_download_bytes: 64 * 1024 * 1024,
+            download_timeout: Duration::from_secs(10),
+            source_allow_http: true,
+            source_allow_hosts: vec!["127.0.0.1".to_string()],
             max_concurrent_jobs: 8,
             shutdown_grace: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),
@@ -406,11 +413,6 @@ pub fn verify_with_standardwebhooks(secrets: &[&str], requests: &[Received]) {
             })
         })
         .collect();
-    let venv_python = std::env::var("SCANFLEET_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
-        .join("bin/python");
-    let python = if venv_python.exists() { venv_python } else { PathBuf::from("python3") };
     let script = r#"
 import json, sys
 from standardwebhooks.webhooks import Webhook
@@ -419,20 +421,28 @@ for case in cases:
     Webhook(case["secret"]).verify(case["body"], case["headers"])
 print(f"standardwebhooks verified {len(cases)} signatures")
 "#;
-    let mut child = std::process::Command::new(&python)
+    let output = python(script, serde_json::to_string(&cases).unwrap().as_bytes());
+    assert!(String::from_utf8_lossy(&output).contains(&format!("verified {} signatures", cases.len())));
+}
+
+/// Runs a Python script (with the project venv's packages) on `stdin`;
+/// returns its stdout, failing the test if it fails.
+pub fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let venv_python = std::env::var("SCANFLEET_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
+        .join("bin/python");
+    let interpreter = if venv_python.exists() { venv_python } else { PathBuf::from("python3") };
+    let mut child = std::process::Command::new(&interpreter)
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", python.display()));
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
+        .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", interpreter.display()));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "standardwebhooks rejected a signature: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("verified {} signatures", cases.len())));
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    output.stdout
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use protocol::config::{parse_duration, ServiceConfig};
 use protocol::Route;
 
-use crate::backend::BackendChoice;
+use vision::BackendChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueueChoice {
@@ -31,8 +31,33 @@ pub struct WorkerConfig {
     #[arg(long, env = "QUEUE", value_enum, default_value = "cpu")]
     pub queue: QueueChoice,
     /// Compute backend: `cpu`, `cuda`, or `auto` (CUDA when a device answers).
-    #[arg(long, env = "BACKEND", value_enum, default_value = "auto")]
+    #[arg(long, env = "BACKEND", default_value = "auto")]
     pub backend: BackendChoice,
+    /// Long side of processed frames, unless a scan asks for less (seed 003).
+    #[arg(long, env = "DOWNSCALE_MAX", default_value_t = 1280)]
+    pub downscale_max: usize,
+    /// Run a warm-up scan before consuming (seeds 003/004), so the first
+    /// real scan does not pay for kernel compilation and allocation.
+    #[arg(long, env = "WARM_MODEL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub warm_model: bool,
+    /// Hourly price of a CPU worker, for the cost reported per scan (seed 001).
+    #[arg(long, env = "CPU_PRICE_PER_HOUR", default_value_t = 0.05)]
+    pub cpu_price_per_hour: f64,
+    /// Hourly price of a GPU worker.
+    #[arg(long, env = "GPU_PRICE_PER_HOUR", default_value_t = 0.50)]
+    pub gpu_price_per_hour: f64,
+    /// Largest input a worker downloads from a `source_url`, in bytes.
+    #[arg(long, env = "MAX_DOWNLOAD_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_download_bytes: u64,
+    /// Time limit for downloading one input.
+    #[arg(long, env = "DOWNLOAD_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub download_timeout: Duration,
+    /// Allow plain-http source URLs (local use only).
+    #[arg(long, env = "SOURCE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub source_allow_http: bool,
+    /// Hosts or IPs a source URL may point at although private (comma-separated).
+    #[arg(long, env = "SOURCE_ALLOW_HOSTS", value_delimiter = ',')]
+    pub source_allow_hosts: Vec<String>,
     /// Scans run at once by this process (also the prefetch count).
     #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 4)]
     pub max_concurrent_jobs: u16,
@@ -57,6 +82,12 @@ impl WorkerConfig {
         if self.max_concurrent_jobs == 0 {
             return Err("MAX_CONCURRENT_JOBS must be at least 1".into());
         }
+        if !(64..=8192).contains(&self.downscale_max) {
+            return Err("DOWNSCALE_MAX must be within 64–8192".into());
+        }
+        if self.cpu_price_per_hour < 0.0 || self.gpu_price_per_hour < 0.0 {
+            return Err("prices must not be negative".into());
+        }
         if self.heartbeat_interval.is_zero() {
             return Err("HEARTBEAT_INTERVAL must be positive".into());
         }
@@ -76,7 +107,15 @@ impl WorkerConfig {
         let mut described = self.service.describe();
         let extra = serde_json::json!({
             "queue": format!("{:?}", self.queue).to_lowercase(),
-            "backend": format!("{:?}", self.backend).to_lowercase(),
+            "backend": self.backend.to_string(),
+            "downscale_max": self.downscale_max,
+            "warm_model": self.warm_model,
+            "cpu_price_per_hour": self.cpu_price_per_hour,
+            "gpu_price_per_hour": self.gpu_price_per_hour,
+            "max_download_bytes": self.max_download_bytes,
+            "download_timeout": humantime::format_duration(self.download_timeout).to_string(),
+            "source_allow_http": self.source_allow_http,
+            "source_allow_hosts": self.source_allow_hosts,
             "max_concurrent_jobs": self.max_concurrent_jobs,
             "shutdown_grace": humantime::format_duration(self.shutdown_grace).to_string(),
             "heartbeat_interval": humantime::format_duration(self.heartbeat_interval).to_string(),

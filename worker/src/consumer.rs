@@ -37,6 +37,8 @@ pub struct Consumer {
     pub heartbeat_interval: std::time::Duration,
     pub job_context: JobContext,
     pub metrics: WorkerMetrics,
+    /// Hourly price of this worker's backend, for the cost of each scan.
+    pub price_per_hour: f64,
 }
 
 /// What to tell the broker about a delivery.
@@ -165,7 +167,7 @@ impl Consumer {
             &self.pool,
             job.scan_id,
             &self.job_context.worker_name,
-            self.job_context.backend.name,
+            self.job_context.backend_name(),
             fallback.map(|reason| (self.route, reason)),
         )
         .await;
@@ -182,6 +184,10 @@ impl Consumer {
             Err(error) => return self.database_unavailable(error).await,
         };
         tracing::info!(attempt, previous_deliveries, "scan started");
+        let kind = job.kind.as_str();
+        let route = self.route.as_str();
+        let waited = (chrono::Utc::now() - job.submitted_at).to_std().unwrap_or_default();
+        self.metrics.queue_wait_seconds.with_label_values(&[route]).observe(waited.as_secs_f64());
         self.metrics.in_flight.inc();
         let started = Instant::now();
         let outcome = {
@@ -191,11 +197,19 @@ impl Consumer {
             outcome
         };
         self.metrics.in_flight.dec();
-        let kind = job.kind.as_str();
-        self.metrics
-            .processing_seconds
-            .with_label_values(&[kind, self.route.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        let processing = started.elapsed();
+        let cost_usd = processing.as_secs_f64() * self.price_per_hour / 3600.0;
+        self.metrics.processing_seconds.with_label_values(&[kind, route]).observe(processing.as_secs_f64());
+        self.metrics.cost_usd.with_label_values(&[route]).inc_by(cost_usd);
+        let outcome = outcome.map(|output| {
+            for (stage, ms) in &output.stage_ms {
+                self.metrics.stage_seconds.with_label_values(&[kind, stage]).observe(ms / 1e3);
+            }
+            self.with_accounting(output.result, processing, cost_usd)
+        });
+        if let Err(error) = &outcome {
+            self.metrics.errors.with_label_values(&[error.code()]).inc();
+        }
 
         let recorded = match &outcome {
             Ok(result) => self.write_success(job.scan_id, result).await,
@@ -221,12 +235,27 @@ impl Consumer {
                     (Ok(_), true) => "succeeded",
                     (Err(_), true) => "failed",
                 };
-                tracing::info!(outcome = outcome_label, elapsed_ms = started.elapsed().as_millis() as u64, "scan finished");
+                tracing::info!(outcome = outcome_label, elapsed_ms = processing.as_millis() as u64, cost_usd, "scan finished");
+                if wrote {
+                    let total = (chrono::Utc::now() - job.submitted_at).to_std().unwrap_or_default();
+                    self.metrics.end_to_end_seconds.with_label_values(&[route]).observe(total.as_secs_f64());
+                }
                 self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), outcome_label]).inc();
                 Disposition::Ack
             }
             Err(error) => self.database_unavailable(error).await,
         }
+    }
+
+    /// Adds what every result reports: backend, processing time and cost
+    /// (processing seconds × the backend's hourly price, seed 001).
+    fn with_accounting(&self, mut result: serde_json::Value, processing: std::time::Duration, cost_usd: f64) -> serde_json::Value {
+        if let Some(fields) = result.as_object_mut() {
+            fields.insert("backend".into(), self.job_context.backend_name().into());
+            fields.insert("processing_ms".into(), (processing.as_secs_f64() * 1e3).into());
+            fields.insert("cost_usd".into(), cost_usd.into());
+        }
+        result
     }
 
     /// Commits a result; true if this write finished the scan.

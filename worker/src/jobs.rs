@@ -1,16 +1,22 @@
 //! Running one scan, whatever its kind. Errors say whether retrying can help.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use protocol::blob::{BlobError, BlobStore};
+use protocol::netguard::DestinationPolicy;
 use protocol::{ScanJob, ScanKind};
 use serde_json::{json, Value};
-
-use crate::backend::ActiveBackend;
+use vision::backend::ScanEngine;
+use vision::{ScanOptions, VisionError};
 
 /// Why a scan did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
-    /// The input can never succeed (not a video, unsupported kind…): the scan
+    /// The input can never succeed (not a video, refused URL…): the scan
     /// fails at once with this stable code.
     #[error("{code}: {message}")]
     BadInput { code: &'static str, message: String },
@@ -20,38 +26,222 @@ pub enum JobError {
     Transient(String),
 }
 
-/// What a job knows about where it runs.
+impl JobError {
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        JobError::BadInput { code, message: message.into() }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            JobError::BadInput { code, .. } => code,
+            JobError::Transient(_) => "transient",
+        }
+    }
+}
+
+impl From<VisionError> for JobError {
+    fn from(error: VisionError) -> Self {
+        if error.is_bad_input() {
+            JobError::BadInput { code: error.code(), message: error.to_string() }
+        } else {
+            JobError::Transient(error.to_string())
+        }
+    }
+}
+
+/// Limits and policy for fetching a scan's `source_url`.
 #[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    pub policy: DestinationPolicy,
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+/// What a job knows about where it runs; shared by the job tasks.
+#[derive(Clone)]
 pub struct JobContext {
     pub worker_name: String,
     pub queue: &'static str,
-    pub backend: ActiveBackend,
+    /// The backend, resolved and warmed once per process (seed 004's model manager).
+    pub engine: Arc<ScanEngine>,
+    pub blobs: BlobStore,
+    pub downloads: DownloadSettings,
+    pub downscale_max: usize,
 }
 
-pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<Value, JobError> {
+impl JobContext {
+    pub fn backend_name(&self) -> &str {
+        &self.engine.report().used
+    }
+
+    pub fn backend_reason(&self) -> &str {
+        &self.engine.report().reason
+    }
+
+    pub fn on_gpu(&self) -> bool {
+        self.backend_name() == "cuda"
+    }
+}
+
+/// A finished scan: its result document and the time spent per stage.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub result: Value,
+    pub stage_ms: Vec<(String, f64)>,
+}
+
+pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobOutput, JobError> {
     match job.kind {
         ScanKind::Probe => probe(job, context, attempt).await,
-        ScanKind::VideoScan => Err(JobError::BadInput {
-            code: "kind_not_supported",
-            message: "this worker build cannot run video_scan yet".into(),
-        }),
+        ScanKind::VideoScan => video_scan(job, context).await,
     }
 }
 
 /// A probe does no vision work: it reports who ran it, after holding the
 /// worker for `hold_ms` (to exercise slow paths and mid-scan failures).
-async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<Value, JobError> {
+async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobOutput, JobError> {
     let hold_ms = job.params.get("hold_ms").and_then(Value::as_u64).unwrap_or(0);
     if hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
     }
-    Ok(json!({
+    let result = json!({
         "kind": "probe",
         "worker": context.worker_name,
         "queue": context.queue,
-        "backend": context.backend.name,
-        "backend_reason": context.backend.reason,
+        "backend": context.backend_name(),
+        "backend_reason": context.backend_reason(),
         "attempt": attempt,
         "held_ms": hold_ms,
-    }))
+    });
+    Ok(JobOutput { result, stage_ms: vec![("probe".into(), hold_ms as f64)] })
+}
+
+async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
+    let input = fetch_input(job, context).await?;
+    // OpenCV decodes from a path; the directory goes away with the scan.
+    let dir = tempfile::Builder::new()
+        .prefix("scanfleet-scan-")
+        .tempdir()
+        .map_err(|e| JobError::Transient(format!("temp dir: {e}")))?;
+    let path = dir.path().join("input");
+    tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
+    drop(input);
+    let options = ScanOptions {
+        downscale_max: job
+            .params
+            .get("downscale_max")
+            .and_then(Value::as_u64)
+            .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max)),
+        ..ScanOptions::default()
+    };
+    let output = analyze_blocking(context.engine.clone(), path, options).await?;
+
+    let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
+    let mut golden_paths = Vec::new();
+    for (index, jpeg) in &output.artifacts.golden_jpegs {
+        let path = format!("{prefix}/golden_{index:05}.jpg");
+        put_artifact(&context.blobs, &path, jpeg).await?;
+        golden_paths.push(json!({ "frame": index, "path": path }));
+    }
+    let mask_path = format!("{prefix}/defect_mask.png");
+    put_artifact(&context.blobs, &mask_path, &output.artifacts.defect_mask_png).await?;
+    let stage_ms = output.report.timings_ms.iter().map(|t| (t.stage.clone(), t.ms)).collect();
+    let result = json!({
+        "kind": "video_scan",
+        "summary": {
+            "grade": output.report.scores.as_ref().map(|s| s.overall),
+            "defects": output.report.defects.len(),
+            "frames_processed": output.report.frames_processed,
+            "backend": output.report.backend,
+        },
+        "report": output.report,
+        "artifacts": { "golden_frames": golden_paths, "defect_mask": mask_path },
+    });
+    Ok(JobOutput { result, stage_ms })
+}
+
+/// Runs the CPU/GPU-bound pipeline off the async runtime.
+async fn analyze_blocking(
+    engine: Arc<ScanEngine>,
+    path: std::path::PathBuf,
+    options: ScanOptions,
+) -> Result<vision::VideoScanOutput, JobError> {
+    match tokio::task::spawn_blocking(move || engine.analyze(&path, &options)).await {
+        Ok(outcome) => Ok(outcome?),
+        // A panic inside the pipeline is a bug or a device fault (GPU OOM
+        // surfaces this way in burn): fail this scan's attempt, keep serving.
+        Err(join_error) => Err(JobError::Transient(format!("pipeline panicked: {join_error}"))),
+    }
+}
+
+async fn put_artifact(blobs: &BlobStore, path: &str, bytes: &[u8]) -> Result<(), JobError> {
+    blobs
+        .put(path, Bytes::copy_from_slice(bytes))
+        .await
+        .map_err(|e| JobError::Transient(format!("storing {path}: {e}")))
+}
+
+async fn fetch_input(job: &ScanJob, context: &JobContext) -> Result<Bytes, JobError> {
+    match (&job.upload_path, &job.source_url) {
+        (Some(path), _) => match context.blobs.get(path).await {
+            Ok(bytes) => Ok(bytes),
+            Err(BlobError::NotFound { .. }) => Err(JobError::bad("upload_missing", format!("upload {path} is gone"))),
+            Err(other) => Err(JobError::Transient(other.to_string())),
+        },
+        (None, Some(url)) => download(url, &context.downloads).await,
+        (None, None) => Err(JobError::bad("missing_source", "scan has neither an upload nor a source_url")),
+    }
+}
+
+/// Downloads a source video through the SSRF guard, with a size cap that is
+/// enforced while streaming (a lying Content-Length cannot exhaust memory).
+pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, JobError> {
+    let destination = settings
+        .policy
+        .resolve(url)
+        .await
+        .map_err(|refusal| JobError::bad("source_refused", refusal.to_string()))?;
+    let client = destination
+        .pinned_client(settings.timeout, concat!("ScanFleet-Worker/", env!("CARGO_PKG_VERSION")))
+        .map_err(|e| JobError::Transient(e.to_string()))?;
+    let response = client.get(destination.url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            JobError::Transient(format!("source timed out: {e}"))
+        } else {
+            JobError::Transient(format!("source unreachable: {e}"))
+        }
+    })?;
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(JobError::bad("source_redirected", format!("source answered {status}; redirects are not followed")));
+    }
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(JobError::Transient(format!("source answered {status}")));
+    }
+    if !status.is_success() {
+        return Err(JobError::bad("source_unavailable", format!("source answered {status}")));
+    }
+    if response.content_length().is_some_and(|len| len > settings.max_bytes) {
+        return Err(too_large(settings.max_bytes));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| JobError::Transient(format!("source download failed: {e}")))?;
+        if body.len() as u64 + chunk.len() as u64 > settings.max_bytes {
+            return Err(too_large(settings.max_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+fn too_large(max_bytes: u64) -> JobError {
+    JobError::bad("input_too_large", format!("source is larger than {max_bytes} bytes"))
+}
+
+/// Runs one scan of a local file with no services (`worker analyze`).
+pub fn analyze_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::VideoScanOutput, VisionError> {
+    let options = ScanOptions { downscale_max, ..ScanOptions::default() };
+    engine.analyze(path, &options)
 }

@@ -2,9 +2,10 @@
 //! them on the backend chosen at start-up, and records results in Postgres.
 //! See DESIGN.md ("Work").
 
-pub mod backend;
 pub mod config;
 pub mod consumer;
+pub mod gpu;
 pub mod jobs;
 pub mod metrics;
+pub mod report;
 pub mod startup;

@@ -1,3 +1,6 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use worker::config::WorkerConfig;
@@ -13,6 +16,30 @@ struct Cli {
 enum Command {
     /// Consume scans from a queue until SIGTERM.
     Serve(WorkerConfig),
+    /// Run one video_scan on a local file, with no services at all.
+    Analyze {
+        file: PathBuf,
+        #[arg(long, env = "BACKEND", default_value = "auto")]
+        backend: vision::BackendChoice,
+        #[arg(long, env = "DOWNSCALE_MAX", default_value_t = 1280)]
+        downscale_max: usize,
+        /// Print the whole result as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a synthetic scan (video + ground truth JSON) for tests and demos.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 24)]
+        frames: u32,
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 #[tokio::main]
@@ -26,6 +53,24 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("SIGTERM: no new scans; finishing in-flight ones");
             shutdown.cancel();
             running.wait().await;
+        }
+        Command::Analyze { file, backend, downscale_max, json } => {
+            protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
+            let engine = vision::backend::ScanEngine::new(backend)?;
+            eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
+            let output = tokio::task::spawn_blocking(move || worker::jobs::analyze_file(&engine, &file, downscale_max))
+                .await?
+                .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&output.report)?);
+            } else {
+                print!("{}", worker::report::summary(&output.report));
+            }
+        }
+        Command::Synth { out, frames, width, height, seed } => {
+            let spec = vision::synth::SynthSpec { frames, width, height, seed, ..Default::default() };
+            let truth = vision::synth::generate(&spec, &out).context("rendering the synthetic scan")?;
+            println!("{}", truth.video.display());
         }
     }
     Ok(())

@@ -1,30 +1,39 @@
-//! Builds and runs a worker: backend, consumer, health and metrics server.
+//! Builds and runs a worker: backend (resolved and warmed once), consumer,
+//! health and metrics server.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use protocol::blob::BlobStore;
+use protocol::netguard::DestinationPolicy;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use vision::backend::ScanEngine;
+use vision::VisionError;
 
-use crate::backend::{self, ActiveBackend};
 use crate::config::WorkerConfig;
 use crate::consumer::Consumer;
-use crate::jobs::JobContext;
+use crate::gpu::{self, GpuGauges};
+use crate::jobs::{DownloadSettings, JobContext};
 use crate::metrics::WorkerMetrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error(transparent)]
-    Backend(#[from] backend::BackendError),
+    #[error("backend: {0}")]
+    Backend(#[from] VisionError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("blob store: {0}")]
+    Blob(#[from] protocol::blob::BlobError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -32,7 +41,7 @@ pub enum StartError {
 pub struct RunningWorker {
     /// Where /healthz, /readyz and /metrics are served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
-    pub backend: ActiveBackend,
+    pub backend: vision::BackendReport,
     tasks: JoinSet<()>,
 }
 
@@ -45,14 +54,40 @@ impl RunningWorker {
 #[derive(Clone)]
 struct HealthState {
     consumer: Arc<Consumer>,
+    warmed: Arc<AtomicBool>,
+}
+
+/// Resolves the backend (`auto` probes CUDA before touching it and says why
+/// it fell back); logs and returns the engine.
+pub fn engine(config: &WorkerConfig) -> Result<ScanEngine, VisionError> {
+    let engine = ScanEngine::new(config.backend)?;
+    let report = engine.report();
+    if config.backend != vision::BackendChoice::Cpu && report.used != "cuda" {
+        tracing::warn!(requested = %config.backend, used = %report.used, reason = %report.reason, "NOT using the GPU");
+    } else {
+        tracing::info!(requested = %config.backend, used = %report.used, reason = %report.reason, "backend selected");
+    }
+    Ok(engine)
+}
+
+/// Runs one small synthetic scan so kernels, allocators and OpenCV are warm
+/// before the first real scan (seeds 003/004 WARM_MODEL).
+pub fn warm_up(engine: &ScanEngine) -> Result<Duration, VisionError> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().map_err(|e| VisionError::Internal(format!("temp dir: {e}")))?;
+    let truth = vision::synth::generate(&vision::synth::SynthSpec::small(), dir.path())?;
+    engine.analyze(&truth.video, &vision::ScanOptions::default())?;
+    Ok(started.elapsed())
 }
 
 pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<RunningWorker, StartError> {
     config.validate().map_err(StartError::Config)?;
     tracing::info!(config = %config.describe(), "worker starting");
-    let backend = backend::select(config.backend)?;
-    tracing::info!(backend = backend.name, reason = %backend.reason, "backend selected");
+    let engine = Arc::new(engine(&config)?);
+    let backend = engine.report().clone();
     let pool = protocol::db::pool(&config.service.database_url, config.max_concurrent_jobs as u32 + 2)?;
+    let blobs = BlobStore::open(&config.service.blob_store)?;
+    let price_per_hour = if backend.used == "cuda" { config.gpu_price_per_hour } else { config.cpu_price_per_hour };
     let consumer = Arc::new(Consumer {
         pool,
         amqp_url: config.service.amqp_url.clone(),
@@ -64,10 +99,22 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
         job_context: JobContext {
             worker_name: config.name(),
             queue: protocol::topology::queue_name(config.queue.route()),
-            backend: backend.clone(),
+            engine: engine.clone(),
+            blobs,
+            downloads: DownloadSettings {
+                policy: DestinationPolicy {
+                    allow_http: config.source_allow_http,
+                    allow_hosts: config.source_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+                },
+                max_bytes: config.max_download_bytes,
+                timeout: config.download_timeout,
+            },
+            downscale_max: config.downscale_max,
         },
         metrics: WorkerMetrics::new(),
+        price_per_hour,
     });
+    let warmed = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     let metrics_addr = match config.metrics_addr {
         None => None,
@@ -80,7 +127,7 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/readyz", get(readyz))
                 .route("/metrics", get(metrics))
-                .with_state(HealthState { consumer: consumer.clone() });
+                .with_state(HealthState { consumer: consumer.clone(), warmed: warmed.clone() });
             let server_shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let served = axum::serve(listener, app)
@@ -93,7 +140,33 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
             Some(local)
         }
     };
-    tasks.spawn(consumer.run(shutdown));
+    if let Some(gauges) = GpuGauges::register(&consumer.metrics.registry) {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = ticks.tick() => gauges.refresh(),
+                }
+            }
+        });
+    }
+    // Warm up before consuming, so the queue does not hand this worker scans
+    // it would run cold; /readyz says not-ready until then.
+    let warm = config.warm_model;
+    let (warm_engine, warm_flag, consumer_task) = (engine.clone(), warmed.clone(), consumer.clone());
+    tasks.spawn(async move {
+        if warm {
+            match tokio::task::spawn_blocking(move || warm_up(&warm_engine)).await {
+                Ok(Ok(took)) => tracing::info!(took_ms = took.as_millis() as u64, "warm-up scan done"),
+                Ok(Err(error)) => tracing::error!(%error, "warm-up scan failed; consuming anyway"),
+                Err(error) => tracing::error!(%error, "warm-up scan panicked; consuming anyway"),
+            }
+        }
+        warm_flag.store(true, Ordering::SeqCst);
+        consumer_task.run(shutdown).await;
+    });
     Ok(RunningWorker { metrics_addr, backend, tasks })
 }
 
@@ -105,14 +178,19 @@ async fn readyz(State(state): State<HealthState>) -> Response {
         .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e.to_string());
     let consuming = consumer.metrics.consumer_connected.get() == 1;
-    let ready = database == "ok" && consuming;
+    let warmed = state.warmed.load(Ordering::SeqCst);
+    let ready = database == "ok" && consuming && warmed;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let report = consumer.job_context.engine.report();
     let body = serde_json::json!({
         "ready": ready,
         "database": database,
         "broker": if consuming { "ok" } else { "not consuming" },
+        "backend_loaded": true,
+        "warmed_up": warmed,
         "queue": consumer.job_context.queue,
-        "backend": consumer.job_context.backend,
+        "backend": report,
+        "gpu": gpu::read(),
     });
     (status, Json(body)).into_response()
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::guard::{DestinationPolicy, Refusal};
+use protocol::netguard::{DestinationPolicy, Refusal};
 use super::signing;
 use crate::state::AppState;
 
@@ -210,14 +210,7 @@ async fn send(settings: &DeliverySettings, delivery: &Claimed, secrets: &[String
         _ => return Outcome::ConnectError("no valid signing secret for this destination".into()),
     };
     // One client per attempt, pinned to the address the guard checked.
-    let client = match reqwest::Client::builder()
-        .resolve(&destination.host, destination.addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .user_agent(concat!("ScanFleet-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match destination.pinned_client(settings.timeout, concat!("ScanFleet-Webhooks/", env!("CARGO_PKG_VERSION"))) {
         Ok(client) => client,
         Err(error) => return Outcome::ConnectError(error.to_string()),
     };

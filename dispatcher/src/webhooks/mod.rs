@@ -6,5 +6,4 @@
 
 pub mod api;
 pub mod deliverer;
-pub mod guard;
 pub mod signing;

@@ -1,4 +1,4 @@
-//! The SSRF guard: webhooks go only to public addresses.
+//! The SSRF guard: webhooks and downloads go only to public addresses.
 //!
 //! The host is resolved once, every address is checked, and the connection is
 //! pinned to a checked address (no second lookup that a hostile DNS server
@@ -144,6 +144,20 @@ impl DestinationPolicy {
             }
         }
         Ok(Destination { addr: addrs[0], url, host })
+    }
+}
+
+impl Destination {
+    /// An HTTP client that connects only to the checked address (no second
+    /// DNS lookup), follows no redirects and ignores proxy settings.
+    pub fn pinned_client(&self, timeout: std::time::Duration, user_agent: &str) -> reqwest::Result<reqwest::Client> {
+        reqwest::Client::builder()
+            .resolve(&self.host, self.addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(timeout)
+            .user_agent(user_agent)
+            .build()
     }
 }
 

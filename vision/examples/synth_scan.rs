@@ -6,7 +6,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let out = std::path::PathBuf::from(args.get(1).map(String::as_str).unwrap_or("synth-out"));
     let seed = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
-    let spec = vision::synth::SynthSpec { seed, ..Default::default() };
+    let base = match args.get(3).map(String::as_str) {
+        Some("small") => vision::synth::SynthSpec::small(),
+        _ => vision::synth::SynthSpec::default(),
+    };
+    let w: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(base.width);
+    let spec = vision::synth::SynthSpec { seed, width: w, height: w * 3 / 4, ..base };
     let gt = vision::synth::generate(&spec, &out).expect("generate");
     let res = vision::analyze_video::<vision::Cpu>(&gt.video, &Default::default(), &Default::default()).expect("analyze");
     let mut report = res.report.clone();

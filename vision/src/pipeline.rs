@@ -230,58 +230,88 @@ fn sniff(path: &Path, opts: &ScanOptions) -> Result<(bool, u64), VisionError> {
     Ok((is_avi, len))
 }
 
-/// Decoded frames, 8-bit BGR, plus container metadata.
-struct Decoded {
-    frames: Vec<Mat>,
+/// Streaming decoder: frames are read batch by batch so that memory stays
+/// O(batch) whatever the video length.
+struct Decoder {
+    cap: videoio::VideoCapture,
+    declared: f64,
     fps: f64,
+    read: usize,
+    size: Option<(i32, i32)>,
 }
 
-fn decode(path: &Path, opts: &ScanOptions) -> Result<Decoded, VisionError> {
-    let name = path.to_str().ok_or_else(|| VisionError::InputNotVideo("path is not UTF-8".into()))?;
-    let mut cap = videoio::VideoCapture::from_file(name, videoio::CAP_ANY)
-        .map_err(|e| VisionError::InputTruncated(format!("container could not be opened: {e}")))?;
-    if !cap.is_opened()? {
-        return Err(VisionError::InputTruncated("container header present but no stream could be opened".into()));
+impl Decoder {
+    fn open(path: &Path) -> Result<Self, VisionError> {
+        let name = path.to_str().ok_or_else(|| VisionError::InputNotVideo("path is not UTF-8".into()))?;
+        let cap = videoio::VideoCapture::from_file(name, videoio::CAP_ANY)
+            .map_err(|e| VisionError::InputTruncated(format!("container could not be opened: {e}")))?;
+        if !cap.is_opened()? {
+            return Err(VisionError::InputTruncated("container header present but no stream could be opened".into()));
+        }
+        let declared = cap.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
+        let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
+        Ok(Self { cap, declared, fps, read: 0, size: None })
     }
-    let declared = cap.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
-    let fps = cap.get(videoio::CAP_PROP_FPS).unwrap_or(0.0);
-    let mut frames = Vec::new();
-    loop {
-        let mut m = Mat::default();
-        let ok = cap.read(&mut m).unwrap_or(false);
-        if !ok || m.empty() {
-            break;
-        }
-        if frames.len() >= opts.max_frames {
-            return Err(VisionError::InputTooLarge(format!("more than {} frames", opts.max_frames)));
-        }
-        if (m.rows() as usize) * (m.cols() as usize) > opts.max_pixels {
-            return Err(VisionError::InputTooLarge(format!("{}x{} frames", m.cols(), m.rows())));
-        }
-        let m = match m.channels() {
-            3 => m,
-            1 => {
-                let mut c = Mat::default();
-                imgproc::cvt_color_def(&m, &mut c, imgproc::COLOR_GRAY2BGR)?;
-                c
+
+    /// Up to `n` more BGR frames; empty at the end of the stream.
+    fn next_batch(&mut self, n: usize, opts: &ScanOptions) -> Result<Vec<Mat>, VisionError> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let mut m = Mat::default();
+            if !self.cap.read(&mut m).unwrap_or(false) || m.empty() {
+                break;
             }
-            4 => {
-                let mut c = Mat::default();
-                imgproc::cvt_color_def(&m, &mut c, imgproc::COLOR_BGRA2BGR)?;
-                c
+            self.read += 1;
+            if self.read > opts.max_frames {
+                return Err(VisionError::InputTooLarge(format!("more than {} frames", opts.max_frames)));
             }
-            ch => return Err(VisionError::InputNotVideo(format!("{ch}-channel frames"))),
-        };
-        frames.push(m);
+            if (m.rows() as usize) * (m.cols() as usize) > opts.max_pixels {
+                return Err(VisionError::InputTooLarge(format!("{}x{} frames", m.cols(), m.rows())));
+            }
+            match self.size {
+                None => self.size = Some((m.cols(), m.rows())),
+                Some(s) if s != (m.cols(), m.rows()) => {
+                    return Err(VisionError::InputNotVideo("frame size changes mid-stream".into()));
+                }
+                _ => {}
+            }
+            let m = match m.channels() {
+                3 => m,
+                1 => {
+                    let mut c = Mat::default();
+                    imgproc::cvt_color_def(&m, &mut c, imgproc::COLOR_GRAY2BGR)?;
+                    c
+                }
+                4 => {
+                    let mut c = Mat::default();
+                    imgproc::cvt_color_def(&m, &mut c, imgproc::COLOR_BGRA2BGR)?;
+                    c
+                }
+                ch => return Err(VisionError::InputNotVideo(format!("{ch}-channel frames"))),
+            };
+            out.push(m);
+        }
+        Ok(out)
     }
-    if frames.is_empty() {
-        return Err(VisionError::InputEmpty);
+
+    /// At the end of the stream: empty and truncated containers are bad input.
+    fn finish(&self) -> Result<(), VisionError> {
+        if self.read == 0 {
+            return Err(VisionError::InputEmpty);
+        }
+        // A container that declares more frames than decode was cut short.
+        if self.declared >= 2.0 && (self.read as f64) < self.declared * 0.9 - 1.0 {
+            return Err(VisionError::InputTruncated(format!("decoded {} of {} declared frames", self.read, self.declared)));
+        }
+        Ok(())
     }
-    // A container that declares more frames than decode: cut short.
-    if declared >= 2.0 && (frames.len() as f64) < declared * 0.9 - 1.0 {
-        return Err(VisionError::InputTruncated(format!("decoded {} of {} declared frames", frames.len(), declared)));
-    }
-    Ok(Decoded { frames, fps })
+}
+
+/// Gray, downscaled, 8-bit-rounded device frames: the one preprocessing path
+/// used both for the measurements and for the golden frames.
+fn preprocess<B: ScanBackend>(chunk: &[Mat], pw: usize, ph: usize, device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+    let bgr = stack_bgr::<B>(chunk, device)?;
+    Ok(round_levels(resize(bgr_to_gray(bgr), pw, ph, Interpolation::Area)))
 }
 
 fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
@@ -300,26 +330,25 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
 
     let t = Instant::now();
     sniff(path, opts)?;
-    let decoded = decode(path, opts)?;
+    let mut decoder = Decoder::open(path)?;
+    let bs = opts.batch_size.max(1);
+    let mut chunk = decoder.next_batch(bs, opts)?;
     timer.add("decode", t);
-    let n = decoded.frames.len();
-    let (sw, sh) = (decoded.frames[0].cols() as usize, decoded.frames[0].rows() as usize);
-    if decoded.frames.iter().any(|m| m.cols() as usize != sw || m.rows() as usize != sh) {
-        return Err(VisionError::InputNotVideo("frame size changes mid-stream".into()));
+    if chunk.is_empty() {
+        decoder.finish()?;
     }
+    let (sw, sh) = (chunk[0].cols() as usize, chunk[0].rows() as usize);
     let (pw, ph) = processed_size(sw, sh, opts.downscale_max);
     let (fw, fh) = processed_size(pw, ph, opts.flow_max_side);
 
     // Per-frame measurements, batch by batch. The last flow-resolution frame
     // of a batch is kept so that motion is continuous across batches.
-    let mut gray_frames: Vec<GrayImage> = Vec::with_capacity(n);
-    let mut stats: Vec<FrameStats> = Vec::with_capacity(n);
+    let mut stats: Vec<FrameStats> = Vec::new();
     let mut prev_small: Option<Tensor<B, 4>> = None;
-    let bs = opts.batch_size.max(1);
-    for (bi, chunk) in decoded.frames.chunks(bs).enumerate() {
+    while !chunk.is_empty() {
+        let base = stats.len();
         let t = Instant::now();
-        let bgr = stack_bgr::<B>(chunk, device)?;
-        let gray = round_levels(resize(bgr_to_gray(bgr), pw, ph, Interpolation::Area));
+        let gray = preprocess::<B>(&chunk, pw, ph, device)?;
         timer.add("gray_resize", t);
 
         let t = Instant::now();
@@ -332,7 +361,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         timer.add("edges", t);
 
         let t = Instant::now();
-        let small = resize(gray.clone(), fw, fh, Interpolation::Area);
+        let small = resize(gray, fw, fh, Interpolation::Area);
         let k = chunk.len();
         // Pairs (prev, next) for every frame of the batch that has a predecessor.
         let pairs = match prev_small.take() {
@@ -352,13 +381,15 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         prev_small = Some(small.narrow(0, k - 1, 1));
         timer.add("flow", t);
 
-        let t = Instant::now();
-        for (j, g) in unstack_gray(gray).into_iter().enumerate() {
-            stats.push(FrameStats { index: bi * bs + j, sharpness: sharp[j] as f64, edge_density: density[j] as f64, motion: motion[j] });
-            gray_frames.push(g);
+        for j in 0..k {
+            stats.push(FrameStats { index: base + j, sharpness: sharp[j] as f64, edge_density: density[j] as f64, motion: motion[j] });
         }
-        timer.add("download", t);
+        let t = Instant::now();
+        chunk = decoder.next_batch(bs, opts)?;
+        timer.add("decode", t);
     }
+    decoder.finish()?;
+    let n = stats.len();
     // The first frame has no predecessor: give it its successor's motion.
     if n > 1 {
         stats[0].motion = stats[1].motion;
@@ -368,11 +399,36 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     let golden = pick_golden(&stats, opts.golden_count);
     timer.add("golden", t);
 
+    // Second pass over the file for the golden frames only: decoding is
+    // cheap next to the analysis, and it keeps memory independent of length.
+    let t = Instant::now();
+    let mut gray_frames: Vec<Option<GrayImage>> = vec![None; n];
+    let mut decoder = Decoder::open(path)?;
+    let mut base = 0;
+    let last = golden.iter().map(|g| g.index).max().unwrap_or(0);
+    while base <= last {
+        let chunk = decoder.next_batch(bs, opts)?;
+        if chunk.is_empty() {
+            return Err(VisionError::Internal("video changed between passes".into()));
+        }
+        let wanted: Vec<Mat> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| chunk[g.index - base].clone()).collect();
+        if !wanted.is_empty() {
+            let imgs = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
+            let idx: Vec<usize> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| g.index).collect();
+            for (i, img) in idx.into_iter().zip(imgs) {
+                gray_frames[i] = Some(img);
+            }
+        }
+        base += chunk.len();
+    }
+    timer.add("golden_decode", t);
+
     // Localise, rectify and inspect each golden frame; keep defects seen in
     // a majority of them.
     let mut per_frame: Vec<FrameAnalysis> = Vec::new();
     for g in &golden {
-        if let Some(a) = analyze_frame::<B>(&gray_frames[g.index], g.index, opts, device, &mut timer)? {
+        let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
+        if let Some(a) = analyze_frame::<B>(frame, g.index, opts, device, &mut timer)? {
             per_frame.push(a);
         }
     }
@@ -393,7 +449,8 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     let t = Instant::now();
     let mut golden_jpegs = Vec::new();
     for g in &golden {
-        golden_jpegs.push((g.index, encode_jpeg(&gray_frames[g.index], opts.jpeg_quality)?));
+        let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
+        golden_jpegs.push((g.index, encode_jpeg(frame, opts.jpeg_quality)?));
     }
     timer.add("artifacts", t);
 
@@ -404,7 +461,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         frames_processed: n,
         source_size: [sw, sh],
         processed_size: [pw, ph],
-        fps: decoded.fps,
+        fps: decoder.fps,
         frame_stats: stats,
         golden_frames: golden,
         item,
@@ -414,6 +471,13 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         total_ms: start.elapsed().as_secs_f64() * 1e3,
     };
     Ok(VideoScanOutput { report, artifacts: Artifacts { golden_jpegs, defect_mask_png: mask_png } })
+}
+
+/// `SCANFLEET_VISION_DEBUG=1` prints why a golden frame was skipped.
+fn debug(msg: impl FnOnce() -> String) {
+    if std::env::var_os("SCANFLEET_VISION_DEBUG").is_some() {
+        eprintln!("vision: {}", msg());
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -471,6 +535,7 @@ fn analyze_frame<B: ScanBackend>(
 ) -> Result<Option<FrameAnalysis>, VisionError> {
     let t = Instant::now();
     let Some(quad) = locate_item::<B>(frame, opts, device) else {
+        debug(|| format!("frame {index}: item not found"));
         timer.add("localise", t);
         return Ok(None);
     };
@@ -481,14 +546,15 @@ fn analyze_frame<B: ScanBackend>(
     let iw = ((dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0).round() as usize;
     let ih = ((dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0).round() as usize;
     if iw < 32 || ih < 32 {
+        debug(|| format!("frame {index}: item too small, quad {quad:?}"));
         return Ok(None);
     }
     let img = stack_gray::<B>(&[frame], device);
-    // Rectify with a 4 % margin and measure the item's edges from profiles
+    // Rectify with an 8 % margin and measure the item's edges from profiles
     // (sub-pixel). The first round refines the corners found at low
     // resolution (their error would otherwise skew the perspective and the
     // centering); the second measures item and print edges for good.
-    let margin = 0.04;
+    let margin = 0.08;
     let (mw, mh) = (((iw as f64) * (1.0 + 2.0 * margin)).round() as usize, ((ih as f64) * (1.0 + 2.0 * margin)).round() as usize);
     let ox = iw as f64 * margin;
     let oy = ih as f64 * margin;
@@ -522,6 +588,7 @@ fn analyze_frame<B: ScanBackend>(
         h1 = homography(&quad, iw as f64, ih as f64)?;
     }
     let Some(prof) = measured else {
+        debug(|| format!("frame {index}: item edges not measurable, quad {quad:?}"));
         timer.add("rectify", t);
         return Ok(None);
     };
@@ -551,12 +618,13 @@ fn analyze_frame<B: ScanBackend>(
     Ok(Some(FrameAnalysis { item: ItemLocation { frame: index, bbox, quad, size: [cw, ch] }, centering, defects, mask }))
 }
 
-/// Edges + morphological close + connected components on a 4× reduced
+/// Edges + morphological close + connected components on a reduced
 /// frame (fine background texture averages away, the item outline stays);
 /// the item is the largest component not touching the frame border. Its
 /// corners are the extreme points along the diagonals.
 fn locate_item<B: ScanBackend>(frame: &GrayImage, opts: &ScanOptions, device: &B::Device) -> Option<[[f64; 2]; 4]> {
-    let f = 4usize;
+    // Work at roughly 180 px on the short side (4x reduced for 720p).
+    let f = (frame.width.min(frame.height) / 180).clamp(1, 4);
     let (w, h) = ((frame.width / f).max(8), (frame.height / f).max(8));
     let img = stack_gray::<B>(&[frame], device);
     // Blur first: a textured table would otherwise grow weak edges into the
@@ -658,8 +726,8 @@ impl Profiles {
 }
 
 /// On one side of a profile, the item edge (strongest rise from the
-/// outside within the outer 15 %) and the print edge (next strongest rise,
-/// inward, within 30 %), each located at sub-pixel precision by a parabola
+/// outside within the outer 20 %) and the print edge (next strongest rise,
+/// inward, within 35 %), each located at sub-pixel precision by a parabola
 /// through the gradient peak. `from_end` scans from the far side.
 fn steps(p: &[f64], from_end: bool) -> Option<(f64, f64)> {
     let n = p.len();
@@ -680,8 +748,8 @@ fn steps(p: &[f64], from_end: bool) -> Option<(f64, f64)> {
         let off = if den.abs() > 1e-9 { (0.5 * (a - c) / den).clamp(-0.5, 0.5) } else { 0.0 };
         Some(i as f64 + 0.5 + off)
     };
-    let card = peak(0, n * 15 / 100)?;
-    let print = peak(card.ceil() as usize + 3, n * 30 / 100)?;
+    let card = peak(0, n * 20 / 100)?;
+    let print = peak(card.ceil() as usize + 3, n * 35 / 100)?;
     let conv = |s: f64| if from_end { (n - 1) as f64 - s } else { s };
     Some((conv(card), conv(print)))
 }

@@ -20,12 +20,12 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Parser)]
 struct Args {
     /// Mean arrivals per minute outside bursts.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 2.0)]
     rate_per_min: f64,
     /// Bursts per day, each 20 minutes at `burst_factor` × the base rate.
     #[arg(long, default_value_t = 4)]
     bursts: u32,
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = 5.0)]
     burst_factor: f64,
     #[arg(long, default_value_t = 4)]
     cpu_workers: usize,

@@ -144,20 +144,23 @@ impl Consumer {
         };
         let job = message.job();
         let span = tracing::info_span!("scan", scan_id = %job.scan_id, tenant_id = %job.tenant_id, kind = job.kind.as_str());
-        let disposition = self.process(job, &delivery).instrument(span.clone()).await;
-        let _entered = span.enter();
-        let settled = match disposition {
-            Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-            Disposition::Requeue => {
-                delivery
-                    .nack(BasicNackOptions { requeue: true, ..Default::default() })
-                    .await
+        async {
+            let disposition = self.process(job, &delivery).await;
+            let settled = match disposition {
+                Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+                Disposition::Requeue => {
+                    delivery
+                        .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                        .await
+                }
+            };
+            if let Err(error) = settled {
+                // The broker will redeliver; the claim makes that harmless.
+                tracing::warn!(%error, ?disposition, "could not settle delivery");
             }
-        };
-        if let Err(error) = settled {
-            // The broker will redeliver; the claim makes that harmless.
-            tracing::warn!(%error, ?disposition, "could not settle delivery");
         }
+        .instrument(span)
+        .await;
     }
 
     async fn process(&self, job: &ScanJob, delivery: &Delivery) -> Disposition {

@@ -12,4 +12,12 @@ result = scan.get("result") or {}
 if scan["kind"] == "probe":
     print(f"  probe answered by {result.get('worker')} on {result.get('queue')} ({result.get('backend_reason')})")
 else:
-    print(json.dumps(result, indent=2)[:3000])
+    report = result.get("report", {})
+    scores = report.get("scores") or {}
+    print(f"  grade {scores.get('overall')}/10, centering L/R {scores.get('centering_lr_ratio')} T/B {scores.get('centering_tb_ratio')}, "
+          f"corners {scores.get('corners')}, edges {scores.get('edges')}, surface {scores.get('surface')}")
+    print(f"  {len(report.get('defects', []))} defects: " + ", ".join(sorted({d['kind'] for d in report.get('defects', [])})))
+    print(f"  golden frames {[g['index'] for g in report.get('golden_frames', [])]}, {report.get('frames_processed')} frames, "
+          f"{result.get('processing_ms', 0):.0f} ms, cost ${result.get('cost_usd', 0):.7f}")
+    print("  stages: " + ", ".join(f"{t['stage']} {t['ms']:.0f} ms" for t in report.get("timings_ms", [])))
+    print(f"  artifacts: {result.get('artifacts', {}).get('defect_mask')} and {len(result.get('artifacts', {}).get('golden_frames', []))} golden JPEGs")

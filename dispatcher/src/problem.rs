@@ -90,18 +90,16 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            // The database is down or saturated: the client may retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
-                tracing::error!(%error, "database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "the database is unavailable; retry later",
-                )
-            }
-            other => ApiError::internal(other),
+        if protocol::db::is_unavailable(&error) {
+            // The database is down, restarting or saturated: the client may retry.
+            tracing::error!(%error, "database unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; retry later",
+            );
         }
+        ApiError::internal(error)
     }
 }
 

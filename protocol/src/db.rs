@@ -246,3 +246,36 @@ pub async fn enqueue_webhooks(conn: &mut PgConnection, scan_id: Uuid, event: Web
     .rows_affected();
     Ok(inserted)
 }
+
+/// Whether a database error is the database being unreachable or restarting
+/// (worth waiting for), rather than a problem with the statement.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // Class 08: connection exceptions; 57: operator intervention (shutdown, restart).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        _ => false,
+    }
+}
+
+/// Runs `operation` until it succeeds, fails for a reason other than the
+/// database being away, or `patience` runs out: a PostgreSQL restart then
+/// delays work instead of failing it.
+pub async fn retrying<T, F, Fut>(patience: Duration, mut operation: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut backoff = crate::backoff::Backoff::default();
+    loop {
+        match operation().await {
+            Err(error) if is_unavailable(&error) && tokio::time::Instant::now() < deadline => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database unavailable; waiting");
+                tokio::time::sleep(delay).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}

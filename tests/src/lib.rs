@@ -225,11 +225,19 @@ impl Worker {
 
 /// The `worker` binary built beside this test binary (`cargo build --bins`).
 pub fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let binary = dir.join("worker");
-    assert!(binary.exists(), "{} missing: run `cargo build --bins` first (scripts/test does)", binary.display());
-    binary
+    binary("worker")
+}
+
+/// A workspace binary next to the running one (benches live in target/debug,
+/// test binaries in target/debug/deps).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe.parent().expect("target dir");
+    let candidates = [dir.join(name), dir.parent().map(|d| d.join(name)).unwrap_or_default()];
+    candidates
+        .into_iter()
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{name} binary missing next to {}: run `cargo build --bins` first (scripts/test does)", exe.display()))
 }
 
 /// Polls `check` until it returns Some, failing the test after `PATIENCE`.

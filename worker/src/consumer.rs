@@ -26,6 +26,10 @@ use tracing::Instrument;
 use crate::jobs::{self, JobContext, JobError};
 use crate::metrics::WorkerMetrics;
 
+/// How long a job waits for an unreachable database before handing its
+/// message back (a restart should delay scans, not burn their deliveries).
+const DATABASE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a consumer needs, shared by its job tasks.
 pub struct Consumer {
     pub pool: PgPool,
@@ -166,13 +170,15 @@ impl Consumer {
     async fn process(&self, job: &ScanJob, delivery: &Delivery) -> Disposition {
         let previous_deliveries = topology::previous_deliveries(&delivery.properties);
         let fallback = self.fallback_reason(delivery);
-        let claim = db::claim_scan(
-            &self.pool,
-            job.scan_id,
-            &self.job_context.worker_name,
-            self.job_context.backend_name(),
-            fallback.map(|reason| (self.route, reason)),
-        )
+        let claim = db::retrying(DATABASE_PATIENCE, || {
+            db::claim_scan(
+                &self.pool,
+                job.scan_id,
+                &self.job_context.worker_name,
+                self.job_context.backend_name(),
+                fallback.map(|reason| (self.route, reason)),
+            )
+        })
         .await;
         let attempt = match claim {
             Ok(Claim::Running { attempt }) => attempt,
@@ -261,20 +267,28 @@ impl Consumer {
         result
     }
 
-    /// Commits a result; true if this write finished the scan.
+    /// Commits a result (waiting out a database restart); true if this
+    /// write finished the scan.
     async fn write_success(&self, scan_id: uuid::Uuid, result: &serde_json::Value) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let wrote = db::record_success(&mut tx, scan_id, result).await?;
-        tx.commit().await?;
-        Ok(wrote)
+        db::retrying(DATABASE_PATIENCE, || async {
+            let mut tx = self.pool.begin().await?;
+            let wrote = db::record_success(&mut tx, scan_id, result).await?;
+            tx.commit().await?;
+            Ok(wrote)
+        })
+        .await
     }
 
-    /// Commits a failure; true if this write finished the scan.
+    /// Commits a failure (waiting out a database restart); true if this
+    /// write finished the scan.
     async fn write_failure(&self, scan_id: uuid::Uuid, code: &str, message: &str) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let wrote = db::record_failure(&mut tx, scan_id, code, message).await?;
-        tx.commit().await?;
-        Ok(wrote)
+        db::retrying(DATABASE_PATIENCE, || async {
+            let mut tx = self.pool.begin().await?;
+            let wrote = db::record_failure(&mut tx, scan_id, code, message).await?;
+            tx.commit().await?;
+            Ok(wrote)
+        })
+        .await
     }
 
     /// The database is unreachable: hand the message back after a pause, so

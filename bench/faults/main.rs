@@ -1,0 +1,328 @@
+//! bench/faults: the fault-and-load suite. Each scenario streams probe scans
+//! through real processes (dispatcher and worker binaries, RabbitMQ,
+//! PostgreSQL, a webhook receiver) while something fails, then checks that
+//! nothing accepted was lost or done twice. Prints one table.
+//!
+//! It stops and restarts the machine's RabbitMQ and PostgreSQL, so it runs on
+//! its own (scripts/test runs `--short` after the parallel test suite).
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::StreamExt;
+use harness::{Api, Receiver, TestEnv};
+use lapin::options::BasicPublishOptions;
+use protocol::Tier;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Shortened run for the test command (fewer scans per scenario).
+    #[arg(long)]
+    short: bool,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// The fleet under test, as separate processes.
+struct Fleet {
+    env: TestEnv,
+    port: u16,
+    dispatcher: Option<Child>,
+    workers: Vec<Child>,
+    next_worker: usize,
+    api: Api,
+}
+
+impl Fleet {
+    async fn start(workers: usize) -> Fleet {
+        let env = TestEnv::new().await;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let key = env.api_key("faults", Tier::Free).await;
+        let mut fleet = Fleet { api: Api::new(&format!("http://127.0.0.1:{port}"), &key), env, port, dispatcher: None, workers: Vec::new(), next_worker: 0 };
+        fleet.start_dispatcher().await;
+        for _ in 0..workers {
+            fleet.add_worker();
+        }
+        fleet
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        let mut command = Command::new(harness::binary(binary));
+        command
+            .env("DATABASE_URL", &self.env.database_url)
+            .env("AMQP_URL", &self.env.amqp_url)
+            .env("BLOB_STORE", &self.env.blob_dir)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn start_dispatcher(&mut self) {
+        let child = self
+            .command("dispatcher")
+            .arg("serve")
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("WEBHOOK_ALLOW_HTTP", "true")
+            .env("WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
+            .env("WEBHOOK_SCHEDULE", "0s,200ms,500ms,1s,2s,4s,8s,10s,10s,10s")
+            .env("WEBHOOK_POLL", "50ms")
+            .env("BACKLOG_HIGH_WATERMARK", "100000000")
+            .spawn()
+            .expect("dispatcher starts");
+        self.dispatcher = Some(child);
+        let health = format!("http://127.0.0.1:{}/healthz", self.port);
+        for _ in 0..200 {
+            if reqwest::get(&health).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("dispatcher did not come up");
+    }
+
+    async fn kill_dispatcher(&mut self) {
+        if let Some(mut child) = self.dispatcher.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    fn add_worker(&mut self) {
+        let name = format!("worker-{}", self.next_worker);
+        self.next_worker += 1;
+        let child = self
+            .command("worker")
+            .args(["serve", "--queue", "cpu", "--backend", "cpu", "--warm-model", "false", "--worker-name", &name])
+            .env("MAX_CONCURRENT_JOBS", "8")
+            .spawn()
+            .expect("worker starts");
+        self.workers.push(child);
+    }
+
+    /// SIGKILL the oldest worker and start a replacement.
+    async fn replace_a_worker(&mut self) {
+        let mut victim = self.workers.remove(0);
+        let _ = victim.start_kill();
+        let _ = victim.wait().await;
+        self.add_worker();
+    }
+
+    async fn stop(mut self) {
+        self.kill_dispatcher().await;
+        for worker in &mut self.workers {
+            let _ = worker.start_kill();
+            let _ = worker.wait().await;
+        }
+        self.env.cleanup().await;
+    }
+}
+
+/// Submits with an idempotency key and retries until accepted: a client that
+/// gets no answer (dispatcher down) resubmits the same key.
+async fn submit_until_accepted(api: &Api, key: String, body: serde_json::Value) -> String {
+    loop {
+        let response = api.post("/v1/scans").header("Idempotency-Key", &key).json(&body).send().await;
+        if let Ok(response) = response {
+            if response.status() == 202 {
+                let accepted: serde_json::Value = response.json().await.unwrap();
+                return accepted["id"].as_str().unwrap().to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Row {
+    scenario: &'static str,
+    accepted: usize,
+    succeeded: i64,
+    failed: String,
+    lost: i64,
+    duplicate_results: i64,
+    webhooks_missing: usize,
+    duplicate_webhooks: usize,
+    seconds: f64,
+}
+
+fn shell(command: &str) {
+    let status = std::process::Command::new("sh").args(["-c", command]).status().expect("sh");
+    assert!(status.success(), "`{command}` failed");
+}
+
+fn postgres_cluster() -> String {
+    std::fs::read_dir("/etc/postgresql")
+        .ok()
+        .and_then(|mut versions| versions.next())
+        .and_then(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "15".into())
+}
+
+async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
+    let started = Instant::now();
+    let mut fleet = Fleet::start(2).await;
+    let receiver_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let response = fleet
+        .api
+        .post("/v1/webhook-endpoints")
+        .json(&json!({"url": format!("http://127.0.0.1:{receiver_port}/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let receiver_down_for_run = scenario == "webhook receiver down, then up";
+    let receiver = if receiver_down_for_run { None } else { Some(Receiver::start_on(receiver_port, vec![]).await) };
+
+    let api = fleet.api.clone();
+    let body = json!({"kind": "probe", "params": {"hold_ms": hold_ms}});
+    let submissions = tokio::spawn(async move {
+        futures::stream::iter(0..scans)
+            .map(|i| submit_until_accepted(&api, format!("fault-{i}"), body.clone()))
+            .buffer_unordered(16)
+            .collect::<Vec<String>>()
+            .await
+    });
+
+    // The fault, while scans stream in.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    match scenario {
+        "worker SIGKILL mid-scan, repeatedly" => {
+            for _ in 0..8 {
+                fleet.replace_a_worker().await;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+        "RabbitMQ restarted (stop_app/start_app)" => {
+            shell("rabbitmqctl -q stop_app");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            shell("rabbitmqctl -q start_app");
+        }
+        "PostgreSQL restarted" => {
+            shell(&format!("pg_ctlcluster --skip-systemctl-redirect {} main restart", postgres_cluster()));
+        }
+        "dispatcher SIGKILL during relay and delivery" => {
+            for _ in 0..3 {
+                fleet.kill_dispatcher().await;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                fleet.start_dispatcher().await;
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        }
+        "poison messages on the queue" => {
+            let connection = protocol::topology::connect(&fleet.env.amqp_url, "faults-poison").await.unwrap();
+            let channel = protocol::topology::confirm_channel(&connection).await.unwrap();
+            for _ in 0..5 {
+                channel
+                    .basic_publish("scans", "cpu", BasicPublishOptions::default(), b"{not json", Default::default())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+            let _ = connection.close(200, "done").await;
+        }
+        _ => {}
+    }
+    let ids = submissions.await.unwrap();
+    let accepted: HashSet<String> = ids.iter().cloned().collect();
+
+    // Settle: every accepted scan reaches a final state (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let terminal_sql = "SELECT count(*) FROM scans WHERE status IN ('succeeded', 'failed', 'canceled')";
+    while fleet.env.count(terminal_sql).await < accepted.len() as i64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let receiver = match receiver {
+        Some(receiver) => receiver,
+        None => Receiver::start_on(receiver_port, vec![]).await, // comes back after the run
+    };
+    let delivered_sql = "SELECT count(*) FROM webhook_deliveries WHERE status <> 'pending'";
+    while fleet.env.count(delivered_sql).await < accepted.len() as i64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let env = &fleet.env;
+    let succeeded = env.count("SELECT count(*) FROM scans WHERE status = 'succeeded'").await;
+    let failures: Vec<(String, i64)> =
+        sqlx::query_as("SELECT coalesce(error_code, '?'), count(*) FROM scans WHERE status = 'failed' GROUP BY 1 ORDER BY 1")
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    let failed = if failures.is_empty() {
+        "0".to_string()
+    } else {
+        failures.iter().map(|(code, n)| format!("{n} {code}")).collect::<Vec<_>>().join(", ")
+    };
+    let lost = accepted.len() as i64 - env.count(terminal_sql).await;
+    let duplicate_results = env
+        .count("SELECT coalesce(sum(n - 1), 0)::bigint FROM (SELECT count(*) AS n FROM scan_events WHERE event IN ('succeeded', 'failed') GROUP BY scan_id) per_scan")
+        .await;
+    let received = receiver.received();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for request in &received {
+        *per_id.entry(request.header("webhook-id").to_string()).or_default() += 1;
+    }
+    let expected_ids: HashSet<String> = accepted.iter().map(|id| format!("msg_{}_succeeded", id.replace('-', ""))).collect();
+    let webhooks_missing = expected_ids.iter().filter(|id| !per_id.contains_key(*id)).count().min(succeeded as usize);
+    let duplicate_webhooks = received.len() - per_id.len();
+    receiver.stop();
+    fleet.stop().await;
+    Row {
+        scenario,
+        accepted: accepted.len(),
+        succeeded,
+        failed,
+        lost,
+        duplicate_results,
+        webhooks_missing,
+        duplicate_webhooks,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "error");
+    }
+    let (n, soak) = if args.short { (150, 1_000) } else { (600, 10_000) };
+    let scenarios: [(&'static str, usize, u64); 7] = [
+        ("worker SIGKILL mid-scan, repeatedly", n, 150),
+        ("RabbitMQ restarted (stop_app/start_app)", n, 20),
+        ("PostgreSQL restarted", n, 20),
+        ("dispatcher SIGKILL during relay and delivery", n, 20),
+        ("webhook receiver down, then up", n, 0),
+        ("poison messages on the queue", n, 0),
+        ("soak", soak, 0),
+    ];
+    let mut rows = Vec::new();
+    for (scenario, scans, hold_ms) in scenarios {
+        if args.only.as_deref().is_some_and(|only| !scenario.contains(only)) {
+            continue;
+        }
+        eprintln!("running: {scenario} ({scans} scans)");
+        rows.push(run(scenario, scans, hold_ms).await);
+    }
+    println!("| scenario | accepted | succeeded | failed | lost | duplicate results | webhooks missing | duplicate webhook deliveries | s |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    let mut clean = true;
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            row.scenario, row.accepted, row.succeeded, row.failed, row.lost, row.duplicate_results, row.webhooks_missing, row.duplicate_webhooks, row.seconds
+        );
+        clean &= row.lost == 0 && row.duplicate_results == 0 && row.webhooks_missing == 0;
+    }
+    if !clean {
+        eprintln!("FAILED: a scenario lost scans, duplicated results or missed webhooks");
+        std::process::exit(1);
+    }
+}

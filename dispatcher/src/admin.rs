@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::config::percent_to_bp;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{parse_json, ApiError, Problem};
 use crate::routing::{self, RoutingMode, RoutingPolicy};
 use crate::state::AppState;
 
@@ -112,8 +112,7 @@ pub async fn put_routing(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RoutingView>, ApiError> {
     require_admin(&caller)?;
-    let update: RoutingUpdate = serde_json::from_slice(&body?)
-        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
+    let update: RoutingUpdate = parse_json(body)?;
     let (current, _) = routing::current(state.pool()).await?;
     let canary_bp = match update.canary_percent {
         None => current.canary_bp,

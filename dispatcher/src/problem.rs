@@ -103,6 +103,19 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// Parses a JSON request body: not JSON → 400 `malformed_json`, JSON of the
+/// wrong shape → 422 `invalid_body`, too large → 413.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: Result<axum::body::Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}"))
+        } else {
+            ApiError::unprocessable("invalid_body", e.to_string())
+        }
+    })
+}
+
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         let status = rejection.status();

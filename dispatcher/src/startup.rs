@@ -58,15 +58,7 @@ pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Res
     tasks.spawn(crate::backlog::run(state.clone(), topology, shutdown.clone()));
     tasks.spawn(crate::webhooks::deliverer::run(state.clone(), shutdown.clone()));
     let app = crate::api::router(state.clone());
-    let server_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "HTTP server failed");
-        }
-    });
+    tasks.spawn(protocol::http::serve_until(listener, app, shutdown.clone(), "api"));
     tracing::info!(%local_addr, "dispatcher listening");
     Ok(RunningDispatcher { local_addr, state, tasks })
 }

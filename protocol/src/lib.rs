@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod blob;
 pub mod config;
 pub mod db;
+pub mod http;
 pub mod message;
 pub mod netguard;
 pub mod telemetry;

@@ -128,15 +128,7 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
                 .route("/readyz", get(readyz))
                 .route("/metrics", get(metrics))
                 .with_state(HealthState { consumer: consumer.clone(), warmed: warmed.clone() });
-            let server_shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-                    .await;
-                if let Err(error) = served {
-                    tracing::error!(%error, "health server failed");
-                }
-            });
+            tasks.spawn(protocol::http::serve_until(listener, app, shutdown.clone(), "health"));
             Some(local)
         }
     };

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::signing::generate_secret;
 use crate::auth::Caller;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{parse_json, ApiError, Problem};
 use crate::state::AppState;
 
 const MAX_DESCRIPTION_LEN: usize = 256;
@@ -49,17 +49,6 @@ pub struct EndpointWithSecret {
 pub struct Rotation {
     /// How long the old secret keeps signing beside the new one (default from config).
     pub overlap_seconds: Option<u64>,
-}
-
-fn parse_json<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = body?;
-    serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}"))
-        } else {
-            ApiError::unprocessable("invalid_body", e.to_string())
-        }
-    })
 }
 
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {

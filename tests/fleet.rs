@@ -310,6 +310,15 @@ async fn bad_requests_get_problem_details_and_create_nothing() {
         "callback_url_refused",
     )
     .await;
+    assert_problem(submit(json!({"kind": "probe", "item_type": "card\u{0}"})).await.unwrap(), 422, "invalid_body").await;
+    assert_problem(submit(json!({"kind": "probe", "metadata": {"k": "\u{0}"}})).await.unwrap(), 422, "invalid_body").await;
+    // Unicode that is fine is kept as sent.
+    let unicode = json!({"kind": "probe", "item_type": "ポケモン 🃏 e\u{301}", "metadata": {"名前": "リザードン", "rtl": "\u{202e}abc"}});
+    let scan_id = api.submit(unicode.clone()).await;
+    let scan = api.scan(&scan_id).await;
+    assert_eq!(scan["item_type"], unicode["item_type"]);
+    assert_eq!(scan["metadata"], unicode["metadata"]);
+    sqlx::query("DELETE FROM scans").execute(&env.pool).await.unwrap();
     assert_problem(api.get("/v2/nothing").send().await.unwrap(), 404, "not_found").await;
     assert_eq!(env.count("SELECT count(*) FROM scans").await, 0);
 

@@ -14,9 +14,13 @@ fn small_scan_video() -> Vec<u8> {
     std::fs::read(truth.video).unwrap()
 }
 
-/// Serves `files` (path → bytes) on 127.0.0.1; anything else is a 404.
+/// Serves `files` (path → bytes) on 127.0.0.1, and `/moved.avi` redirecting
+/// to `/scan.avi`; anything else is a 404.
 async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
-    let mut app = axum::Router::new();
+    let mut app = axum::Router::new().route(
+        "/moved.avi",
+        axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }),
+    );
     for (path, bytes) in files {
         app = app.route(path, axum::routing::get(move || async move { bytes.clone() }));
     }
@@ -103,6 +107,7 @@ async fn bad_video_input_fails_at_once_with_a_code() {
         ("an image", json!({"kind": "video_scan", "upload_id": upload(&api, png).await})),
         ("truncated video", json!({"kind": "video_scan", "upload_id": upload(&api, video[..video.len() / 3].to_vec()).await})),
         ("missing source", json!({"kind": "video_scan", "source_url": format!("{server}/nothing-here.avi")})),
+        ("redirecting source", json!({"kind": "video_scan", "source_url": format!("{server}/moved.avi")})),
         ("private source", json!({"kind": "video_scan", "source_url": "http://10.0.0.1/scan.avi"})),
         ("metadata source", json!({"kind": "video_scan", "source_url": "http://169.254.169.254/latest/meta-data"})),
     ];
@@ -115,6 +120,7 @@ async fn bad_video_input_fails_at_once_with_a_code() {
         let expected: &[&str] = match what {
             "truncated video" => &["input_truncated", "input_not_video", "input_empty"],
             "missing source" => &["source_unavailable"],
+            "redirecting source" => &["source_redirected"],
             "private source" | "metadata source" => &["source_refused"],
             _ => &["input_not_video"],
         };

@@ -221,6 +221,10 @@ pub async fn submit(
         .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
+    // PostgreSQL text and jsonb cannot hold U+0000.
+    if contains_nul(&raw) {
+        return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
+    }
     let request_sha256 = Sha256::digest(raw.to_string().as_bytes()).to_vec();
     let request: SubmitScan = serde_json::from_value(raw)
         .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
@@ -351,6 +355,15 @@ pub async fn submit(
         Json(accepted),
     )
         .into_response())
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
+    }
 }
 
 fn parse_scan_id(raw: &str) -> Result<Uuid, ApiError> {

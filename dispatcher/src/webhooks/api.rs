@@ -83,6 +83,9 @@ pub async fn create_endpoint(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
     let new: NewEndpoint = parse_json(body)?;
+    if new.url.contains('\0') || new.description.as_deref().is_some_and(|d| d.contains('\0')) {
+        return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
+    }
     if new.url.len() > 2048 {
         return Err(ApiError::unprocessable("callback_url_refused", "url too long"));
     }

@@ -128,10 +128,14 @@ pub fn laplacian<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// Per-frame variance of the Laplacian (the usual sharpness measure):
 /// `meanStdDev(Laplacian(frame))²`, as a `[N]` tensor. Two-pass (mean
 /// first) so that f32 accumulation stays within 1e-3 of OpenCV's f64.
+///
+/// The means are taken row-wise then column-wise: shorter reductions keep
+/// f32 error down, and burn-wgpu 0.21's single long `mean_dim` over
+/// `[N, H·W]` returned a wrong value for the last frame of a batch.
 pub fn laplacian_variance<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 1> {
     let [n, _, _, _] = x.dims();
-    let l = laplacian(x).flatten::<2>(1, 3);
-    let mean = l.clone().mean_dim(1);
+    let l = laplacian(x);
+    let mean = l.clone().mean_dim(3).mean_dim(2);
     let d = l - mean;
-    (d.clone() * d).mean_dim(1).reshape([n])
+    (d.clone() * d).mean_dim(3).mean_dim(2).reshape([n])
 }

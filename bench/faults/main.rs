@@ -73,6 +73,9 @@ impl Fleet {
             .env("WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
             .env("WEBHOOK_SCHEDULE", "0s,200ms,500ms,1s,2s,4s,8s,10s,10s,10s")
             .env("WEBHOOK_POLL", "50ms")
+            // A killed dispatcher's leased deliveries are retaken when the lease
+            // (2 × timeout + 10 s) runs out.
+            .env("WEBHOOK_TIMEOUT", "2s")
             .env("BACKLOG_HIGH_WATERMARK", "100000000")
             .spawn()
             .expect("dispatcher starts");

@@ -16,6 +16,19 @@ async fn register(api: &Api, url: &str) -> (String, String) {
     (created["id"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string())
 }
 
+/// Rotates an endpoint's secret; returns the new one.
+async fn rotate(api: &Api, endpoint_id: &str, overlap_seconds: u64) -> String {
+    let response = api
+        .post(&format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"))
+        .json(&json!({ "overlap_seconds": overlap_seconds }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rotated: Value = response.json().await.unwrap();
+    rotated["secret"].as_str().unwrap().to_string()
+}
+
 async fn deliveries(api: &Api, scan_id: &str) -> Vec<Value> {
     api.get(&format!("/v1/scans/{scan_id}/deliveries")).send().await.unwrap().json().await.unwrap()
 }
@@ -268,35 +281,15 @@ async fn both_secrets_sign_during_a_rotation_overlap() {
     let fleet = Fleet::start(|_| {}).await;
     let receiver = Receiver::start(vec![]).await;
     let (endpoint_id, old_secret) = register(&fleet.api, &receiver.url("/hook")).await;
-    let rotated: Value = fleet
-        .api
-        .post(&format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"))
-        .json(&json!({"overlap_seconds": 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let new_secret = rotated["secret"].as_str().unwrap();
-    assert_ne!(new_secret, old_secret);
+    let new_secret = &rotate(&fleet.api, &endpoint_id, 3600).await;
+    assert_ne!(new_secret, &old_secret);
     fleet.api.submit(json!({"kind": "probe"})).await;
     let received = receiver.wait_for(1).await;
     assert_eq!(received[0].header("webhook-signature").split(' ').count(), 2);
     verify_with_standardwebhooks(&[&old_secret, new_secret], &received);
 
     // Once the overlap is over, only the new secret signs.
-    let ended: Value = fleet
-        .api
-        .post(&format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"))
-        .json(&json!({"overlap_seconds": 0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let newest = ended["secret"].as_str().unwrap();
+    let newest = &rotate(&fleet.api, &endpoint_id, 0).await;
     fleet.api.submit(json!({"kind": "probe"})).await;
     let received = receiver.wait_for(2).await;
     assert_eq!(received[1].header("webhook-signature").split(' ').count(), 1);

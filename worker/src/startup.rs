@@ -178,7 +178,8 @@ async fn readyz(State(state): State<HealthState>) -> Response {
         "ready": ready,
         "database": database,
         "broker": if consuming { "ok" } else { "not consuming" },
-        "backend_loaded": true,
+        // The backend is resolved before this server starts; what can still
+        // be pending is the warm-up scan.
         "warmed_up": warmed,
         "queue": consumer.job_context.queue,
         "backend": report,

@@ -1,6 +1,7 @@
 //! End-to-end fleet tests: dispatcher → PostgreSQL + RabbitMQ → workers → result.
 //! One test binary (faster to link); each module is one area.
 
+mod api_fuzz;
 mod operate;
 mod routing;
 mod video;
@@ -94,6 +95,42 @@ async fn five_hundred_concurrent_probes_each_succeed_exactly_once() {
     for worker in workers {
         worker.stop().await;
     }
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+/// Seed 004's MAX_CONCURRENT_JOBS: with a limit of 2, the scans' running
+/// intervals (claim to result, both written by the worker) never overlap
+/// more than 2 deep, and do reach 2 (the limit is used, not undercut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_never_runs_more_scans_at_once_than_max_concurrent_jobs() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let mut config = env.worker_config(QueueChoice::Cpu, "cpu-1");
+    config.max_concurrent_jobs = 2;
+    let worker = Worker::start(config).await;
+    let api = Api::new(&dispatcher.base_url, &env.api_key("bounded", Tier::Free).await);
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(api.submit(json!({"kind": "probe", "params": {"hold_ms": 300}})).await);
+    }
+    for id in &ids {
+        wait_for_status(&env, id, "succeeded").await;
+    }
+    let intervals: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT started_at, finished_at FROM scans").fetch_all(&env.pool).await.unwrap();
+    assert_eq!(intervals.len(), 8);
+    // Sweep the start and end instants; at a tie an end comes first (a
+    // permit is released before the next scan can claim).
+    let mut instants: Vec<_> = intervals.iter().flat_map(|&(start, end)| [(start, 1), (end, -1)]).collect();
+    instants.sort();
+    let deepest = instants.iter().scan(0, |running, &(_, step)| {
+        *running += step;
+        Some(*running)
+    }).max();
+    assert_eq!(deepest, Some(2), "{intervals:?}");
+
+    worker.stop().await;
     dispatcher.stop().await;
     env.cleanup().await;
 }

@@ -1,6 +1,5 @@
 //! What an operator relies on: metrics, readiness, JSON logs, graceful stop.
 
-use std::collections::HashMap;
 use std::process::Stdio;
 
 use harness::{wait_for, Api, Dispatcher, TestEnv, Worker};
@@ -8,23 +7,6 @@ use protocol::Tier;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 use worker::config::QueueChoice;
-
-/// Parses a Prometheus exposition with the reference Python parser
-/// (`prometheus_client`); returns "name{k=v,…}" (labels sorted) → value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    let script = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    for sample in family.samples:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-        out[f"{sample.name}{{{labels}}}"] = sample.value
-print(json.dumps(out))
-"#;
-    let output = harness::python(script, text.as_bytes());
-    serde_json::from_slice(&output).expect("parser output")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_count_what_ran() {
@@ -46,13 +28,13 @@ async fn metrics_parse_and_count_what_ran() {
     }
 
     let text = reqwest::get(format!("{}/metrics", dispatcher.base_url)).await.unwrap().text().await.unwrap();
-    let dispatcher_metrics = parse_metrics(&text);
+    let dispatcher_metrics = harness::parse_metrics(&text);
     assert_eq!(dispatcher_metrics["scanfleet_scans_submitted_total{reason=default,route=cpu,tier=free}"], 6.0);
     assert_eq!(dispatcher_metrics["scanfleet_outbox_published_total{}"], 6.0);
 
     let worker_metrics = wait_for("worker counters", || async {
         let text = reqwest::get(format!("{}/metrics", worker.metrics_url)).await.unwrap().text().await.unwrap();
-        let parsed = parse_metrics(&text);
+        let parsed = harness::parse_metrics(&text);
         (parsed.get("scanfleet_worker_scans_finished_total{kind=probe,outcome=succeeded,route=cpu}") == Some(&5.0)).then_some(parsed)
     })
     .await;

@@ -194,3 +194,66 @@ async fn a_gpu_scan_that_no_gpu_worker_takes_completes_on_a_cpu_worker() {
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+/// A scan that keeps failing on the GPU worker (here: its source answers 503
+/// for every GPU delivery) is not failed there: after the last GPU delivery
+/// it moves to the CPU queue and completes, reason `gpu_failure_fallback`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_keeps_failing_on_the_gpu_worker_completes_on_a_cpu_worker() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let env = TestEnv::new().await;
+    let delivery_limit = env.service_config().delivery_limit as usize;
+    let video = {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = vision::synth::SynthSpec { frames: 4, width: 320, height: 240, ..Default::default() };
+        std::fs::read(vision::synth::generate(&spec, dir.path()).unwrap().video).unwrap()
+    };
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let app = axum::Router::new().route(
+        "/scan.avi",
+        axum::routing::get(move || {
+            let (counter, video) = (counter.clone(), video.clone());
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) < delivery_limit {
+                    Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                } else {
+                    Ok(video)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let source = format!("http://{}/scan.avi", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let gpu_worker = Worker::start(env.worker_config(QueueChoice::Gpu, "gpu-1")).await;
+    let api = Api::new(&dispatcher.base_url, &env.api_key("vip", Tier::Premium).await);
+    let scan_id = api.submit(json!({"kind": "video_scan", "source_url": source})).await;
+    assert_eq!(route_of(&env, &scan_id).await, pair("gpu", "tier"));
+    // Only once every GPU delivery has failed does a CPU worker join.
+    wait_for("every GPU delivery to be spent", || async {
+        (requests.load(Ordering::SeqCst) >= delivery_limit).then_some(())
+    })
+    .await;
+    let cpu_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
+    wait_for("the fallback scan to succeed", || async {
+        (env.scan_status(&scan_id).await == "succeeded").then_some(())
+    })
+    .await;
+    let scan = api.scan(&scan_id).await;
+    assert_eq!((scan["route"].as_str(), scan["route_reason"].as_str()), (Some("cpu"), Some("gpu_failure_fallback")));
+    assert_eq!(scan["attempts"].as_i64().unwrap(), delivery_limit as i64 + 1);
+    assert_eq!(requests.load(Ordering::SeqCst), delivery_limit + 1);
+    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'succeeded'").await, 1);
+    let gpu_metrics = harness::parse_metrics(&reqwest::get(format!("{}/metrics", gpu_worker.metrics_url)).await.unwrap().text().await.unwrap());
+    assert_eq!(gpu_metrics["scanfleet_worker_scans_finished_total{kind=video_scan,outcome=fell_back,route=gpu}"], 1.0);
+
+    cpu_worker.stop().await;
+    gpu_worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -14,13 +14,18 @@ fn small_scan_video() -> Vec<u8> {
     std::fs::read(truth.video).unwrap()
 }
 
-/// Serves `files` (path → bytes) on 127.0.0.1, and `/moved.avi` redirecting
-/// to `/scan.avi`; anything else is a 404.
+/// Serves `files` (path → bytes) on 127.0.0.1, `/moved.avi` redirecting
+/// to `/scan.avi`, and `/stalled.avi` that never answers; anything else is a 404.
 async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
-    let mut app = axum::Router::new().route(
-        "/moved.avi",
-        axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }),
-    );
+    let mut app = axum::Router::new()
+        .route("/moved.avi", axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }))
+        .route(
+            "/stalled.avi",
+            axum::routing::get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                "too late"
+            }),
+        );
     for (path, bytes) in files {
         app = app.route(path, axum::routing::get(move || async move { bytes.clone() }));
     }
@@ -134,6 +139,128 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     worker.stop().await;
     dispatcher.stop().await;
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_never_answers_times_out_and_fails_after_its_retries() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let mut config = env.worker_config(QueueChoice::Cpu, "cpu-1");
+    config.download_timeout = std::time::Duration::from_millis(300);
+    let worker = Worker::start(config).await;
+    let api = Api::new(&dispatcher.base_url, &env.api_key("patient", Tier::Free).await);
+    let server = file_server(Vec::new()).await;
+
+    let scan_id = api.submit(json!({"kind": "video_scan", "source_url": format!("{server}/stalled.avi")})).await;
+    let scan = finished(&env, &api, &scan_id).await;
+    // A timeout may be the network's fault, so it is retried, but only up to
+    // the delivery limit: the scan ends failed, never stuck.
+    assert_eq!(scan["status"], "failed", "{scan}");
+    assert_eq!(scan["error"]["code"], "retries_exhausted");
+    assert!(scan["error"]["message"].as_str().unwrap().contains("timed out"), "{scan}");
+    assert_eq!(scan["attempts"].as_i64().unwrap(), env.service_config().delivery_limit as i64);
+
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+/// The result cache (seed 003): the same bytes with the same parameters are
+/// answered from the first scan's result, from memory on the worker that
+/// computed it and from Postgres on any other; other parameters or another
+/// tenant compute again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_scan_is_served_from_the_result_cache_and_new_parameters_recompute() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.max_upload_bytes = 64 * 1024 * 1024;
+    let dispatcher = Dispatcher::start(config).await;
+    let first_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
+    let api = Api::new(&dispatcher.base_url, &env.api_key("repeat-customer", Tier::Free).await);
+    let video = small_scan_video();
+    let scan_of = |upload_id: String, params: Value| json!({"kind": "video_scan", "upload_id": upload_id, "params": params});
+
+    let original = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
+    let original_result = finished(&env, &api, &original).await["result"].clone();
+    assert!(original_result.get("cached").is_none(), "{original_result}");
+    // A new upload of the same bytes: the key is the content, not the upload.
+    let repeat = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
+    let repeat_result = finished(&env, &api, &repeat).await["result"].clone();
+    assert_eq!(repeat_result["cached"], true, "{repeat_result}");
+    assert_eq!(repeat_result["cached_from"], original);
+    assert_eq!(repeat_result["report"], original_result["report"]);
+    assert_eq!(repeat_result["artifacts"], original_result["artifacts"]);
+    // Other parameters: computed again.
+    let smaller = api.submit(scan_of(upload(&api, video.clone()).await, json!({"downscale_max": 640}))).await;
+    let smaller_result = finished(&env, &api, &smaller).await["result"].clone();
+    assert!(smaller_result.get("cached").is_none(), "{smaller_result}");
+    assert_eq!(smaller_result["report"]["frames_decoded"], 8);
+
+    let metrics_of = |worker: &Worker| {
+        let url = format!("{}/metrics", worker.metrics_url);
+        async move { harness::parse_metrics(&reqwest::get(url).await.unwrap().text().await.unwrap()) }
+    };
+    let counted = metrics_of(&first_worker).await;
+    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"], 2.0);
+    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=memory}"], 1.0);
+    // The pipeline ran twice, not three times.
+    assert_eq!(counted["scanfleet_worker_stage_seconds_count{kind=video_scan,stage=decode}"], 2.0);
+    first_worker.stop().await;
+
+    // A fresh worker has an empty memory: Postgres answers.
+    let second_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-2")).await;
+    let later = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
+    let later_result = finished(&env, &api, &later).await["result"].clone();
+    assert_eq!(later_result["cached_from"], original, "the original, not the repeat: {later_result}");
+    // Another tenant never gets this tenant's result.
+    let other_api = Api::new(&dispatcher.base_url, &env.api_key("someone-else", Tier::Free).await);
+    let other = other_api.submit(scan_of(upload(&other_api, video).await, json!({}))).await;
+    let other_result = finished(&env, &other_api, &other).await["result"].clone();
+    assert!(other_result.get("cached").is_none(), "{other_result}");
+    let counted = metrics_of(&second_worker).await;
+    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=database}"], 1.0);
+    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"], 1.0);
+
+    second_worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+/// Peak resident memory (KiB) of `worker analyze VIDEO`, measured by the
+/// kernel for that one child process.
+fn analyze_peak_rss_kib(video: &std::path::Path, frames: u64) -> u64 {
+    let script = r#"
+import json, resource, subprocess, sys
+worker, video = json.loads(sys.stdin.read())
+run = subprocess.run([worker, "analyze", video, "--backend", "cpu", "--json"], capture_output=True, text=True)
+if run.returncode != 0:
+    sys.exit(f"worker analyze failed: {run.stderr}")
+report = json.loads(run.stdout)
+print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, report["frames_decoded"]]))
+"#;
+    let args = serde_json::to_vec(&json!([harness::worker_binary(), video])).unwrap();
+    let (peak_kib, decoded): (u64, u64) = serde_json::from_slice(&harness::python(script, &args)).unwrap();
+    assert_eq!(decoded, frames, "every frame decoded");
+    peak_kib
+}
+
+/// Frames are streamed in batches, so a video ten times longer needs no more
+/// memory: holding every frame of the long one would take 320 × 640 × 360 ×
+/// (3 bytes BGR + 4 bytes f32) ≈ 500 MiB more.
+#[test]
+fn memory_stays_bounded_on_a_long_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let peak_for = |frames: u32| {
+        let out = dir.path().join(format!("frames-{frames}"));
+        let spec = vision::synth::SynthSpec { frames, width: 640, height: 360, ..Default::default() };
+        analyze_peak_rss_kib(&vision::synth::generate(&spec, &out).unwrap().video, frames.into())
+    };
+    let short = peak_for(32);
+    let long = peak_for(320);
+    assert!(
+        long < short + 64 * 1024,
+        "peak RSS grew from {short} KiB (32 frames) to {long} KiB (320 frames): frames are being held"
+    );
 }
 
 /// A valid 1×1 grey PNG, written out so the test needs no image library.

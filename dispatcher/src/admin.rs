@@ -21,6 +21,7 @@ use crate::state::AppState;
 pub struct RoutingUpdate {
     pub mode: RoutingMode,
     /// Percent (0–100) of non-tier scans sent to GPU in `auto`; unchanged when absent.
+    #[schema(minimum = 0, maximum = 100)]
     pub canary_percent: Option<f64>,
 }
 

@@ -32,20 +32,43 @@ pub const MAX_PROBE_HOLD_MS: u64 = 60_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitScan {
-    /// `probe` or `video_scan`.
+    /// What the scan does. A string here (not the enum) so that an unknown
+    /// kind gets its own problem code instead of a generic parse error.
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// Where the worker downloads the input from (http or https).
+    #[schema(format = "uri", max_length = 2048)]
     pub source_url: Option<String>,
     /// An upload made with `POST /v1/uploads`.
     pub upload_id: Option<Uuid>,
     /// What is scanned, e.g. `trading_card`, `comic`.
+    #[schema(min_length = 1, max_length = 64)]
     pub item_type: Option<String>,
     /// Where the completion webhook goes, besides the tenant's endpoints.
+    #[schema(format = "uri", max_length = 2048)]
     pub callback_url: Option<String>,
     /// Free-form object stored with the scan and returned as is (≤ 16 KiB).
     pub metadata: Option<Map<String, Value>>,
     /// Kind-specific parameters, e.g. `{"hold_ms": 100}` for a probe.
     pub params: Option<Map<String, Value>>,
+}
+
+/// `kind` in the OpenAPI document: the protocol's list of kinds, so the
+/// document cannot fall behind when a kind is added.
+fn kind_schema() -> utoipa::openapi::Object {
+    names_schema("What the scan does.", ScanKind::ALL.iter().map(|kind| kind.as_str()))
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    names_schema("Only scans in this status.", ScanStatus::ALL.iter().map(|status| status.as_str()))
+}
+
+fn names_schema<'a>(description: &str, names: impl Iterator<Item = &'a str>) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .description(Some(description))
+        .build()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -397,10 +420,13 @@ pub async fn get(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only scans in this status.
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

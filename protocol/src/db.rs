@@ -124,18 +124,23 @@ pub async fn heartbeat(pool: &PgPool, scan_id: Uuid) -> Result<(), sqlx::Error> 
 /// Records a scan's result, in the caller's transaction so that anything else
 /// that must happen with it (the pending webhook) commits atomically.
 /// Returns false when the scan was not running (someone else finished it).
+/// `cache_key` makes the result reusable by identical scans (see
+/// [`cached_result`]); `None` for kinds that are not cached and for results
+/// that were themselves served from the cache.
 pub async fn record_success(
     tx: &mut Transaction<'_, Postgres>,
     scan_id: Uuid,
     result: &Value,
+    cache_key: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query!(
         r#"UPDATE scans
               SET status = 'succeeded', result = $2, finished_at = now(), heartbeat_at = now(),
-                  error_code = NULL, error_message = NULL
+                  error_code = NULL, error_message = NULL, cache_key = $3
             WHERE id = $1 AND status = 'running'"#,
         scan_id,
-        result
+        result,
+        cache_key
     )
     .execute(&mut **tx)
     .await?
@@ -145,6 +150,23 @@ pub async fn record_success(
         enqueue_webhooks(tx, scan_id, WebhookEvent::ScanSucceeded).await?;
     }
     Ok(updated == 1)
+}
+
+/// The oldest computed result of `tenant`'s scans with this cache key:
+/// `(scan id, result)`.
+pub async fn cached_result(pool: &PgPool, tenant_id: Uuid, cache_key: &str) -> Result<Option<(Uuid, Value)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT id, result AS "result!"
+             FROM scans
+            WHERE tenant_id = $1 AND cache_key = $2 AND status = 'succeeded' AND result IS NOT NULL
+            ORDER BY finished_at
+            LIMIT 1"#,
+        tenant_id,
+        cache_key
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| (row.id, row.result)))
 }
 
 /// Marks a queued or running scan failed with a stable error code.

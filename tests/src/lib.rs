@@ -126,6 +126,7 @@ impl TestEnv {
             download_timeout: Duration::from_secs(10),
             source_allow_http: true,
             source_allow_hosts: vec!["127.0.0.1".to_string()],
+            result_cache_max: 256,
             max_concurrent_jobs: 8,
             shutdown_grace: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),
@@ -433,14 +434,21 @@ print(f"standardwebhooks verified {len(cases)} signatures")
     assert!(String::from_utf8_lossy(&output).contains(&format!("verified {} signatures", cases.len())));
 }
 
+/// A program installed in the test venv (scripts/lib.sh creates it from
+/// scripts/requirements-test.txt; `SCANFLEET_VENV` overrides where).
+pub fn venv_bin(name: &str) -> PathBuf {
+    std::env::var("SCANFLEET_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
+        .join("bin")
+        .join(name)
+}
+
 /// Runs a Python script (with the project venv's packages) on `stdin`;
 /// returns its stdout, failing the test if it fails.
 pub fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let venv_python = std::env::var("SCANFLEET_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
-        .join("bin/python");
+    let venv_python = venv_bin("python");
     let interpreter = if venv_python.exists() { venv_python } else { PathBuf::from("python3") };
     let mut child = std::process::Command::new(&interpreter)
         .args(["-c", script])
@@ -453,4 +461,21 @@ pub fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
     output.stdout
+}
+
+/// Parses a Prometheus exposition with the reference Python parser
+/// (`prometheus_client`); returns "name{k=v,…}" (labels sorted) → value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        out[f"{sample.name}{{{labels}}}"] = sample.value
+print(json.dumps(out))
+"#;
+    let output = python(script, text.as_bytes());
+    serde_json::from_slice(&output).expect("parser output")
 }

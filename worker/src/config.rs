@@ -58,6 +58,11 @@ pub struct WorkerConfig {
     /// Hosts or IPs a source URL may point at although private (comma-separated).
     #[arg(long, env = "SOURCE_ALLOW_HOSTS", value_delimiter = ',')]
     pub source_allow_hosts: Vec<String>,
+    /// Results kept in this worker's memory for identical scans (seed 003's
+    /// EMBED_CACHE_MAX); Postgres is consulted on a memory miss. 0 turns the
+    /// result cache off.
+    #[arg(long, env = "RESULT_CACHE_MAX", default_value_t = 256)]
+    pub result_cache_max: usize,
     /// Scans run at once by this process (also the prefetch count).
     #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 4)]
     pub max_concurrent_jobs: u16,
@@ -116,6 +121,7 @@ impl WorkerConfig {
             "download_timeout": humantime::format_duration(self.download_timeout).to_string(),
             "source_allow_http": self.source_allow_http,
             "source_allow_hosts": self.source_allow_hosts,
+            "result_cache_max": self.result_cache_max,
             "max_concurrent_jobs": self.max_concurrent_jobs,
             "shutdown_grace": humantime::format_duration(self.shutdown_grace).to_string(),
             "heartbeat_interval": humantime::format_duration(self.heartbeat_interval).to_string(),

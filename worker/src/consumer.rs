@@ -6,10 +6,11 @@
 //! and the claim sees a finished scan and acks without rework: at-least-once
 //! delivery, exactly one result.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
@@ -52,6 +53,10 @@ enum Disposition {
     Ack,
     /// Hand it back for another attempt (counts towards the delivery limit).
     Requeue,
+    /// Give it to the queue's dead-letter exchange: from the GPU queue that
+    /// is the CPU queue (the scan falls back to a CPU worker with reason
+    /// `gpu_failure_fallback`), from the CPU queue it is `scans.dead`.
+    DeadLetter,
 }
 
 impl Consumer {
@@ -149,7 +154,27 @@ impl Consumer {
         let job = message.job();
         let span = tracing::info_span!("scan", scan_id = %job.scan_id, tenant_id = %job.tenant_id, kind = job.kind.as_str());
         async {
-            let disposition = self.process(job, &delivery).await;
+            // A panic must not leave the delivery unsettled (it would sit
+            // unacked until the connection closes) nor kill the consumer.
+            let disposition = match AssertUnwindSafe(self.process(job, &delivery)).catch_unwind().await {
+                Ok(disposition) => disposition,
+                Err(panic) => {
+                    let why = panic_message(&panic);
+                    self.metrics.errors.with_label_values(&["panic"]).inc();
+                    // On a GPU worker this is most often a device fault (burn
+                    // surfaces CUDA out-of-memory as a panic): the same input
+                    // would likely fail the same way here, so the scan moves
+                    // to the CPU queue at once. On a CPU worker it is retried
+                    // up to the delivery limit like any transient failure.
+                    if self.route == Route::Gpu {
+                        tracing::error!(panic = %why, "scan panicked on the GPU worker; handing it to the CPU queue");
+                        Disposition::DeadLetter
+                    } else {
+                        tracing::error!(panic = %why, "scan panicked; requeueing");
+                        Disposition::Requeue
+                    }
+                }
+            };
             let settled = match disposition {
                 Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
                 Disposition::Requeue => {
@@ -157,6 +182,7 @@ impl Consumer {
                         .nack(BasicNackOptions { requeue: true, ..Default::default() })
                         .await
                 }
+                Disposition::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
             };
             if let Err(error) = settled {
                 // The broker will redeliver; the claim makes that harmless.
@@ -197,15 +223,13 @@ impl Consumer {
         let route = self.route.as_str();
         let waited = (chrono::Utc::now() - job.submitted_at).to_std().unwrap_or_default();
         self.metrics.queue_wait_seconds.with_label_values(&[route]).observe(waited.as_secs_f64());
-        self.metrics.in_flight.inc();
         let started = Instant::now();
         let outcome = {
-            let heartbeat = self.spawn_heartbeat(job.scan_id);
-            let outcome = jobs::run(job, &self.job_context, attempt).await;
-            heartbeat.abort();
-            outcome
+            // Both guards end with the run, also when it panics.
+            let _heartbeat = self.spawn_heartbeat(job.scan_id);
+            let _in_flight = InFlight::enter(&self.metrics.in_flight);
+            jobs::run(job, &self.job_context, attempt).await
         };
-        self.metrics.in_flight.dec();
         let processing = started.elapsed();
         let cost_usd = processing.as_secs_f64() * self.price_per_hour / 3600.0;
         self.metrics.processing_seconds.with_label_values(&[kind, route]).observe(processing.as_secs_f64());
@@ -214,14 +238,27 @@ impl Consumer {
             for (stage, ms) in &output.stage_ms {
                 self.metrics.stage_seconds.with_label_values(&[kind, stage]).observe(ms / 1e3);
             }
-            self.with_accounting(output.result, processing, cost_usd)
+            if let Some(cache) = &output.cache {
+                let lookup = cache.hit.map_or("miss", |source| source.as_str());
+                self.metrics.cache_lookups.with_label_values(&[kind, lookup]).inc();
+            }
+            // Only computed results become cache entries, so `cached_from`
+            // always names the scan that did the work.
+            let cache_key = output.cache.filter(|cache| cache.hit.is_none()).map(|cache| cache.key);
+            (self.with_accounting(output.result, processing, cost_usd), cache_key)
         });
         if let Err(error) = &outcome {
             self.metrics.errors.with_label_values(&[error.code()]).inc();
         }
 
         let recorded = match &outcome {
-            Ok(result) => self.write_success(job.scan_id, result).await,
+            Ok((result, cache_key)) => {
+                let wrote = self.write_success(job.scan_id, result, cache_key.as_deref()).await;
+                if let (Ok(true), Some(key)) = (&wrote, cache_key) {
+                    self.job_context.cache.remember(job.tenant_id, key, job.scan_id, result);
+                }
+                wrote
+            }
             Err(JobError::BadInput { code, message }) => {
                 tracing::warn!(code, %message, "scan failed: bad input");
                 self.write_failure(job.scan_id, code, message).await
@@ -231,6 +268,11 @@ impl Consumer {
                     tracing::warn!(%message, "transient failure; requeueing");
                     self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), "retried"]).inc();
                     return Disposition::Requeue;
+                }
+                if self.route == Route::Gpu {
+                    tracing::warn!(%message, "transient failure on the last GPU delivery; handing the scan to the CPU queue");
+                    self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), "fell_back"]).inc();
+                    return Disposition::DeadLetter;
                 }
                 tracing::error!(%message, "transient failure on the last allowed delivery; failing the scan");
                 let message = format!("gave up after {} deliveries: {message}", previous_deliveries + 1);
@@ -269,10 +311,15 @@ impl Consumer {
 
     /// Commits a result (waiting out a database restart); true if this
     /// write finished the scan.
-    async fn write_success(&self, scan_id: uuid::Uuid, result: &serde_json::Value) -> Result<bool, sqlx::Error> {
+    async fn write_success(
+        &self,
+        scan_id: uuid::Uuid,
+        result: &serde_json::Value,
+        cache_key: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
         db::retrying(DATABASE_PATIENCE, || async {
             let mut tx = self.pool.begin().await?;
-            let wrote = db::record_success(&mut tx, scan_id, result).await?;
+            let wrote = db::record_success(&mut tx, scan_id, result, cache_key).await?;
             tx.commit().await?;
             Ok(wrote)
         })
@@ -313,10 +360,11 @@ impl Consumer {
         })
     }
 
-    fn spawn_heartbeat(&self, scan_id: uuid::Uuid) -> tokio::task::JoinHandle<()> {
+    /// Beats until the returned guard is dropped, however the scan ends.
+    fn spawn_heartbeat(&self, scan_id: uuid::Uuid) -> AbortOnDrop {
         let pool = self.pool.clone();
         let interval = self.heartbeat_interval;
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.tick().await; // the claim was the first beat
             loop {
@@ -325,6 +373,40 @@ impl Consumer {
                     tracing::warn!(%scan_id, %error, "heartbeat failed");
                 }
             }
-        })
+        }))
     }
+}
+
+/// Aborts a background task when dropped (also when a panic unwinds).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Counts a running scan in the in-flight gauge while alive.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The message a panic was raised with, when it was a string.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic payload".into())
 }

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use vision::backend::ScanEngine;
 use vision::{ScanOptions, VisionError};
 
+use crate::cache::{cache_key, CacheSource, ResultCache};
+
 /// Why a scan did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
@@ -67,6 +69,7 @@ pub struct JobContext {
     pub blobs: BlobStore,
     pub downloads: DownloadSettings,
     pub downscale_max: usize,
+    pub cache: Arc<ResultCache>,
 }
 
 impl JobContext {
@@ -88,6 +91,16 @@ impl JobContext {
 pub struct JobOutput {
     pub result: Value,
     pub stage_ms: Vec<(String, f64)>,
+    /// Set for kinds whose results are cached.
+    pub cache: Option<CacheUse>,
+}
+
+/// How a cacheable scan used the result cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheUse {
+    pub key: String,
+    /// `None`: computed (the result is stored under `key` for later scans).
+    pub hit: Option<CacheSource>,
 }
 
 pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobOutput, JobError> {
@@ -113,19 +126,11 @@ async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobO
         "attempt": attempt,
         "held_ms": hold_ms,
     });
-    Ok(JobOutput { result, stage_ms: vec![("probe".into(), hold_ms as f64)] })
+    Ok(JobOutput { result, stage_ms: vec![("probe".into(), hold_ms as f64)], cache: None })
 }
 
 async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
-    // OpenCV decodes from a path; the directory goes away with the scan.
-    let dir = tempfile::Builder::new()
-        .prefix("scanfleet-scan-")
-        .tempdir()
-        .map_err(|e| JobError::Transient(format!("temp dir: {e}")))?;
-    let path = dir.path().join("input");
-    tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
-    drop(input);
     let options = ScanOptions {
         downscale_max: job
             .params
@@ -134,6 +139,18 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
             .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max)),
         ..ScanOptions::default()
     };
+    let key = cache_key(job.kind, &job.params, &format!("downscale_max={}", options.downscale_max), &input);
+    if let Some(served) = from_cache(job, context, &key).await {
+        return Ok(served);
+    }
+    // OpenCV decodes from a path; the directory goes away with the scan.
+    let dir = tempfile::Builder::new()
+        .prefix("scanfleet-scan-")
+        .tempdir()
+        .map_err(|e| JobError::Transient(format!("temp dir: {e}")))?;
+    let path = dir.path().join("input");
+    tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
+    drop(input);
     let output = analyze_blocking(context.engine.clone(), path, options).await?;
 
     let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
@@ -157,7 +174,18 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         "report": output.report,
         "artifacts": { "golden_frames": golden_paths, "defect_mask": mask_path },
     });
-    Ok(JobOutput { result, stage_ms })
+    Ok(JobOutput { result, stage_ms, cache: Some(CacheUse { key, hit: None }) })
+}
+
+/// The result of an identical earlier scan, if the cache has one.
+async fn from_cache(job: &ScanJob, context: &JobContext, key: &str) -> Option<JobOutput> {
+    let (cached, source) = context.cache.lookup(job.tenant_id, key).await?;
+    tracing::info!(cached_from = %cached.scan_id, source = source.as_str(), "result served from the cache");
+    Some(JobOutput {
+        result: cached.served(),
+        stage_ms: Vec::new(),
+        cache: Some(CacheUse { key: key.to_string(), hit: Some(source) }),
+    })
 }
 
 /// Runs the CPU/GPU-bound pipeline off the async runtime.

@@ -2,6 +2,7 @@
 //! them on the backend chosen at start-up, and records results in Postgres.
 //! See DESIGN.md ("Work").
 
+pub mod cache;
 pub mod config;
 pub mod consumer;
 pub mod gpu;

@@ -17,6 +17,7 @@ pub struct WorkerMetrics {
     pub cost_usd: CounterVec,
     pub errors: IntCounterVec,
     pub consumer_connected: IntGauge,
+    pub cache_lookups: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -68,6 +69,14 @@ impl WorkerMetrics {
             "1 while the worker is consuming from its queue",
         )
         .expect("valid metric");
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "scanfleet_worker_result_cache_lookups_total",
+                "Result cache lookups, by kind and outcome (miss = computed; memory or database = served from the cache)",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(scans_finished.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(in_flight.clone()),
@@ -78,6 +87,7 @@ impl WorkerMetrics {
             Box::new(cost_usd.clone()),
             Box::new(errors.clone()),
             Box::new(consumer_connected.clone()),
+            Box::new(cache_lookups.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -92,6 +102,7 @@ impl WorkerMetrics {
             cost_usd,
             errors,
             consumer_connected,
+            cache_lookups,
         }
     }
 }

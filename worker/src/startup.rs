@@ -19,6 +19,7 @@ use vision::backend::ScanEngine;
 use vision::VisionError;
 
 use crate::config::WorkerConfig;
+use crate::cache::ResultCache;
 use crate::consumer::Consumer;
 use crate::gpu::{self, GpuGauges};
 use crate::jobs::{DownloadSettings, JobContext};
@@ -88,6 +89,7 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
     let pool = protocol::db::pool(&config.service.database_url, config.max_concurrent_jobs as u32 + 2)?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
     let price_per_hour = if backend.used == "cuda" { config.gpu_price_per_hour } else { config.cpu_price_per_hour };
+    let cache = Arc::new(ResultCache::new(pool.clone(), config.result_cache_max));
     let consumer = Arc::new(Consumer {
         pool,
         amqp_url: config.service.amqp_url.clone(),
@@ -110,6 +112,7 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
                 timeout: config.download_timeout,
             },
             downscale_max: config.downscale_max,
+            cache,
         },
         metrics: WorkerMetrics::new(),
         price_per_hour,

@@ -21,6 +21,7 @@ const MAX_DESCRIPTION_LEN: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     /// https URL that receives `scan.succeeded`, `scan.failed` and `scan.canceled`.
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     pub description: Option<String>,
 }

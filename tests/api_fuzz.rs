@@ -2,6 +2,8 @@
 //! `/openapi.json` (valid ones, invalid ones, and the schema's boundaries)
 //! and checks every response: no 5xx, status codes, content types and bodies
 //! as documented, invalid data refused, auth enforced.
+//! (The dispatcher's schema constraints — kinds and statuses from the
+//! protocol's lists, URL lengths, limits — exist so this can be strict.)
 
 use harness::{Dispatcher, TestEnv};
 
@@ -17,7 +19,13 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .arg("run")
         .arg(format!("{}/openapi.json", dispatcher.base_url))
         .args(["--header", &format!("Authorization: Bearer {key}")])
-        .args(["--checks", "all"])
+        // Every check but one: `positive_data_acceptance` wants each
+        // schema-valid request accepted, but some refusals depend on state
+        // or policy a schema cannot state (an upload that does not exist, a
+        // source_url and an upload_id together, a callback URL on a private
+        // network). Those answers are still checked: documented 4xx codes,
+        // problem+json bodies, never a 5xx.
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
         .args(["--max-examples", "25", "--seed", "20261125", "--workers", "2"])
         .args(["--no-color", "--output-truncate", "false", "--report", "junit", "--report-dir"])
         .arg(reports.path())
@@ -27,8 +35,15 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "schemathesis found problems:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     // It really exercised the API (a run that found no operations also passes).
-    let junit = std::fs::read_to_string(reports.path().join("junit.xml")).unwrap();
+    let junit_path = std::fs::read_dir(reports.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "xml"))
+        .expect("a JUnit report");
+    let junit = std::fs::read_to_string(junit_path).unwrap();
     assert!(junit.matches("<testcase").count() >= 8, "too few operations tested:\n{junit}");
+    // Cases generated per phase, for the log (`--no-capture`).
+    println!("{stdout}");
 
     dispatcher.stop().await;
     env.cleanup().await;

@@ -245,21 +245,21 @@ print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, report
 }
 
 /// Frames are streamed in batches, so a video ten times longer needs no more
-/// memory: holding every frame of the long one would take 320 × 640 × 360 ×
-/// (3 bytes BGR + 4 bytes f32) ≈ 500 MiB more.
+/// memory: holding every frame of the long one would take 240 × 480 × 270 ×
+/// (3 bytes BGR + 4 bytes f32) ≈ 210 MiB more.
 #[test]
 fn memory_stays_bounded_on_a_long_video() {
     let dir = tempfile::tempdir().unwrap();
     let peak_for = |frames: u32| {
         let out = dir.path().join(format!("frames-{frames}"));
-        let spec = vision::synth::SynthSpec { frames, width: 640, height: 360, ..Default::default() };
+        let spec = vision::synth::SynthSpec { frames, width: 480, height: 270, ..Default::default() };
         analyze_peak_rss_kib(&vision::synth::generate(&spec, &out).unwrap().video, frames.into())
     };
-    let short = peak_for(32);
-    let long = peak_for(320);
+    let short = peak_for(24);
+    let long = peak_for(240);
     assert!(
         long < short + 64 * 1024,
-        "peak RSS grew from {short} KiB (32 frames) to {long} KiB (320 frames): frames are being held"
+        "peak RSS grew from {short} KiB (24 frames) to {long} KiB (240 frames): frames are being held"
     );
 }
 

@@ -49,7 +49,24 @@ pub struct EndpointWithSecret {
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// How long the old secret keeps signing beside the new one (default from config).
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub overlap_seconds: Option<u64>,
+}
+
+/// A non-negative whole number, also when written `3600.0`: JSON Schema
+/// counts that as an integer, so clients generated from our schema may send it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_u64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        Some(float) if float >= 0.0 && float.fract() == 0.0 && float <= u64::MAX as f64 => Ok(Some(float as u64)),
+        _ => Err(serde::de::Error::custom(format!("{number} is not a non-negative whole number"))),
+    }
 }
 
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
@@ -159,9 +176,10 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
 
 #[utoipa::path(
     post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
-    params(("id" = String, Path)), request_body = Rotation,
+    params(("id" = String, Path)), request_body = Option<Rotation>,
     responses(
         (status = 200, body = EndpointWithSecret),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),

@@ -255,6 +255,9 @@ impl Decoder {
 
     /// Up to `n` more BGR frames; empty at the end of the stream.
     fn next_batch(&mut self, n: usize, opts: &ScanOptions) -> Result<Vec<Mat>, VisionError> {
+        if self.read == 0 {
+            self.refuse_oversized_frames(opts)?;
+        }
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             let mut m = Mat::default();
@@ -292,6 +295,22 @@ impl Decoder {
             out.push(m);
         }
         Ok(out)
+    }
+
+    /// A decompression bomb (a small file whose frames decode to gigabytes)
+    /// is refused from the container's declared frame size, before the first
+    /// frame is decoded; the per-frame check in `next_batch` still catches a
+    /// container that lies.
+    fn refuse_oversized_frames(&self, opts: &ScanOptions) -> Result<(), VisionError> {
+        let width = self.cap.get(videoio::CAP_PROP_FRAME_WIDTH).unwrap_or(0.0);
+        let height = self.cap.get(videoio::CAP_PROP_FRAME_HEIGHT).unwrap_or(0.0);
+        if width * height > opts.max_pixels as f64 {
+            return Err(VisionError::InputTooLarge(format!(
+                "frames of {width}x{height} declared; at most {} pixels per frame",
+                opts.max_pixels
+            )));
+        }
+        Ok(())
     }
 
     /// At the end of the stream: empty and truncated containers are bad input.

@@ -110,6 +110,20 @@ fn bad_inputs_fail_with_a_code() {
     // Too large.
     let err = analyze_video::<Cpu>(&gt.video, &ScanOptions { max_frames: 3, ..ScanOptions::default() }, &Default::default()).unwrap_err();
     assert_eq!(err.code(), "input_too_large");
+    // A decompression bomb: a few hundred KB whose frames decode to 108 MB
+    // each. Refused from the declared size, before any frame is decoded.
+    let bomb = dir.path().join("bomb.avi");
+    {
+        let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+        let mut w = videoio::VideoWriter::new(bomb.to_str().unwrap(), fourcc, 10.0, Size::new(6000, 6000), true).unwrap();
+        let black = Mat::new_rows_cols_with_default(6000, 6000, CV_8UC3, Scalar::all(0.0)).unwrap();
+        for _ in 0..3 {
+            w.write(&black).unwrap();
+        }
+        w.release().unwrap();
+    }
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 2 << 20, "the bomb is small on disk");
+    expect_code(&bomb, "input_too_large");
 }
 
 #[test]

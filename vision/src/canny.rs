@@ -13,20 +13,33 @@
 //! scheduling changes ties (it does not for the final edge set).
 
 use burn_tensor::{backend::Backend, module::max_pool2d, ElementConversion, Tensor};
+use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
-use crate::primitives::{sobel, Border};
-use crate::primitives::pad2d;
+use crate::primitives::{pad2d, sep_filter_host, sep_filter_tensor, Border};
 
 /// The pipeline's thresholds (DESIGN.md: Canny 15/60).
 pub const LOW: f32 = 15.0;
 pub const HIGH: f32 = 60.0;
 
+/// 3×3 Sobel taps: derivative and smoothing.
+const SOBEL_D: [f32; 3] = [-1.0, 0.0, 1.0];
+const SOBEL_S: [f32; 3] = [1.0, 2.0, 1.0];
+
 /// Weak (`m > low` and locally maximal) and strong (`m > high`) edge maps,
 /// as 0/1 float tensors `[N, 1, H, W]`.
-pub fn canny_candidates<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
+pub fn canny_candidates<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    B::canny_candidates(gray, low, high)
+}
+
+/// Portable [`canny_candidates`]: element-wise tensor ops on shifted copies
+/// of the magnitude.
+pub fn canny_candidates_tensor<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let [n, c, h, w] = gray.dims();
-    let (dx, dy) = sobel(gray, Border::Replicate);
+    let (dx, dy) = (
+        sep_filter_tensor(gray.clone(), &SOBEL_D, &SOBEL_S, Border::Replicate),
+        sep_filter_tensor(gray, &SOBEL_S, &SOBEL_D, Border::Replicate),
+    );
     let ax = dx.clone().abs();
     let ay = dy.clone().abs();
     let mag = ax.clone() + ay.clone();
@@ -59,6 +72,55 @@ pub fn canny_candidates<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> 
     let weak = is_max.clone().bool_and(m.clone().greater_elem(low.floor()));
     let strong = is_max.bool_and(m.greater_elem(high.floor()));
     (weak.float(), strong.float())
+}
+
+/// Host [`canny_candidates`] over planes of `h × w`: the same tests as the
+/// tensor version, pixel by pixel (all values are small integers, so the
+/// two agree exactly).
+pub fn canny_candidates_host(gray: &[f32], h: usize, w: usize, low: f32, high: f32) -> (Vec<f32>, Vec<f32>) {
+    let dx = sep_filter_host(gray, h, w, &SOBEL_D, &SOBEL_S, Border::Replicate);
+    let dy = sep_filter_host(gray, h, w, &SOBEL_S, &SOBEL_D, Border::Replicate);
+    let mag: Vec<f32> = dx.iter().zip(&dy).map(|(a, b)| a.abs() + b.abs()).collect();
+    let (low, high) = (low.floor(), high.floor());
+    let mut weak = vec![0f32; gray.len()];
+    let mut strong = vec![0f32; gray.len()];
+    weak.par_chunks_mut(w).zip(strong.par_chunks_mut(w)).enumerate().for_each(|(k, (weak, strong))| {
+        let (plane, y) = (k / h, k % h);
+        let base = plane * h * w;
+        // Magnitude outside the image is 0.
+        let at = |yy: isize, xx: isize| {
+            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                0.0
+            } else {
+                mag[base + yy as usize * w + xx as usize]
+            }
+        };
+        let y = y as isize;
+        for x in 0..w {
+            let i = base + y as usize * w + x;
+            let m = mag[i];
+            if m <= low.min(high) {
+                continue;
+            }
+            let (ax, ay) = (dx[i].abs(), dy[i].abs());
+            let xi = x as isize;
+            let tg22x = ax * 13573.0;
+            let is_max = if ay * 32768.0 < tg22x {
+                m > at(y, xi - 1) && m >= at(y, xi + 1)
+            } else if (ay - ax * 2.0) * 32768.0 > tg22x {
+                m > at(y - 1, xi) && m >= at(y + 1, xi)
+            } else if dx[i] * dy[i] < 0.0 {
+                m > at(y - 1, xi + 1) && m > at(y + 1, xi - 1)
+            } else {
+                m > at(y - 1, xi - 1) && m > at(y + 1, xi + 1)
+            };
+            if is_max {
+                weak[x] = if m > low { 1.0 } else { 0.0 };
+                strong[x] = if m > high { 1.0 } else { 0.0 };
+            }
+        }
+    });
+    (weak, strong)
 }
 
 /// Portable hysteresis: grow the strong set by 3×3 dilation restricted to

@@ -24,7 +24,7 @@ use crate::{
     canny::{self, canny},
     error::VisionError,
     flow::{farneback, mean_magnitude, FarnebackParams},
-    frames::{stack_bgr, stack_gray, to_vec_f32, unstack_gray, GrayImage},
+    frames::{stack_bgr, stack_gray, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage},
     primitives::{bgr_to_gray, close, gaussian_blur, Border, label_mask, laplacian_variance, open, remap_bilinear, resize, round_levels, Component, Interpolation, MorphShape},
     synth::DefectKind,
 };
@@ -163,7 +163,8 @@ pub struct ScanReport {
 /// Binary artifacts for the blob store (not part of the JSON).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Artifacts {
-    /// (frame index, JPEG bytes) per golden frame.
+    /// (frame index, JPEG bytes) per golden frame: the decoded colour frame
+    /// at the processed size.
     pub golden_jpegs: Vec<(usize, Vec<u8>)>,
     /// Rectified-item-sized 8-bit mask, 255 = defect pixel.
     pub defect_mask_png: Vec<u8>,
@@ -173,6 +174,17 @@ pub struct Artifacts {
 pub struct VideoScanOutput {
     pub report: ScanReport,
     pub artifacts: Artifacts,
+}
+
+/// How far a scan is, reported after every batch of measured frames (the
+/// bulk of the work; golden-frame analysis after it is short).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Frames measured so far.
+    pub frames_done: usize,
+    /// Frames the container declares; 0 when it does not say. An estimate:
+    /// the stream may hold a few more or fewer.
+    pub frames_total: usize,
 }
 
 struct Timer {
@@ -325,6 +337,16 @@ fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
 
 /// Run one `video_scan` on backend `B`.
 pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B::Device) -> Result<VideoScanOutput, VisionError> {
+    analyze_video_with_progress::<B>(path, opts, device, &mut |_| {})
+}
+
+/// [`analyze_video`], calling `progress` after every batch of frames.
+pub fn analyze_video_with_progress<B: ScanBackend>(
+    path: &Path,
+    opts: &ScanOptions,
+    device: &B::Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VideoScanOutput, VisionError> {
     let start = Instant::now();
     let mut timer = Timer { stages: Vec::new() };
 
@@ -384,6 +406,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         for j in 0..k {
             stats.push(FrameStats { index: base + j, sharpness: sharp[j] as f64, edge_density: density[j] as f64, motion: motion[j] });
         }
+        progress(Progress { frames_done: stats.len(), frames_total: decoder.declared.max(0.0) as usize });
         let t = Instant::now();
         chunk = decoder.next_batch(bs, opts)?;
         timer.add("decode", t);
@@ -403,6 +426,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     // cheap next to the analysis, and it keeps memory independent of length.
     let t = Instant::now();
     let mut gray_frames: Vec<Option<GrayImage>> = vec![None; n];
+    let mut color_frames: Vec<Option<BgrImage>> = vec![None; n];
     let mut decoder = Decoder::open(path)?;
     let mut base = 0;
     let last = golden.iter().map(|g| g.index).max().unwrap_or(0);
@@ -411,12 +435,15 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         if chunk.is_empty() {
             return Err(VisionError::Internal("video changed between passes".into()));
         }
-        let wanted: Vec<Mat> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| chunk[g.index - base].clone()).collect();
-        if !wanted.is_empty() {
-            let imgs = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
-            let idx: Vec<usize> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| g.index).collect();
-            for (i, img) in idx.into_iter().zip(imgs) {
-                gray_frames[i] = Some(img);
+        let idx: Vec<usize> = golden.iter().map(|g| g.index).filter(|i| (base..base + chunk.len()).contains(i)).collect();
+        if !idx.is_empty() {
+            let wanted: Vec<Mat> = idx.iter().map(|&i| chunk[i - base].clone()).collect();
+            let grays = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
+            // The stored golden frames are the colour frames, downscaled the same way.
+            let colors = unstack_bgr(round_levels(resize(stack_bgr::<B>(&wanted, device)?, pw, ph, Interpolation::Area)));
+            for ((i, gray), color) in idx.into_iter().zip(grays).zip(colors) {
+                gray_frames[i] = Some(gray);
+                color_frames[i] = Some(color);
             }
         }
         base += chunk.len();
@@ -449,8 +476,8 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     let t = Instant::now();
     let mut golden_jpegs = Vec::new();
     for g in &golden {
-        let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
-        golden_jpegs.push((g.index, encode_jpeg(frame, opts.jpeg_quality)?));
+        let frame = color_frames[g.index].as_ref().expect("golden frame decoded");
+        golden_jpegs.push((g.index, encode_jpeg(&frame.to_mat()?, opts.jpeg_quality)?));
     }
     timer.add("artifacts", t);
 
@@ -902,14 +929,15 @@ fn score(lr: f64, tb: f64, defects: &[Defect]) -> Scores {
 }
 
 fn encode_png(img: &GrayImage) -> Result<Vec<u8>, VisionError> {
-    let mut buf = Vector::<u8>::new();
-    imgcodecs::imencode(".png", &img.to_mat()?, &mut buf, &Vector::new())?;
-    Ok(buf.to_vec())
+    encode(".png", &img.to_mat()?, &[])
 }
 
-fn encode_jpeg(img: &GrayImage, quality: i32) -> Result<Vec<u8>, VisionError> {
+fn encode_jpeg(img: &Mat, quality: i32) -> Result<Vec<u8>, VisionError> {
+    encode(".jpg", img, &[imgcodecs::IMWRITE_JPEG_QUALITY, quality])
+}
+
+fn encode(ext: &str, img: &Mat, params: &[i32]) -> Result<Vec<u8>, VisionError> {
     let mut buf = Vector::<u8>::new();
-    let params: Vector<i32> = [imgcodecs::IMWRITE_JPEG_QUALITY, quality].into_iter().collect();
-    imgcodecs::imencode(".jpg", &img.to_mat()?, &mut buf, &params)?;
+    imgcodecs::imencode(ext, img, &mut buf, &params.iter().copied().collect())?;
     Ok(buf.to_vec())
 }

@@ -17,8 +17,8 @@ use opencv::{
 use vision::{
     canny,
     flow::{farneback, mean_magnitude, FarnebackParams},
-    frames::{stack_bgr, to_vec_f32},
-    primitives::{bgr_to_gray, close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
+    frames::{stack_gray_from_bgr, to_vec_f32},
+    primitives::{close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
     synth::{self, SynthSpec},
     Cpu,
 };
@@ -65,7 +65,8 @@ fn bench(name: &str, frames: &[Mat]) {
     let mut prev: Option<Tensor<Cpu, 4>> = None;
     for chunk in frames.chunks(batch) {
         let t = Instant::now();
-        let gray = bgr_to_gray(stack_bgr::<Cpu>(chunk, &device).unwrap());
+        // What the pipeline runs: decoded BGR frames to gray tensors.
+        let gray = stack_gray_from_bgr::<Cpu>(chunk, &device).unwrap();
         checksum += to_vec_f32(gray.clone().slice([0..1, 0..1, 0..1, 0..1]))[0] as f64;
         t_gray += ms(t);
         let t = Instant::now();

@@ -9,12 +9,13 @@
 use std::{fmt, path::Path, str::FromStr};
 
 use burn_tensor::{backend::Backend, Tensor};
+use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     canny,
     error::VisionError,
-    flow,
+    flow, frames,
     pipeline::{analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput},
     primitives::{self, Border, Interpolation, MorphOp, MorphShape},
 };
@@ -32,6 +33,11 @@ pub trait ScanBackend: Backend {
     /// [`primitives::bgr_to_gray`].
     fn bgr_to_gray(bgr: Tensor<Self, 4>) -> Tensor<Self, 4> {
         primitives::bgr_to_gray_tensor(bgr)
+    }
+
+    /// Decoded BGR frames to gray frames ([`frames::stack_gray_from_bgr`]).
+    fn gray_frames(mats: &[Mat], device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
+        Ok(primitives::bgr_to_gray(frames::stack_bgr::<Self>(mats, device)?))
     }
 
     /// [`primitives::resize`] (only called when the size changes).

@@ -143,35 +143,49 @@ pub fn hysteresis_tensor<B: Backend>(weak: Tensor<B, 4>, strong: Tensor<B, 4>) -
     }
 }
 
-/// Host hysteresis (stack flood fill), the CPU backend's fast path.
+/// Host hysteresis (stack flood fill), the CPU backend's fast path:
+/// strong pixels are edges, and so is every weak pixel 8-connected to one.
+/// Parallel over frames.
 pub fn hysteresis_host(weak: &[f32], strong: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n * h * w];
-    let mut stack = Vec::new();
-    for f in 0..n {
-        let base = f * h * w;
-        for i in 0..h * w {
-            if strong[base + i] > 0.5 && out[base + i] == 0.0 {
-                out[base + i] = 1.0;
-                stack.push(i);
-                while let Some(j) = stack.pop() {
-                    let (y, x) = ((j / w) as isize, (j % w) as isize);
-                    for dy in -1..=1isize {
-                        for dx in -1..=1isize {
-                            let (yy, xx) = (y + dy, x + dx);
-                            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
-                                continue;
-                            }
-                            let k = yy as usize * w + xx as usize;
-                            if weak[base + k] > 0.5 && out[base + k] == 0.0 {
-                                out[base + k] = 1.0;
-                                stack.push(k);
-                            }
+    const WEAK: u8 = 1;
+    const EDGE: u8 = 2;
+    let plane = h * w;
+    let mut out = vec![0f32; n * plane];
+    out.par_chunks_mut(plane).zip(weak.par_chunks(plane).zip(strong.par_chunks(plane))).for_each(|(out, (weak, strong))| {
+        // One pixel of never-weak padding around the frame: neighbours need no bounds checks.
+        let pw = w + 2;
+        let mut state = vec![0u8; pw * (h + 2)];
+        for (y, row) in weak.chunks(w).enumerate() {
+            for (s, &v) in state[(y + 1) * pw + 1..].iter_mut().zip(row) {
+                *s = if v > 0.5 { WEAK } else { 0 };
+            }
+        }
+        let neighbours = [pw + 1, pw, pw - 1, 1].map(|o| o as isize);
+        let mut stack = Vec::new();
+        for (i, _) in strong.iter().enumerate().filter(|(_, &s)| s > 0.5) {
+            let p = (i / w + 1) * pw + i % w + 1;
+            if state[p] == EDGE {
+                continue;
+            }
+            state[p] = EDGE;
+            stack.push(p);
+            while let Some(q) = stack.pop() {
+                for o in neighbours {
+                    for r in [(q as isize + o) as usize, (q as isize - o) as usize] {
+                        if state[r] == WEAK {
+                            state[r] = EDGE;
+                            stack.push(r);
                         }
                     }
                 }
             }
         }
-    }
+        for (y, row) in out.chunks_mut(w).enumerate() {
+            for (o, &s) in row.iter_mut().zip(&state[(y + 1) * pw + 1..]) {
+                *o = if s == EDGE { 1.0 } else { 0.0 };
+            }
+        }
+    });
     out
 }
 

@@ -5,7 +5,7 @@ use burn_tensor::{backend::Backend, Tensor, TensorData};
 use opencv::{core::Mat, prelude::*};
 use rayon::prelude::*;
 
-use crate::error::VisionError;
+use crate::{backend::ScanBackend, error::VisionError};
 
 /// A host-side 8-bit single-channel image, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,14 +93,12 @@ impl BgrImage {
     }
 }
 
-/// Split a `[N, 3, H, W]` stack of BGR frames (as decoded by OpenCV) from
-/// interleaved host `Mat`s.
-pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+/// Check that `mats` are CV_8UC3 frames of one size and run `f` on their
+/// interleaved bytes (strided Mats, e.g. ROIs, are copied first) and size `(h, w)`.
+fn with_bgr_bytes<R>(mats: &[Mat], f: impl FnOnce(&[&[u8]], usize, usize) -> R) -> Result<R, VisionError> {
     let (h, w) = (mats[0].rows() as usize, mats[0].cols() as usize);
-    let plane = h * w;
-    // Strided Mats (ROIs) are copied into continuous ones first.
-    let continuous: Vec<Mat> = mats.iter().filter(|m| !m.is_continuous()).map(|m| m.try_clone()).collect::<Result<_, _>>()?;
-    let mut copies = continuous.iter();
+    let copies: Vec<Mat> = mats.iter().filter(|m| !m.is_continuous()).map(|m| m.try_clone()).collect::<Result<_, _>>()?;
+    let mut copies = copies.iter();
     let mut bytes: Vec<&[u8]> = Vec::with_capacity(mats.len());
     for m in mats {
         if m.typ() != opencv::core::CV_8UC3 || m.rows() as usize != h || m.cols() as usize != w {
@@ -109,17 +107,51 @@ pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<
         let m = if m.is_continuous() { m } else { copies.next().expect("one copy per strided Mat") };
         bytes.push(m.data_bytes()?);
     }
-    let mut buf = vec![0f32; mats.len() * 3 * plane];
-    buf.par_chunks_mut(3 * plane).zip(&bytes).for_each(|(planes, px)| {
-        let (b, rest) = planes.split_at_mut(plane);
-        let (g, r) = rest.split_at_mut(plane);
-        for (i, p) in px.chunks_exact(3).enumerate() {
-            b[i] = p[0] as f32;
-            g[i] = p[1] as f32;
-            r[i] = p[2] as f32;
-        }
-    });
-    Ok(Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device))
+    Ok(f(&bytes, h, w))
+}
+
+/// Split a `[N, 3, H, W]` stack of BGR frames (as decoded by OpenCV) from
+/// interleaved host `Mat`s.
+pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+    with_bgr_bytes(mats, |bytes, h, w| {
+        let plane = h * w;
+        let mut buf = vec![0f32; mats.len() * 3 * plane];
+        buf.par_chunks_mut(3 * plane).zip(bytes).for_each(|(planes, px)| {
+            let (b, rest) = planes.split_at_mut(plane);
+            let (g, r) = rest.split_at_mut(plane);
+            for (i, p) in px.chunks_exact(3).enumerate() {
+                b[i] = p[0] as f32;
+                g[i] = p[1] as f32;
+                r[i] = p[2] as f32;
+            }
+        });
+        Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device)
+    })
+}
+
+/// Gray `[N, 1, H, W]` frames from decoded BGR `Mat`s:
+/// `bgr_to_gray(stack_bgr(mats))`, which a backend may fuse
+/// ([`ScanBackend::gray_frames`]).
+pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+    B::gray_frames(mats, device)
+}
+
+/// Host [`stack_gray_from_bgr`]: OpenCV's fixed-point formula (see
+/// [`crate::primitives::bgr_to_gray`]) straight from the interleaved bytes,
+/// with no planar BGR copy; `[N, 1, H, W]` data.
+pub fn gray_from_bgr_host(mats: &[Mat]) -> Result<(Vec<f32>, [usize; 4]), VisionError> {
+    with_bgr_bytes(mats, |bytes, h, w| {
+        let mut out = vec![0f32; mats.len() * h * w];
+        out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
+            let (frame, y) = (k / h, k % h);
+            let row = &bytes[frame][y * w * 3..(y + 1) * w * 3];
+            for (o, p) in o.iter_mut().zip(row.chunks_exact(3)) {
+                let (b, g, r) = (p[0] as u32, p[1] as u32, p[2] as u32);
+                *o = ((b * 3735 + g * 19235 + r * 9798 + 16384) >> 15) as f32;
+            }
+        });
+        (out, [mats.len(), 1, h, w])
+    })
 }
 
 /// Round-and-saturate a `[N, 3, H, W]` tensor back into interleaved BGR images.

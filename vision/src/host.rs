@@ -7,11 +7,14 @@
 
 use burn_ndarray::NdArrayTensor;
 use burn_tensor::{Tensor, TensorData, TensorPrimitive};
+use opencv::core::Mat;
 
 use crate::{
     backend::ScanBackend,
-    canny, flow,
-    frames::to_vec_f32,
+    canny,
+    error::VisionError,
+    flow,
+    frames::{self, to_vec_f32},
     primitives::{self, Border, Interpolation, MorphOp, MorphShape},
     Cpu,
 };
@@ -41,6 +44,11 @@ impl ScanBackend for Cpu {
         let [n, c, h, w] = bgr.dims();
         assert_eq!(c, 3, "bgr_to_gray expects 3 channels");
         on_host(bgr, |x| tensor(primitives::bgr_to_gray_host(x, h * w), [n, 1, h, w]))
+    }
+
+    fn gray_frames(mats: &[Mat], _device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
+        let (data, dims) = frames::gray_from_bgr_host(mats)?;
+        Ok(tensor(data, dims))
     }
 
     fn resize(x: Tensor<Self, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<Self, 4> {
@@ -206,6 +214,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn hysteresis_is_identical() {
+        let weak = random([2, 1, 29, 41], 13, |r| if r.next() > 0.4 { 1.0 } else { 0.0 });
+        let strong = weak.clone() * random([2, 1, 29, 41], 14, |r| if r.next() > 0.97 { 1.0 } else { 0.0 });
+        same("hysteresis", Cpu::hysteresis(weak.clone(), strong.clone()), canny::hysteresis_tensor(weak, strong), 0.0);
+    }
+
+    #[test]
+    fn gray_frames_match_bgr_to_gray() {
+        use opencv::prelude::*;
+        let bgr = random([2, 3, 7, 11], 15, Rng::level);
+        let v = to_vec_f32(bgr.clone());
+        let plane = 7 * 11;
+        let mats: Vec<Mat> = (0..2)
+            .map(|f| {
+                let px: Vec<u8> = (0..plane).flat_map(|i| (0..3).map(move |c| (f, i, c))).map(|(f, i, c)| v[(f * 3 + c) * plane + i] as u8).collect();
+                Mat::from_slice(&px).unwrap().reshape(3, 7).unwrap().try_clone().unwrap()
+            })
+            .collect();
+        let host = Cpu::gray_frames(&mats, &Default::default()).unwrap();
+        same("gray frames", host, primitives::bgr_to_gray_tensor(bgr), 0.0);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub enum MorphShape {
     Cross,
 }
 
+/// Row runs up to this length take a direct window extremum in
+/// [`morph_host`]; longer ones the van Herk/Gil-Werman scans.
+const DIRECT_MAX_RUN: usize = 8;
+
 /// The two elementary operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MorphOp {
@@ -101,13 +105,22 @@ pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape,
 /// Per distinct kernel row run `[j1, j2)`, a horizontal running max over
 /// windows of `j2 - j1` (van Herk/Gil-Werman: block prefix and suffix
 /// maxima); then each output row is the max of the run results of the rows
-/// the kernel covers. Outside the image the identity (`-inf` for max,
+/// the kernel covers (runs up to `DIRECT_MAX_RUN` long take a plain window
+/// extremum instead, which vectorises). Outside the image the identity (`-inf` for max,
 /// `+inf` for min) never wins, as in OpenCV.
 pub fn morph_host(x: &[f32], h: usize, w: usize, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Vec<f32> {
-    let (ext, identity): (fn(f32, f32) -> f32, f32) = match op {
-        MorphOp::Dilate => (f32::max, f32::NEG_INFINITY),
-        MorphOp::Erode => (f32::min, f32::INFINITY),
-    };
+    // Generic over the extremum (not a fn pointer) so that it inlines and vectorises.
+    match op {
+        MorphOp::Dilate => morph_runs(x, h, w, shape, kw, kh, f32::NEG_INFINITY, f32::max),
+        MorphOp::Erode => morph_runs(x, h, w, shape, kw, kh, f32::INFINITY, f32::min),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn morph_runs<F>(x: &[f32], h: usize, w: usize, shape: MorphShape, kw: usize, kh: usize, identity: f32, ext: F) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Sync,
+{
     let (r, cc) = (kh / 2, kw / 2);
     let runs = kernel_runs(shape, kw, kh);
     let mut distinct: Vec<(usize, usize)> = runs.iter().map(|&(_, j1, j2)| (j1, j2)).collect();
@@ -124,6 +137,16 @@ pub fn morph_host(x: &[f32], h: usize, w: usize, op: MorphOp, shape: MorphShape,
                 || (vec![0f32; padded_len], vec![0f32; padded_len], vec![0f32; padded_len]),
                 |(p, fwd, bwd), (o, row)| {
                     border.pad_row(row, cc, p);
+                    if len <= DIRECT_MAX_RUN {
+                        // Short runs: `len` vectorised passes beat the serial prefix scans.
+                        o.copy_from_slice(&p[j1..j1 + w]);
+                        for t in 1..len {
+                            for (o, &v) in o.iter_mut().zip(&p[j1 + t..j1 + t + w]) {
+                                *o = ext(*o, v);
+                            }
+                        }
+                        return;
+                    }
                     running_ext(p, len, ext, fwd, bwd);
                     // Window starting at padded index s covers [s, s + len): max(bwd[s], fwd[s + len - 1]).
                     for (xx, o) in o.iter_mut().enumerate() {
@@ -157,7 +180,7 @@ pub fn morph_host(x: &[f32], h: usize, w: usize, op: MorphOp, shape: MorphShape,
 /// extremum from the start of `i`'s block of `len` up to `i`, `bwd[i]` from
 /// `i` to the end of its block; any window `[s, s + len)` spans at most two
 /// blocks, so its extremum is `ext(bwd[s], fwd[s + len - 1])`.
-fn running_ext(p: &[f32], len: usize, ext: fn(f32, f32) -> f32, fwd: &mut [f32], bwd: &mut [f32]) {
+fn running_ext<F: Fn(f32, f32) -> f32>(p: &[f32], len: usize, ext: F, fwd: &mut [f32], bwd: &mut [f32]) {
     for (block, (f, b)) in p.chunks(len).zip(fwd.chunks_mut(len).zip(bwd.chunks_mut(len))) {
         let mut acc = block[0];
         for (f, &v) in f.iter_mut().zip(block) {

@@ -84,6 +84,14 @@ fn downscaled_scan_still_localises_the_item() {
         let (recall, precision) = match_defects(&gt, &r.defects);
         let c_err = (scores.centering_lr - gt.centering_lr).abs().max((scores.centering_tb - gt.centering_tb).abs());
         println!("{max}: recall {recall:.3} precision {precision:.3} centering error {c_err:.4} defects {:?}", r.defects.iter().map(|d| d.kind).collect::<Vec<_>>());
+        // Golden frames are stored in colour at the processed size.
+        for (index, jpeg) in &out.artifacts.golden_jpegs {
+            let img = imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(jpeg), imgcodecs::IMREAD_UNCHANGED).unwrap();
+            assert_eq!((img.cols() as usize, img.rows() as usize, img.channels()), (r.processed_size[0], r.processed_size[1], 3), "golden {index}");
+            // The card is coloured (blue-ish border, warm print): B and R means differ.
+            let m = opencv::core::mean_def(&img).unwrap();
+            assert!((m[0] - m[2]).abs() > 3.0, "golden {index} looks gray: mean BGR {m:?}");
+        }
         // The same targets as at full resolution.
         assert!(c_err <= 0.01, "{max}: centering error {c_err}");
         assert!(recall >= 0.95 && precision >= 0.95, "{max}: recall {recall} precision {precision}");

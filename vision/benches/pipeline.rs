@@ -131,7 +131,7 @@ fn bench(name: &str, frames: &[Mat]) {
     rows.push(Row { stage: "sharpness (laplacian var)", burn_ms: per(t_sharp), cv_ms: per(c_sharp) });
     rows.push(Row { stage: "canny 15/60", burn_ms: per(t_canny), cv_ms: per(c_canny) });
     rows.push(Row { stage: "close 5x5", burn_ms: per(t_morph), cv_ms: per(c_morph) });
-    rows.push(Row { stage: &"farneback", burn_ms: per(t_flow), cv_ms: per(c_flow) });
+    rows.push(Row { stage: "farneback", burn_ms: per(t_flow), cv_ms: per(c_flow) });
     let (bt, ct): (f64, f64) = (rows.iter().map(|r| r.burn_ms).sum(), rows.iter().map(|r| r.cv_ms).sum());
     println!("\n== {name}: {n} frames {w}x{h}, flow at {fw}x{fh} (checksum {checksum:.1}) ==");
     println!("{:<28} {:>14} {:>14} {:>8}", "stage", "burn ms/frame", "opencv ms/fr", "ratio");

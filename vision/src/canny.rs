@@ -16,7 +16,7 @@ use burn_tensor::{backend::Backend, module::max_pool2d, ElementConversion, Tenso
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
-use crate::primitives::{pad2d, sep_filter_host, sep_filter_tensor, Border};
+use crate::primitives::{pad2d, sep_filter_tensor, Border};
 
 /// The pipeline's thresholds (DESIGN.md: Canny 15/60).
 pub const LOW: f32 = 15.0;
@@ -78,9 +78,7 @@ pub fn canny_candidates_tensor<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f
 /// tensor version, pixel by pixel (all values are small integers, so the
 /// two agree exactly).
 pub fn canny_candidates_host(gray: &[f32], h: usize, w: usize, low: f32, high: f32) -> (Vec<f32>, Vec<f32>) {
-    let dx = sep_filter_host(gray, h, w, &SOBEL_D, &SOBEL_S, Border::Replicate);
-    let dy = sep_filter_host(gray, h, w, &SOBEL_S, &SOBEL_D, Border::Replicate);
-    let mag: Vec<f32> = dx.iter().zip(&dy).map(|(a, b)| a.abs() + b.abs()).collect();
+    let (dx, dy, mag) = sobel_magnitude_host(gray, h, w);
     let (low, high) = (low.floor(), high.floor());
     let mut weak = vec![0f32; gray.len()];
     let mut strong = vec![0f32; gray.len()];
@@ -121,6 +119,35 @@ pub fn canny_candidates_host(gray: &[f32], h: usize, w: usize, low: f32, high: f
         }
     });
     (weak, strong)
+}
+
+/// 3×3 Sobel `dx`, `dy` (replicated border) and the L1 magnitude in one
+/// pass per row: the same integers as two [`crate::primitives::sep_filter_host`] calls with
+/// [`SOBEL_D`] / [`SOBEL_S`], without their four passes and buffers.
+fn sobel_magnitude_host(gray: &[f32], h: usize, w: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0f32; gray.len()];
+    let mut dy = vec![0f32; gray.len()];
+    let mut mag = vec![0f32; gray.len()];
+    dx.par_chunks_mut(w).zip(dy.par_chunks_mut(w)).zip(mag.par_chunks_mut(w)).enumerate().for_each_init(
+        || [vec![0f32; w + 2], vec![0f32; w + 2], vec![0f32; w + 2]],
+        |rows, (k, ((dx, dy), mag))| {
+            let (plane, y) = (k / h, k % h);
+            let src = &gray[plane * h * w..(plane + 1) * h * w];
+            for (r, row) in rows.iter_mut().enumerate() {
+                let sy = Border::Replicate.index(y as isize + r as isize - 1, h).expect("replicate");
+                Border::Replicate.pad_row(&src[sy * w..(sy + 1) * w], 1, row);
+            }
+            let [a, b, c] = &*rows;
+            for x in 0..w {
+                let gx = (a[x + 2] - a[x]) + 2.0 * (b[x + 2] - b[x]) + (c[x + 2] - c[x]);
+                let gy = (c[x] + 2.0 * c[x + 1] + c[x + 2]) - (a[x] + 2.0 * a[x + 1] + a[x + 2]);
+                dx[x] = gx;
+                dy[x] = gy;
+                mag[x] = gx.abs() + gy.abs();
+            }
+        },
+    );
+    (dx, dy, mag)
 }
 
 /// Portable hysteresis: grow the strong set by 3×3 dilation restricted to

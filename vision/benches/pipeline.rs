@@ -17,8 +17,8 @@ use opencv::{
 use vision::{
     canny,
     flow::{farneback, mean_magnitude, FarnebackParams},
-    frames::{stack_bgr, to_vec_f32},
-    primitives::{bgr_to_gray, close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
+    frames::{stack_gray_from_bgr, to_vec_f32},
+    primitives::{close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
     synth::{self, SynthSpec},
     Cpu,
 };
@@ -65,7 +65,8 @@ fn bench(name: &str, frames: &[Mat]) {
     let mut prev: Option<Tensor<Cpu, 4>> = None;
     for chunk in frames.chunks(batch) {
         let t = Instant::now();
-        let gray = bgr_to_gray(stack_bgr::<Cpu>(chunk, &device).unwrap());
+        // What the pipeline runs: decoded BGR frames to gray tensors.
+        let gray = stack_gray_from_bgr::<Cpu>(chunk, &device).unwrap();
         checksum += to_vec_f32(gray.clone().slice([0..1, 0..1, 0..1, 0..1]))[0] as f64;
         t_gray += ms(t);
         let t = Instant::now();
@@ -130,7 +131,7 @@ fn bench(name: &str, frames: &[Mat]) {
     rows.push(Row { stage: "sharpness (laplacian var)", burn_ms: per(t_sharp), cv_ms: per(c_sharp) });
     rows.push(Row { stage: "canny 15/60", burn_ms: per(t_canny), cv_ms: per(c_canny) });
     rows.push(Row { stage: "close 5x5", burn_ms: per(t_morph), cv_ms: per(c_morph) });
-    rows.push(Row { stage: &"farneback", burn_ms: per(t_flow), cv_ms: per(c_flow) });
+    rows.push(Row { stage: "farneback", burn_ms: per(t_flow), cv_ms: per(c_flow) });
     let (bt, ct): (f64, f64) = (rows.iter().map(|r| r.burn_ms).sum(), rows.iter().map(|r| r.cv_ms).sum());
     println!("\n== {name}: {n} frames {w}x{h}, flow at {fw}x{fh} (checksum {checksum:.1}) ==");
     println!("{:<28} {:>14} {:>14} {:>8}", "stage", "burn ms/frame", "opencv ms/fr", "ratio");

@@ -8,40 +8,91 @@
 
 use std::{fmt, path::Path, str::FromStr};
 
-use burn_tensor::{backend::Backend, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor};
+use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     canny,
     error::VisionError,
-    pipeline::{analyze_video, ScanOptions, VideoScanOutput},
+    flow, frames,
+    pipeline::{analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput},
+    primitives::{self, Border, Interpolation, MorphOp, MorphShape},
 };
 
 /// What a backend must offer the pipeline beyond burn's `Backend`: a name
-/// for reports, and ops with a portable tensor default that a backend may
-/// override with a faster native implementation.
+/// for reports, and the hot ops with a portable tensor default (what CUDA
+/// and Wgpu run) that a backend may override with a faster native
+/// implementation (the NdArray backend runs plain Rust on the host, see
+/// [`crate::host`]). The public functions in [`primitives`], [`canny`] and
+/// [`flow`] dispatch here; each op's semantics are documented there.
 pub trait ScanBackend: Backend {
     /// Short name used in reports and metrics.
     const NAME: &'static str;
+
+    /// [`primitives::bgr_to_gray`].
+    fn bgr_to_gray(bgr: Tensor<Self, 4>) -> Tensor<Self, 4> {
+        primitives::bgr_to_gray_tensor(bgr)
+    }
+
+    /// Decoded BGR frames to gray frames ([`frames::stack_gray_from_bgr`]).
+    fn gray_frames(mats: &[Mat], device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
+        Ok(primitives::bgr_to_gray(frames::stack_bgr::<Self>(mats, device)?))
+    }
+
+    /// [`primitives::resize`] (only called when the size changes).
+    fn resize(x: Tensor<Self, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<Self, 4> {
+        primitives::resize_tensor(x, out_w, out_h, interp)
+    }
+
+    /// [`primitives::sep_filter`] (Gaussian, box and Sobel use it).
+    fn sep_filter(x: Tensor<Self, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<Self, 4> {
+        primitives::sep_filter_tensor(x, kx, ky, border)
+    }
+
+    /// [`primitives::laplacian`].
+    fn laplacian(x: Tensor<Self, 4>) -> Tensor<Self, 4> {
+        primitives::laplacian_tensor(x)
+    }
+
+    /// [`primitives::laplacian_variance`].
+    fn laplacian_variance(x: Tensor<Self, 4>) -> Tensor<Self, 1> {
+        primitives::laplacian_variance_tensor(x)
+    }
+
+    /// One dilation or erosion ([`primitives::dilate`], [`primitives::erode`]).
+    fn morph(x: Tensor<Self, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Tensor<Self, 4> {
+        primitives::morph_tensor(x, op, shape, kw, kh)
+    }
+
+    /// [`primitives::remap_bilinear`].
+    fn remap_bilinear(img: Tensor<Self, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<Self, 4> {
+        primitives::remap_bilinear_tensor(img, map, out_w, out_h)
+    }
+
+    /// Canny weak/strong candidates ([`canny::canny_candidates`]).
+    fn canny_candidates(gray: Tensor<Self, 4>, low: f32, high: f32) -> (Tensor<Self, 4>, Tensor<Self, 4>) {
+        canny::canny_candidates_tensor(gray, low, high)
+    }
 
     /// Canny hysteresis (see [`canny::hysteresis_tensor`]).
     fn hysteresis(weak: Tensor<Self, 4>, strong: Tensor<Self, 4>) -> Tensor<Self, 4> {
         canny::hysteresis_tensor(weak, strong)
     }
-}
 
-impl ScanBackend for burn_ndarray::NdArray<f32> {
-    const NAME: &'static str = "cpu-ndarray";
+    /// Farneback polynomial expansion ([`flow::poly_expand_tensor`]).
+    fn poly_expand(img: Tensor<Self, 4>, poly_n: usize, poly_sigma: f64) -> Tensor<Self, 4> {
+        flow::poly_expand_tensor(img, poly_n, poly_sigma)
+    }
 
-    /// On the CPU the data is already in host memory: a flood fill is one
-    /// linear pass instead of one dilation per pixel of the longest chain.
-    fn hysteresis(weak: Tensor<Self, 4>, strong: Tensor<Self, 4>) -> Tensor<Self, 4> {
-        let dims = weak.dims();
-        let device = weak.device();
-        let w = crate::frames::to_vec_f32(weak);
-        let s = crate::frames::to_vec_f32(strong);
-        let out = canny::hysteresis_host(&w, &s, dims[0] * dims[1], dims[2], dims[3]);
-        Tensor::from_data(TensorData::new(out, dims), &device)
+    /// Farneback per-pixel systems ([`flow::update_matrices_tensor`]).
+    fn flow_update_matrices(r0: Tensor<Self, 4>, r1: Tensor<Self, 4>, flow: Tensor<Self, 4>) -> Tensor<Self, 4> {
+        flow::update_matrices_tensor(r0, r1, flow)
+    }
+
+    /// Farneback blur-and-solve ([`flow::update_flow_tensor`]).
+    fn flow_update(m: Tensor<Self, 4>, winsize: usize) -> Tensor<Self, 4> {
+        flow::update_flow_tensor(m, winsize)
     }
 }
 
@@ -193,12 +244,25 @@ impl ScanEngine {
 
     /// Run one `video_scan` on the resolved backend.
     pub fn analyze(&self, path: &Path, opts: &ScanOptions) -> Result<VideoScanOutput, VisionError> {
+        self.analyze_with_progress(path, opts, &mut |_| {})
+    }
+
+    /// [`ScanEngine::analyze`], reporting progress as frames are measured.
+    pub fn analyze_with_progress(
+        &self,
+        path: &Path,
+        opts: &ScanOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VideoScanOutput, VisionError> {
         match self.resolved {
-            Resolved::Cpu => analyze_video::<crate::Cpu>(path, opts, &Default::default()),
+            Resolved::Cpu => analyze_video_with_progress::<crate::Cpu>(path, opts, &Default::default(), progress),
             #[cfg(feature = "cuda")]
-            Resolved::Cuda => {
-                analyze_video::<burn_cuda::Cuda<f32, i32>>(path, opts, &burn_cuda::CudaDevice::new(0))
-            }
+            Resolved::Cuda => analyze_video_with_progress::<burn_cuda::Cuda<f32, i32>>(
+                path,
+                opts,
+                &burn_cuda::CudaDevice::new(0),
+                progress,
+            ),
         }
     }
 }

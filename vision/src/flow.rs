@@ -16,12 +16,17 @@
 //!    that reads it has passed, so the whole-image order used here gives
 //!    the same result.
 //!
-//! OpenCV accumulates the blur and solve in f64; we stay in f32 (burn's
-//! float element), which is the main source of the residual difference.
+//! OpenCV accumulates the blur and solve in f64; the tensor version stays in
+//! f32 (burn's float element), which is the main source of its residual
+//! difference. Steps 2–4 are [`ScanBackend`] ops; the host versions (the
+//! NdArray backend's) blur with f64 running sums and solve in f64 like
+//! OpenCV.
 
 use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
+use rayon::prelude::*;
 
-use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter, Border, Interpolation};
+use crate::backend::ScanBackend;
+use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter_tensor, Border, Interpolation};
 
 /// Parameters of `calcOpticalFlowFarneback`.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,7 +51,7 @@ fn cv_round(v: f64) -> usize {
 }
 
 /// Dense flow from `prev` to `next` (`[N, 1, H, W]`, 0..255) as `[N, 2, H, W]` (dx, dy).
-pub fn farneback<B: Backend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
     let [n, _, h, w] = prev.dims();
     let device = prev.device();
     const MIN_SIZE: f64 = 32.0;
@@ -59,7 +64,6 @@ pub fn farneback<B: Backend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &Farneba
         }
         levels += 1;
     }
-    let poly = PolyBasis::new(p.poly_n, p.poly_sigma);
 
     let mut flow: Option<Tensor<B, 4>> = None;
     for k in (0..=levels).rev() {
@@ -73,17 +77,13 @@ pub fn farneback<B: Backend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &Farneba
         };
         let expand = |img: Tensor<B, 4>| {
             let blurred = gaussian_blur(img, smooth, sigma, Border::Reflect101);
-            poly.expand(resize(blurred, lw, lh, Interpolation::Linear))
+            B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma)
         };
         let r0 = expand(prev.clone());
         let r1 = expand(next.clone());
-        let border = border_weights::<B>(lw, lh, &device);
-        let mut m = update_matrices(&r0, &r1, &f, &border);
-        for i in 0..p.iterations {
-            f = update_flow(m.clone(), p.winsize);
-            if i + 1 < p.iterations {
-                m = update_matrices(&r0, &r1, &f, &border);
-            }
+        for _ in 0..p.iterations {
+            let m = B::flow_update_matrices(r0.clone(), r1.clone(), f);
+            f = B::flow_update(m, p.winsize);
         }
         flow = Some(f);
     }
@@ -141,16 +141,12 @@ impl PolyBasis {
         Self { n, g, xg, xxg, ig11: 1.0 / g11, ig03: inv[0][1], ig33: inv[1][1], ig55: 1.0 / g55 }
     }
 
-    /// `FarnebackPolyExp`: `[N, 1, H, W]` → `[N, 5, H, W]` with OpenCV's channel
-    /// order (y, x, yy, xx, xy coefficients).
-    fn expand<B: Backend>(&self, img: Tensor<B, 4>) -> Tensor<B, 4> {
-        let device = img.device();
+    /// Filters of `FarnebackPolyExp` as two passes: vertical `wv[i]` (g,
+    /// x·g, x²·g along y, `3 × k`) then horizontal `wh[o][i]` from the three
+    /// vertical outputs straight into the 5 coefficients (`5 × 3 × k`).
+    fn weights(&self) -> (Vec<f32>, Vec<f32>) {
         let k = 2 * self.n + 1;
-        let n = self.n;
-        // Vertical pass: three outputs (g, x·g, x²·g along y), replicated border.
         let wv: Vec<f32> = [&self.g, &self.xg, &self.xxg].iter().flat_map(|v| v.iter().copied()).collect();
-        let wv = Tensor::<B, 4>::from_data(TensorData::new(wv, [3, 1, k, 1]), &device);
-        let v = conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
         // Horizontal pass straight into the 5 coefficients:
         //   r0 = ig11·(g ⊗ v_xg)           (y)
         //   r1 = ig11·(xg ⊗ v_g)           (x)
@@ -170,9 +166,65 @@ impl PolyBasis {
         set(3, 0, &self.g, self.ig03);
         set(3, 0, &self.xxg, self.ig33);
         set(4, 1, &self.xg, self.ig55);
-        let wh = Tensor::<B, 4>::from_data(TensorData::new(wh, [5, 3, 1, k]), &device);
-        conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+        (wv, wh)
     }
+}
+
+/// `FarnebackPolyExp`: `[N, 1, H, W]` → `[N, 5, H, W]` with OpenCV's channel
+/// order (y, x, yy, xx, xy coefficients), replicated border.
+pub fn poly_expand_tensor<B: Backend>(img: Tensor<B, 4>, poly_n: usize, poly_sigma: f64) -> Tensor<B, 4> {
+    let poly = PolyBasis::new(poly_n, poly_sigma);
+    let (wv, wh) = poly.weights();
+    let device = img.device();
+    let (n, k) = (poly.n, 2 * poly.n + 1);
+    let wv = Tensor::<B, 4>::from_data(TensorData::new(wv, [3, 1, k, 1]), &device);
+    let v = conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    let wh = Tensor::<B, 4>::from_data(TensorData::new(wh, [5, 3, 1, k]), &device);
+    conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+}
+
+/// Host [`poly_expand_tensor`] over `[N, 1, H, W]` planes, parallel over frames.
+pub fn poly_expand_host(img: &[f32], h: usize, w: usize, poly_n: usize, poly_sigma: f64) -> Vec<f32> {
+    let poly = PolyBasis::new(poly_n, poly_sigma);
+    let (wv, wh) = poly.weights();
+    let (n, k) = (poly.n, 2 * poly.n + 1);
+    let plane = h * w;
+    let mut out = vec![0f32; img.len() * 5];
+    out.par_chunks_mut(5 * plane).zip(img.par_chunks(plane)).for_each(|(out, src)| {
+        // Vertical pass into padded rows (n replicated pixels each side).
+        let mut v = vec![vec![0f32; w + 2 * n]; 3];
+        for y in 0..h {
+            for (i, v) in v.iter_mut().enumerate() {
+                let acc = &mut v[n..n + w];
+                acc.fill(0.0);
+                for t in 0..k {
+                    let sy = (y + t).saturating_sub(n).min(h - 1);
+                    let kv = wv[i * k + t];
+                    for (a, &s) in acc.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
+                        *a += kv * s;
+                    }
+                }
+                let (first, last) = (v[n], v[n + w - 1]);
+                v[..n].fill(first);
+                v[n + w..].fill(last);
+            }
+            for o in 0..5 {
+                let row = &mut out[o * plane + y * w..o * plane + (y + 1) * w];
+                for (i, v) in v.iter().enumerate() {
+                    for t in 0..k {
+                        let kh = wh[(o * 3 + i) * k + t];
+                        if kh == 0.0 {
+                            continue;
+                        }
+                        for (r, &s) in row.iter_mut().zip(&v[t..t + w]) {
+                            *r += kh * s;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
 }
 
 fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
@@ -192,7 +244,7 @@ fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
 }
 
 /// OpenCV damps the system in the 5-pixel frame around the image.
-fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<B, 4> {
+fn border_weight(x: usize, y: usize, w: usize, h: usize) -> f32 {
     const BORDER: [f32; 5] = [0.14, 0.14, 0.4472, 0.8021, 0.9598];
     let f = |i: usize, len: usize| {
         let mut s = 1.0f32;
@@ -204,14 +256,15 @@ fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<
         }
         s
     };
-    let mut v = vec![1f32; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            if x < 5 || y < 5 || x + 5 >= w || y + 5 >= h {
-                v[y * w + x] = f(x, w) * f(y, h);
-            }
-        }
+    if x < 5 || y < 5 || x + 5 >= w || y + 5 >= h {
+        f(x, w) * f(y, h)
+    } else {
+        1.0
     }
+}
+
+fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<B, 4> {
+    let v: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| border_weight(x, y, w, h))).collect();
     Tensor::from_data(TensorData::new(v, [1, 1, h, w]), device)
 }
 
@@ -220,10 +273,14 @@ fn channel<B: Backend>(t: &Tensor<B, 4>, c: usize) -> Tensor<B, 4> {
     t.clone().slice([0..n, c..c + 1, 0..h, 0..w])
 }
 
-/// `FarnebackUpdateMatrices` for the whole image.
-fn update_matrices<B: Backend>(r0: &Tensor<B, 4>, r1: &Tensor<B, 4>, flow: &Tensor<B, 4>, border: &Tensor<B, 4>) -> Tensor<B, 4> {
+/// `FarnebackUpdateMatrices` for the whole image: the five entries
+/// (G11, G12, G22, h1, h2) of each pixel's 2×2 system, from the two frames'
+/// coefficients `r0`, `r1` (`[N, 5, H, W]`) and the current `flow`.
+pub fn update_matrices_tensor<B: Backend>(r0: Tensor<B, 4>, r1: Tensor<B, 4>, flow: Tensor<B, 4>) -> Tensor<B, 4> {
     let [n, _, h, w] = flow.dims();
     let device = flow.device();
+    let border = &border_weights::<B>(w, h, &device);
+    let (r0, flow) = (&r0, &flow);
     let dx = channel(flow, 0);
     let dy = channel(flow, 1);
     let gx = Tensor::<B, 1>::from_data(TensorData::new((0..w).map(|v| v as f32).collect::<Vec<_>>(), [w]), &device)
@@ -247,7 +304,7 @@ fn update_matrices<B: Backend>(r0: &Tensor<B, 4>, r1: &Tensor<B, 4>, flow: &Tens
         .int()
         .reshape([n, 1, h * w])
         .expand([n, 5, h * w]);
-    let r1f = r1.clone().reshape([n, 5, h * w]);
+    let r1f = r1.reshape([n, 5, h * w]);
     let at = |off: i64| r1f.clone().gather(2, idx.clone().add_scalar(off)).reshape([n, 5, h, w]);
     let one_ax = ax.clone().neg().add_scalar(1.0);
     let one_ay = ay.clone().neg().add_scalar(1.0);
@@ -285,10 +342,56 @@ fn update_matrices<B: Backend>(r0: &Tensor<B, 4>, r1: &Tensor<B, 4>, flow: &Tens
     )
 }
 
-/// `FarnebackUpdateFlow_Blur`: box-blur the per-pixel systems and solve.
-fn update_flow<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
+/// Host [`update_matrices_tensor`] over planes of `h × w`, parallel over
+/// frames; the same f32 operations in the same order.
+pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let plane = h * w;
+    let mut out = vec![0f32; r0.len()];
+    out.par_chunks_mut(5 * plane)
+        .zip(r0.par_chunks(5 * plane))
+        .zip(r1.par_chunks(5 * plane))
+        .zip(flow.par_chunks(2 * plane))
+        .for_each(|(((out, r0), r1), flow)| {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = y * w + x;
+                    let (dx, dy) = (flow[i], flow[plane + i]);
+                    let (fx, fy) = (dx + x as f32, dy + y as f32);
+                    let (x1, y1) = (fx.floor(), fy.floor());
+                    let (ax, ay) = (fx - x1, fy - y1);
+                    let valid = x1 >= 0.0 && x1 < (w - 1) as f32 && y1 >= 0.0 && y1 < (h - 1) as f32;
+                    let c0 = |c: usize| r0[c * plane + i];
+                    let (r2, r3, r4, r5, r6) = if valid {
+                        let j = (y1 * w as f32 + x1) as usize;
+                        let (one_ax, one_ay) = (1.0 - ax, 1.0 - ay);
+                        let c1 = |c: usize| {
+                            let r = &r1[c * plane..];
+                            r[j] * (one_ax * one_ay) + r[j + 1] * (ax * one_ay) + r[j + w] * (one_ax * ay) + r[j + w + 1] * (ax * ay)
+                        };
+                        (c1(0), c1(1), (c0(2) + c1(2)) * 0.5, (c0(3) + c1(3)) * 0.5, (c0(4) + c1(4)) * 0.25)
+                    } else {
+                        (0.0, 0.0, c0(2), c0(3), c0(4) * 0.5)
+                    };
+                    let r2 = (c0(0) - r2) * 0.5 + r4 * dy + r6 * dx;
+                    let r3 = (c0(1) - r3) * 0.5 + r6 * dy + r5 * dx;
+                    let b = border_weight(x, y, w, h);
+                    let (r2, r3, r4, r5, r6) = (r2 * b, r3 * b, r4 * b, r5 * b, r6 * b);
+                    out[i] = r4 * r4 + r6 * r6;
+                    out[plane + i] = (r4 + r5) * r6;
+                    out[2 * plane + i] = r5 * r5 + r6 * r6;
+                    out[3 * plane + i] = r4 * r2 + r6 * r3;
+                    out[4 * plane + i] = r6 * r2 + r5 * r3;
+                }
+            }
+        });
+    out
+}
+
+/// `FarnebackUpdateFlow_Blur`: box-blur the per-pixel systems (`[N, 5, H, W]`,
+/// replicated border) and solve them into `[N, 2, H, W]` flow.
+pub fn update_flow_tensor<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
     let k = vec![1.0 / winsize as f32; winsize];
-    let b = sep_filter(m, &k, &k, Border::Replicate);
+    let b = sep_filter_tensor(m, &k, &k, Border::Replicate);
     let g11 = channel(&b, 0);
     let g12 = channel(&b, 1);
     let g22 = channel(&b, 2);
@@ -298,4 +401,48 @@ fn update_flow<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
     let fx = (g11 * h2.clone() - g12.clone() * h1.clone()) * idet.clone();
     let fy = (g22 * h1 - g12 * h2) * idet;
     Tensor::cat(vec![fx, fy], 1)
+}
+
+/// Host [`update_flow_tensor`], parallel over frames: window sums by f64
+/// running sums (O(1) per pixel whatever `winsize`), solve in f64.
+pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize) -> Vec<f32> {
+    let plane = h * w;
+    let r = (winsize / 2) as isize;
+    let clamp = |i: isize, len: usize| i.clamp(0, len as isize - 1) as usize;
+    let mut out = vec![0f32; m.len() / 5 * 2];
+    out.par_chunks_mut(2 * plane).zip(m.par_chunks(5 * plane)).for_each(|(out, m)| {
+        let sums: Vec<Vec<f64>> = (0..5)
+            .map(|c| {
+                let p = &m[c * plane..(c + 1) * plane];
+                // Column sums over the window of rows, slid down the image.
+                let mut col: Vec<f64> = vec![0.0; w];
+                for t in -r..=r {
+                    let row = &p[clamp(t, h) * w..][..w];
+                    col.iter_mut().zip(row).for_each(|(c, &v)| *c += v as f64);
+                }
+                let mut s = vec![0f64; plane];
+                for y in 0..h {
+                    // Row sums of the column sums, slid along the row.
+                    let mut acc: f64 = (-r..=r).map(|t| col[clamp(t, w)]).sum();
+                    for x in 0..w {
+                        s[y * w + x] = acc;
+                        acc += col[clamp(x as isize + r + 1, w)] - col[clamp(x as isize - r, w)];
+                    }
+                    let (add, sub) = (clamp(y as isize + r + 1, h), clamp(y as isize - r, h));
+                    for ((c, &a), &b) in col.iter_mut().zip(&p[add * w..][..w]).zip(&p[sub * w..][..w]) {
+                        *c += a as f64 - b as f64;
+                    }
+                }
+                s
+            })
+            .collect();
+        let norm = 1.0 / (winsize * winsize) as f64;
+        for i in 0..plane {
+            let [g11, g12, g22, h1, h2] = [0, 1, 2, 3, 4].map(|c| sums[c][i] * norm);
+            let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
+            out[i] = ((g11 * h2 - g12 * h1) * idet) as f32;
+            out[plane + i] = ((g22 * h1 - g12 * h2) * idet) as f32;
+        }
+    });
+    out
 }

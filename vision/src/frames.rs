@@ -3,8 +3,9 @@
 
 use burn_tensor::{backend::Backend, Tensor, TensorData};
 use opencv::{core::Mat, prelude::*};
+use rayon::prelude::*;
 
-use crate::error::VisionError;
+use crate::{backend::ScanBackend, error::VisionError};
 
 /// A host-side 8-bit single-channel image, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,9 +54,10 @@ pub fn stack_gray<B: Backend>(frames: &[&GrayImage], device: &B::Device) -> Tens
     Tensor::from_data(TensorData::new(buf, [frames.len(), 1, h, w]), device)
 }
 
-/// Host f32 copy of a tensor, row-major.
+/// Host f32 copy of a tensor, row-major (a move, not a copy, when an
+/// NdArray tensor owns its contiguous data).
 pub fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data")
 }
 
 /// Round-and-saturate a `[N, 1, H, W]` tensor back into 8-bit images
@@ -68,32 +70,106 @@ pub fn unstack_gray<B: Backend>(t: Tensor<B, 4>) -> Vec<GrayImage> {
         .map(|i| {
             let data = v[i * h * w..(i + 1) * h * w]
                 .iter()
-                .map(|&x| x.round_ties_even().clamp(0.0, 255.0) as u8)
+                .map(|&x| saturate_u8(x))
                 .collect();
             GrayImage::new(w, h, data)
         })
         .collect()
 }
 
-/// Split a `[N, 3, H, W]` stack of BGR frames (as decoded by OpenCV) from
-/// interleaved host `Mat`s.
-pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+/// A host-side 8-bit BGR image, row-major and interleaved like OpenCV's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BgrImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl BgrImage {
+    /// A CV_8UC3 `Mat` holding a copy of the pixels.
+    pub fn to_mat(&self) -> Result<Mat, VisionError> {
+        let m = Mat::from_slice(&self.data)?;
+        Ok(m.reshape(3, self.height as i32)?.try_clone()?)
+    }
+}
+
+/// Check that `mats` are CV_8UC3 frames of one size and run `f` on their
+/// interleaved bytes (strided Mats, e.g. ROIs, are copied first) and size `(h, w)`.
+fn with_bgr_bytes<R>(mats: &[Mat], f: impl FnOnce(&[&[u8]], usize, usize) -> R) -> Result<R, VisionError> {
     let (h, w) = (mats[0].rows() as usize, mats[0].cols() as usize);
-    let plane = h * w;
-    let mut buf = vec![0f32; mats.len() * 3 * plane];
-    for (i, m) in mats.iter().enumerate() {
+    let copies: Vec<Mat> = mats.iter().filter(|m| !m.is_continuous()).map(|m| m.try_clone()).collect::<Result<_, _>>()?;
+    let mut copies = copies.iter();
+    let mut bytes: Vec<&[u8]> = Vec::with_capacity(mats.len());
+    for m in mats {
         if m.typ() != opencv::core::CV_8UC3 || m.rows() as usize != h || m.cols() as usize != w {
             return Err(VisionError::Internal("BGR frames in a batch must be CV_8UC3 of one size".into()));
         }
-        let base = i * 3 * plane;
-        for y in 0..h {
-            let row = m.at_row::<opencv::core::Vec3b>(y as i32)?;
-            for (x, px) in row[..w].iter().enumerate() {
-                for c in 0..3 {
-                    buf[base + c * plane + y * w + x] = px[c] as f32;
-                }
-            }
-        }
+        let m = if m.is_continuous() { m } else { copies.next().expect("one copy per strided Mat") };
+        bytes.push(m.data_bytes()?);
     }
-    Ok(Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device))
+    Ok(f(&bytes, h, w))
+}
+
+/// Split a `[N, 3, H, W]` stack of BGR frames (as decoded by OpenCV) from
+/// interleaved host `Mat`s.
+pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+    with_bgr_bytes(mats, |bytes, h, w| {
+        let plane = h * w;
+        let mut buf = vec![0f32; mats.len() * 3 * plane];
+        buf.par_chunks_mut(3 * plane).zip(bytes).for_each(|(planes, px)| {
+            let (b, rest) = planes.split_at_mut(plane);
+            let (g, r) = rest.split_at_mut(plane);
+            for (i, p) in px.chunks_exact(3).enumerate() {
+                b[i] = p[0] as f32;
+                g[i] = p[1] as f32;
+                r[i] = p[2] as f32;
+            }
+        });
+        Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device)
+    })
+}
+
+/// Gray `[N, 1, H, W]` frames from decoded BGR `Mat`s:
+/// `bgr_to_gray(stack_bgr(mats))`, which a backend may fuse
+/// ([`ScanBackend::gray_frames`]).
+pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+    B::gray_frames(mats, device)
+}
+
+/// Host [`stack_gray_from_bgr`]: OpenCV's fixed-point formula (see
+/// [`crate::primitives::bgr_to_gray`]) straight from the interleaved bytes,
+/// with no planar BGR copy; `[N, 1, H, W]` data.
+pub fn gray_from_bgr_host(mats: &[Mat]) -> Result<(Vec<f32>, [usize; 4]), VisionError> {
+    with_bgr_bytes(mats, |bytes, h, w| {
+        let mut out = vec![0f32; mats.len() * h * w];
+        out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
+            let (frame, y) = (k / h, k % h);
+            let row = &bytes[frame][y * w * 3..(y + 1) * w * 3];
+            for (o, p) in o.iter_mut().zip(row.chunks_exact(3)) {
+                let (b, g, r) = (p[0] as u32, p[1] as u32, p[2] as u32);
+                *o = ((b * 3735 + g * 19235 + r * 9798 + 16384) >> 15) as f32;
+            }
+        });
+        (out, [mats.len(), 1, h, w])
+    })
+}
+
+/// Round-and-saturate a `[N, 3, H, W]` tensor back into interleaved BGR images.
+pub fn unstack_bgr<B: Backend>(t: Tensor<B, 4>) -> Vec<BgrImage> {
+    let [n, c, h, w] = t.dims();
+    assert_eq!(c, 3, "unstack_bgr expects three channels");
+    let v = to_vec_f32(t);
+    let plane = h * w;
+    (0..n)
+        .map(|i| {
+            let f = &v[i * 3 * plane..(i + 1) * 3 * plane];
+            let data = (0..plane).flat_map(|p| (0..3).map(move |ch| saturate_u8(f[ch * plane + p]))).collect();
+            BgrImage { width: w, height: h, data }
+        })
+        .collect()
+}
+
+/// OpenCV's `saturate_cast<uchar>`: round half to even, clamp.
+fn saturate_u8(x: f32) -> u8 {
+    x.round_ties_even().clamp(0.0, 255.0) as u8
 }

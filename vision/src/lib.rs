@@ -12,20 +12,22 @@
 //! - [`flow`]: Farneback dense optical flow.
 //! - [`synth`]: synthetic scan generator with ground truth.
 //! - [`pipeline`]: the `video_scan` pipeline.
-//! - [`backend`]: backend selection at the edge (cpu | cuda | auto).
+//! - [`backend`]: the [`ScanBackend`] ops and backend selection at the edge (cpu | cuda | auto).
+//! - `host`: the CPU backend's plain-Rust implementations of those ops.
 
 pub mod backend;
 pub mod canny;
 pub mod error;
 pub mod flow;
 pub mod frames;
+mod host;
 pub mod pipeline;
 pub mod primitives;
 pub mod synth;
 
 pub use backend::{BackendChoice, BackendReport, ScanBackend};
 pub use error::VisionError;
-pub use pipeline::{analyze_video, ScanOptions, VideoScanOutput};
+pub use pipeline::{analyze_video, analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput};
 
 /// The CPU backend used by CPU workers.
 pub type Cpu = burn_ndarray::NdArray<f32>;

@@ -24,8 +24,8 @@ use crate::{
     canny::{self, canny},
     error::VisionError,
     flow::{farneback, mean_magnitude, FarnebackParams},
-    frames::{stack_bgr, stack_gray, to_vec_f32, unstack_gray, GrayImage},
-    primitives::{bgr_to_gray, close, gaussian_blur, Border, label_mask, laplacian_variance, open, remap_bilinear, resize, round_levels, Component, Interpolation, MorphShape},
+    frames::{stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage},
+    primitives::{close, gaussian_blur, Border, label_mask, laplacian_variance, open, remap_bilinear, resize, round_levels, Component, Interpolation, MorphShape},
     synth::DefectKind,
 };
 
@@ -163,7 +163,8 @@ pub struct ScanReport {
 /// Binary artifacts for the blob store (not part of the JSON).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Artifacts {
-    /// (frame index, JPEG bytes) per golden frame.
+    /// (frame index, JPEG bytes) per golden frame: the decoded colour frame
+    /// at the processed size.
     pub golden_jpegs: Vec<(usize, Vec<u8>)>,
     /// Rectified-item-sized 8-bit mask, 255 = defect pixel.
     pub defect_mask_png: Vec<u8>,
@@ -173,6 +174,17 @@ pub struct Artifacts {
 pub struct VideoScanOutput {
     pub report: ScanReport,
     pub artifacts: Artifacts,
+}
+
+/// How far a scan is, reported after every batch of measured frames (the
+/// bulk of the work; golden-frame analysis after it is short).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Frames measured so far.
+    pub frames_done: usize,
+    /// Frames the container declares; 0 when it does not say. An estimate:
+    /// the stream may hold a few more or fewer.
+    pub frames_total: usize,
 }
 
 struct Timer {
@@ -329,8 +341,10 @@ impl Decoder {
 /// Gray, downscaled, 8-bit-rounded device frames: the one preprocessing path
 /// used both for the measurements and for the golden frames.
 fn preprocess<B: ScanBackend>(chunk: &[Mat], pw: usize, ph: usize, device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
-    let bgr = stack_bgr::<B>(chunk, device)?;
-    Ok(round_levels(resize(bgr_to_gray(bgr), pw, ph, Interpolation::Area)))
+    let gray = stack_gray_from_bgr::<B>(chunk, device)?;
+    let [_, _, h, w] = gray.dims();
+    // Gray levels are already integers: only a resize needs rounding.
+    Ok(if (w, h) == (pw, ph) { gray } else { round_levels(resize(gray, pw, ph, Interpolation::Area)) })
 }
 
 fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
@@ -344,6 +358,16 @@ fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
 
 /// Run one `video_scan` on backend `B`.
 pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B::Device) -> Result<VideoScanOutput, VisionError> {
+    analyze_video_with_progress::<B>(path, opts, device, &mut |_| {})
+}
+
+/// [`analyze_video`], calling `progress` after every batch of frames.
+pub fn analyze_video_with_progress<B: ScanBackend>(
+    path: &Path,
+    opts: &ScanOptions,
+    device: &B::Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VideoScanOutput, VisionError> {
     let start = Instant::now();
     let mut timer = Timer { stages: Vec::new() };
 
@@ -403,6 +427,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         for j in 0..k {
             stats.push(FrameStats { index: base + j, sharpness: sharp[j] as f64, edge_density: density[j] as f64, motion: motion[j] });
         }
+        progress(Progress { frames_done: stats.len(), frames_total: decoder.declared.max(0.0) as usize });
         let t = Instant::now();
         chunk = decoder.next_batch(bs, opts)?;
         timer.add("decode", t);
@@ -422,6 +447,7 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     // cheap next to the analysis, and it keeps memory independent of length.
     let t = Instant::now();
     let mut gray_frames: Vec<Option<GrayImage>> = vec![None; n];
+    let mut color_frames: Vec<Option<BgrImage>> = vec![None; n];
     let mut decoder = Decoder::open(path)?;
     let mut base = 0;
     let last = golden.iter().map(|g| g.index).max().unwrap_or(0);
@@ -430,12 +456,15 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
         if chunk.is_empty() {
             return Err(VisionError::Internal("video changed between passes".into()));
         }
-        let wanted: Vec<Mat> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| chunk[g.index - base].clone()).collect();
-        if !wanted.is_empty() {
-            let imgs = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
-            let idx: Vec<usize> = golden.iter().filter(|g| (base..base + chunk.len()).contains(&g.index)).map(|g| g.index).collect();
-            for (i, img) in idx.into_iter().zip(imgs) {
-                gray_frames[i] = Some(img);
+        let idx: Vec<usize> = golden.iter().map(|g| g.index).filter(|i| (base..base + chunk.len()).contains(i)).collect();
+        if !idx.is_empty() {
+            let wanted: Vec<Mat> = idx.iter().map(|&i| chunk[i - base].clone()).collect();
+            let grays = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
+            // The stored golden frames are the colour frames, downscaled the same way.
+            let colors = unstack_bgr(round_levels(resize(stack_bgr::<B>(&wanted, device)?, pw, ph, Interpolation::Area)));
+            for ((i, gray), color) in idx.into_iter().zip(grays).zip(colors) {
+                gray_frames[i] = Some(gray);
+                color_frames[i] = Some(color);
             }
         }
         base += chunk.len();
@@ -468,8 +497,8 @@ pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B
     let t = Instant::now();
     let mut golden_jpegs = Vec::new();
     for g in &golden {
-        let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
-        golden_jpegs.push((g.index, encode_jpeg(frame, opts.jpeg_quality)?));
+        let frame = color_frames[g.index].as_ref().expect("golden frame decoded");
+        golden_jpegs.push((g.index, encode_jpeg(&frame.to_mat()?, opts.jpeg_quality)?));
     }
     timer.add("artifacts", t);
 
@@ -724,51 +753,60 @@ impl Profiles {
     /// robust to defects crossing it.
     fn measure(img: &[f32], w: usize, h: usize, band: (f64, f64)) -> Option<Self> {
         let (b0, b1) = (band.0, band.1);
-        let col = |x: usize| {
-            let mut v: Vec<f32> = ((h as f64 * b0) as usize..(h as f64 * b1) as usize).map(|y| img[y * w + x]).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2] as f64
+        let median = |mut v: Vec<f32>| {
+            let mid = v.len() / 2;
+            *v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 as f64
         };
-        let row = |y: usize| {
-            let mut v: Vec<f32> = ((w as f64 * b0) as usize..(w as f64 * b1) as usize).map(|x| img[y * w + x]).collect();
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2] as f64
-        };
+        let col = |x: usize| median(((h as f64 * b0) as usize..(h as f64 * b1) as usize).map(|y| img[y * w + x]).collect());
+        let row = |y: usize| median(((w as f64 * b0) as usize..(w as f64 * b1) as usize).map(|x| img[y * w + x]).collect());
         let px: Vec<f64> = (0..w).map(col).collect();
         let py: Vec<f64> = (0..h).map(row).collect();
-        let (cl, pl) = steps(&px, false)?;
-        let (cr, pr) = steps(&px, true)?;
-        let (ct, pt) = steps(&py, false)?;
-        let (cb, pb) = steps(&py, true)?;
+        let side = |p: &[f64], from_end: bool, name: &str| {
+            let found = steps(p, from_end);
+            if found.is_none() {
+                debug(|| format!("band {band:?}: no {name} item/print edges in profile {:?}", p.iter().map(|v| v.round() as i64).collect::<Vec<_>>()));
+            }
+            found
+        };
+        let (cl, pl) = side(&px, false, "left")?;
+        let (cr, pr) = side(&px, true, "right")?;
+        let (ct, pt) = side(&py, false, "top")?;
+        let (cb, pb) = side(&py, true, "bottom")?;
         Some(Self { card: (cl, cr, ct, cb), print: (pl, pr, pt, pb) })
     }
 }
 
-/// On one side of a profile, the item edge (strongest rise from the
-/// outside within the outer 20 %) and the print edge (next strongest rise,
-/// inward, within 35 %), each located at sub-pixel precision by a parabola
+/// On one side of a profile, the item edge (the outermost strong rise
+/// within the outer 20 %) and the print edge (the strongest rise further
+/// in, within 35 %), each located at sub-pixel precision by a parabola
 /// through the gradient peak. `from_end` scans from the far side.
 fn steps(p: &[f64], from_end: bool) -> Option<(f64, f64)> {
     let n = p.len();
     let at = |i: usize| if from_end { p[n - 1 - i] } else { p[i] };
     // Central-difference gradient in the scan direction, positions i+0.5 between samples.
     let grad: Vec<f64> = (0..n - 1).map(|i| at(i + 1) - at(i)).collect();
-    let peak = |lo: usize, hi: usize| -> Option<f64> {
+    let strongest = |lo: usize, hi: usize| -> Option<usize> {
         let hi = hi.min(grad.len() - 1);
         if lo + 2 > hi {
             return None;
         }
         let i = (lo + 1..hi).max_by(|&a, &b| grad[a].total_cmp(&grad[b]))?;
-        if grad[i] <= 2.0 {
-            return None;
-        }
+        (grad[i] > 2.0).then_some(i)
+    };
+    let refine = |i: usize| {
         let (a, b, c) = (grad[i - 1], grad[i], grad[i + 1]);
         let den = a - 2.0 * b + c;
         let off = if den.abs() > 1e-9 { (0.5 * (a - c) / den).clamp(-0.5, 0.5) } else { 0.0 };
-        Some(i as f64 + 0.5 + off)
+        i as f64 + 0.5 + off
     };
-    let card = peak(0, n * 20 / 100)?;
-    let print = peak(card.ceil() as usize + 3, n * 35 / 100)?;
+    // Not simply the strongest rise: whether the item or the print step is
+    // steeper per pixel depends on the resolution (at DOWNSCALE_MAX=640 the
+    // print edge often is), so take the first gradient peak from the
+    // outside that reaches half the strongest one.
+    let top = strongest(0, n * 20 / 100)?;
+    let card = (1..=top).find(|&i| grad[i] >= 0.5 * grad[top] && grad[i] >= grad[i - 1] && grad[i] >= grad[i + 1])?;
+    let card = refine(card);
+    let print = refine(strongest(card.ceil() as usize + 3, n * 35 / 100)?);
     let conv = |s: f64| if from_end { (n - 1) as f64 - s } else { s };
     Some((conv(card), conv(print)))
 }
@@ -782,14 +820,15 @@ fn find_defects<B: ScanBackend>(
     prof: &Profiles,
     origin: (f64, f64),
 ) -> (Vec<Defect>, GrayImage) {
-    let k = 15;
+    let scale = ItemScale::new(ch);
+    let k = (scale.px(15.0).round() as usize | 1).max(5);
     let tophat = card.clone() - open(card.clone(), MorphShape::Ellipse, k, k);
     let blackhat = close(card.clone(), MorphShape::Ellipse, k, k) - card;
     let bright = to_vec_f32(tophat.greater_elem(opts.defect_contrast).float());
     let dark = to_vec_f32(blackhat.greater_elem(opts.defect_contrast).float());
     // Dark pixels within a few pixels of the outline are rectification
     // slivers of background, not defects.
-    let m = 4;
+    let m = scale.px(4.0).round().max(2.0) as usize;
     let inside = |i: usize| {
         let (x, y) = (i % cw, i / cw);
         x >= m && y >= m && x + m < cw && y + m < ch
@@ -807,7 +846,7 @@ fn find_defects<B: ScanBackend>(
     for (bits, is_bright) in [(&bright_bits, true), (&dark_bits, false)] {
         let (labels, comps) = label_mask(bits, cw, ch);
         for c in &comps {
-            let Some(d) = classify(c, is_bright, cw, ch, &print_corners) else { continue };
+            let Some(d) = classify(c, is_bright, cw, ch, &print_corners, scale) else { continue };
             for (i, &l) in labels.iter().enumerate() {
                 if l == c.label {
                     mask[i] = 255;
@@ -819,16 +858,40 @@ fn find_defects<B: ScanBackend>(
     (defects, GrayImage::new(cw, ch, mask))
 }
 
-fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[(f64, f64); 4]) -> Option<Defect> {
-    if c.area < 8 {
+/// Pixel sizes in the defect rules are tuned on a rectified item of this
+/// height (a 720p scan with the item filling 82 % of the frame height) and
+/// scale with the actual item: a scan downscaled to `DOWNSCALE_MAX=640`
+/// shows every defect at half the length and a quarter of the area.
+const TUNED_ITEM_HEIGHT: f64 = 590.0;
+
+#[derive(Clone, Copy, Debug)]
+struct ItemScale(f64);
+
+impl ItemScale {
+    fn new(item_height: usize) -> Self {
+        Self(item_height as f64 / TUNED_ITEM_HEIGHT)
+    }
+    /// A length tuned at [`TUNED_ITEM_HEIGHT`], in this item's pixels.
+    fn px(self, v: f64) -> f64 {
+        v * self.0
+    }
+    /// An area tuned at [`TUNED_ITEM_HEIGHT`], in this item's pixels.
+    fn area(self, v: f64) -> f64 {
+        v * self.0 * self.0
+    }
+}
+
+fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[(f64, f64); 4], scale: ItemScale) -> Option<Defect> {
+    let area = c.area as f64;
+    if area < scale.area(8.0) {
         return None;
     }
     let (major, minor) = c.axes();
     let length = c.length().max(c.width.max(c.height) as f64);
     let (fw, fh) = (cw as f64, ch as f64);
     let bbox = [c.left as f64 / fw, c.top as f64 / fh, (c.left + c.width) as f64 / fw, (c.top + c.height) as f64 / fh];
-    let near_print_corner = print_corners.iter().any(|&(x, y)| (c.cx - x).abs() < 8.0 && (c.cy - y).abs() < 8.0);
-    let edge_band = 6usize;
+    let near_print_corner = print_corners.iter().any(|&(x, y)| (c.cx - x).abs() < scale.px(8.0) && (c.cy - y).abs() < scale.px(8.0));
+    let edge_band = scale.px(6.0).round().max(2.0) as usize;
     let d_left = c.left;
     let d_top = c.top;
     let d_right = cw.saturating_sub(c.left + c.width);
@@ -844,7 +907,7 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
         support: 1,
     };
     if bright {
-        if near_print_corner && c.area < 40 {
+        if near_print_corner && area < scale.area(40.0) {
             return None;
         }
         let corner_zone = 0.08 * fw;
@@ -854,26 +917,26 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
             if let (Some(x), Some(y)) = (near_x, near_y) {
                 // Below ~20 px a corner residue is the opening rounding off
                 // a sliver of the item's own corner, not wear.
-                if c.area < 20 {
+                if area < scale.area(20.0) {
                     return None;
                 }
                 let name = ["top_left", "top_right", "bottom_left", "bottom_right"][y * 2 + x];
-                return Some(mk(DefectKind::CornerWear, c.area as f64 / 150.0, Some(name)));
+                return Some(mk(DefectKind::CornerWear, area / scale.area(150.0), Some(name)));
             }
             let side = ["top", "right", "bottom", "left"][touches.iter().position(|&t| t).unwrap()];
             let along = if side == "top" || side == "bottom" { fw } else { fh };
             return Some(mk(DefectKind::EdgeWear, length / (0.15 * along), Some(side)));
         }
-        if length >= 15.0 {
+        if length >= scale.px(15.0) {
             return Some(mk(DefectKind::Scratch, length / (0.3 * fw), None));
         }
         return None;
     }
-    if major > 3.0 * minor.max(0.5) && length >= 40.0 {
+    if major > 3.0 * minor.max(0.5) && length >= scale.px(40.0) {
         return Some(mk(DefectKind::Crease, length / (0.3 * fw), None));
     }
-    if c.area >= 12 {
-        return Some(mk(DefectKind::Stain, c.area as f64 / 200.0, None));
+    if area >= scale.area(12.0) {
+        return Some(mk(DefectKind::Stain, area / scale.area(200.0), None));
     }
     None
 }
@@ -921,14 +984,15 @@ fn score(lr: f64, tb: f64, defects: &[Defect]) -> Scores {
 }
 
 fn encode_png(img: &GrayImage) -> Result<Vec<u8>, VisionError> {
-    let mut buf = Vector::<u8>::new();
-    imgcodecs::imencode(".png", &img.to_mat()?, &mut buf, &Vector::new())?;
-    Ok(buf.to_vec())
+    encode(".png", &img.to_mat()?, &[])
 }
 
-fn encode_jpeg(img: &GrayImage, quality: i32) -> Result<Vec<u8>, VisionError> {
+fn encode_jpeg(img: &Mat, quality: i32) -> Result<Vec<u8>, VisionError> {
+    encode(".jpg", img, &[imgcodecs::IMWRITE_JPEG_QUALITY, quality])
+}
+
+fn encode(ext: &str, img: &Mat, params: &[i32]) -> Result<Vec<u8>, VisionError> {
     let mut buf = Vector::<u8>::new();
-    let params: Vector<i32> = [imgcodecs::IMWRITE_JPEG_QUALITY, quality].into_iter().collect();
-    imgcodecs::imencode(".jpg", &img.to_mat()?, &mut buf, &params)?;
+    imgcodecs::imencode(ext, img, &mut buf, &params.iter().copied().collect())?;
     Ok(buf.to_vec())
 }

@@ -25,7 +25,7 @@ fn gray_inputs() -> Vec<(String, Mat)> {
 fn grayscale_is_bit_exact() {
     let bgr = vec![read_color("basketball1.png"), vtest_frames(1).remove(0)];
     for m in bgr {
-        let t = vision::frames::stack_bgr::<Cpu>(&[m.clone()], &Default::default()).unwrap();
+        let t = vision::frames::stack_bgr::<Cpu>(std::slice::from_ref(&m), &Default::default()).unwrap();
         let ours = tensor_f32(primitives::bgr_to_gray(t));
         let theirs = mat_f32(&bgr2gray(&m));
         let diff = ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();

@@ -67,6 +67,37 @@ fn synthetic_scans_meet_accuracy_targets() {
     assert!(worst_centering <= 0.01, "centering error {worst_centering}");
 }
 
+/// `DOWNSCALE_MAX=640` (and lower) on a 720p scan: the item is still found,
+/// measured and graded, and defects typed, as at full resolution. (At 640
+/// the print edge used to be taken for the item edge, and small corner wear
+/// fell under fixed pixel thresholds.)
+#[test]
+fn downscaled_scan_still_localises_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = synth::generate(&SynthSpec { frames: 12, blurred_frames: vec![3, 8], ..SynthSpec::default() }, dir.path()).unwrap();
+    for max in [640, 480] {
+        let opts = ScanOptions { downscale_max: max, ..ScanOptions::default() };
+        let out = analyze_video::<Cpu>(&gt.video, &opts, &Default::default()).unwrap();
+        let r = &out.report;
+        assert_eq!(r.processed_size[0], max);
+        let scores = r.scores.as_ref().unwrap_or_else(|| panic!("{max}: item not found"));
+        let (recall, precision) = match_defects(&gt, &r.defects);
+        let c_err = (scores.centering_lr - gt.centering_lr).abs().max((scores.centering_tb - gt.centering_tb).abs());
+        println!("{max}: recall {recall:.3} precision {precision:.3} centering error {c_err:.4} defects {:?}", r.defects.iter().map(|d| d.kind).collect::<Vec<_>>());
+        // Golden frames are stored in colour at the processed size.
+        for (index, jpeg) in &out.artifacts.golden_jpegs {
+            let img = imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(jpeg), imgcodecs::IMREAD_UNCHANGED).unwrap();
+            assert_eq!((img.cols() as usize, img.rows() as usize, img.channels()), (r.processed_size[0], r.processed_size[1], 3), "golden {index}");
+            // The card is coloured (blue-ish border, warm print): B and R means differ.
+            let m = opencv::core::mean_def(&img).unwrap();
+            assert!((m[0] - m[2]).abs() > 3.0, "golden {index} looks gray: mean BGR {m:?}");
+        }
+        // The same targets as at full resolution.
+        assert!(c_err <= 0.01, "{max}: centering error {c_err}");
+        assert!(recall >= 0.95 && precision >= 0.95, "{max}: recall {recall} precision {precision}");
+    }
+}
+
 fn expect_code(path: &Path, code: &str) {
     let err = analyze_video::<Cpu>(path, &ScanOptions::default(), &Default::default()).expect_err("bad input must fail");
     assert_eq!(err.code(), code, "{path:?}: {err}");

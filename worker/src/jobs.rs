@@ -268,8 +268,14 @@ fn too_large(max_bytes: u64) -> JobError {
     JobError::bad("input_too_large", format!("source is larger than {max_bytes} bytes"))
 }
 
-/// Runs one scan of a local file with no services (`worker analyze`).
-pub fn analyze_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::VideoScanOutput, VisionError> {
+/// Runs one scan of a local file with no services (`worker analyze`),
+/// reporting progress after every batch of frames.
+pub fn analyze_file(
+    engine: &ScanEngine,
+    path: &Path,
+    downscale_max: usize,
+    progress: &mut dyn FnMut(vision::Progress),
+) -> Result<vision::VideoScanOutput, VisionError> {
     let options = ScanOptions { downscale_max, ..ScanOptions::default() };
-    engine.analyze(path, &options)
+    engine.analyze_with_progress(path, &options, progress)
 }

@@ -1,4 +1,6 @@
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -58,9 +60,20 @@ async fn main() -> anyhow::Result<()> {
             protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
             let engine = vision::backend::ScanEngine::new(backend)?;
             eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
-            let output = tokio::task::spawn_blocking(move || worker::jobs::analyze_file(&engine, &file, downscale_max))
-                .await?
-                .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
+            // A progress line only for a person watching: not into logs or pipes, not with --json.
+            let show_progress = !json && std::io::stderr().is_terminal();
+            let output = tokio::task::spawn_blocking(move || {
+                let mut line = worker::report::ProgressLine::new(std::io::stderr(), Duration::from_millis(250));
+                let output = worker::jobs::analyze_file(&engine, &file, downscale_max, &mut |progress| {
+                    if show_progress {
+                        line.update(progress)
+                    }
+                });
+                line.finish();
+                output
+            })
+            .await?
+            .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&output.report)?);
             } else {

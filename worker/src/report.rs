@@ -1,8 +1,55 @@
-//! The human-readable summary `worker analyze` prints.
+//! What `worker analyze` prints: a progress line while it runs, then a
+//! human-readable summary.
 
 use std::fmt::Write;
+use std::time::{Duration, Instant};
 
-use vision::pipeline::ScanReport;
+use vision::{pipeline::ScanReport, Progress};
+
+/// A progress line on a terminal, rewritten in place (`\r`) at most every
+/// `every`; the caller decides whether stderr is a terminal.
+pub struct ProgressLine<W: std::io::Write> {
+    out: W,
+    started: Instant,
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl<W: std::io::Write> ProgressLine<W> {
+    pub fn new(out: W, every: Duration) -> Self {
+        Self { out, started: Instant::now(), every, last: None }
+    }
+
+    pub fn update(&mut self, progress: Progress) {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now - last < self.every) {
+            return;
+        }
+        self.last = Some(now);
+        let line = progress_text(progress, now - self.started);
+        // Clear to the end of the line: the new text may be shorter.
+        let _ = write!(self.out, "\r{line}\x1b[K");
+        let _ = self.out.flush();
+    }
+
+    /// Leave the line and start a fresh one for what follows.
+    pub fn finish(&mut self) {
+        if self.last.is_some() {
+            let _ = writeln!(self.out);
+        }
+    }
+}
+
+/// `frames 120/300 (40 %), 12.5 frames/s`; without a declared total, just the count.
+pub fn progress_text(progress: Progress, elapsed: Duration) -> String {
+    let rate = progress.frames_done as f64 / elapsed.as_secs_f64().max(1e-3);
+    if progress.frames_total > 0 {
+        let pct = (100 * progress.frames_done / progress.frames_total).min(100);
+        format!("analyzing: frames {}/{} ({pct} %), {rate:.1} frames/s", progress.frames_done, progress.frames_total)
+    } else {
+        format!("analyzing: frames {}, {rate:.1} frames/s", progress.frames_done)
+    }
+}
 
 pub fn summary(report: &ScanReport) -> String {
     let mut out = String::new();
@@ -30,4 +77,33 @@ pub fn summary(report: &ScanReport) -> String {
         let _ = writeln!(out, "  {:<16} {:>9.1} ms", timing.stage, timing.ms);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_text_shows_count_share_and_rate() {
+        let p = Progress { frames_done: 120, frames_total: 300 };
+        assert_eq!(progress_text(p, Duration::from_secs(10)), "analyzing: frames 120/300 (40 %), 12.0 frames/s");
+        let unknown = Progress { frames_done: 7, frames_total: 0 };
+        assert_eq!(progress_text(unknown, Duration::from_secs(2)), "analyzing: frames 7, 3.5 frames/s");
+    }
+
+    #[test]
+    fn progress_line_is_rewritten_in_place_and_throttled() {
+        let mut buf = Vec::new();
+        {
+            let mut line = ProgressLine::new(&mut buf, Duration::from_secs(3600));
+            line.update(Progress { frames_done: 8, frames_total: 16 });
+            // Within the interval: dropped.
+            line.update(Progress { frames_done: 16, frames_total: 16 });
+            line.finish();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.starts_with("\ranalyzing: frames 8/16 (50 %)"), "{text:?}");
+        assert!(!text.contains("16/16"), "{text:?}");
+        assert!(text.ends_with("\x1b[K\n"), "{text:?}");
+    }
 }

@@ -1,6 +1,14 @@
 //! Separable linear filters (Gaussian, box, Sobel) and the Laplacian.
+//!
+//! Each op has a portable tensor version (`*_tensor`, what CUDA and Wgpu
+//! run) and a host version over row-major planes (`*_host`, what the
+//! NdArray backend runs, see [`crate::host`]); the public functions
+//! dispatch through [`ScanBackend`].
 
 use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, ops::PadMode, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::backend::ScanBackend;
 
 /// Border extrapolation, named after OpenCV's `BORDER_*`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +29,53 @@ impl Border {
             Border::Constant(v) => PadMode::Constant(v),
         }
     }
+
+    /// The border actually applied for pads `(left, right, top, bottom)` on
+    /// an `h × w` image: reflect padding in burn must be smaller than the
+    /// dim, so tiny images (pyramid tops under 32 px) fall back to replicate.
+    /// Host code applies the same rule so both versions agree everywhere.
+    pub(crate) fn for_pads(self, (l, r, t, b): (usize, usize, usize, usize), h: usize, w: usize) -> Border {
+        match self {
+            Border::Reflect101 if l.max(r) >= w || t.max(b) >= h => Border::Replicate,
+            o => o,
+        }
+    }
+
+    /// Source index of position `i` (possibly outside `0..len`), or `None`
+    /// where a constant border supplies the value. Pads are `< len` (see
+    /// [`Border::for_pads`]), so one reflection is enough.
+    pub(crate) fn index(self, i: isize, len: usize) -> Option<usize> {
+        let n = len as isize;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        match self {
+            Border::Constant(_) => None,
+            Border::Replicate => Some(i.clamp(0, n - 1) as usize),
+            Border::Reflect101 => Some(if i < 0 { -i } else { 2 * (n - 1) - i }.clamp(0, n - 1) as usize),
+        }
+    }
+
+    /// Write `row` into `buf` (length `row.len() + l + r`) with `l` / `r`
+    /// extrapolated pixels on either side.
+    pub(crate) fn pad_row(self, row: &[f32], l: usize, buf: &mut [f32]) {
+        let w = row.len();
+        buf[l..l + w].copy_from_slice(row);
+        let fill = |j: usize| {
+            let i = j as isize - l as isize;
+            self.index(i, w).map_or_else(|| self.constant(), |s| row[s])
+        };
+        for j in (0..l).chain(l + w..buf.len()) {
+            buf[j] = fill(j);
+        }
+    }
+
+    fn constant(self) -> f32 {
+        match self {
+            Border::Constant(v) => v,
+            _ => 0.0,
+        }
+    }
 }
 
 /// Pad the two spatial dims: `(left, right, top, bottom)`.
@@ -32,22 +87,71 @@ pub(crate) fn pad2d<B: Backend>(
     if l + r + t + b == 0 {
         return x;
     }
-    // Reflect padding in burn must be smaller than the dim; fall back to
-    // replicate for tiny images (only hit by pyramid tops under 32 px).
     let [_, _, h, w] = x.dims();
-    let border = match border {
-        Border::Reflect101 if l.max(r) >= w || t.max(b) >= h => Border::Replicate,
-        o => o,
-    };
-    x.pad((l, r, t, b), border.mode())
+    x.pad((l, r, t, b), border.for_pads((l, r, t, b), h, w).mode())
 }
 
 /// Correlate every channel with `kx` along x then `ky` along y (OpenCV
 /// `sepFilter2D` with an anchor at the kernel centre), borders extrapolated
 /// with `border`. Kernels must have odd length.
-pub fn sep_filter<B: Backend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
+pub fn sep_filter<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
+    B::sep_filter(x, kx, ky, border)
+}
+
+/// Portable [`sep_filter`]: two depthwise `conv2d`s on padded tensors.
+pub fn sep_filter_tensor<B: Backend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
     let x = filter_axis(x, kx, true, border);
     filter_axis(x, ky, false, border)
+}
+
+/// Host [`sep_filter`] over `x` = planes of `h × w`: a row pass then a
+/// column pass (the same order and borders as the tensor version), each
+/// parallel over rows. Tap-outer loops keep the inner loop a vectorisable
+/// multiply-add over a contiguous row.
+pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], border: Border) -> Vec<f32> {
+    assert!(kx.len() % 2 == 1 && ky.len() % 2 == 1, "kernel length must be odd");
+    let (rx, ry) = (kx.len() / 2, ky.len() / 2);
+    let tmp = if kx.len() == 1 {
+        x.iter().map(|v| v * kx[0]).collect()
+    } else {
+        let border = border.for_pads((rx, rx, 0, 0), h, w);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(w).zip(x.par_chunks(w)).for_each_init(
+            || vec![0f32; w + 2 * rx],
+            |buf, (o, row)| {
+                border.pad_row(row, rx, buf);
+                for (t, &k) in kx.iter().enumerate() {
+                    for (o, &v) in o.iter_mut().zip(&buf[t..t + w]) {
+                        *o += k * v;
+                    }
+                }
+            },
+        );
+        out
+    };
+    if ky.len() == 1 {
+        return if ky[0] == 1.0 { tmp } else { tmp.iter().map(|v| v * ky[0]).collect() };
+    }
+    let border = border.for_pads((0, 0, ry, ry), h, w);
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(w).enumerate().for_each(|(i, o)| {
+        let (plane, y) = (i / h, i % h);
+        let src = &tmp[plane * h * w..(plane + 1) * h * w];
+        for (t, &k) in ky.iter().enumerate() {
+            match border.index(y as isize + t as isize - ry as isize, h) {
+                Some(sy) => {
+                    for (o, &v) in o.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
+                        *o += k * v;
+                    }
+                }
+                None => {
+                    let c = k * border.constant();
+                    o.iter_mut().for_each(|o| *o += c);
+                }
+            }
+        }
+    });
+    out
 }
 
 fn filter_axis<B: Backend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border: Border) -> Tensor<B, 4> {
@@ -93,14 +197,14 @@ pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f32> {
 
 /// `GaussianBlur(src, dst, Size(ksize, ksize), sigma, sigma, border)` for float images.
 /// `ksize == 0` derives the size from sigma like OpenCV does for f32 images.
-pub fn gaussian_blur<B: Backend>(x: Tensor<B, 4>, ksize: usize, sigma: f64, border: Border) -> Tensor<B, 4> {
+pub fn gaussian_blur<B: ScanBackend>(x: Tensor<B, 4>, ksize: usize, sigma: f64, border: Border) -> Tensor<B, 4> {
     let ksize = if ksize == 0 { (((sigma * 4.0 * 2.0 + 1.0).round() as usize) | 1).max(1) } else { ksize };
     let k = gaussian_kernel(ksize, sigma);
     sep_filter(x, &k, &k, border)
 }
 
 /// Normalised box filter `blur(src, Size(kw, kh))` with the given border.
-pub fn box_filter<B: Backend>(x: Tensor<B, 4>, kw: usize, kh: usize, border: Border) -> Tensor<B, 4> {
+pub fn box_filter<B: ScanBackend>(x: Tensor<B, 4>, kw: usize, kh: usize, border: Border) -> Tensor<B, 4> {
     let kx = vec![1.0 / kw as f32; kw];
     let ky = vec![1.0 / kh as f32; kh];
     sep_filter(x, &kx, &ky, border)
@@ -108,7 +212,7 @@ pub fn box_filter<B: Backend>(x: Tensor<B, 4>, kw: usize, kh: usize, border: Bor
 
 /// 3×3 Sobel derivatives `(dx, dy)` (OpenCV `Sobel(.., 1, 0, 3)` and
 /// `Sobel(.., 0, 1, 3)`); exact integers for 8-bit input.
-pub fn sobel<B: Backend>(x: Tensor<B, 4>, border: Border) -> (Tensor<B, 4>, Tensor<B, 4>) {
+pub fn sobel<B: ScanBackend>(x: Tensor<B, 4>, border: Border) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let d = [-1.0, 0.0, 1.0];
     let s = [1.0, 2.0, 1.0];
     (sep_filter(x.clone(), &d, &s, border), sep_filter(x, &s, &d, border))
@@ -116,13 +220,41 @@ pub fn sobel<B: Backend>(x: Tensor<B, 4>, border: Border) -> (Tensor<B, 4>, Tens
 
 /// `Laplacian(src, dst, CV_32F)` with the default `ksize = 1`:
 /// kernel `[0 1 0; 1 -4 1; 0 1 0]`, `BORDER_REFLECT_101`. Exact for 8-bit input.
-pub fn laplacian<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn laplacian<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    B::laplacian(x)
+}
+
+/// Portable [`laplacian`]: one depthwise 3×3 `conv2d`.
+pub fn laplacian_tensor<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, c, _, _] = x.dims();
     let device = x.device();
     let k: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]).collect();
     let weight = Tensor::<B, 4>::from_data(TensorData::new(k, [c, 1, 3, 3]), &device);
     let p = pad2d(x, (1, 1, 1, 1), Border::Reflect101);
     conv2d(p, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
+}
+
+/// Host [`laplacian`] over planes of `h × w`.
+pub fn laplacian_host(x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let border = Border::Reflect101.for_pads((1, 1, 1, 1), h, w);
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(w).enumerate().for_each_init(
+        || vec![0f32; w + 2],
+        |buf, (i, o)| {
+            let (plane, y) = (i / h, i % h);
+            let src = &x[plane * h * w..(plane + 1) * h * w];
+            let row = |yy: isize| {
+                let sy = border.index(yy, h).expect("reflect/replicate border");
+                &src[sy * w..(sy + 1) * w]
+            };
+            let (up, down) = (row(y as isize - 1), row(y as isize + 1));
+            border.pad_row(row(y as isize), 1, buf);
+            for (x, o) in o.iter_mut().enumerate() {
+                *o = up[x] + buf[x] - 4.0 * buf[x + 1] + buf[x + 2] + down[x];
+            }
+        },
+    );
+    out
 }
 
 /// Per-frame variance of the Laplacian (the usual sharpness measure):
@@ -132,10 +264,28 @@ pub fn laplacian<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// The means are taken row-wise then column-wise: shorter reductions keep
 /// f32 error down, and burn-wgpu 0.21's single long `mean_dim` over
 /// `[N, H·W]` returned a wrong value for the last frame of a batch.
-pub fn laplacian_variance<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 1> {
+pub fn laplacian_variance<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 1> {
+    B::laplacian_variance(x)
+}
+
+/// Portable [`laplacian_variance`].
+pub fn laplacian_variance_tensor<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 1> {
     let [n, _, _, _] = x.dims();
     let l = laplacian(x);
     let mean = l.clone().mean_dim(3).mean_dim(2);
     let d = l - mean;
     (d.clone() * d).mean_dim(3).mean_dim(2).reshape([n])
+}
+
+/// Host [`laplacian_variance`] for `[N, 1, H, W]` planes: two passes in f64
+/// per frame (OpenCV's `meanStdDev` accumulates in f64 too).
+pub fn laplacian_variance_host(x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let l = laplacian_host(x, h, w);
+    l.par_chunks(h * w)
+        .map(|p| {
+            let n = p.len() as f64;
+            let mean = p.iter().map(|&v| v as f64).sum::<f64>() / n;
+            (p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n) as f32
+        })
+        .collect()
 }

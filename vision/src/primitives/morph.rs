@@ -9,11 +9,17 @@
 //! `getStructuringElement`) and apply it as portable tensor code:
 //! every kernel row is a contiguous run, so a dilation is a max over rows of
 //! a 1×run max-pool, shifted vertically. Rect kernels are a single max-pool.
+//!
+//! The host version ([`morph_host`], the NdArray backend's) uses the same
+//! row-run decomposition with a van Herk/Gil-Werman running max per run:
+//! three comparisons per pixel whatever the run length.
 
 use burn_tensor::{backend::Backend, module::max_pool2d, Tensor};
 use burn_vision::{create_structuring_element, KernelShape, Size};
+use rayon::prelude::*;
 
 use super::filter::{pad2d, Border};
+use crate::backend::ScanBackend;
 
 /// Structuring element shape (`MORPH_RECT`, `MORPH_ELLIPSE`, `MORPH_CROSS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +27,17 @@ pub enum MorphShape {
     Rect,
     Ellipse,
     Cross,
+}
+
+/// Row runs up to this length take a direct window extremum in
+/// [`morph_host`]; longer ones the van Herk/Gil-Werman scans.
+const DIRECT_MAX_RUN: usize = 8;
+
+/// The two elementary operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MorphOp {
+    Dilate,
+    Erode,
 }
 
 /// A finite stand-in for -inf so that GPU backends never see inf arithmetic.
@@ -75,22 +92,129 @@ fn dilate_once<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: us
     acc.expect("non-empty kernel")
 }
 
-/// `dilate(src, getStructuringElement(shape, Size(kw, kh)), anchor centre, iterations)`.
-pub fn dilate<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
-    (0..iterations).fold(x, |x, _| dilate_once(x, shape, kw, kh))
+/// Portable single dilation or erosion (erosion is the dual, `-dilate(-x)`).
+pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+    match op {
+        MorphOp::Dilate => dilate_once(x, shape, kw, kh),
+        MorphOp::Erode => dilate_once(x.neg(), shape, kw, kh).neg(),
+    }
 }
 
-/// `erode(...)`: the dual of dilate, `-dilate(-x)`.
-pub fn erode<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
-    dilate(x.neg(), shape, kw, kh, iterations).neg()
+/// Host single dilation or erosion over planes of `h × w`.
+///
+/// Per distinct kernel row run `[j1, j2)`, a horizontal running max over
+/// windows of `j2 - j1` (van Herk/Gil-Werman: block prefix and suffix
+/// maxima); then each output row is the max of the run results of the rows
+/// the kernel covers (runs up to `DIRECT_MAX_RUN` long take a plain window
+/// extremum instead, which vectorises). Outside the image the identity (`-inf` for max,
+/// `+inf` for min) never wins, as in OpenCV.
+pub fn morph_host(x: &[f32], h: usize, w: usize, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Vec<f32> {
+    // Generic over the extremum (not a fn pointer) so that it inlines and vectorises.
+    match op {
+        MorphOp::Dilate => morph_runs(x, h, w, shape, kw, kh, f32::NEG_INFINITY, f32::max),
+        MorphOp::Erode => morph_runs(x, h, w, shape, kw, kh, f32::INFINITY, f32::min),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn morph_runs<F>(x: &[f32], h: usize, w: usize, shape: MorphShape, kw: usize, kh: usize, identity: f32, ext: F) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Sync,
+{
+    let (r, cc) = (kh / 2, kw / 2);
+    let runs = kernel_runs(shape, kw, kh);
+    let mut distinct: Vec<(usize, usize)> = runs.iter().map(|&(_, j1, j2)| (j1, j2)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let border = Border::Constant(identity);
+    let padded_len = w + kw - 1;
+    let horizontal: Vec<Vec<f32>> = distinct
+        .iter()
+        .map(|&(j1, j2)| {
+            let len = j2 - j1;
+            let mut out = vec![0f32; x.len()];
+            out.par_chunks_mut(w).zip(x.par_chunks(w)).for_each_init(
+                || (vec![0f32; padded_len], vec![0f32; padded_len], vec![0f32; padded_len]),
+                |(p, fwd, bwd), (o, row)| {
+                    border.pad_row(row, cc, p);
+                    if len <= DIRECT_MAX_RUN {
+                        // Short runs: `len` vectorised passes beat the serial prefix scans.
+                        o.copy_from_slice(&p[j1..j1 + w]);
+                        for t in 1..len {
+                            for (o, &v) in o.iter_mut().zip(&p[j1 + t..j1 + t + w]) {
+                                *o = ext(*o, v);
+                            }
+                        }
+                        return;
+                    }
+                    running_ext(p, len, ext, fwd, bwd);
+                    // Window starting at padded index s covers [s, s + len): max(bwd[s], fwd[s + len - 1]).
+                    for (xx, o) in o.iter_mut().enumerate() {
+                        let s = xx + j1;
+                        *o = ext(bwd[s], fwd[s + len - 1]);
+                    }
+                },
+            );
+            out
+        })
+        .collect();
+    let run_src: Vec<(usize, &[f32])> = runs
+        .iter()
+        .map(|&(i, j1, j2)| (i, horizontal[distinct.iter().position(|&d| d == (j1, j2)).unwrap()].as_slice()))
+        .collect();
+    let mut out = vec![identity; x.len()];
+    out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
+        let (plane, y) = (k / h, k % h);
+        for &(i, src) in &run_src {
+            let Some(sy) = border.index(y as isize + i as isize - r as isize, h) else { continue };
+            let row = &src[(plane * h + sy) * w..(plane * h + sy + 1) * w];
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = ext(*o, v);
+            }
+        }
+    });
+    out
+}
+
+/// Block-wise running extremum for windows of `len`: `fwd[i]` is the
+/// extremum from the start of `i`'s block of `len` up to `i`, `bwd[i]` from
+/// `i` to the end of its block; any window `[s, s + len)` spans at most two
+/// blocks, so its extremum is `ext(bwd[s], fwd[s + len - 1])`.
+fn running_ext<F: Fn(f32, f32) -> f32>(p: &[f32], len: usize, ext: F, fwd: &mut [f32], bwd: &mut [f32]) {
+    for (block, (f, b)) in p.chunks(len).zip(fwd.chunks_mut(len).zip(bwd.chunks_mut(len))) {
+        let mut acc = block[0];
+        for (f, &v) in f.iter_mut().zip(block) {
+            acc = ext(acc, v);
+            *f = acc;
+        }
+        let mut acc = block[block.len() - 1];
+        for (b, &v) in b.iter_mut().zip(block).rev() {
+            acc = ext(acc, v);
+            *b = acc;
+        }
+    }
+}
+
+fn morph_n<B: ScanBackend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
+    (0..iterations).fold(x, |x, _| B::morph(x, op, shape, kw, kh))
+}
+
+/// `dilate(src, getStructuringElement(shape, Size(kw, kh)), anchor centre, iterations)`.
+pub fn dilate<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
+    morph_n(x, MorphOp::Dilate, shape, kw, kh, iterations)
+}
+
+/// `erode(...)`: the dual of dilate.
+pub fn erode<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
+    morph_n(x, MorphOp::Erode, shape, kw, kh, iterations)
 }
 
 /// `morphologyEx(MORPH_OPEN)`: erode then dilate.
-pub fn open<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+pub fn open<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
     dilate(erode(x, shape, kw, kh, 1), shape, kw, kh, 1)
 }
 
 /// `morphologyEx(MORPH_CLOSE)`: dilate then erode.
-pub fn close<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+pub fn close<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
     erode(dilate(x, shape, kw, kh, 1), shape, kw, kh, 1)
 }

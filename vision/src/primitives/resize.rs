@@ -4,9 +4,13 @@
 //! input rows/columns. The weights and indices are computed on the host
 //! exactly like OpenCV computes its tables, and applied on the device as
 //! `select` + multiply-add (a K-tap gather), which is cheaper than a dense
-//! resampling matmul.
+//! resampling matmul. The host version ([`resize_host`]) applies the same
+//! tables in the same order, so its results are bit-identical.
 
 use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::backend::ScanBackend;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interpolation {
@@ -23,13 +27,58 @@ pub fn round_levels<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Resize `[N, C, H, W]` to `[N, C, out_h, out_w]` (float result; see [`round_levels`]).
-pub fn resize<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
+pub fn resize<B: ScanBackend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     if (w, h) == (out_w, out_h) {
         return x;
     }
+    B::resize(x, out_w, out_h, interp)
+}
+
+/// Portable [`resize`]: x then y, each a K-tap gather.
+pub fn resize_tensor<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
+    let [_, _, h, w] = x.dims();
     let x = if w != out_w { resample_axis(x, 3, &taps(w, out_w, interp)) } else { x };
     if h != out_h { resample_axis(x, 2, &taps(h, out_h, interp)) } else { x }
+}
+
+/// Host [`resize`] over planes of `h × w`: rows then columns, taps summed
+/// in table order like [`resize_tensor`].
+pub fn resize_host(x: &[f32], h: usize, w: usize, out_w: usize, out_h: usize, interp: Interpolation) -> Vec<f32> {
+    let planes = x.len() / (h * w);
+    let horizontal = if w != out_w {
+        let taps = taps(w, out_w, interp);
+        let mut out = vec![0f32; planes * h * out_w];
+        out.par_chunks_mut(out_w).zip(x.par_chunks(w)).for_each(|(o, row)| {
+            for (j, (idx, wt)) in taps.iter().enumerate() {
+                for ((o, &i), &k) in o.iter_mut().zip(idx).zip(wt) {
+                    let term = row[i as usize] * k;
+                    *o = if j == 0 { term } else { *o + term };
+                }
+            }
+        });
+        out
+    } else {
+        x.to_vec()
+    };
+    if h == out_h {
+        return horizontal;
+    }
+    let taps = taps(h, out_h, interp);
+    let mut out = vec![0f32; planes * out_h * out_w];
+    out.par_chunks_mut(out_w).enumerate().for_each(|(k, o)| {
+        let (plane, y) = (k / out_h, k % out_h);
+        for (j, (idx, wt)) in taps.iter().enumerate() {
+            let sy = idx[y] as usize;
+            let row = &horizontal[(plane * h + sy) * out_w..(plane * h + sy + 1) * out_w];
+            let k = wt[y];
+            for (o, &v) in o.iter_mut().zip(row) {
+                let term = v * k;
+                *o = if j == 0 { term } else { *o + term };
+            }
+        }
+    });
+    out
 }
 
 /// Per-output taps: `taps[k] = (source index, weight)` for every output position.

@@ -3,17 +3,26 @@
 //! rectify the item with a perspective transform.
 
 use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::backend::ScanBackend;
 
 /// Sample `img` (`[1, C, H, W]`) at `map[i] = (x, y)` for every output pixel
 /// in row-major order of an `out_w × out_h` image; outside pixels read 0.
-pub fn remap_bilinear<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<B, 4> {
-    let [n, c, h, w] = img.dims();
+pub fn remap_bilinear<B: ScanBackend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<B, 4> {
+    let [n, _, _, _] = img.dims();
     assert_eq!(n, 1, "remap one image at a time");
     assert_eq!(map.len(), out_w * out_h);
-    let device = img.device();
-    let len = map.len();
-    let mut idx = vec![vec![0i64; len]; 4];
-    let mut wt = vec![vec![0f32; len]; 4];
+    B::remap_bilinear(img, map, out_w, out_h)
+}
+
+/// The four bilinear taps per output pixel: flat source index and weight,
+/// index 0 and weight 0 for corners outside the image.
+type Taps = (Vec<[i64; 4]>, Vec<[f32; 4]>);
+
+fn bilinear_taps(map: &[(f32, f32)], w: usize, h: usize) -> Taps {
+    let mut idx = vec![[0i64; 4]; map.len()];
+    let mut wt = vec![[0f32; 4]; map.len()];
     for (i, &(x, y)) in map.iter().enumerate() {
         let (x0, y0) = (x.floor(), y.floor());
         let (ax, ay) = (x - x0, y - y0);
@@ -21,18 +30,28 @@ pub fn remap_bilinear<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: 
         for (k, &(dx, dy, weight)) in corners.iter().enumerate() {
             let (xx, yy) = (x0 as i64 + dx, y0 as i64 + dy);
             if xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h {
-                idx[k][i] = yy * w as i64 + xx;
-                wt[k][i] = weight;
+                idx[i][k] = yy * w as i64 + xx;
+                wt[i][k] = weight;
             }
         }
     }
+    (idx, wt)
+}
+
+/// Portable [`remap_bilinear`]: four gathers.
+pub fn remap_bilinear_tensor<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<B, 4> {
+    let [_, c, h, w] = img.dims();
+    let device = img.device();
+    let len = map.len();
+    let (idx, wt) = bilinear_taps(map, w, h);
     let flat = img.reshape([1, c, h * w]);
     let mut acc: Option<Tensor<B, 3>> = None;
     for k in 0..4 {
-        let ix = Tensor::<B, 1, Int>::from_data(TensorData::new(idx[k].clone(), [len]), &device)
+        let ix = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]), &device)
             .reshape([1, 1, len])
             .expand([1, c, len]);
-        let wk = Tensor::<B, 1>::from_data(TensorData::new(wt[k].clone(), [len]), &device).reshape([1, 1, len]);
+        let wk = Tensor::<B, 1>::from_data(TensorData::new(wt.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]), &device)
+            .reshape([1, 1, len]);
         let term = flat.clone().gather(2, ix) * wk;
         acc = Some(match acc {
             Some(a) => a + term,
@@ -40,4 +59,19 @@ pub fn remap_bilinear<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: 
         });
     }
     acc.expect("four taps").reshape([1, c, out_h, out_w])
+}
+
+/// Host [`remap_bilinear`] over the `C` planes of one `h × w` image; taps
+/// summed in the same order as the tensor version.
+pub fn remap_bilinear_host(img: &[f32], h: usize, w: usize, map: &[(f32, f32)]) -> Vec<f32> {
+    let (idx, wt) = bilinear_taps(map, w, h);
+    let len = map.len();
+    let mut out = vec![0f32; img.len() / (h * w) * len];
+    out.par_chunks_mut(len).zip(img.par_chunks(h * w)).for_each(|(o, src)| {
+        for ((o, i), k) in o.iter_mut().zip(&idx).zip(&wt) {
+            let t = |j: usize| src[i[j] as usize] * k[j];
+            *o = t(0) + t(1) + t(2) + t(3);
+        }
+    });
+    out
 }

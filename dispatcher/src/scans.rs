@@ -32,7 +32,7 @@ pub const MAX_PROBE_HOLD_MS: u64 = 60_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitScan {
-    /// `probe` or `video_scan`.
+    /// `probe`, `video_scan` (a video) or `item_crop` (a JPEG, PNG or WebP photo).
     pub kind: String,
     /// Where the worker downloads the input from (http or https).
     pub source_url: Option<String>,
@@ -178,14 +178,14 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
                 }
             }
         }
-        ScanKind::VideoScan => {
+        ScanKind::VideoScan | ScanKind::ItemCrop => {
             for (name, value) in &params {
                 match (name.as_str(), value.as_u64()) {
                     ("downscale_max", Some(px)) if (64..=4096).contains(&px) => {}
                     _ => {
                         return Err(ApiError::unprocessable(
                             "invalid_params",
-                            format!("video_scan takes only downscale_max (64–4096); got {name:?}"),
+                            format!("{} takes only downscale_max (64–4096); got {name:?}", kind.as_str()),
                         ))
                     }
                 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     canny,
     error::VisionError,
+    item_crop::{crop_items, ItemCropOptions, ItemCropOutput},
     pipeline::{analyze_video, ScanOptions, VideoScanOutput},
 };
 
@@ -199,6 +200,15 @@ impl ScanEngine {
             Resolved::Cuda => {
                 analyze_video::<burn_cuda::Cuda<f32, i32>>(path, opts, &burn_cuda::CudaDevice::new(0))
             }
+        }
+    }
+
+    /// Run one `item_crop` on the resolved backend; `photo` is the encoded file.
+    pub fn crop_items(&self, photo: &[u8], opts: &ItemCropOptions) -> Result<ItemCropOutput, VisionError> {
+        match self.resolved {
+            Resolved::Cpu => crop_items::<crate::Cpu>(photo, opts, &Default::default()),
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda => crop_items::<burn_cuda::Cuda<f32, i32>>(photo, opts, &burn_cuda::CudaDevice::new(0)),
         }
     }
 }

@@ -11,7 +11,7 @@ use protocol::netguard::DestinationPolicy;
 use protocol::{ScanJob, ScanKind};
 use serde_json::{json, Value};
 use vision::backend::ScanEngine;
-use vision::{ScanOptions, VisionError};
+use vision::{ItemCropOptions, ScanOptions, VisionError};
 
 /// Why a scan did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,7 +94,16 @@ pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<Jo
     match job.kind {
         ScanKind::Probe => probe(job, context, attempt).await,
         ScanKind::VideoScan => video_scan(job, context).await,
+        ScanKind::ItemCrop => item_crop(job, context).await,
     }
+}
+
+/// The scan's `downscale_max` parameter, never above the worker's own limit.
+fn downscale_max(job: &ScanJob, context: &JobContext) -> usize {
+    job.params
+        .get("downscale_max")
+        .and_then(Value::as_u64)
+        .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max))
 }
 
 /// A probe does no vision work: it reports who ran it, after holding the
@@ -126,14 +135,7 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
     let path = dir.path().join("input");
     tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
     drop(input);
-    let options = ScanOptions {
-        downscale_max: job
-            .params
-            .get("downscale_max")
-            .and_then(Value::as_u64)
-            .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max)),
-        ..ScanOptions::default()
-    };
+    let options = ScanOptions { downscale_max: downscale_max(job, context), ..ScanOptions::default() };
     let output = analyze_blocking(context.engine.clone(), path, options).await?;
 
     let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
@@ -156,6 +158,37 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         },
         "report": output.report,
         "artifacts": { "golden_frames": golden_paths, "defect_mask": mask_path },
+    });
+    Ok(JobOutput { result, stage_ms })
+}
+
+/// Finds the items in a photo; each crop goes to the blob store as a JPEG and
+/// the result lists their paths next to the boxes.
+async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
+    let input = fetch_input(job, context).await?;
+    let options = ItemCropOptions { downscale_max: downscale_max(job, context), ..ItemCropOptions::default() };
+    let engine = context.engine.clone();
+    let output = match tokio::task::spawn_blocking(move || engine.crop_items(&input, &options)).await {
+        Ok(outcome) => outcome?,
+        Err(join_error) => return Err(JobError::Transient(format!("pipeline panicked: {join_error}"))),
+    };
+
+    let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
+    let mut crops = Vec::new();
+    for (item, jpeg) in output.report.items.iter().zip(&output.crops) {
+        let path = format!("{prefix}/crop_{:02}.jpg", item.index);
+        put_artifact(&context.blobs, &path, jpeg).await?;
+        crops.push(json!({ "item": item.index, "path": path, "size": item.crop_size }));
+    }
+    let stage_ms = output.report.timings_ms.iter().map(|t| (t.stage.clone(), t.ms)).collect();
+    let result = json!({
+        "kind": "item_crop",
+        "summary": {
+            "items": output.report.items.len(),
+            "backend": output.report.backend,
+        },
+        "report": output.report,
+        "artifacts": { "crops": crops },
     });
     Ok(JobOutput { result, stage_ms })
 }
@@ -240,8 +273,24 @@ fn too_large(max_bytes: u64) -> JobError {
     JobError::bad("input_too_large", format!("source is larger than {max_bytes} bytes"))
 }
 
-/// Runs one scan of a local file with no services (`worker analyze`).
+/// Runs one `video_scan` of a local file with no services (`worker analyze`).
 pub fn analyze_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::VideoScanOutput, VisionError> {
     let options = ScanOptions { downscale_max, ..ScanOptions::default() };
     engine.analyze(path, &options)
+}
+
+/// Runs one `item_crop` of a local photo with no services (`worker analyze --kind item_crop`).
+pub fn crop_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::ItemCropOutput, VisionError> {
+    let photo = std::fs::read(path).map_err(|e| VisionError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    let options = ItemCropOptions { downscale_max, ..ItemCropOptions::default() };
+    engine.crop_items(&photo, &options)
+}
+
+/// Writes an `item_crop`'s crops as `dir/crop_NN.jpg` (`worker analyze --crops-dir`).
+pub fn write_crops(output: &vision::ItemCropOutput, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (item, jpeg) in output.report.items.iter().zip(&output.crops) {
+        std::fs::write(dir.join(format!("crop_{:02}.jpg", item.index)), jpeg)?;
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! End-to-end fleet tests: dispatcher → PostgreSQL + RabbitMQ → workers → result.
 //! One test binary (faster to link); each module is one area.
 
+mod item_crop;
 mod operate;
 mod routing;
 mod video;

@@ -195,7 +195,7 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
 }
 
 /// Stage 2 on the device: the wall mask at detection size, read back once.
-fn edge_walls<B: ScanBackend>(bgr: Tensor<B, 4>, dw: usize, dh: usize, opts: &ItemCropOptions) -> Vec<bool> {
+pub fn edge_walls<B: ScanBackend>(bgr: Tensor<B, 4>, dw: usize, dh: usize, opts: &ItemCropOptions) -> Vec<bool> {
     let gray = round_levels(resize(bgr_to_gray(bgr), dw, dh, Interpolation::Area));
     let smooth = gaussian_blur(gray, 0, opts.blur_sigma, Border::Reflect101);
     let edges = canny(smooth, opts.canny_low, opts.canny_high);
@@ -211,89 +211,153 @@ pub struct FoundItem {
     pub confidence: f64,
 }
 
-/// Distance from the boundary pixel centres of a region to the outline
-/// they sit behind. The wall is the Canny line (on either side of the true
-/// step) plus one pixel towards +x/+y from the 2×2 dilation: a region's
-/// last pixel is on average 1.5 px inside the outline, 0.5 px more on the
-/// left/top sides and 0.5 px less on the right/bottom ones. So the fitted
-/// lines move out by 1.5 px and the quad then shifts by (-0.5, -0.5).
-const WALL_OFFSET: f64 = 1.5;
+/// Where the outline lies relative to the boundary pixel centres of a
+/// shape, in pixels outwards. The wall is the Canny line (on either side of
+/// the true step) plus one pixel towards +x/+y from the 2×2 dilation, so:
+/// - an enclosed region's last pixel is on average 1.5 px inside the
+///   outline (2 px on the left/top sides, 1 px on the right/bottom ones);
+/// - a blob (walls included)'s last pixel is on average 0.5 px outside it
+///   (0 px on the left/top, 1 px on the right/bottom).
+///
+/// Lines fitted to the boundary move out by the mean and the quad then
+/// shifts by [`WALL_SHIFT`] to undo the +x/+y asymmetry.
+const REGION_OFFSET: f64 = 1.5;
+const BLOB_OFFSET: f64 = -0.5;
 const WALL_SHIFT: f64 = -0.5;
 
-/// Stages 3 and 4 on the host: enclosed regions → items.
+/// A shape that passed the item filters.
+#[derive(Clone, Debug)]
+struct Shape {
+    rect: MinRect,
+    rectangularity: f64,
+    quad: [[f64; 2]; 4],
+}
+
+impl Shape {
+    /// Whether this (a blob or part of one) is plausibly the outline of the
+    /// item `core` belongs to: around it and not much larger (a print area
+    /// is about 75 % of its item).
+    fn fits_around(&self, core: &Shape) -> bool {
+        point_in_convex(&self.quad, core.rect.centre) && self.rect.area() <= 1.7 * core.rect.area()
+    }
+}
+
+/// Hull → minimum-area rectangle → filters → quad, for one shape's boundary pixels.
+fn fit_shape(boundary: &[[f64; 2]], offset: f64, min_area: f64, opts: &ItemCropOptions) -> Option<Shape> {
+    let hull = convex_hull(boundary);
+    if hull.len() < 3 {
+        return None;
+    }
+    let rect = min_area_rect(&hull);
+    let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
+    let rectangularity = polygon_area(&hull) / (long * short).max(1e-9);
+    if long * short < min_area || short / long < opts.min_aspect || rectangularity < opts.min_rectangularity {
+        return None;
+    }
+    let quad = fit_quad(&rect, boundary, offset);
+    Some(Shape { rect, rectangularity, quad })
+}
+
+/// Boundary pixels (a 4-neighbour differs, or lies outside the image) of
+/// every group in `group` (`usize::MAX` = none), as `groups` point lists.
+fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Vec<[f64; 2]>> {
+    let mut out = vec![Vec::new(); groups];
+    for y in 0..h {
+        for x in 0..w {
+            let g = group[y * w + x];
+            if g == usize::MAX {
+                continue;
+            }
+            let differs = |xx: isize, yy: isize| {
+                xx < 0 || yy < 0 || xx as usize >= w || yy as usize >= h || group[yy as usize * w + xx as usize] != g
+            };
+            let (xi, yi) = (x as isize, y as isize);
+            if differs(xi - 1, yi) || differs(xi + 1, yi) || differs(xi, yi - 1) || differs(xi, yi + 1) {
+                out[g].push([x as f64, y as f64]);
+            }
+        }
+    }
+    out
+}
+
+/// Stages 3 and 4 on the host: walls → items.
+///
+/// The background is every region that touches the image border; each
+/// connected blob of the rest (walls included) is one item, or several
+/// items that touch or overlap. Enclosed regions that are themselves
+/// item-like ("cores": an item's border band or print area) tell them
+/// apart: a blob holding two or more large disjoint cores is split between
+/// them, each pixel going to the nearest core. The split is kept only if
+/// every part is item-shaped.
 pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) -> Vec<FoundItem> {
     let open: Vec<bool> = walls.iter().map(|&v| !v).collect();
     let (labels, comps) = label_mask(&open, w, h);
     let min_area = opts.min_item_area_frac * (w * h) as f64;
-
-    // Regions that could be (the outermost band of) an item: off the image
-    // border and with a bounding box big enough.
-    let mut slot = vec![usize::MAX; comps.len() + 1];
-    let mut points: Vec<Vec<[f64; 2]>> = Vec::new();
+    let touches_border = |c: &crate::primitives::Component| c.left == 0 || c.top == 0 || c.left + c.width == w || c.top + c.height == h;
+    let mut background = vec![false; comps.len() + 1];
     for c in &comps {
-        let on_border = c.left == 0 || c.top == 0 || c.left + c.width == w || c.top + c.height == h;
-        if on_border || ((c.width * c.height) as f64) < min_area * 0.5 {
-            continue;
-        }
-        slot[c.label as usize] = points.len();
-        points.push(Vec::new());
+        background[c.label as usize] = touches_border(c);
     }
-    // Boundary pixels (a 4-neighbour belongs elsewhere) of those regions.
-    for y in 0..h {
-        for x in 0..w {
-            let l = labels[y * w + x];
-            let s = slot[l as usize];
-            if l == 0 || s == usize::MAX {
-                continue;
-            }
-            let differs = |xx: usize, yy: usize| labels[yy * w + xx] != l;
-            if differs(x - 1, y) || differs(x + 1, y) || differs(x, y - 1) || differs(x, y + 1) {
-                points[s].push([x as f64, y as f64]);
-            }
+
+    // Cores: enclosed regions big enough to be an item's band or print area.
+    let mut core_slot = vec![usize::MAX; comps.len() + 1];
+    let mut n_regions = 0;
+    for c in comps.iter().filter(|c| !background[c.label as usize] && ((c.width * c.height) as f64) >= min_area * 0.5) {
+        core_slot[c.label as usize] = n_regions;
+        n_regions += 1;
+    }
+    let region_of: Vec<usize> = labels.iter().map(|&l| if l == 0 { usize::MAX } else { core_slot[l as usize] }).collect();
+    let mut cores: Vec<Shape> = boundaries(&region_of, n_regions, w, h)
+        .iter()
+        .filter_map(|b| fit_shape(b, REGION_OFFSET, min_area, opts))
+        .collect();
+    // Outermost first; a core inside another is that item's art.
+    cores.sort_by(|a, b| b.rect.area().total_cmp(&a.rect.area()));
+    let mut outer: Vec<Shape> = Vec::new();
+    for core in cores {
+        if !outer.iter().any(|o| point_in_convex(&o.quad, core.rect.centre)) {
+            outer.push(core);
         }
     }
 
-    struct Candidate {
-        rect: MinRect,
-        hull: Vec<[f64; 2]>,
-        rectangularity: f64,
-        boundary: Vec<[f64; 2]>,
-    }
-    let mut candidates: Vec<Candidate> = points
-        .into_iter()
-        .filter_map(|boundary| {
-            let hull = convex_hull(&boundary);
-            if hull.len() < 3 {
-                return None;
+    // Blobs: everything that is not background.
+    let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
+    let (blob_labels, blobs) = label_mask(&solid, w, h);
+    let mut items = Vec::new();
+    for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
+        let inside: Vec<&Shape> = outer
+            .iter()
+            .filter(|c| {
+                let (cx, cy) = (c.rect.centre[0].round() as usize, c.rect.centre[1].round() as usize);
+                cx < w && cy < h && blob_labels[cy * w + cx] == blob.label
+            })
+            .collect();
+        // Cores big enough to be a whole item's band or print area (art
+        // regions are smaller; the nesting test already removed most).
+        let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= 0.12 * blob.area as f64).collect();
+        let whole_blob = || {
+            let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
+            boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
+        };
+        let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
+        let parts: Vec<Shape> = if let Some(split) = split {
+            // Each core's part gives the outline (walls included); where a
+            // part is spoilt (clutter stuck to it), the core alone stands in.
+            split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| (*core).clone())).collect()
+        } else {
+            match (whole_blob(), big.first()) {
+                (Some(part), Some(core)) if !part.fits_around(core) => vec![(*core).clone()],
+                (Some(part), _) => vec![part],
+                (None, Some(core)) => vec![(*core).clone()],
+                (None, None) => vec![],
             }
-            let rect = min_area_rect(&hull);
-            let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
-            let rectangularity = polygon_area(&hull) / (long * short).max(1e-9);
-            let ok = long * short >= min_area && short / long >= opts.min_aspect && rectangularity >= opts.min_rectangularity;
-            ok.then_some(Candidate { rect, hull, rectangularity, boundary })
-        })
-        .collect();
-    // Outermost first: a region whose centre lies inside an accepted item is
-    // that item's art (or the print area inside its border).
-    candidates.sort_by(|a, b| b.rect.area().total_cmp(&a.rect.area()));
-    let mut accepted: Vec<(Candidate, [[f64; 2]; 4])> = Vec::new();
-    for cand in candidates {
-        let centre = polygon_centroid(&cand.hull);
-        if accepted.iter().any(|(_, quad)| point_in_convex(quad, centre)) {
-            continue;
+        };
+        for part in parts {
+            let support = edge_support(&part.quad, walls, w, h);
+            let quad = orient(part.quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
+            items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
         }
-        let quad = fit_quad(&cand.rect, &cand.boundary);
-        accepted.push((cand, quad));
     }
-
-    let mut items: Vec<FoundItem> = accepted
-        .into_iter()
-        .map(|(cand, quad)| {
-            let support = edge_support(&quad, walls, w, h);
-            let quad = orient(quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
-            FoundItem { quad, confidence: (support * cand.rectangularity.min(1.0)).clamp(0.0, 1.0) }
-        })
-        .collect();
     // Reading order: top to bottom, then left to right, by centre.
     items.sort_by(|a, b| {
         let ca = quad_centre(&a.quad);
@@ -301,6 +365,68 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         (ca[1] + ca[0] * 0.25).total_cmp(&(cb[1] + cb[0] * 0.25))
     });
     items
+}
+
+/// Split one blob between its cores (nearest core quad wins); a part that
+/// is not item-shaped is `None`. The split as a whole is `None` when the
+/// lines between the parts do not run along walls: separate items meet at a
+/// visible seam, while two cores of one item (its print area cut in two by
+/// the art) are parted by a line through unbroken print.
+#[allow(clippy::too_many_arguments)]
+fn split_blob(
+    blob_labels: &[u32],
+    blob: &crate::primitives::Component,
+    cores: &[&Shape],
+    walls: &[bool],
+    w: usize,
+    h: usize,
+    min_area: f64,
+    opts: &ItemCropOptions,
+) -> Option<Vec<Option<Shape>>> {
+    let mut group = vec![usize::MAX; w * h];
+    for y in blob.top..blob.top + blob.height {
+        for x in blob.left..blob.left + blob.width {
+            if blob_labels[y * w + x] != blob.label {
+                continue;
+            }
+            let p = [x as f64, y as f64];
+            let nearest = (0..cores.len()).min_by(|&a, &b| quad_distance(&cores[a].quad, p).total_cmp(&quad_distance(&cores[b].quad, p)));
+            group[y * w + x] = nearest.unwrap_or(0);
+        }
+    }
+    // Pixels on a line between two parts, and how many of them are wall
+    // (within a pixel: the Voronoi line need not sit exactly on the seam).
+    let (mut seam, mut on_wall) = (0usize, 0usize);
+    for y in blob.top.max(1)..(blob.top + blob.height).min(h - 1) {
+        for x in blob.left.max(1)..(blob.left + blob.width).min(w - 1) {
+            let (g, right, down) = (group[y * w + x], group[y * w + x + 1], group[(y + 1) * w + x]);
+            if g == usize::MAX || !((right != g && right != usize::MAX) || (down != g && down != usize::MAX)) {
+                continue;
+            }
+            seam += 1;
+            let near_wall = (y - 1..=y + 1).any(|yy| (x - 1..=x + 1).any(|xx| walls[yy * w + xx]));
+            on_wall += near_wall as usize;
+        }
+    }
+    if seam == 0 || (on_wall as f64) < 0.5 * seam as f64 {
+        return None;
+    }
+    Some(boundaries(&group, cores.len(), w, h).iter().map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts)).collect())
+}
+
+/// Distance from `p` to a convex quad (0 inside).
+fn quad_distance(q: &[[f64; 2]; 4], p: [f64; 2]) -> f64 {
+    if point_in_convex(q, p) {
+        return 0.0;
+    }
+    (0..4)
+        .map(|k| {
+            let (a, b) = (q[k], q[(k + 1) % 4]);
+            let ab = [b[0] - a[0], b[1] - a[1]];
+            let t = (dot([p[0] - a[0], p[1] - a[1]], ab) / dot(ab, ab).max(1e-12)).clamp(0.0, 1.0);
+            dist(p, [a[0] + t * ab[0], a[1] + t * ab[1]])
+        })
+        .fold(f64::MAX, f64::min)
 }
 
 /// Minimum-area bounding rectangle: centre, unit axes and half extents.
@@ -359,22 +485,6 @@ pub fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
 fn polygon_area(poly: &[[f64; 2]]) -> f64 {
     let n = poly.len();
     (0..n).map(|i| poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]).sum::<f64>().abs() / 2.0
-}
-
-fn polygon_centroid(poly: &[[f64; 2]]) -> [f64; 2] {
-    let n = poly.len();
-    let (mut a, mut cx, mut cy) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (p, q) = (poly[i], poly[(i + 1) % n]);
-        let c = p[0] * q[1] - q[0] * p[1];
-        a += c;
-        cx += (p[0] + q[0]) * c;
-        cy += (p[1] + q[1]) * c;
-    }
-    if a.abs() < 1e-9 {
-        return quad_centre(poly);
-    }
-    [cx / (3.0 * a), cy / (3.0 * a)]
 }
 
 fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
@@ -452,9 +562,9 @@ fn fit_line(points: &[[f64; 2]]) -> Line {
 
 /// Four lines fitted to the boundary points that lie along each side of the
 /// minimum-area rectangle (corners left out: real cards have rounded ones),
-/// moved out by [`WALL_OFFSET`], intersected into corners. A side with too
+/// moved out by `offset`, intersected into corners. A side with too
 /// few points (hidden under another item) keeps the rectangle's side.
-fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]]) -> [[f64; 2]; 4] {
+fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4] {
     let [a, b] = rect.half;
     // Sides in order: v = -b, u = +a, v = +b, u = -a; each as (outward normal in
     // local coordinates, half extent across, half length along).
@@ -481,7 +591,7 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]]) -> [[f64; 2]; 4] {
             } else {
                 Line { point: rect.point(n[0] * across, n[1] * across), direction: [-world_n[1], world_n[0]] }
             };
-            Line { point: [line.point[0] + WALL_OFFSET * world_n[0], line.point[1] + WALL_OFFSET * world_n[1]], direction: line.direction }
+            Line { point: [line.point[0] + offset * world_n[0], line.point[1] + offset * world_n[1]], direction: line.direction }
         })
         .collect();
     // Corner k joins side k-1 and side k.
@@ -493,8 +603,8 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]]) -> [[f64; 2]; 4] {
             let c = rect_corners[k];
             let d = [c[0] - rect.centre[0], c[1] - rect.centre[1]];
             let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
-            // Out by the wall offset along both sides' normals (√2 along the diagonal).
-            [c[0] + d[0] / len * WALL_OFFSET * 2f64.sqrt(), c[1] + d[1] / len * WALL_OFFSET * 2f64.sqrt()]
+            // Out by the offset along both sides' normals (√2 along the diagonal).
+            [c[0] + d[0] / len * offset * 2f64.sqrt(), c[1] + d[1] / len * offset * 2f64.sqrt()]
         };
         quad[k] = match intersect(lines[(k + 3) % 4], lines[k]) {
             Some(p) if ((p[0] - fallback[0]).powi(2) + (p[1] - fallback[1]).powi(2)).sqrt() < limit => p,
@@ -676,7 +786,7 @@ mod tests {
         assert_eq!(items.len(), 2, "{items:?}");
         let sizes: Vec<[f64; 2]> = items.iter().map(|i| [dist(i.quad[0], i.quad[1]), dist(i.quad[0], i.quad[3])]).collect();
         // The enclosed regions span 37×57 and 47×37 pixel centres; the outline
-        // lies WALL_OFFSET beyond them on every side.
+        // lies REGION_OFFSET beyond them on every side.
         assert!((sizes[0][0] - 39.0).abs() < 0.5 && (sizes[0][1] - 59.0).abs() < 0.5, "{sizes:?}");
         assert!((sizes[1][0] - 49.0).abs() < 0.5 && (sizes[1][1] - 39.0).abs() < 0.5, "{sizes:?}");
         assert!(items.iter().all(|i| i.confidence > 0.9), "{items:?}");

@@ -98,7 +98,7 @@ fn jpeg_size(b: &[u8]) -> Option<(usize, usize)> {
         match marker {
             // Stand-alone markers carry no length.
             0x01 | 0xD0..=0xD7 => continue,
-            0xD8 | 0xD9 | 0xDA => return None,
+            0xD8..=0xDA => return None,
             // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 let height = be16(b, i + 3)?;

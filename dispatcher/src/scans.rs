@@ -32,8 +32,9 @@ pub const MAX_PROBE_HOLD_MS: u64 = 60_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitScan {
-    /// What the scan does. A string here (not the enum) so that an unknown
-    /// kind gets its own problem code instead of a generic parse error.
+    /// `probe`, `video_scan` (a video) or `item_crop` (a JPEG, PNG or WebP
+    /// photo). A string here (not the enum) so that an unknown kind gets its
+    /// own problem code instead of a generic parse error.
     #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// Where the worker downloads the input from (http or https).
@@ -201,14 +202,14 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
                 }
             }
         }
-        ScanKind::VideoScan => {
+        ScanKind::VideoScan | ScanKind::ItemCrop => {
             for (name, value) in &params {
                 match (name.as_str(), value.as_u64()) {
                     ("downscale_max", Some(px)) if (64..=4096).contains(&px) => {}
                     _ => {
                         return Err(ApiError::unprocessable(
                             "invalid_params",
-                            format!("video_scan takes only downscale_max (64–4096); got {name:?}"),
+                            format!("{} takes only downscale_max (64–4096); got {name:?}", kind.as_str()),
                         ))
                     }
                 }

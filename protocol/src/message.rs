@@ -15,15 +15,18 @@ pub enum ScanKind {
     Probe,
     /// Grade a collectible from a short video (seeds 001, 002).
     VideoScan,
+    /// Find and crop every card or comic in a photo (seed 000).
+    ItemCrop,
 }
 
 impl ScanKind {
-    pub const ALL: [ScanKind; 2] = [ScanKind::Probe, ScanKind::VideoScan];
+    pub const ALL: [ScanKind; 3] = [ScanKind::Probe, ScanKind::VideoScan, ScanKind::ItemCrop];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ScanKind::Probe => "probe",
             ScanKind::VideoScan => "video_scan",
+            ScanKind::ItemCrop => "item_crop",
         }
     }
 
@@ -258,6 +261,8 @@ mod tests {
             assert_eq!(ScanStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(ScanKind::parse("teleport"), None);
+        // The serde name is the wire and database name.
+        assert_eq!(serde_json::to_value(ScanKind::ItemCrop).unwrap(), "item_crop");
         assert_eq!(Tier::parse("gold"), None);
     }
 }

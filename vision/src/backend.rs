@@ -16,6 +16,7 @@ use crate::{
     canny,
     error::VisionError,
     flow, frames,
+    item_crop::{crop_items, ItemCropOptions, ItemCropOutput},
     pipeline::{analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput},
     primitives::{self, Border, Interpolation, MorphOp, MorphShape},
 };
@@ -263,6 +264,15 @@ impl ScanEngine {
                 &burn_cuda::CudaDevice::new(0),
                 progress,
             ),
+        }
+    }
+
+    /// Run one `item_crop` on the resolved backend; `photo` is the encoded file.
+    pub fn crop_items(&self, photo: &[u8], opts: &ItemCropOptions) -> Result<ItemCropOutput, VisionError> {
+        match self.resolved {
+            Resolved::Cpu => crop_items::<crate::Cpu>(photo, opts, &Default::default()),
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda => crop_items::<burn_cuda::Cuda<f32, i32>>(photo, opts, &burn_cuda::CudaDevice::new(0)),
         }
     }
 }

@@ -8,6 +8,9 @@ pub enum VisionError {
     /// The file is not a video container OpenCV can decode (or is an image).
     #[error("input is not a video: {0}")]
     InputNotVideo(String),
+    /// The file is not a JPEG, PNG or WebP photo (or its header is corrupt).
+    #[error("input is not an image: {0}")]
+    InputNotImage(String),
     /// The container declares more frames than could be decoded.
     #[error("input video is truncated: {0}")]
     InputTruncated(String),
@@ -30,6 +33,7 @@ impl VisionError {
     pub fn code(&self) -> &'static str {
         match self {
             VisionError::InputNotVideo(_) => "input_not_video",
+            VisionError::InputNotImage(_) => "input_not_image",
             VisionError::InputTruncated(_) => "input_truncated",
             VisionError::InputEmpty => "input_empty",
             VisionError::InputTooLarge(_) => "input_too_large",
@@ -43,6 +47,7 @@ impl VisionError {
         matches!(
             self,
             VisionError::InputNotVideo(_)
+                | VisionError::InputNotImage(_)
                 | VisionError::InputTruncated(_)
                 | VisionError::InputEmpty
                 | VisionError::InputTooLarge(_)

@@ -12,6 +12,8 @@
 //! - [`flow`]: Farneback dense optical flow.
 //! - [`synth`]: synthetic scan generator with ground truth.
 //! - [`pipeline`]: the `video_scan` pipeline.
+//! - [`item_crop`]: the `item_crop` scan (items found and cropped in a photo);
+//!   [`photo`] decodes its input, [`synth_photo`] renders test photos.
 //! - [`backend`]: the [`ScanBackend`] ops and backend selection at the edge (cpu | cuda | auto).
 //! - `host`: the CPU backend's plain-Rust implementations of those ops.
 
@@ -21,12 +23,16 @@ pub mod error;
 pub mod flow;
 pub mod frames;
 mod host;
+pub mod item_crop;
+pub mod photo;
 pub mod pipeline;
 pub mod primitives;
 pub mod synth;
+pub mod synth_photo;
 
 pub use backend::{BackendChoice, BackendReport, ScanBackend};
 pub use error::VisionError;
+pub use item_crop::{crop_items, ItemCropOptions, ItemCropOutput};
 pub use pipeline::{analyze_video, analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput};
 
 /// The CPU backend used by CPU workers.

@@ -11,7 +11,7 @@ use protocol::netguard::DestinationPolicy;
 use protocol::{ScanJob, ScanKind};
 use serde_json::{json, Value};
 use vision::backend::ScanEngine;
-use vision::{ScanOptions, VisionError};
+use vision::{ItemCropOptions, ScanOptions, VisionError};
 
 use crate::cache::{cache_key, CacheSource, ResultCache};
 
@@ -107,7 +107,16 @@ pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<Jo
     match job.kind {
         ScanKind::Probe => probe(job, context, attempt).await,
         ScanKind::VideoScan => video_scan(job, context).await,
+        ScanKind::ItemCrop => item_crop(job, context).await,
     }
+}
+
+/// The scan's `downscale_max` parameter, never above the worker's own limit.
+fn downscale_max(job: &ScanJob, context: &JobContext) -> usize {
+    job.params
+        .get("downscale_max")
+        .and_then(Value::as_u64)
+        .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max))
 }
 
 /// A probe does no vision work: it reports who ran it, after holding the
@@ -131,16 +140,9 @@ async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobO
 
 async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
-    let options = ScanOptions {
-        downscale_max: job
-            .params
-            .get("downscale_max")
-            .and_then(Value::as_u64)
-            .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max)),
-        ..ScanOptions::default()
-    };
-    let key = cache_key(job.kind, &job.params, &format!("downscale_max={}", options.downscale_max), &input);
-    if let Some(served) = from_cache(job, context, &key).await {
+    let options = ScanOptions { downscale_max: downscale_max(job, context), ..ScanOptions::default() };
+    let (key, cached) = consult_cache(job, context, &format!("downscale_max={}", options.downscale_max), &input).await;
+    if let Some(served) = cached {
         return Ok(served);
     }
     // OpenCV decodes from a path; the directory goes away with the scan.
@@ -151,7 +153,8 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
     let path = dir.path().join("input");
     tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
     drop(input);
-    let output = analyze_blocking(context.engine.clone(), path, options).await?;
+    let engine = context.engine.clone();
+    let output = run_blocking(move || engine.analyze(&path, &options)).await?;
 
     let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
     let mut golden_paths = Vec::new();
@@ -177,28 +180,67 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
     Ok(JobOutput { result, stage_ms, cache: Some(CacheUse { key, hit: None }) })
 }
 
-/// The result of an identical earlier scan, if the cache has one.
-async fn from_cache(job: &ScanJob, context: &JobContext, key: &str) -> Option<JobOutput> {
-    let (cached, source) = context.cache.lookup(job.tenant_id, key).await?;
+/// This scan's cache key, and the result of an identical earlier scan if the
+/// cache has one.
+async fn consult_cache(job: &ScanJob, context: &JobContext, effective_options: &str, input: &[u8]) -> (String, Option<JobOutput>) {
+    let key = cache_key(job.kind, &job.params, effective_options, input);
+    let Some((cached, source)) = context.cache.lookup(job.tenant_id, &key).await else {
+        return (key, None);
+    };
     tracing::info!(cached_from = %cached.scan_id, source = source.as_str(), "result served from the cache");
-    Some(JobOutput {
+    let served = JobOutput {
         result: cached.served(),
         stage_ms: Vec::new(),
-        cache: Some(CacheUse { key: key.to_string(), hit: Some(source) }),
-    })
+        cache: Some(CacheUse { key: key.clone(), hit: Some(source) }),
+    };
+    (key, Some(served))
 }
 
-/// Runs the CPU/GPU-bound pipeline off the async runtime.
-async fn analyze_blocking(
-    engine: Arc<ScanEngine>,
-    path: std::path::PathBuf,
-    options: ScanOptions,
-) -> Result<vision::VideoScanOutput, JobError> {
-    match tokio::task::spawn_blocking(move || engine.analyze(&path, &options)).await {
+/// Finds the items in a photo; each crop goes to the blob store as a JPEG and
+/// the result lists their paths next to the boxes.
+async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
+    let input = fetch_input(job, context).await?;
+    let options = ItemCropOptions { downscale_max: downscale_max(job, context), ..ItemCropOptions::default() };
+    let (key, cached) = consult_cache(job, context, &format!("downscale_max={}", options.downscale_max), &input).await;
+    if let Some(served) = cached {
+        return Ok(served);
+    }
+    let engine = context.engine.clone();
+    let output = run_blocking(move || engine.crop_items(&input, &options)).await?;
+
+    let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
+    let mut crops = Vec::new();
+    for (item, jpeg) in output.report.items.iter().zip(&output.crops) {
+        let path = format!("{prefix}/crop_{:02}.jpg", item.index);
+        put_artifact(&context.blobs, &path, jpeg).await?;
+        crops.push(json!({ "item": item.index, "path": path, "size": item.crop_size }));
+    }
+    let stage_ms = output.report.timings_ms.iter().map(|t| (t.stage.clone(), t.ms)).collect();
+    let result = json!({
+        "kind": "item_crop",
+        "summary": {
+            "items": output.report.items.len(),
+            "backend": output.report.backend,
+        },
+        "report": output.report,
+        "artifacts": { "crops": crops },
+    });
+    Ok(JobOutput { result, stage_ms, cache: Some(CacheUse { key, hit: None }) })
+}
+
+/// Runs the CPU/GPU-bound pipeline off the async runtime. A panic in it (a
+/// bug, or a device fault: burn surfaces CUDA out-of-memory as a panic) is
+/// resumed in the job's task, where the consumer settles the delivery: on a
+/// GPU worker the scan moves to the CPU queue at once.
+async fn run_blocking<T: Send + 'static>(
+    pipeline: impl FnOnce() -> Result<T, VisionError> + Send + 'static,
+) -> Result<T, JobError> {
+    match tokio::task::spawn_blocking(pipeline).await {
         Ok(outcome) => Ok(outcome?),
-        // A panic inside the pipeline is a bug or a device fault (GPU OOM
-        // surfaces this way in burn): fail this scan's attempt, keep serving.
-        Err(join_error) => Err(JobError::Transient(format!("pipeline panicked: {join_error}"))),
+        Err(join_error) => match join_error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(cancelled) => Err(JobError::Transient(format!("pipeline task cancelled: {cancelled}"))),
+        },
     }
 }
 
@@ -278,4 +320,20 @@ pub fn analyze_file(
 ) -> Result<vision::VideoScanOutput, VisionError> {
     let options = ScanOptions { downscale_max, ..ScanOptions::default() };
     engine.analyze_with_progress(path, &options, progress)
+}
+
+/// Runs one `item_crop` of a local photo with no services (`worker analyze --kind item_crop`).
+pub fn crop_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::ItemCropOutput, VisionError> {
+    let photo = std::fs::read(path).map_err(|e| VisionError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    let options = ItemCropOptions { downscale_max, ..ItemCropOptions::default() };
+    engine.crop_items(&photo, &options)
+}
+
+/// Writes an `item_crop`'s crops as `dir/crop_NN.jpg` (`worker analyze --crops-dir`).
+pub fn write_crops(output: &vision::ItemCropOutput, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (item, jpeg) in output.report.items.iter().zip(&output.crops) {
+        std::fs::write(dir.join(format!("crop_{:02}.jpg", item.index)), jpeg)?;
+    }
+    Ok(())
 }

@@ -18,9 +18,15 @@ struct Cli {
 enum Command {
     /// Consume scans from a queue until SIGTERM.
     Serve(WorkerConfig),
-    /// Run one video_scan on a local file, with no services at all.
+    /// Run one scan on a local file, with no services at all.
     Analyze {
         file: PathBuf,
+        /// `video_scan` (a video) or `item_crop` (a photo).
+        #[arg(long, default_value = "video_scan", value_parser = ["video_scan", "item_crop"])]
+        kind: String,
+        /// item_crop: also write each crop as DIR/crop_NN.jpg.
+        #[arg(long)]
+        crops_dir: Option<PathBuf>,
         #[arg(long, env = "BACKEND", default_value = "auto")]
         backend: vision::BackendChoice,
         #[arg(long, env = "DOWNSCALE_MAX", default_value_t = 1280)]
@@ -29,10 +35,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Render a synthetic scan (video + ground truth JSON) for tests and demos.
+    /// Render a synthetic scan (video + ground truth JSON) for tests and demos;
+    /// `--kind item_crop` renders a photo of items instead.
     Synth {
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, default_value = "video_scan", value_parser = ["video_scan", "item_crop"])]
+        kind: String,
+        /// item_crop: number of items (default: 1–6 chosen by the seed).
+        #[arg(long)]
+        items: Option<u32>,
         #[arg(long, default_value_t = 24)]
         frames: u32,
         #[arg(long, default_value_t = 1280)]
@@ -56,7 +68,23 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
             running.wait().await;
         }
-        Command::Analyze { file, backend, downscale_max, json } => {
+        Command::Analyze { file, kind, crops_dir, backend, downscale_max, json } if kind == "item_crop" => {
+            protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
+            let engine = vision::backend::ScanEngine::new(backend)?;
+            eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
+            let output = tokio::task::spawn_blocking(move || worker::jobs::crop_file(&engine, &file, downscale_max))
+                .await?
+                .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
+            if let Some(dir) = crops_dir {
+                worker::jobs::write_crops(&output, &dir)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&output.report)?);
+            } else {
+                print!("{}", worker::report::item_crop_summary(&output.report));
+            }
+        }
+        Command::Analyze { file, backend, downscale_max, json, .. } => {
             protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
             let engine = vision::backend::ScanEngine::new(backend)?;
             eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
@@ -80,7 +108,12 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", worker::report::summary(&output.report));
             }
         }
-        Command::Synth { out, frames, width, height, seed } => {
+        Command::Synth { out, kind, items, width, height, seed, .. } if kind == "item_crop" => {
+            let spec = vision::synth_photo::PhotoSpec { items, width, height, seed, ..Default::default() };
+            let truth = vision::synth_photo::generate(&spec, &out).context("rendering the synthetic photo")?;
+            println!("{}", truth.photo.display());
+        }
+        Command::Synth { out, frames, width, height, seed, .. } => {
             let spec = vision::synth::SynthSpec { frames, width, height, seed, ..Default::default() };
             let truth = vision::synth::generate(&spec, &out).context("rendering the synthetic scan")?;
             println!("{}", truth.video.display());

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+use vision::item_crop::ItemCropReport;
 use vision::{pipeline::ScanReport, Progress};
 
 /// A progress line on a terminal, rewritten in place (`\r`) at most every
@@ -72,10 +73,42 @@ pub fn summary(report: &ScanReport) -> String {
     for defect in &report.defects {
         let _ = writeln!(out, "  {}", serde_json::to_string(defect).unwrap_or_default());
     }
+    write_timings(&mut out, &report.timings_ms);
+    out
+}
+
+fn write_timings(out: &mut String, timings: &[vision::pipeline::StageTiming]) {
     let _ = writeln!(out, "stage timings:");
-    for timing in &report.timings_ms {
+    for timing in timings {
         let _ = writeln!(out, "  {:<16} {:>9.1} ms", timing.stage, timing.ms);
     }
+}
+
+/// The summary of an `item_crop`: one line per item.
+pub fn item_crop_summary(report: &ItemCropReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:?} {}×{} (decoded at 1/{}, worked at {}×{}) on {} in {:.0} ms: {} item(s)",
+        report.format,
+        report.source_size[0],
+        report.source_size[1],
+        report.decode_reduction,
+        report.working_size[0],
+        report.working_size[1],
+        report.backend,
+        report.total_ms,
+        report.items.len()
+    );
+    for item in &report.items {
+        let b = item.bbox;
+        let _ = writeln!(
+            out,
+            "  #{} box [{:.0}, {:.0}, {:.0}, {:.0}]  angle {:.1}°  crop {}×{}  confidence {:.2}",
+            item.index, b[0], b[1], b[2], b[3], item.rotated_rect.angle_deg, item.crop_size[0], item.crop_size[1], item.confidence
+        );
+    }
+    write_timings(&mut out, &report.timings_ms);
     out
 }
 

@@ -1,0 +1,794 @@
+//! The `item_crop` scan (DESIGN.md "Scan kinds" 2, seed 000): find every
+//! card or comic in a photo and return a box, a quadrilateral, a confidence
+//! and a perspective-corrected crop per item — with no detector weights.
+//!
+//! Pipeline (tensor stages run on any [`ScanBackend`]):
+//!
+//! 1. decode on the host ([`crate::photo`]): header first, JPEG DCT
+//!    reduction for huge photos, downscale to the working size;
+//! 2. gray → area-resize to the detection size → Gaussian blur → Canny →
+//!    close 3×3 (bridge one-pixel gaps) → dilate 2×2 (turn the 8-connected
+//!    edge lines into 4-connected walls, so that 8-connected regions cannot
+//!    leak diagonally through them);
+//! 3. label the regions *enclosed* by the walls (components of the
+//!    non-wall mask). The background touches the image border and is
+//!    dropped; so are small and non-rectangular regions. An item's outermost
+//!    region (its border band, or the whole item) has the item's outline as
+//!    convex hull, whatever art is printed inside; regions nested in an
+//!    accepted item are its art and are dropped. Items that touch or overlap
+//!    stay separate wherever the seam between them is an edge, because each
+//!    item's border band is its own region;
+//! 4. host geometry per item: convex hull → minimum-area rectangle → one
+//!    line fitted to the boundary points along each side (perspective makes
+//!    the sides non-parallel) → corners as line intersections;
+//! 5. crop: bilinear remap of the working BGR image through the homography
+//!    from the upright crop rectangle to the quadrilateral.
+
+use std::time::Instant;
+
+use burn_tensor::Tensor;
+use opencv::{
+    core::{self, Mat, Point2f, Vector},
+    imgcodecs, imgproc,
+    prelude::*,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    backend::ScanBackend,
+    canny::canny,
+    error::VisionError,
+    frames::{stack_bgr, to_vec_f32},
+    photo::{decode_photo, working_size, DecodeLimits, PhotoFormat},
+    pipeline::StageTiming,
+    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, Border, Interpolation, MorphShape},
+};
+
+/// Per-scan knobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemCropOptions {
+    /// Long side of the working image, in which crops are cut (`DOWNSCALE_MAX`).
+    pub downscale_max: usize,
+    /// Long side at which items are detected (outlines need no more; a
+    /// smaller image also averages away background texture).
+    pub detect_max_side: usize,
+    pub max_decoded_pixels: usize,
+    pub max_bytes: usize,
+    /// Blur before Canny, in detection pixels.
+    pub blur_sigma: f64,
+    pub canny_low: f32,
+    pub canny_high: f32,
+    /// Smallest item, as a fraction of the photo's area.
+    pub min_item_area_frac: f64,
+    /// Smallest short/long side ratio (cards are 0.72, comics about 0.65).
+    pub min_aspect: f64,
+    /// Smallest convex-hull area / rectangle area of an item's region.
+    pub min_rectangularity: f64,
+    pub jpeg_quality: i32,
+}
+
+impl Default for ItemCropOptions {
+    fn default() -> Self {
+        Self {
+            downscale_max: 1280,
+            detect_max_side: 800,
+            max_decoded_pixels: DecodeLimits::default().max_decoded_pixels,
+            max_bytes: DecodeLimits::default().max_bytes,
+            blur_sigma: 1.2,
+            canny_low: 20.0,
+            canny_high: 50.0,
+            min_item_area_frac: 0.004,
+            min_aspect: 0.3,
+            min_rectangularity: 0.88,
+            jpeg_quality: 90,
+        }
+    }
+}
+
+/// A rotated rectangle: centre, size along its own axes, and the angle of
+/// its width axis (the TL→TR side) from the image x axis, in degrees.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RotatedRect {
+    pub center: [f64; 2],
+    pub size: [f64; 2],
+    pub angle_deg: f64,
+}
+
+/// One item found in the photo. Coordinates are in source-image pixels
+/// (pixel centres at integers).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CroppedItem {
+    pub index: usize,
+    /// Axis-aligned box `[x0, y0, x1, y1]`.
+    pub bbox: [f64; 4],
+    /// Corners TL, TR, BR, BL, clockwise; TL→TR is the side nearest to
+    /// horizontal, so the crop comes out the way the item lies in the photo.
+    pub quad: [[f64; 2]; 4],
+    pub rotated_rect: RotatedRect,
+    /// 0..1: the share of the outline backed by an edge, times how
+    /// rectangular the item's region is.
+    pub confidence: f64,
+    /// Crop size `[w, h]` in working-image pixels.
+    pub crop_size: [usize; 2],
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemCropReport {
+    pub schema_version: u32,
+    pub backend: String,
+    pub format: PhotoFormat,
+    pub source_size: [usize; 2],
+    /// JPEG DCT reduction used while decoding (1 = full size).
+    pub decode_reduction: usize,
+    pub working_size: [usize; 2],
+    pub detect_size: [usize; 2],
+    pub items: Vec<CroppedItem>,
+    pub timings_ms: Vec<StageTiming>,
+    pub total_ms: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemCropOutput {
+    pub report: ItemCropReport,
+    /// One JPEG per item, in `report.items` order.
+    pub crops: Vec<Vec<u8>>,
+}
+
+/// Below this many pixels on the short side there is no room for an item
+/// (and the filters' borders would be larger than the image).
+const MIN_WORKING_SIDE: usize = 16;
+
+/// Run one `item_crop` on backend `B`.
+pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: &B::Device) -> Result<ItemCropOutput, VisionError> {
+    let start = Instant::now();
+    let mut timings = Vec::new();
+    let mut lap = |stage: &str, since: Instant| timings.push(StageTiming { stage: stage.into(), ms: since.elapsed().as_secs_f64() * 1e3 });
+
+    let t = Instant::now();
+    let limits = DecodeLimits { downscale_max: opts.downscale_max, max_decoded_pixels: opts.max_decoded_pixels, max_bytes: opts.max_bytes };
+    let photo = decode_photo(bytes, &limits)?;
+    lap("decode", t);
+    let (ww, wh) = (photo.working.cols() as usize, photo.working.rows() as usize);
+    let (dw, dh) = working_size(ww, wh, opts.detect_max_side);
+
+    let mut items = Vec::new();
+    let mut crops = Vec::new();
+    if ww.min(wh) >= MIN_WORKING_SIDE {
+        let t = Instant::now();
+        let bgr = stack_bgr::<B>(std::slice::from_ref(&photo.working), device)?;
+        let walls = edge_walls(bgr.clone(), dw, dh, opts);
+        lap("edges", t);
+
+        let t = Instant::now();
+        let found = find_items(&walls, dw, dh, opts);
+        lap("regions", t);
+
+        let t = Instant::now();
+        // Detection → working pixels (pixel centres scale about the half-pixel offset).
+        let (sx, sy) = (ww as f64 / dw as f64, wh as f64 / dh as f64);
+        let to_working = |p: [f64; 2]| [(p[0] + 0.5) * sx - 0.5, (p[1] + 0.5) * sy - 0.5];
+        let (kx, ky) = photo.scale;
+        let to_source = |p: [f64; 2]| [(p[0] + 0.5) * kx - 0.5, (p[1] + 0.5) * ky - 0.5];
+        for (index, item) in found.iter().enumerate() {
+            let quad_w = item.quad.map(to_working);
+            let (crop, cw, ch) = rectify::<B>(bgr.clone(), &quad_w)?;
+            crops.push(encode_jpeg_bgr(&crop, cw, ch, opts.jpeg_quality)?);
+            items.push(describe(index, quad_w.map(to_source), item.confidence, [cw, ch]));
+        }
+        lap("crop", t);
+    }
+
+    let report = ItemCropReport {
+        schema_version: 1,
+        backend: B::NAME.into(),
+        format: photo.header.format,
+        source_size: [photo.header.width, photo.header.height],
+        decode_reduction: photo.reduction,
+        working_size: [ww, wh],
+        detect_size: [dw, dh],
+        items,
+        timings_ms: timings,
+        total_ms: start.elapsed().as_secs_f64() * 1e3,
+    };
+    Ok(ItemCropOutput { report, crops })
+}
+
+/// Stage 2 on the device: the wall mask at detection size, read back once.
+pub fn edge_walls<B: ScanBackend>(bgr: Tensor<B, 4>, dw: usize, dh: usize, opts: &ItemCropOptions) -> Vec<bool> {
+    let gray = round_levels(resize(bgr_to_gray(bgr), dw, dh, Interpolation::Area));
+    let smooth = gaussian_blur(gray, 0, opts.blur_sigma, Border::Reflect101);
+    let edges = canny(smooth, opts.canny_low, opts.canny_high);
+    let walls = dilate(close(edges, MorphShape::Rect, 3, 3), MorphShape::Rect, 2, 2, 1);
+    to_vec_f32(walls).iter().map(|&v| v > 0.5).collect()
+}
+
+/// An item in detection pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundItem {
+    /// TL, TR, BR, BL of the outline (continuous coordinates, pixel centres at integers).
+    pub quad: [[f64; 2]; 4],
+    pub confidence: f64,
+}
+
+/// Where the outline lies relative to the boundary pixel centres of a
+/// shape, in pixels outwards. The wall is the Canny line (on either side of
+/// the true step) plus one pixel towards +x/+y from the 2×2 dilation, so:
+/// - an enclosed region's last pixel is on average 1.5 px inside the
+///   outline (2 px on the left/top sides, 1 px on the right/bottom ones);
+/// - a blob (walls included)'s last pixel is on average 0.5 px outside it
+///   (0 px on the left/top, 1 px on the right/bottom).
+///
+/// Lines fitted to the boundary move out by the mean and the quad then
+/// shifts by [`WALL_SHIFT`] to undo the +x/+y asymmetry.
+const REGION_OFFSET: f64 = 1.5;
+const BLOB_OFFSET: f64 = -0.5;
+const WALL_SHIFT: f64 = -0.5;
+
+/// A shape that passed the item filters.
+#[derive(Clone, Debug)]
+struct Shape {
+    rect: MinRect,
+    rectangularity: f64,
+    quad: [[f64; 2]; 4],
+}
+
+impl Shape {
+    /// Whether this (a blob or part of one) is plausibly the outline of the
+    /// item `core` belongs to: around it and not much larger (a print area
+    /// is about 75 % of its item).
+    fn fits_around(&self, core: &Shape) -> bool {
+        point_in_convex(&self.quad, core.rect.centre) && self.rect.area() <= 1.7 * core.rect.area()
+    }
+}
+
+/// Hull → minimum-area rectangle → filters → quad, for one shape's boundary pixels.
+fn fit_shape(boundary: &[[f64; 2]], offset: f64, min_area: f64, opts: &ItemCropOptions) -> Option<Shape> {
+    let hull = convex_hull(boundary);
+    if hull.len() < 3 {
+        return None;
+    }
+    let rect = min_area_rect(&hull);
+    let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
+    let rectangularity = polygon_area(&hull) / (long * short).max(1e-9);
+    if long * short < min_area || short / long < opts.min_aspect || rectangularity < opts.min_rectangularity {
+        return None;
+    }
+    let quad = fit_quad(&rect, boundary, offset);
+    Some(Shape { rect, rectangularity, quad })
+}
+
+/// Boundary pixels (a 4-neighbour differs, or lies outside the image) of
+/// every group in `group` (`usize::MAX` = none), as `groups` point lists.
+fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Vec<[f64; 2]>> {
+    let mut out = vec![Vec::new(); groups];
+    for y in 0..h {
+        for x in 0..w {
+            let g = group[y * w + x];
+            if g == usize::MAX {
+                continue;
+            }
+            let differs = |xx: isize, yy: isize| {
+                xx < 0 || yy < 0 || xx as usize >= w || yy as usize >= h || group[yy as usize * w + xx as usize] != g
+            };
+            let (xi, yi) = (x as isize, y as isize);
+            if differs(xi - 1, yi) || differs(xi + 1, yi) || differs(xi, yi - 1) || differs(xi, yi + 1) {
+                out[g].push([x as f64, y as f64]);
+            }
+        }
+    }
+    out
+}
+
+/// Stages 3 and 4 on the host: walls → items.
+///
+/// The background is every region that touches the image border; each
+/// connected blob of the rest (walls included) is one item, or several
+/// items that touch or overlap. Enclosed regions that are themselves
+/// item-like ("cores": an item's border band or print area) tell them
+/// apart: a blob holding two or more large disjoint cores is split between
+/// them, each pixel going to the nearest core. The split is kept only if
+/// every part is item-shaped.
+pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) -> Vec<FoundItem> {
+    let open: Vec<bool> = walls.iter().map(|&v| !v).collect();
+    let (labels, comps) = label_mask(&open, w, h);
+    let min_area = opts.min_item_area_frac * (w * h) as f64;
+    let touches_border = |c: &crate::primitives::Component| c.left == 0 || c.top == 0 || c.left + c.width == w || c.top + c.height == h;
+    let mut background = vec![false; comps.len() + 1];
+    for c in &comps {
+        background[c.label as usize] = touches_border(c);
+    }
+
+    // Cores: enclosed regions big enough to be an item's band or print area.
+    let mut core_slot = vec![usize::MAX; comps.len() + 1];
+    let mut n_regions = 0;
+    for c in comps.iter().filter(|c| !background[c.label as usize] && ((c.width * c.height) as f64) >= min_area * 0.5) {
+        core_slot[c.label as usize] = n_regions;
+        n_regions += 1;
+    }
+    let region_of: Vec<usize> = labels.iter().map(|&l| if l == 0 { usize::MAX } else { core_slot[l as usize] }).collect();
+    let mut cores: Vec<Shape> = boundaries(&region_of, n_regions, w, h)
+        .iter()
+        .filter_map(|b| fit_shape(b, REGION_OFFSET, min_area, opts))
+        .collect();
+    // Outermost first; a core inside another is that item's art.
+    cores.sort_by(|a, b| b.rect.area().total_cmp(&a.rect.area()));
+    let mut outer: Vec<Shape> = Vec::new();
+    for core in cores {
+        if !outer.iter().any(|o| point_in_convex(&o.quad, core.rect.centre)) {
+            outer.push(core);
+        }
+    }
+
+    // Blobs: everything that is not background.
+    let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
+    let (blob_labels, blobs) = label_mask(&solid, w, h);
+    let mut items = Vec::new();
+    for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
+        let inside: Vec<&Shape> = outer
+            .iter()
+            .filter(|c| {
+                let (cx, cy) = (c.rect.centre[0].round() as usize, c.rect.centre[1].round() as usize);
+                cx < w && cy < h && blob_labels[cy * w + cx] == blob.label
+            })
+            .collect();
+        // Cores big enough to be a whole item's band or print area (art
+        // regions are smaller; the nesting test already removed most).
+        let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= 0.12 * blob.area as f64).collect();
+        let whole_blob = || {
+            let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
+            boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
+        };
+        let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
+        let parts: Vec<Shape> = if let Some(split) = split {
+            // Each core's part gives the outline (walls included); where a
+            // part is spoilt (clutter stuck to it), the core alone stands in.
+            split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| (*core).clone())).collect()
+        } else {
+            match (whole_blob(), big.first()) {
+                (Some(part), Some(core)) if !part.fits_around(core) => vec![(*core).clone()],
+                (Some(part), _) => vec![part],
+                (None, Some(core)) => vec![(*core).clone()],
+                (None, None) => vec![],
+            }
+        };
+        for part in parts {
+            let support = edge_support(&part.quad, walls, w, h);
+            let quad = orient(part.quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
+            items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
+        }
+    }
+    // Reading order: top to bottom, then left to right, by centre.
+    items.sort_by(|a, b| {
+        let ca = quad_centre(&a.quad);
+        let cb = quad_centre(&b.quad);
+        (ca[1] + ca[0] * 0.25).total_cmp(&(cb[1] + cb[0] * 0.25))
+    });
+    items
+}
+
+/// Split one blob between its cores (nearest core quad wins); a part that
+/// is not item-shaped is `None`. The split as a whole is `None` when the
+/// lines between the parts do not run along walls: separate items meet at a
+/// visible seam, while two cores of one item (its print area cut in two by
+/// the art) are parted by a line through unbroken print.
+#[allow(clippy::too_many_arguments)]
+fn split_blob(
+    blob_labels: &[u32],
+    blob: &crate::primitives::Component,
+    cores: &[&Shape],
+    walls: &[bool],
+    w: usize,
+    h: usize,
+    min_area: f64,
+    opts: &ItemCropOptions,
+) -> Option<Vec<Option<Shape>>> {
+    let mut group = vec![usize::MAX; w * h];
+    for y in blob.top..blob.top + blob.height {
+        for x in blob.left..blob.left + blob.width {
+            if blob_labels[y * w + x] != blob.label {
+                continue;
+            }
+            let p = [x as f64, y as f64];
+            let nearest = (0..cores.len()).min_by(|&a, &b| quad_distance(&cores[a].quad, p).total_cmp(&quad_distance(&cores[b].quad, p)));
+            group[y * w + x] = nearest.unwrap_or(0);
+        }
+    }
+    // Pixels on a line between two parts, and how many of them are wall
+    // (within a pixel: the Voronoi line need not sit exactly on the seam).
+    let (mut seam, mut on_wall) = (0usize, 0usize);
+    for y in blob.top.max(1)..(blob.top + blob.height).min(h - 1) {
+        for x in blob.left.max(1)..(blob.left + blob.width).min(w - 1) {
+            let (g, right, down) = (group[y * w + x], group[y * w + x + 1], group[(y + 1) * w + x]);
+            if g == usize::MAX || !((right != g && right != usize::MAX) || (down != g && down != usize::MAX)) {
+                continue;
+            }
+            seam += 1;
+            let near_wall = (y - 1..=y + 1).any(|yy| (x - 1..=x + 1).any(|xx| walls[yy * w + xx]));
+            on_wall += near_wall as usize;
+        }
+    }
+    if seam == 0 || (on_wall as f64) < 0.5 * seam as f64 {
+        return None;
+    }
+    Some(boundaries(&group, cores.len(), w, h).iter().map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts)).collect())
+}
+
+/// Distance from `p` to a convex quad (0 inside).
+fn quad_distance(q: &[[f64; 2]; 4], p: [f64; 2]) -> f64 {
+    if point_in_convex(q, p) {
+        return 0.0;
+    }
+    (0..4)
+        .map(|k| {
+            let (a, b) = (q[k], q[(k + 1) % 4]);
+            let ab = [b[0] - a[0], b[1] - a[1]];
+            let t = (dot([p[0] - a[0], p[1] - a[1]], ab) / dot(ab, ab).max(1e-12)).clamp(0.0, 1.0);
+            dist(p, [a[0] + t * ab[0], a[1] + t * ab[1]])
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+/// Minimum-area bounding rectangle: centre, unit axes and half extents.
+#[derive(Clone, Debug, PartialEq)]
+struct MinRect {
+    centre: [f64; 2],
+    axes: [[f64; 2]; 2],
+    half: [f64; 2],
+}
+
+impl MinRect {
+    fn area(&self) -> f64 {
+        4.0 * self.half[0] * self.half[1]
+    }
+    /// Coordinates of `p` along the two axes, relative to the centre.
+    fn local(&self, p: [f64; 2]) -> [f64; 2] {
+        let d = [p[0] - self.centre[0], p[1] - self.centre[1]];
+        [dot(d, self.axes[0]), dot(d, self.axes[1])]
+    }
+    fn point(&self, u: f64, v: f64) -> [f64; 2] {
+        [self.centre[0] + u * self.axes[0][0] + v * self.axes[1][0], self.centre[1] + u * self.axes[0][1] + v * self.axes[1][1]]
+    }
+}
+
+fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
+    a[0] * b[0] + a[1] * b[1]
+}
+
+fn cross(o: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
+    (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+}
+
+/// Andrew's monotone chain; counter-clockwise in a y-up frame.
+pub fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let mut p = points.to_vec();
+    p.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    p.dedup();
+    if p.len() < 3 {
+        return p;
+    }
+    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * p.len());
+    for pass in 0..2 {
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 { Box::new(p.iter()) } else { Box::new(p.iter().rev()) };
+        for &q in iter {
+            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], q) <= 0.0 {
+                hull.pop();
+            }
+            hull.push(q);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+fn polygon_area(poly: &[[f64; 2]]) -> f64 {
+    let n = poly.len();
+    (0..n).map(|i| poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]).sum::<f64>().abs() / 2.0
+}
+
+fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
+    let n = poly.len() as f64;
+    [poly.iter().map(|p| p[0]).sum::<f64>() / n, poly.iter().map(|p| p[1]).sum::<f64>() / n]
+}
+
+fn point_in_convex(poly: &[[f64; 2]], p: [f64; 2]) -> bool {
+    let n = poly.len();
+    let signs: Vec<f64> = (0..n).map(|i| cross(poly[i], poly[(i + 1) % n], p)).collect();
+    signs.iter().all(|&s| s >= 0.0) || signs.iter().all(|&s| s <= 0.0)
+}
+
+/// Rotating calipers over the hull edges: the rectangle with one side on a
+/// hull edge and the least area.
+fn min_area_rect(hull: &[[f64; 2]]) -> MinRect {
+    let n = hull.len();
+    let mut best: Option<(f64, MinRect)> = None;
+    for i in 0..n {
+        let (p, q) = (hull[i], hull[(i + 1) % n]);
+        let len = ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
+        if len < 1e-9 {
+            continue;
+        }
+        let u = [(q[0] - p[0]) / len, (q[1] - p[1]) / len];
+        let v = [-u[1], u[0]];
+        let (mut u0, mut u1, mut v0, mut v1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &h in hull {
+            let (a, b) = (dot(h, u), dot(h, v));
+            u0 = u0.min(a);
+            u1 = u1.max(a);
+            v0 = v0.min(b);
+            v1 = v1.max(b);
+        }
+        let area = (u1 - u0) * (v1 - v0);
+        if best.as_ref().is_none_or(|(a, _)| area < *a) {
+            let (cu, cv) = ((u0 + u1) / 2.0, (v0 + v1) / 2.0);
+            let centre = [cu * u[0] + cv * v[0], cu * u[1] + cv * v[1]];
+            best = Some((area, MinRect { centre, axes: [u, v], half: [(u1 - u0) / 2.0, (v1 - v0) / 2.0] }));
+        }
+    }
+    best.map(|(_, r)| r).unwrap_or(MinRect { centre: hull[0], axes: [[1.0, 0.0], [0.0, 1.0]], half: [0.0, 0.0] })
+}
+
+/// A line through `point` with unit `direction`.
+#[derive(Clone, Copy, Debug)]
+struct Line {
+    point: [f64; 2],
+    direction: [f64; 2],
+}
+
+fn intersect(a: Line, b: Line) -> Option<[f64; 2]> {
+    let den = a.direction[0] * b.direction[1] - a.direction[1] * b.direction[0];
+    if den.abs() < 1e-9 {
+        return None;
+    }
+    let d = [b.point[0] - a.point[0], b.point[1] - a.point[1]];
+    let t = (d[0] * b.direction[1] - d[1] * b.direction[0]) / den;
+    Some([a.point[0] + t * a.direction[0], a.point[1] + t * a.direction[1]])
+}
+
+/// Total-least-squares line through points (principal axis of their scatter).
+fn fit_line(points: &[[f64; 2]]) -> Line {
+    let c = quad_centre(points);
+    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+    for p in points {
+        let (dx, dy) = (p[0] - c[0], p[1] - c[1]);
+        sxx += dx * dx;
+        syy += dy * dy;
+        sxy += dx * dy;
+    }
+    let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy);
+    Line { point: c, direction: [theta.cos(), theta.sin()] }
+}
+
+/// Four lines fitted to the boundary points that lie along each side of the
+/// minimum-area rectangle (corners left out: real cards have rounded ones),
+/// moved out by `offset`, intersected into corners. A side with too
+/// few points (hidden under another item) keeps the rectangle's side.
+fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4] {
+    let [a, b] = rect.half;
+    // Sides in order: v = -b, u = +a, v = +b, u = -a; each as (outward normal in
+    // local coordinates, half extent across, half length along).
+    let sides: [([f64; 2], f64, f64); 4] = [([0.0, -1.0], b, a), ([1.0, 0.0], a, b), ([0.0, 1.0], b, a), ([-1.0, 0.0], a, b)];
+    let tol = 2.0 + 0.04 * (2.0 * a.min(b));
+    let mut buckets: [Vec<[f64; 2]>; 4] = Default::default();
+    for &p in boundary {
+        let l = rect.local(p);
+        for (k, &(n, across, along)) in sides.iter().enumerate() {
+            let depth = across - dot(l, n); // distance inside the side
+            let along_pos = if n[0] != 0.0 { l[1] } else { l[0] };
+            if depth < tol && along_pos.abs() < 0.8 * along {
+                buckets[k].push(p);
+            }
+        }
+    }
+    let lines: Vec<Line> = sides
+        .iter()
+        .zip(&buckets)
+        .map(|(&(n, across, along), pts)| {
+            let world_n = [n[0] * rect.axes[0][0] + n[1] * rect.axes[1][0], n[0] * rect.axes[0][1] + n[1] * rect.axes[1][1]];
+            let line = if pts.len() as f64 >= 0.4 * along {
+                fit_line(pts)
+            } else {
+                Line { point: rect.point(n[0] * across, n[1] * across), direction: [-world_n[1], world_n[0]] }
+            };
+            Line { point: [line.point[0] + offset * world_n[0], line.point[1] + offset * world_n[1]], direction: line.direction }
+        })
+        .collect();
+    // Corner k joins side k-1 and side k.
+    let rect_corners = [rect.point(-a, -b), rect.point(a, -b), rect.point(a, b), rect.point(-a, b)];
+    let limit = 0.25 * 2.0 * a.min(b) + 3.0;
+    let mut quad = [[0.0; 2]; 4];
+    for k in 0..4 {
+        let fallback = {
+            let c = rect_corners[k];
+            let d = [c[0] - rect.centre[0], c[1] - rect.centre[1]];
+            let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
+            // Out by the offset along both sides' normals (√2 along the diagonal).
+            [c[0] + d[0] / len * offset * 2f64.sqrt(), c[1] + d[1] / len * offset * 2f64.sqrt()]
+        };
+        quad[k] = match intersect(lines[(k + 3) % 4], lines[k]) {
+            Some(p) if ((p[0] - fallback[0]).powi(2) + (p[1] - fallback[1]).powi(2)).sqrt() < limit => p,
+            _ => fallback,
+        };
+    }
+    quad
+}
+
+/// Share of the outline's length that has a wall pixel within one pixel.
+fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64 {
+    let (mut hit, mut total) = (0usize, 0usize);
+    for k in 0..4 {
+        let (p, q) = (quad[k], quad[(k + 1) % 4]);
+        let len = ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
+        let steps = len.ceil().max(1.0) as usize;
+        for s in 0..steps {
+            let t = (s as f64 + 0.5) / steps as f64;
+            let (x, y) = ((p[0] + t * (q[0] - p[0])).round() as isize, (p[1] + t * (q[1] - p[1])).round() as isize);
+            total += 1;
+            let near = (-1..=1).any(|dy| {
+                (-1..=1).any(|dx| {
+                    let (xx, yy) = (x + dx, y + dy);
+                    xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
+                })
+            });
+            hit += near as usize;
+        }
+    }
+    hit as f64 / total.max(1) as f64
+}
+
+/// Clockwise order (image coordinates, y down) starting with the corner
+/// whose next side points most nearly along +x.
+fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
+    let c = quad_centre(&quad);
+    let mut q = quad.to_vec();
+    q.sort_by(|a, b| (a[1] - c[1]).atan2(a[0] - c[0]).total_cmp(&(b[1] - c[1]).atan2(b[0] - c[0])));
+    let start = (0..4)
+        .max_by(|&i, &j| {
+            let score = |k: usize| {
+                let (p, r) = (q[k], q[(k + 1) % 4]);
+                let (dx, dy) = (r[0] - p[0], r[1] - p[1]);
+                dx / (dx * dx + dy * dy).sqrt().max(1e-9)
+            };
+            score(i).total_cmp(&score(j))
+        })
+        .unwrap_or(0);
+    [q[start], q[(start + 1) % 4], q[(start + 2) % 4], q[(start + 3) % 4]]
+}
+
+fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
+    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
+}
+
+fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usize; 2]) -> CroppedItem {
+    let xs = quad.map(|p| p[0]);
+    let ys = quad.map(|p| p[1]);
+    let min = |v: [f64; 4]| v.into_iter().fold(f64::MAX, f64::min);
+    let max = |v: [f64; 4]| v.into_iter().fold(f64::MIN, f64::max);
+    let width = (dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0;
+    let height = (dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0;
+    // Angle of the mean TL→TR / BL→BR direction.
+    let (dx, dy) = (quad[1][0] - quad[0][0] + quad[2][0] - quad[3][0], quad[1][1] - quad[0][1] + quad[2][1] - quad[3][1]);
+    CroppedItem {
+        index,
+        bbox: [min(xs), min(ys), max(xs), max(ys)],
+        quad,
+        rotated_rect: RotatedRect { center: quad_centre(&quad), size: [width, height], angle_deg: dy.atan2(dx).to_degrees() },
+        confidence,
+        crop_size,
+    }
+}
+
+/// Homography taking crop coordinates `(0,0)..(w,h)` onto `quad`.
+fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionError> {
+    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
+    let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
+    let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
+    let mut out = [0.0; 9];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = *m.at_2d::<f64>((i / 3) as i32, (i % 3) as i32)?;
+    }
+    Ok(out)
+}
+
+/// Stage 5: the perspective-corrected crop of `quad` (working pixels) as a
+/// `[1, 3, ch, cw]` BGR tensor, with its size.
+fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(Tensor<B, 4>, usize, usize), VisionError> {
+    let cw = ((dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0).round().max(1.0) as usize;
+    let ch = ((dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0).round().max(1.0) as usize;
+    let hm = homography(quad, cw as f64, ch as f64)?;
+    let map: Vec<(f32, f32)> = (0..ch)
+        .flat_map(|y| (0..cw).map(move |x| (x as f64 + 0.5, y as f64 + 0.5)))
+        .map(|(u, v)| {
+            let d = hm[6] * u + hm[7] * v + hm[8];
+            (((hm[0] * u + hm[1] * v + hm[2]) / d) as f32, ((hm[3] * u + hm[4] * v + hm[5]) / d) as f32)
+        })
+        .collect();
+    Ok((remap_bilinear(bgr, &map, cw, ch), cw, ch))
+}
+
+fn encode_jpeg_bgr<B: ScanBackend>(crop: &Tensor<B, 4>, cw: usize, ch: usize, quality: i32) -> Result<Vec<u8>, VisionError> {
+    let planes = to_vec_f32(crop.clone());
+    let plane = cw * ch;
+    let mut interleaved = vec![0u8; 3 * plane];
+    for i in 0..plane {
+        for c in 0..3 {
+            interleaved[3 * i + c] = planes[c * plane + i].round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    let flat = Mat::from_slice(&interleaved)?;
+    let mat = flat.reshape(3, ch as i32)?.try_clone()?;
+    let mut buf = Vector::<u8>::new();
+    let params: Vector<i32> = [imgcodecs::IMWRITE_JPEG_QUALITY, quality].into_iter().collect();
+    imgcodecs::imencode(".jpg", &mat, &mut buf, &params)?;
+    Ok(buf.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hull_and_min_rect_of_a_rotated_rectangle() {
+        // A 40×20 rectangle rotated by 30°, sampled densely on its outline.
+        let (c, s) = (30f64.to_radians().cos(), 30f64.to_radians().sin());
+        let mut pts = Vec::new();
+        for i in 0..=40 {
+            for j in [0, 20] {
+                pts.push([i as f64, j as f64]);
+            }
+        }
+        for j in 0..=20 {
+            for i in [0, 40] {
+                pts.push([i as f64, j as f64]);
+            }
+        }
+        pts.push([20.0, 10.0]);
+        let rotated: Vec<[f64; 2]> = pts.iter().map(|p| [100.0 + p[0] * c - p[1] * s, 50.0 + p[0] * s + p[1] * c]).collect();
+        let hull = convex_hull(&rotated);
+        assert!((polygon_area(&hull) - 800.0).abs() < 1e-6);
+        let rect = min_area_rect(&hull);
+        assert!((rect.area() - 800.0).abs() < 1e-6, "area {}", rect.area());
+        let mut half = rect.half;
+        half.sort_by(f64::total_cmp);
+        assert!((half[0] - 10.0).abs() < 1e-9 && (half[1] - 20.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn orient_starts_top_left_clockwise() {
+        let q = orient([[10.0, 60.0], [50.0, 0.0], [0.0, 0.0], [50.0, 60.0]]);
+        assert_eq!(q, [[0.0, 0.0], [50.0, 0.0], [50.0, 60.0], [10.0, 60.0]]);
+    }
+
+    #[test]
+    fn enclosed_regions_become_items_and_nested_ones_do_not() {
+        // Two framed rectangles (walls one pixel wide would leak; these are
+        // drawn two wide like the dilated Canny lines) with a nested frame in
+        // the first, and a wall that runs to the image border.
+        let (w, h) = (120, 80);
+        let mut walls = vec![false; w * h];
+        let mut frame = |x0: usize, y0: usize, x1: usize, y1: usize| {
+            for y in y0..=y1 {
+                for x in x0..=x1 {
+                    if x <= x0 + 1 || x + 1 >= x1 || y <= y0 + 1 || y + 1 >= y1 {
+                        walls[y * w + x] = true;
+                    }
+                }
+            }
+        };
+        frame(10, 10, 50, 70);
+        frame(18, 18, 42, 62);
+        frame(60, 20, 110, 60);
+        for y in 0..h {
+            walls[y * w + 55] = true;
+        }
+        let items = find_items(&walls, w, h, &ItemCropOptions::default());
+        assert_eq!(items.len(), 2, "{items:?}");
+        let sizes: Vec<[f64; 2]> = items.iter().map(|i| [dist(i.quad[0], i.quad[1]), dist(i.quad[0], i.quad[3])]).collect();
+        // The enclosed regions span 37×57 and 47×37 pixel centres; the outline
+        // lies REGION_OFFSET beyond them on every side.
+        assert!((sizes[0][0] - 39.0).abs() < 0.5 && (sizes[0][1] - 59.0).abs() < 0.5, "{sizes:?}");
+        assert!((sizes[1][0] - 49.0).abs() < 0.5 && (sizes[1][1] - 39.0).abs() < 0.5, "{sizes:?}");
+        assert!(items.iter().all(|i| i.confidence > 0.9), "{items:?}");
+    }
+}

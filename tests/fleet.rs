@@ -309,6 +309,8 @@ async fn bad_requests_get_problem_details_and_create_nothing() {
 
     assert_problem(raw("{\"kind\": \"probe\"").await.unwrap(), 400, "malformed_json").await;
     assert_problem(raw("").await.unwrap(), 400, "malformed_json").await;
+    // serde would fill a struct from an array, fields by position: refused.
+    assert_problem(raw("[\"probe\"]").await.unwrap(), 422, "invalid_body").await;
     assert_problem(raw("{\"kind\": 7}").await.unwrap(), 422, "invalid_body").await;
     assert_problem(raw("[1, 2]").await.unwrap(), 422, "invalid_body").await;
     assert_problem(raw("{\"kind\": \"probe\", \"colour\": \"red\"}").await.unwrap(), 422, "invalid_body").await;

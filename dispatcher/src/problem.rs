@@ -103,17 +103,23 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Parses a JSON request body: not JSON → 400 `malformed_json`, JSON of the
-/// wrong shape → 422 `invalid_body`, too large → 413.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: Result<axum::body::Bytes, BytesRejection>) -> Result<T, ApiError> {
+/// Parses a JSON request body, which must be an object: not JSON → 400
+/// `malformed_json`, any other JSON value → 422 `invalid_body`, too large →
+/// 413. (serde's derived structs would also take an array, fields by
+/// position; the API documents objects only, so that is refused here.)
+pub fn parse_json_object(body: Result<axum::body::Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
     let body = body?;
-    serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}"))
-        } else {
-            ApiError::unprocessable("invalid_body", e.to_string())
-        }
-    })
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::unprocessable("invalid_body", "request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// [`parse_json_object`] into `T`: an object of the wrong shape → 422 `invalid_body`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: Result<axum::body::Bytes, BytesRejection>) -> Result<T, ApiError> {
+    serde_json::from_value(parse_json_object(body)?).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
 }
 
 impl From<BytesRejection> for ApiError {

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::problem::{ApiError, Problem};
+use crate::problem::{parse_json_object, ApiError, Problem};
 use crate::routing;
 use crate::state::AppState;
 use crate::store::{self, CancelOutcome, Inserted, ScanRow};
@@ -239,10 +239,8 @@ pub async fn submit(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body?;
     let idempotency_key = idempotency_key(&headers)?;
-    let raw: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
+    let raw = parse_json_object(body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
     // PostgreSQL text and jsonb cannot hold U+0000.

@@ -24,7 +24,7 @@ fn analyze(bytes: &[u8]) -> Result<(), TestCaseError> {
     let engine = ScanEngine::new(BackendChoice::Cpu).unwrap();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), bytes).unwrap();
-    match worker::jobs::analyze_file(&engine, file.path(), 1280) {
+    match worker::jobs::analyze_file(&engine, file.path(), 1280, &mut |_| {}) {
         Ok(output) => prop_assert!(output.report.frames_decoded > 0),
         Err(error) => prop_assert!(error.is_bad_input(), "not a bad-input code: {} ({error})", error.code()),
     }

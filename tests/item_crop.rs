@@ -1,26 +1,13 @@
 //! `item_crop` through the fleet: a photo uploaded, items found, crops
 //! stored in the blob store; a non-image fails at once with a code.
 
-use harness::{wait_for, Api, Dispatcher, TestEnv, Worker};
+use harness::{Api, Dispatcher, TestEnv, Worker};
 use protocol::Tier;
-use serde_json::{json, Value};
+use serde_json::json;
 use vision::synth_photo::{self, PhotoSpec};
 use worker::config::QueueChoice;
 
-async fn upload(api: &Api, bytes: Vec<u8>) -> String {
-    let response = api.post("/v1/uploads").body(bytes).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    let upload: Value = response.json().await.unwrap();
-    upload["id"].as_str().unwrap().to_string()
-}
 
-async fn finished(env: &TestEnv, api: &Api, scan_id: &str) -> Value {
-    wait_for(&format!("scan {scan_id} to finish"), || async {
-        matches!(env.scan_status(scan_id).await.as_str(), "succeeded" | "failed").then_some(())
-    })
-    .await;
-    api.scan(scan_id).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_crop_upload_returns_boxes_and_stored_crops() {
@@ -31,11 +18,11 @@ async fn an_item_crop_upload_returns_boxes_and_stored_crops() {
     let (photo, truth) = synth_photo::render(&PhotoSpec { seed: 2, items: Some(3), allow_contact: false, ..PhotoSpec::default() }).unwrap();
     let (empty_table, _) = synth_photo::render(&PhotoSpec { seed: 2, items: Some(0), ..PhotoSpec::default() }).unwrap();
 
-    let cropped = api.submit(json!({"kind": "item_crop", "upload_id": upload(&api, photo).await, "item_type": "trading_card"})).await;
-    let empty = api.submit(json!({"kind": "item_crop", "upload_id": upload(&api, empty_table).await})).await;
-    let not_image = api.submit(json!({"kind": "item_crop", "upload_id": upload(&api, b"plain text, not a photo".to_vec()).await})).await;
+    let cropped = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(photo).await, "item_type": "trading_card"})).await;
+    let empty = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(empty_table).await})).await;
+    let not_image = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(b"plain text, not a photo".to_vec()).await})).await;
 
-    let scan = finished(&env, &api, &cropped).await;
+    let scan = api.finished(&env, &cropped).await;
     assert_eq!(scan["status"], "succeeded", "{scan}");
     let result = &scan["result"];
     assert_eq!(result["kind"], "item_crop");
@@ -66,11 +53,11 @@ async fn an_item_crop_upload_returns_boxes_and_stored_crops() {
         );
     }
 
-    let scan = finished(&env, &api, &empty).await;
+    let scan = api.finished(&env, &empty).await;
     assert_eq!(scan["status"], "succeeded", "a photo with no item is not an error: {scan}");
     assert_eq!(scan["result"]["summary"]["items"], 0);
 
-    let scan = finished(&env, &api, &not_image).await;
+    let scan = api.finished(&env, &not_image).await;
     assert_eq!(scan["status"], "failed", "{scan}");
     assert_eq!(scan["attempts"], 1, "bad input is not retried");
     assert_eq!(scan["error"]["code"], "input_not_image");

@@ -1,7 +1,7 @@
 //! `video_scan` through the fleet: real (synthetic) videos, uploads and
 //! source URLs, artifacts in the blob store, bad input failing with a code.
 
-use harness::{wait_for, Api, Dispatcher, TestEnv, Worker};
+use harness::{Api, Dispatcher, TestEnv, Worker};
 use protocol::Tier;
 use serde_json::{json, Value};
 use worker::config::QueueChoice;
@@ -35,20 +35,7 @@ async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
     base
 }
 
-async fn upload(api: &Api, bytes: Vec<u8>) -> String {
-    let response = api.post("/v1/uploads").body(bytes).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    let upload: Value = response.json().await.unwrap();
-    upload["id"].as_str().unwrap().to_string()
-}
 
-async fn finished(env: &TestEnv, api: &Api, scan_id: &str) -> Value {
-    wait_for(&format!("scan {scan_id} to finish"), || async {
-        matches!(env.scan_status(scan_id).await.as_str(), "succeeded" | "failed").then_some(())
-    })
-    .await;
-    api.scan(scan_id).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
@@ -61,10 +48,10 @@ async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
     let video = small_scan_video();
     let server = file_server(vec![("/scan.avi", video.clone())]).await;
 
-    let uploaded = api.submit(json!({"kind": "video_scan", "upload_id": upload(&api, video).await, "item_type": "trading_card"})).await;
+    let uploaded = api.submit(json!({"kind": "video_scan", "upload_id": api.upload(video).await, "item_type": "trading_card"})).await;
     let fetched = api.submit(json!({"kind": "video_scan", "source_url": format!("{server}/scan.avi")})).await;
     for scan_id in [&uploaded, &fetched] {
-        let scan = finished(&env, &api, scan_id).await;
+        let scan = api.finished(&env, scan_id).await;
         assert_eq!(scan["status"], "succeeded", "{scan}");
         let result = &scan["result"];
         assert_eq!(result["kind"], "video_scan");
@@ -108,9 +95,9 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     let server = file_server(vec![("/scan.avi", video.clone())]).await;
 
     let cases: Vec<(&str, Value)> = vec![
-        ("text file", json!({"kind": "video_scan", "upload_id": upload(&api, b"this is not a video at all".to_vec()).await})),
-        ("an image", json!({"kind": "video_scan", "upload_id": upload(&api, png).await})),
-        ("truncated video", json!({"kind": "video_scan", "upload_id": upload(&api, video[..video.len() / 3].to_vec()).await})),
+        ("text file", json!({"kind": "video_scan", "upload_id": api.upload(b"this is not a video at all".to_vec()).await})),
+        ("an image", json!({"kind": "video_scan", "upload_id": api.upload(png).await})),
+        ("truncated video", json!({"kind": "video_scan", "upload_id": api.upload(video[..video.len() / 3].to_vec()).await})),
         ("missing source", json!({"kind": "video_scan", "source_url": format!("{server}/nothing-here.avi")})),
         ("redirecting source", json!({"kind": "video_scan", "source_url": format!("{server}/moved.avi")})),
         ("private source", json!({"kind": "video_scan", "source_url": "http://10.0.0.1/scan.avi"})),
@@ -118,7 +105,7 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     ];
     for (what, body) in cases {
         let scan_id = api.submit(body).await;
-        let scan = finished(&env, &api, &scan_id).await;
+        let scan = api.finished(&env, &scan_id).await;
         assert_eq!(scan["status"], "failed", "{what}: {scan}");
         assert_eq!(scan["attempts"], 1, "{what}: bad input is not retried");
         let code = scan["error"]["code"].as_str().unwrap();
@@ -134,7 +121,7 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     }
     // The worker is still serving after all that.
     let ok = api.submit(json!({"kind": "probe"})).await;
-    assert_eq!(finished(&env, &api, &ok).await["status"], "succeeded");
+    assert_eq!(api.finished(&env, &ok).await["status"], "succeeded");
 
     worker.stop().await;
     dispatcher.stop().await;
@@ -152,7 +139,7 @@ async fn a_source_that_never_answers_times_out_and_fails_after_its_retries() {
     let server = file_server(Vec::new()).await;
 
     let scan_id = api.submit(json!({"kind": "video_scan", "source_url": format!("{server}/stalled.avi")})).await;
-    let scan = finished(&env, &api, &scan_id).await;
+    let scan = api.finished(&env, &scan_id).await;
     // A timeout may be the network's fault, so it is retried, but only up to
     // the delivery limit: the scan ends failed, never stuck.
     assert_eq!(scan["status"], "failed", "{scan}");
@@ -180,19 +167,19 @@ async fn an_identical_scan_is_served_from_the_result_cache_and_new_parameters_re
     let video = small_scan_video();
     let scan_of = |upload_id: String, params: Value| json!({"kind": "video_scan", "upload_id": upload_id, "params": params});
 
-    let original = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
-    let original_result = finished(&env, &api, &original).await["result"].clone();
+    let original = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let original_result = api.finished(&env, &original).await["result"].clone();
     assert!(original_result.get("cached").is_none(), "{original_result}");
     // A new upload of the same bytes: the key is the content, not the upload.
-    let repeat = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
-    let repeat_result = finished(&env, &api, &repeat).await["result"].clone();
+    let repeat = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let repeat_result = api.finished(&env, &repeat).await["result"].clone();
     assert_eq!(repeat_result["cached"], true, "{repeat_result}");
     assert_eq!(repeat_result["cached_from"], original);
     assert_eq!(repeat_result["report"], original_result["report"]);
     assert_eq!(repeat_result["artifacts"], original_result["artifacts"]);
     // Other parameters: computed again.
-    let smaller = api.submit(scan_of(upload(&api, video.clone()).await, json!({"downscale_max": 640}))).await;
-    let smaller_result = finished(&env, &api, &smaller).await["result"].clone();
+    let smaller = api.submit(scan_of(api.upload(video.clone()).await, json!({"downscale_max": 640}))).await;
+    let smaller_result = api.finished(&env, &smaller).await["result"].clone();
     assert!(smaller_result.get("cached").is_none(), "{smaller_result}");
     assert_eq!(smaller_result["report"]["frames_decoded"], 8);
 
@@ -209,13 +196,13 @@ async fn an_identical_scan_is_served_from_the_result_cache_and_new_parameters_re
 
     // A fresh worker has an empty memory: Postgres answers.
     let second_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-2")).await;
-    let later = api.submit(scan_of(upload(&api, video.clone()).await, json!({}))).await;
-    let later_result = finished(&env, &api, &later).await["result"].clone();
+    let later = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let later_result = api.finished(&env, &later).await["result"].clone();
     assert_eq!(later_result["cached_from"], original, "the original, not the repeat: {later_result}");
     // Another tenant never gets this tenant's result.
     let other_api = Api::new(&dispatcher.base_url, &env.api_key("someone-else", Tier::Free).await);
-    let other = other_api.submit(scan_of(upload(&other_api, video).await, json!({}))).await;
-    let other_result = finished(&env, &other_api, &other).await["result"].clone();
+    let other = other_api.submit(scan_of(other_api.upload(video).await, json!({}))).await;
+    let other_result = other_api.finished(&env, &other).await["result"].clone();
     assert!(other_result.get("cached").is_none(), "{other_result}");
     let counted = metrics_of(&second_worker).await;
     assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=database}"], 1.0);

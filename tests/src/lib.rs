@@ -297,6 +297,23 @@ impl Api {
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
+
+    /// Uploads `bytes`; returns the upload id.
+    pub async fn upload(&self, bytes: Vec<u8>) -> String {
+        let response = self.post("/v1/uploads").body(bytes).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let upload: serde_json::Value = response.json().await.unwrap();
+        upload["id"].as_str().unwrap().to_string()
+    }
+
+    /// The scan once it has succeeded or failed.
+    pub async fn finished(&self, env: &TestEnv, scan_id: &str) -> serde_json::Value {
+        wait_for(&format!("scan {scan_id} to finish"), || async {
+            matches!(env.scan_status(scan_id).await.as_str(), "succeeded" | "failed").then_some(())
+        })
+        .await;
+        self.scan(scan_id).await
+    }
 }
 
 /// One request a `Receiver` got.

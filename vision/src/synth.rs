@@ -111,22 +111,30 @@ pub struct GroundTruth {
     pub card_quads: Vec<[[f64; 2]; 4]>,
 }
 
-/// SplitMix64: tiny deterministic RNG (the generator must not depend on a
-/// crate's stream staying stable across versions).
-struct Rng(u64);
+/// SplitMix64: tiny deterministic RNG for the scan and photo generators
+/// (they must not depend on a crate's stream staying stable across versions).
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn f(&mut self) -> f64 {
+    pub(crate) fn f(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
-    fn range(&mut self, a: f64, b: f64) -> f64 {
+    pub(crate) fn range(&mut self, a: f64, b: f64) -> f64 {
         a + (b - a) * self.f()
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub(crate) fn gauss(&mut self) -> f64 {
+        // Box–Muller.
+        let (u, v) = (self.f().max(1e-12), self.f());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 }
 

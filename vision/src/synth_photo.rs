@@ -19,6 +19,7 @@ use opencv::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
+use crate::synth::Rng;
 
 /// What to render.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,31 +99,6 @@ pub struct PhotoTruth {
     pub photo: PathBuf,
 }
 
-/// SplitMix64, as in [`crate::synth`]: the stream must not change with a crate version.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn range(&mut self, a: f64, b: f64) -> f64 {
-        a + (b - a) * self.f()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn gauss(&mut self) -> f64 {
-        // Box–Muller.
-        let (u, v) = (self.f().max(1e-12), self.f());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
 
 fn internal(e: impl std::fmt::Display) -> VisionError {
     VisionError::Internal(e.to_string())

@@ -18,6 +18,7 @@ async fn an_item_crop_upload_returns_boxes_and_stored_crops() {
     let (photo, truth) = synth_photo::render(&PhotoSpec { seed: 2, items: Some(3), allow_contact: false, ..PhotoSpec::default() }).unwrap();
     let (empty_table, _) = synth_photo::render(&PhotoSpec { seed: 2, items: Some(0), ..PhotoSpec::default() }).unwrap();
 
+    let photo_bytes = photo.clone();
     let cropped = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(photo).await, "item_type": "trading_card"})).await;
     let empty = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(empty_table).await})).await;
     let not_image = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(b"plain text, not a photo".to_vec()).await})).await;
@@ -52,6 +53,13 @@ async fn an_item_crop_upload_returns_boxes_and_stored_crops() {
             truth_item.bbox
         );
     }
+
+    // The same photo again: served from the result cache, same items.
+    let repeat = api.submit(json!({"kind": "item_crop", "upload_id": api.upload(photo_bytes).await})).await;
+    let repeat = api.finished(&env, &repeat).await;
+    assert_eq!(repeat["result"]["cached"], true, "{repeat}");
+    assert_eq!(repeat["result"]["cached_from"], cropped.as_str());
+    assert_eq!(repeat["result"]["report"]["items"], result["report"]["items"]);
 
     let scan = api.finished(&env, &empty).await;
     assert_eq!(scan["status"], "succeeded", "a photo with no item is not an error: {scan}");

@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use burn_tensor::Tensor;
 use opencv::{
-    core::{self, Mat, Point2f, Vector},
-    imgcodecs, imgproc,
+    core::{self, Point2f, Vector},
+    imgproc,
     prelude::*,
 };
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,9 @@ use crate::{
     backend::ScanBackend,
     canny::canny,
     error::VisionError,
-    frames::{stack_bgr, to_vec_f32},
+    frames::{stack_bgr, to_vec_f32, unstack_bgr},
     photo::{decode_photo, working_size, DecodeLimits, PhotoFormat},
-    pipeline::StageTiming,
+    pipeline::{encode_jpeg, StageTiming, Timer},
     primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, Border, Interpolation, MorphShape},
 };
 
@@ -142,13 +142,12 @@ const MIN_WORKING_SIDE: usize = 16;
 /// Run one `item_crop` on backend `B`.
 pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: &B::Device) -> Result<ItemCropOutput, VisionError> {
     let start = Instant::now();
-    let mut timings = Vec::new();
-    let mut lap = |stage: &str, since: Instant| timings.push(StageTiming { stage: stage.into(), ms: since.elapsed().as_secs_f64() * 1e3 });
+    let mut timer = Timer::default();
 
     let t = Instant::now();
     let limits = DecodeLimits { downscale_max: opts.downscale_max, max_decoded_pixels: opts.max_decoded_pixels, max_bytes: opts.max_bytes };
     let photo = decode_photo(bytes, &limits)?;
-    lap("decode", t);
+    timer.add("decode", t);
     let (ww, wh) = (photo.working.cols() as usize, photo.working.rows() as usize);
     let (dw, dh) = working_size(ww, wh, opts.detect_max_side);
 
@@ -158,11 +157,11 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
         let t = Instant::now();
         let bgr = stack_bgr::<B>(std::slice::from_ref(&photo.working), device)?;
         let walls = edge_walls(bgr.clone(), dw, dh, opts);
-        lap("edges", t);
+        timer.add("edges", t);
 
         let t = Instant::now();
         let found = find_items(&walls, dw, dh, opts);
-        lap("regions", t);
+        timer.add("regions", t);
 
         let t = Instant::now();
         // Detection → working pixels (pixel centres scale about the half-pixel offset).
@@ -173,10 +172,11 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
         for (index, item) in found.iter().enumerate() {
             let quad_w = item.quad.map(to_working);
             let (crop, cw, ch) = rectify::<B>(bgr.clone(), &quad_w)?;
-            crops.push(encode_jpeg_bgr(&crop, cw, ch, opts.jpeg_quality)?);
+            let image = unstack_bgr(crop).pop().expect("one crop");
+            crops.push(encode_jpeg(&image.to_mat()?, opts.jpeg_quality)?);
             items.push(describe(index, quad_w.map(to_source), item.confidence, [cw, ch]));
         }
-        lap("crop", t);
+        timer.add("crop", t);
     }
 
     let report = ItemCropReport {
@@ -188,7 +188,7 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
         working_size: [ww, wh],
         detect_size: [dw, dh],
         items,
-        timings_ms: timings,
+        timings_ms: timer.stages,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
     };
     Ok(ItemCropOutput { report, crops })
@@ -492,7 +492,7 @@ fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
     [poly.iter().map(|p| p[0]).sum::<f64>() / n, poly.iter().map(|p| p[1]).sum::<f64>() / n]
 }
 
-fn point_in_convex(poly: &[[f64; 2]], p: [f64; 2]) -> bool {
+pub(crate) fn point_in_convex(poly: &[[f64; 2]], p: [f64; 2]) -> bool {
     let n = poly.len();
     let signs: Vec<f64> = (0..n).map(|i| cross(poly[i], poly[(i + 1) % n], p)).collect();
     signs.iter().all(|&s| s >= 0.0) || signs.iter().all(|&s| s <= 0.0)
@@ -656,7 +656,7 @@ fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
     [q[start], q[(start + 1) % 4], q[(start + 2) % 4], q[(start + 3) % 4]]
 }
 
-fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
+pub(crate) fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
 
@@ -707,22 +707,6 @@ fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(T
     Ok((remap_bilinear(bgr, &map, cw, ch), cw, ch))
 }
 
-fn encode_jpeg_bgr<B: ScanBackend>(crop: &Tensor<B, 4>, cw: usize, ch: usize, quality: i32) -> Result<Vec<u8>, VisionError> {
-    let planes = to_vec_f32(crop.clone());
-    let plane = cw * ch;
-    let mut interleaved = vec![0u8; 3 * plane];
-    for i in 0..plane {
-        for c in 0..3 {
-            interleaved[3 * i + c] = planes[c * plane + i].round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    let flat = Mat::from_slice(&interleaved)?;
-    let mat = flat.reshape(3, ch as i32)?.try_clone()?;
-    let mut buf = Vector::<u8>::new();
-    let params: Vector<i32> = [imgcodecs::IMWRITE_JPEG_QUALITY, quality].into_iter().collect();
-    imgcodecs::imencode(".jpg", &mat, &mut buf, &params)?;
-    Ok(buf.to_vec())
-}
 
 #[cfg(test)]
 mod tests {

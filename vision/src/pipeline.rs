@@ -187,12 +187,14 @@ pub struct Progress {
     pub frames_total: usize,
 }
 
-struct Timer {
-    stages: Vec<StageTiming>,
+/// Per-stage wall time; a stage timed more than once (per batch) adds up.
+#[derive(Default)]
+pub(crate) struct Timer {
+    pub(crate) stages: Vec<StageTiming>,
 }
 
 impl Timer {
-    fn add(&mut self, stage: &str, since: Instant) {
+    pub(crate) fn add(&mut self, stage: &str, since: Instant) {
         let ms = since.elapsed().as_secs_f64() * 1e3;
         match self.stages.iter_mut().find(|s| s.stage == stage) {
             Some(s) => s.ms += ms,
@@ -369,7 +371,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VideoScanOutput, VisionError> {
     let start = Instant::now();
-    let mut timer = Timer { stages: Vec::new() };
+    let mut timer = Timer::default();
 
     let t = Instant::now();
     sniff(path, opts)?;
@@ -987,7 +989,7 @@ fn encode_png(img: &GrayImage) -> Result<Vec<u8>, VisionError> {
     encode(".png", &img.to_mat()?, &[])
 }
 
-fn encode_jpeg(img: &Mat, quality: i32) -> Result<Vec<u8>, VisionError> {
+pub(crate) fn encode_jpeg(img: &Mat, quality: i32) -> Result<Vec<u8>, VisionError> {
     encode(".jpg", img, &[imgcodecs::IMWRITE_JPEG_QUALITY, quality])
 }
 

@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 
 use opencv::{
     core::{self, Mat, Point, Point2f, Rect, Scalar, Size, Vector, CV_32F, CV_8UC1, CV_8UC3},
-    imgcodecs, imgproc,
+    imgproc,
     prelude::*,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
+use crate::frames::BgrImage;
+use crate::item_crop::{dist, point_in_convex};
+use crate::pipeline::encode_jpeg;
 use crate::synth::Rng;
 
 /// What to render.
@@ -248,15 +251,6 @@ fn item_quad(c: [f64; 2], iw: f64, ih: f64, angle: f64, persp: f64, keystone_sid
     local.map(|p| [c[0] + p[0] * co - p[1] * s, c[1] + p[0] * s + p[1] * co])
 }
 
-fn inside_convex(q: &[[f64; 2]; 4], p: [f64; 2]) -> bool {
-    let s: Vec<f64> = (0..4)
-        .map(|i| {
-            let (a, b) = (q[i], q[(i + 1) % 4]);
-            (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
-        })
-        .collect();
-    s.iter().all(|&v| v >= 0.0) || s.iter().all(|&v| v <= 0.0)
-}
 
 /// Pixels of the photo whose centre lies inside `q` grown by `margin` about its centre.
 fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
@@ -273,7 +267,7 @@ fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
     let mut out = Vec::new();
     for y in y0..=y1 {
         for x in x0..=x1 {
-            if inside_convex(&grown, [x as f64, y as f64]) {
+            if point_in_convex(&grown, [x as f64, y as f64]) {
                 out.push(y * w + x);
             }
         }
@@ -281,9 +275,6 @@ fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
     out
 }
 
-fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
-}
 
 struct Placed {
     kind: ItemKind,
@@ -472,10 +463,7 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
             }
         }
     }
-    let mat = Mat::from_slice(&bytes)?.reshape(3, h as i32)?.try_clone()?;
-    let mut buf = Vector::<u8>::new();
-    let params: Vector<i32> = [imgcodecs::IMWRITE_JPEG_QUALITY, spec.jpeg_quality].into_iter().collect();
-    imgcodecs::imencode(".jpg", &mat, &mut buf, &params)?;
+    let jpeg = encode_jpeg(&BgrImage { width: w, height: h, data: bytes }.to_mat()?, spec.jpeg_quality)?;
 
     let items = placed
         .iter()
@@ -495,7 +483,7 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
             }
         })
         .collect();
-    Ok((buf.to_vec(), PhotoTruth { spec: spec.clone(), background: bg_kind, items, photo: PathBuf::new() }))
+    Ok((jpeg, PhotoTruth { spec: spec.clone(), background: bg_kind, items, photo: PathBuf::new() }))
 }
 
 /// Alpha-blend an 8-bit BGR layer into the f32 photo through an 8-bit mask.

@@ -88,10 +88,6 @@ impl ResultCache {
         ResultCache { pool, memory }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.memory.is_some()
-    }
-
     /// A finished result for this key, if any. A database error is a miss
     /// (the cache only saves work; it must never fail a scan).
     pub async fn lookup(&self, tenant_id: Uuid, key: &str) -> Option<(CachedResult, CacheSource)> {

@@ -22,6 +22,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
 use crate::jobs::{self, JobContext, JobError};
@@ -361,10 +362,10 @@ impl Consumer {
     }
 
     /// Beats until the returned guard is dropped, however the scan ends.
-    fn spawn_heartbeat(&self, scan_id: uuid::Uuid) -> AbortOnDrop {
+    fn spawn_heartbeat(&self, scan_id: uuid::Uuid) -> AbortOnDropHandle<()> {
         let pool = self.pool.clone();
         let interval = self.heartbeat_interval;
-        AbortOnDrop(tokio::spawn(async move {
+        AbortOnDropHandle::new(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.tick().await; // the claim was the first beat
             loop {
@@ -374,15 +375,6 @@ impl Consumer {
                 }
             }
         }))
-    }
-}
-
-/// Aborts a background task when dropped (also when a panic unwinds).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

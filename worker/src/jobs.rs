@@ -141,7 +141,7 @@ async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobO
 async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
     let options = ScanOptions { downscale_max: downscale_max(job, context), ..ScanOptions::default() };
-    let (key, cached) = consult_cache(job, context, &format!("downscale_max={}", options.downscale_max), &input).await;
+    let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
     if let Some(served) = cached {
         return Ok(served);
     }
@@ -181,9 +181,10 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
 }
 
 /// This scan's cache key, and the result of an identical earlier scan if the
-/// cache has one.
-async fn consult_cache(job: &ScanJob, context: &JobContext, effective_options: &str, input: &[u8]) -> (String, Option<JobOutput>) {
-    let key = cache_key(job.kind, &job.params, effective_options, input);
+/// cache has one. `downscale_max` is the one option the worker derives (its
+/// own limit caps the scan's parameter), so it is part of the key.
+async fn consult_cache(job: &ScanJob, context: &JobContext, downscale_max: usize, input: &[u8]) -> (String, Option<JobOutput>) {
+    let key = cache_key(job.kind, &job.params, &format!("downscale_max={downscale_max}"), input);
     let Some((cached, source)) = context.cache.lookup(job.tenant_id, &key).await else {
         return (key, None);
     };
@@ -201,7 +202,7 @@ async fn consult_cache(job: &ScanJob, context: &JobContext, effective_options: &
 async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
     let options = ItemCropOptions { downscale_max: downscale_max(job, context), ..ItemCropOptions::default() };
-    let (key, cached) = consult_cache(job, context, &format!("downscale_max={}", options.downscale_max), &input).await;
+    let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
     if let Some(served) = cached {
         return Ok(served);
     }

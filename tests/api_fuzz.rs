@@ -29,6 +29,8 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .args(["--max-examples", "25", "--seed", "20261125", "--workers", "2"])
         .args(["--no-color", "--output-truncate", "false", "--report", "junit", "--report-dir"])
         .arg(reports.path())
+        // Its caches (.schemathesis/, .hypothesis/) go to the temp dir, not the source tree.
+        .current_dir(reports.path())
         .output()
         .await
         .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", schemathesis.display()));

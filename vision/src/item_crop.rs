@@ -79,7 +79,7 @@ impl Default for ItemCropOptions {
             canny_low: 20.0,
             canny_high: 50.0,
             min_item_area_frac: 0.004,
-            min_aspect: 0.3,
+            min_aspect: 0.5,
             min_rectangularity: 0.88,
             jpeg_quality: 90,
         }
@@ -230,20 +230,24 @@ const WALL_SHIFT: f64 = -0.5;
 struct Shape {
     rect: MinRect,
     rectangularity: f64,
+    /// Share of the rectangle the region's own pixels cover: an item's
+    /// border band alone (a ring) covers little, its print area most.
+    solidity: f64,
     quad: [[f64; 2]; 4],
 }
 
 impl Shape {
     /// Whether this (a blob or part of one) is plausibly the outline of the
     /// item `core` belongs to: around it and not much larger (a print area
-    /// is about 75 % of its item).
+    /// is 75–90 % of its item; a core can be a piece of the border band).
     fn fits_around(&self, core: &Shape) -> bool {
         point_in_convex(&self.quad, core.rect.centre) && self.rect.area() <= 1.7 * core.rect.area()
     }
 }
 
 /// Hull → minimum-area rectangle → filters → quad, for one shape's boundary pixels.
-fn fit_shape(boundary: &[[f64; 2]], offset: f64, min_area: f64, opts: &ItemCropOptions) -> Option<Shape> {
+fn fit_shape(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions) -> Option<Shape> {
+    let boundary = &region.boundary;
     let hull = convex_hull(boundary);
     if hull.len() < 3 {
         return None;
@@ -255,25 +259,33 @@ fn fit_shape(boundary: &[[f64; 2]], offset: f64, min_area: f64, opts: &ItemCropO
         return None;
     }
     let quad = fit_quad(&rect, boundary, offset);
-    Some(Shape { rect, rectangularity, quad })
+    Some(Shape { solidity: region.pixels as f64 / rect.area().max(1.0), rect, rectangularity, quad })
 }
 
-/// Boundary pixels (a 4-neighbour differs, or lies outside the image) of
-/// every group in `group` (`usize::MAX` = none), as `groups` point lists.
-fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Vec<[f64; 2]>> {
-    let mut out = vec![Vec::new(); groups];
+/// One group of pixels: its boundary pixels' centres and its size.
+#[derive(Clone, Debug, Default)]
+struct Region {
+    boundary: Vec<[f64; 2]>,
+    pixels: usize,
+}
+
+/// The boundary pixels (a 4-neighbour differs, or lies outside the image)
+/// and size of every group in `group` (`usize::MAX` = none).
+fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Region> {
+    let mut out = vec![Region::default(); groups];
     for y in 0..h {
         for x in 0..w {
             let g = group[y * w + x];
             if g == usize::MAX {
                 continue;
             }
+            out[g].pixels += 1;
             let differs = |xx: isize, yy: isize| {
                 xx < 0 || yy < 0 || xx as usize >= w || yy as usize >= h || group[yy as usize * w + xx as usize] != g
             };
             let (xi, yi) = (x as isize, y as isize);
             if differs(xi - 1, yi) || differs(xi + 1, yi) || differs(xi, yi - 1) || differs(xi, yi + 1) {
-                out[g].push([x as f64, y as f64]);
+                out[g].boundary.push([x as f64, y as f64]);
             }
         }
     }
@@ -320,6 +332,13 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         }
     }
 
+    let near_wall: Vec<bool> = (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            (y.saturating_sub(1)..(y + 2).min(h)).any(|yy| (x.saturating_sub(1)..(x + 2).min(w)).any(|xx| walls[yy * w + xx]))
+        })
+        .collect();
+
     // Blobs: everything that is not background.
     let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
     let (blob_labels, blobs) = label_mask(&solid, w, h);
@@ -339,6 +358,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
             boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
+        if std::env::var("ITEM_DEBUG").is_ok() { eprintln!("blob {:?} area {} big {:?}", (blob.left, blob.top, blob.width, blob.height), blob.area, big.iter().map(|c| (c.rect.centre.map(|v| v.round()), c.rect.area().round(), (c.solidity*100.0).round(), (c.rectangularity*100.0).round())).collect::<Vec<_>>()); }
         let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
@@ -346,18 +366,27 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| (*core).clone())).collect()
         } else {
             match (whole_blob(), big.first()) {
-                (Some(part), Some(core)) if !part.fits_around(core) => vec![(*core).clone()],
+                // Not one item: each core stands for its own (the leftovers
+                // below pick up items that have none).
+                (Some(part), Some(core)) if !part.fits_around(core) => big.iter().map(|c| (*c).clone()).collect(),
                 (Some(part), _) => vec![part],
-                (None, Some(core)) => vec![(*core).clone()],
+                (None, Some(_)) => big.iter().map(|c| (*c).clone()).collect(),
                 (None, None) => vec![],
             }
         };
+        let scan = BlobScan { blob_labels: &blob_labels, blob, near_wall: &near_wall, w, h, min_area, opts };
+        let mut parts = parts;
+        let leftovers = scan.leftovers(&parts);
+        parts.extend(leftovers);
+        let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
+        if std::env::var("ITEM_DEBUG").is_ok() { for p in &parts { eprintln!("  part {:?} sol {:.2}", p.quad.map(|q| q.map(|v| v.round())), p.solidity); } }
         for part in parts {
             let support = edge_support(&part.quad, walls, w, h);
             let quad = orient(part.quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
             items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
         }
     }
+    drop_nested(&mut items);
     // Reading order: top to bottom, then left to right, by centre.
     items.sort_by(|a, b| {
         let ca = quad_centre(&a.quad);
@@ -365,6 +394,215 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         (ca[1] + ca[0] * 0.25).total_cmp(&(cb[1] + cb[0] * 0.25))
     });
     items
+}
+
+/// One blob (an item, or items that touch or overlap) and what the item
+/// search inside it needs.
+struct BlobScan<'a> {
+    blob_labels: &'a [u32],
+    blob: &'a crate::primitives::Component,
+    /// Within a pixel of a wall (the Canny line may sit on either side of the step).
+    near_wall: &'a [bool],
+    w: usize,
+    h: usize,
+    min_area: f64,
+    opts: &'a ItemCropOptions,
+}
+
+/// Share of a seam's length that must run along a wall.
+const SEAM_COVERAGE: f64 = 0.94;
+/// Seams tried per part, best covered first (parallel neighbours of a
+/// seam that failed are tried too, so this bounds the work).
+const SEAM_TRIES: usize = 24;
+
+impl BlobScan<'_> {
+    /// Items left in the blob once `found` are taken out (each grown by the
+    /// width of a wall): a card whose print area and border band are both
+    /// broken up by its art, so that no core stands for it, lying against
+    /// one that was found. A leftover must be solid (most of its rectangle
+    /// covered: a ring or an L of walls is not an item) as well as
+    /// item-shaped, and where it was cut from a found item the cut must run
+    /// along a wall (else it is the rest of that item).
+    fn leftovers(&self, found: &[Shape]) -> Vec<Shape> {
+        let (w, h, blob) = (self.w, self.h, self.blob);
+        let mut taken: Vec<[[f64; 2]; 4]> = found.iter().map(|s| grow_quad(&s.quad, 3.0)).collect();
+        let mut out = Vec::new();
+        // Each round can free another item (a column of touching cards).
+        for _ in 0..8 {
+            let mut rest = vec![false; w * h];
+            let mut count = 0usize;
+            for y in blob.top..blob.top + blob.height {
+                for x in blob.left..blob.left + blob.width {
+                    let p = [x as f64, y as f64];
+                    if self.blob_labels[y * w + x] == blob.label && !taken.iter().any(|q| point_in_convex(q, p)) {
+                        rest[y * w + x] = true;
+                        count += 1;
+                    }
+                }
+            }
+            if (count as f64) < self.min_area {
+                break;
+            }
+            let (labels, comps) = label_mask(&rest, w, h);
+            let mut slot = vec![usize::MAX; comps.len() + 1];
+            let mut n = 0;
+            for c in comps.iter().filter(|c| c.area as f64 >= self.min_area) {
+                slot[c.label as usize] = n;
+                n += 1;
+            }
+            let group: Vec<usize> = labels.iter().map(|&l| slot[l as usize]).collect();
+            // Boundary pixels on a cut lie just outside a taken quad.
+            let cut_zone: Vec<[[f64; 2]; 4]> = taken.iter().map(|q| grow_quad(q, 1.5)).collect();
+            let new: Vec<Shape> = boundaries(&group, n, w, h)
+                .iter()
+                .filter(|r| {
+                    let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
+                    let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
+                    on_wall as f64 >= 0.5 * cut.len() as f64
+                })
+                .filter_map(|r| fit_shape(r, BLOB_OFFSET, self.min_area, self.opts).filter(|s| s.solidity >= 0.6))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            taken.extend(new.iter().map(|s| grow_quad(&s.quad, 3.0)));
+            out.extend(new);
+        }
+        out
+    }
+
+    /// `part`, or its pieces when a seam splits it into item-shaped halves
+    /// (each split again, down to `depth` levels: a row of cards).
+    ///
+    /// Items laid edge to edge (or one over another) whose cores did not
+    /// tell them apart make one part, but the edge between them is a
+    /// straight wall that crosses the whole part. Art edges stop at the
+    /// print frame, so they leave the border band uncrossed, and a print
+    /// frame or a title band cuts off a strip that is not item-shaped.
+    fn split(&self, part: Shape, depth: usize) -> Vec<Shape> {
+        if depth == 0 {
+            return vec![part];
+        }
+        let (w, h) = (self.w, self.h);
+        let grown = grow_quad(&part.quad, 2.0);
+        let xs = grown.map(|p| p[0]);
+        let ys = grown.map(|p| p[1]);
+        let (x0, x1) = (xs.iter().copied().fold(f64::MAX, f64::min).floor().max(0.0) as usize, (xs.iter().copied().fold(f64::MIN, f64::max).ceil().max(0.0) as usize).min(w - 1));
+        let (y0, y1) = (ys.iter().copied().fold(f64::MAX, f64::min).floor().max(0.0) as usize, (ys.iter().copied().fold(f64::MIN, f64::max).ceil().max(0.0) as usize).min(h - 1));
+        let mut mask = vec![false; w * h];
+        let mut pixels = Vec::new();
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                if self.blob_labels[y * w + x] == self.blob.label && point_in_convex(&grown, [x as f64, y as f64]) {
+                    mask[y * w + x] = true;
+                    pixels.push((x, y));
+                }
+            }
+        }
+        let rect = &part.rect;
+        let c = rect.centre;
+        let rotate = |v: [f64; 2], th: f64| [v[0] * th.cos() - v[1] * th.sin(), v[0] * th.sin() + v[1] * th.cos()];
+        // (coverage, a point on the seam, its normal)
+        let mut seams: Vec<(f64, [f64; 2], [f64; 2])> = Vec::new();
+        for axis in 0..2 {
+            let (n0, d0, half_n, half_d) = (rect.axes[axis], rect.axes[1 - axis], rect.half[axis], rect.half[1 - axis]);
+            // Overlapping items lie up to about 12° apart.
+            for step in -8..=8 {
+                let th = (step as f64 * 1.5).to_radians();
+                let (n, d) = (rotate(n0, th), rotate(d0, th));
+                let reach = half_d + half_n * th.sin().abs() + 3.0;
+                let mut s = -0.6 * half_n;
+                while s <= 0.6 * half_n {
+                    let o = [c[0] + s * n[0], c[1] + s * n[1]];
+                    let (mut inside, mut covered) = (0usize, 0usize);
+                    let mut t = -reach;
+                    while t <= reach {
+                        let (x, y) = ((o[0] + t * d[0]).round(), (o[1] + t * d[1]).round());
+                        if x >= 0.0 && y >= 0.0 && (x as usize) < w && (y as usize) < h {
+                            let i = y as usize * w + x as usize;
+                            if mask[i] {
+                                inside += 1;
+                                covered += self.near_wall[i] as usize;
+                            }
+                        }
+                        t += 1.0;
+                    }
+                    // The seam must cross the part: at least 60 % of its side.
+                    if inside as f64 >= 1.2 * half_d {
+                        let coverage = covered as f64 / inside as f64;
+                        if coverage >= SEAM_COVERAGE {
+                            seams.push((coverage, o, n));
+                        }
+                    }
+                    s += 1.0;
+                }
+            }
+        }
+        seams.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for &(_, o, n) in seams.iter().take(SEAM_TRIES) {
+            let mut group = vec![usize::MAX; w * h];
+            for &(x, y) in &pixels {
+                group[y * w + x] = (dot([x as f64 - o[0], y as f64 - o[1]], n) > 0.0) as usize;
+            }
+            let halves: Vec<Option<Shape>> = boundaries(&group, 2, w, h)
+                .iter()
+                .map(|r| {
+                    let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
+                    fit_shape(r, BLOB_OFFSET, self.min_area, self.opts).filter(|s| big_enough && s.solidity >= 0.6)
+                })
+                .collect();
+            if let [Some(a), Some(b)] = &halves[..] {
+                if std::env::var("ITEM_DEBUG").is_ok() { eprintln!("seam at {o:?} normal {n:?}, {} candidates, best {:?}", seams.len(), seams.first()); }
+                let (a, b) = (a.clone(), b.clone());
+                return self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect();
+            }
+        }
+        vec![part]
+    }
+}
+
+/// Drop every item that lies mostly (over half its area) inside a larger
+/// one: an item's print area found beside its whole outline. Overlapping
+/// items share far less (the generator overlaps them by at most 12 %).
+fn drop_nested(items: &mut Vec<FoundItem>) {
+    items.sort_by(|a, b| polygon_area(&b.quad).total_cmp(&polygon_area(&a.quad)));
+    let mut kept: Vec<FoundItem> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if !kept.iter().any(|k| share_inside(&item.quad, &k.quad) > 0.5) {
+            kept.push(item);
+        }
+    }
+    *items = kept;
+}
+
+/// Share of `inner`'s area that lies inside `outer` (both convex), sampled
+/// on a one-pixel grid.
+fn share_inside(inner: &[[f64; 2]; 4], outer: &[[f64; 2]; 4]) -> f64 {
+    let xs = inner.map(|p| p[0]);
+    let ys = inner.map(|p| p[1]);
+    let (x0, x1) = (xs.iter().copied().fold(f64::MAX, f64::min).floor() as i64, xs.iter().copied().fold(f64::MIN, f64::max).ceil() as i64);
+    let (y0, y1) = (ys.iter().copied().fold(f64::MAX, f64::min).floor() as i64, ys.iter().copied().fold(f64::MIN, f64::max).ceil() as i64);
+    let (mut both, mut own) = (0usize, 0usize);
+    for y in y0..=y1 {
+        for x in x0..=x1 {
+            let p = [x as f64, y as f64];
+            if point_in_convex(inner, p) {
+                own += 1;
+                both += point_in_convex(outer, p) as usize;
+            }
+        }
+    }
+    both as f64 / own.max(1) as f64
+}
+
+/// `quad` grown by `margin` along each corner's direction from the centre.
+pub(crate) fn grow_quad(quad: &[[f64; 2]; 4], margin: f64) -> [[f64; 2]; 4] {
+    let c = quad_centre(quad);
+    quad.map(|p| {
+        let d = [p[0] - c[0], p[1] - c[1]];
+        let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
+        [p[0] + d[0] / len * margin, p[1] + d[1] / len * margin]
+    })
 }
 
 /// Split one blob between its cores (nearest core quad wins); a part that

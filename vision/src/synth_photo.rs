@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
 use crate::frames::BgrImage;
-use crate::item_crop::{dist, point_in_convex};
+use crate::item_crop::{dist, grow_quad, point_in_convex};
 use crate::pipeline::encode_jpeg;
 use crate::synth::Rng;
 
@@ -254,12 +254,7 @@ fn item_quad(c: [f64; 2], iw: f64, ih: f64, angle: f64, persp: f64, keystone_sid
 
 /// Pixels of the photo whose centre lies inside `q` grown by `margin` about its centre.
 fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
-    let c = [q.iter().map(|p| p[0]).sum::<f64>() / 4.0, q.iter().map(|p| p[1]).sum::<f64>() / 4.0];
-    let grown = q.map(|p| {
-        let d = [p[0] - c[0], p[1] - c[1]];
-        let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
-        [p[0] + d[0] / len * margin, p[1] + d[1] / len * margin]
-    });
+    let grown = grow_quad(q, margin);
     let x0 = grown.iter().map(|p| p[0]).fold(f64::MAX, f64::min).floor().max(0.0) as usize;
     let x1 = (grown.iter().map(|p| p[0]).fold(f64::MIN, f64::max).ceil() as usize).min(w - 1);
     let y0 = grown.iter().map(|p| p[1]).fold(f64::MAX, f64::min).floor().max(0.0) as usize;
@@ -484,6 +479,37 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
         })
         .collect();
     Ok((jpeg, PhotoTruth { spec: spec.clone(), background: bg_kind, items, photo: PathBuf::new() }))
+}
+
+/// Intersection over union of two axis-aligned boxes `[x0, y0, x1, y1]`.
+pub fn box_iou(a: [f64; 4], b: [f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    inter / (area(a) + area(b) - inter)
+}
+
+/// Score found items against the truth: greedy one-to-one matching by box
+/// IoU (pairs under 0.3 never match), as (truth index, found index, IoU).
+pub fn match_items(truth: &[GtItem], found: &[crate::item_crop::CroppedItem]) -> Vec<(usize, usize, f64)> {
+    let mut pairs: Vec<(usize, usize, f64)> = truth
+        .iter()
+        .enumerate()
+        .flat_map(|(t, g)| found.iter().enumerate().map(move |(f, d)| (t, f, box_iou(g.bbox, d.bbox))))
+        .filter(|p| p.2 > 0.3)
+        .collect();
+    pairs.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let (mut used_t, mut used_f) = (vec![false; truth.len()], vec![false; found.len()]);
+    let mut out = Vec::new();
+    for (t, f, v) in pairs {
+        if !used_t[t] && !used_f[f] {
+            used_t[t] = true;
+            used_f[f] = true;
+            out.push((t, f, v));
+        }
+    }
+    out
 }
 
 /// Alpha-blend an 8-bit BGR layer into the f32 photo through an 8-bit mask.

@@ -7,41 +7,12 @@ use vision::{
     crop_items,
     item_crop::{CroppedItem, ItemCropOptions},
     photo::{decode_photo, read_header, DecodeLimits, PhotoFormat},
-    synth_photo::{self, GtItem, PhotoSpec},
+    synth_photo::{self, match_items, GtItem, PhotoSpec},
     Cpu,
 };
 
 fn run(bytes: &[u8]) -> Result<vision::ItemCropOutput, vision::VisionError> {
     crop_items::<Cpu>(bytes, &ItemCropOptions::default(), &Default::default())
-}
-
-fn iou(a: [f64; 4], b: [f64; 4]) -> f64 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let area = |r: [f64; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    inter / (area(a) + area(b) - inter)
-}
-
-/// Greedy one-to-one matching by box IoU: (truth index, found index, IoU).
-fn match_items(truth: &[GtItem], found: &[CroppedItem]) -> Vec<(usize, usize, f64)> {
-    let mut pairs: Vec<(usize, usize, f64)> = truth
-        .iter()
-        .enumerate()
-        .flat_map(|(t, g)| found.iter().enumerate().map(move |(f, d)| (t, f, iou(g.bbox, d.bbox))))
-        .filter(|p| p.2 > 0.3)
-        .collect();
-    pairs.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let (mut used_t, mut used_f) = (vec![false; truth.len()], vec![false; found.len()]);
-    let mut out = Vec::new();
-    for (t, f, v) in pairs {
-        if !used_t[t] && !used_f[f] {
-            used_t[t] = true;
-            used_f[f] = true;
-            out.push((t, f, v));
-        }
-    }
-    out
 }
 
 /// Crop size error: sorted crop dimensions against the true side lengths

@@ -154,12 +154,16 @@ fn classify_band(src: &[f32], h: usize, w: usize, y0: usize, rows: &mut [u8], lo
     ring.compute(src, h, y0);
     for (y, state) in (y0..y1).zip(rows.chunks_exact_mut(pw)) {
         mag_row(&mut ring, y + 1);
-        let (up, m, down) = (&ring.mag[(y + 2) % 3], &ring.mag[y % 3], &ring.mag[(y + 1) % 3]);
-        let (dx, dy) = (&ring.dx[y % 3], &ring.dy[y % 3]);
-        // Branch-free per pixel so that the loop vectorises: every test is
-        // computed and the sector's one selected.
+        // Left, centre and right neighbours as slices of exactly `w`, so that
+        // the loop has no bounds checks and vectorises.
+        let (ul, uc, ur) = shifts(&ring.mag[(y + 2) % 3], w);
+        let (ml, mm, mr) = shifts(&ring.mag[y % 3], w);
+        let (dl, dc, dr) = shifts(&ring.mag[(y + 1) % 3], w);
+        let (dx, dy, out) = (&ring.dx[y % 3][..w], &ring.dy[y % 3][..w], &mut state[1..=w]);
+        // Branch-free per pixel: every test is computed and the sector's
+        // one selected with bit logic.
         for x in 0..w {
-            let (mc, gx, gy) = (m[x + 1], dx[x], dy[x]);
+            let (mc, gx, gy) = (mm[x], dx[x], dy[x]);
             let (ax, ay) = (gx.abs(), gy.abs());
             // OpenCV's sector test: y = |dy| << 15, tg22x = |dx| * 13573,
             // tg67x = tg22x + (|dx| << 16); `y > tg67x` rewritten so that
@@ -167,15 +171,15 @@ fn classify_band(src: &[f32], h: usize, w: usize, y0: usize, rows: &mut [u8], lo
             let tg22x = ax * 13573.0;
             let horizontal = ay * 32768.0 < tg22x;
             let vertical = (ay - ax * 2.0) * 32768.0 > tg22x;
-            let keep_h = (mc > m[x]) & (mc >= m[x + 2]);
-            let keep_v = (mc > up[x + 1]) & (mc >= down[x + 1]);
+            let keep_h = (mc > ml[x]) & (mc >= mr[x]);
+            let keep_v = (mc > uc[x]) & (mc >= dc[x]);
             // OpenCV: s = (dx ^ dy) < 0 ? -1 : 1 compares mag[y-1][x-s] and mag[y+1][x+s].
             let opposite = gx * gy < 0.0;
-            let keep_same = (mc > up[x]) & (mc > down[x + 2]);
-            let keep_opp = (mc > up[x + 2]) & (mc > down[x]);
-            let keep_d = if opposite { keep_opp } else { keep_same };
-            let is_max = if horizontal { keep_h } else if vertical { keep_v } else { keep_d };
-            state[x + 1] = u8::from(is_max) * (u8::from(mc > low) + u8::from(mc > high));
+            let keep_same = (mc > ul[x]) & (mc > dr[x]);
+            let keep_opp = (mc > ur[x]) & (mc > dl[x]);
+            let keep_d = (opposite & keep_opp) | (!opposite & keep_same);
+            let is_max = (horizontal & keep_h) | (!horizontal & ((vertical & keep_v) | (!vertical & keep_d)));
+            out[x] = u8::from(is_max & (mc > low)) + u8::from(is_max & (mc > high));
         }
         (state[0], state[w + 1]) = (0, 0);
     }
@@ -224,23 +228,41 @@ impl SobelRing {
     }
 }
 
+/// A padded row's left, centre and right neighbours of its `w` pixels.
+fn shifts(r: &[f32], w: usize) -> (&[f32], &[f32], &[f32]) {
+    (&r[..w], &r[1..=w], &r[2..w + 2])
+}
+
 /// Hysteresis on a padded state map: every weak pixel 8-connected to a
 /// strong one becomes an edge (`GROWN`); strong pixels stay `STRONG`.
 fn grow_edges(state: &mut [u8], pw: usize) {
     let neighbours = [pw + 1, pw, pw - 1, 1];
     let mut stack: Vec<usize> = Vec::new();
-    for p in 0..state.len() {
-        if state[p] != STRONG {
+    // Seeds are sparse: skip eight pixels at a time when none has the
+    // STRONG bit (GROWN = 3 has it too, and is checked pixel by pixel).
+    const STRONG_BITS: u64 = u64::from_ne_bytes([STRONG; 8]);
+    for base in (0..state.len()).step_by(8) {
+        let chunk = &state[base..(base + 8).min(state.len())];
+        if chunk.len() == 8 && u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) & STRONG_BITS == 0 {
             continue;
         }
-        stack.push(p);
-        while let Some(q) = stack.pop() {
-            for o in neighbours {
-                for r in [q + o, q - o] {
-                    if state[r] == WEAK {
-                        state[r] = GROWN;
-                        stack.push(r);
-                    }
+        for p in base..base + chunk.len() {
+            if state[p] == STRONG {
+                grow_from(state, p, &neighbours, &mut stack);
+            }
+        }
+    }
+}
+
+/// Flood fill from one strong pixel through weak ones.
+fn grow_from(state: &mut [u8], p: usize, neighbours: &[usize; 4], stack: &mut Vec<usize>) {
+    stack.push(p);
+    while let Some(q) = stack.pop() {
+        for &o in neighbours {
+            for r in [q + o, q - o] {
+                if state[r] == WEAK {
+                    state[r] = GROWN;
+                    stack.push(r);
                 }
             }
         }

@@ -382,12 +382,15 @@ pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: u
             let i = y * w + x;
             let (dx, dy) = (flow[i], flow[plane + i]);
             let (fx, fy) = (dx + x as f32, dy + y as f32);
-            let (x1, y1) = (fx.floor(), fy.floor());
-            let (ax, ay) = (fx - x1, fy - y1);
-            let valid = x1 >= 0.0 && x1 < (w - 1) as f32 && y1 >= 0.0 && y1 < (h - 1) as f32;
+            // `floor(f) in [0, len - 1)` is `f in [0, len - 1)` (false for
+            // NaN too); inside it the floor is a truncation, which unlike
+            // `f32::floor` needs no libm call on baseline x86-64.
+            let valid = fx >= 0.0 && fx < (w - 1) as f32 && fy >= 0.0 && fy < (h - 1) as f32;
             let c0 = |c: usize| r0[c * plane + i];
             let (r2, r3, r4, r5, r6) = if valid {
-                let j = (y1 * w as f32 + x1) as usize;
+                let (x1, y1) = (fx as usize, fy as usize);
+                let (ax, ay) = (fx - x1 as f32, fy - y1 as f32);
+                let j = y1 * w + x1;
                 let (one_ax, one_ay) = (1.0 - ax, 1.0 - ay);
                 let c1 = |c: usize| {
                     let r = &r1[c * plane..];

@@ -53,8 +53,28 @@ fn cv_round(v: f64) -> usize {
 
 /// Dense flow from `prev` to `next` (`[N, 1, H, W]`, 0..255) as `[N, 2, H, W]` (dx, dy).
 pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
-    let [n, _, h, w] = prev.dims();
-    let device = prev.device();
+    let n = prev.dims()[0];
+    farneback_pairs(Tensor::cat(vec![prev, next], 0), p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, n, n)))
+}
+
+/// Dense flow between consecutive frames of `frames` (`[N + 1, 1, H, W]`):
+/// `[N, 2, H, W]`, the same as `farneback(frames[..N], frames[1..])`, but
+/// every frame's pyramid and polynomial expansion is computed once instead
+/// of twice (once as `next`, once as `prev`).
+pub fn farneback_sequence<B: ScanBackend>(frames: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+    let n = frames.dims()[0] - 1;
+    farneback_pairs(frames, p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, 1, n)))
+}
+
+/// Farneback over the frame pairs that `pairs` picks out of the expansion
+/// of `frames` at each pyramid level (`[M, 5, h, w]` → first and second
+/// frames of each pair).
+fn farneback_pairs<B: ScanBackend>(
+    frames: Tensor<B, 4>,
+    p: &FarnebackParams,
+    pairs: impl Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>),
+) -> Tensor<B, 4> {
+    let [_, _, h, w] = frames.dims();
     const MIN_SIZE: f64 = 32.0;
     let mut levels = 0;
     let mut scale = 1.0;
@@ -72,16 +92,12 @@ pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &Far
         let sigma = (1.0 / scale - 1.0) * 0.5;
         let smooth = ((sigma * 5.0).round_ties_even() as usize | 1).max(3);
         let (lw, lh) = (cv_round(w as f64 * scale), cv_round(h as f64 * scale));
+        let blurred = gaussian_blur(frames.clone(), smooth, sigma, Border::Reflect101);
+        let (r0, r1) = pairs(B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma));
         let mut f = match flow.take() {
-            None => Tensor::<B, 4>::zeros([n, 2, lh, lw], &device),
+            None => Tensor::<B, 4>::zeros([r0.dims()[0], 2, lh, lw], &r0.device()),
             Some(f) => resize(f, lw, lh, Interpolation::Linear).mul_scalar(1.0 / p.pyr_scale),
         };
-        let expand = |img: Tensor<B, 4>| {
-            let blurred = gaussian_blur(img, smooth, sigma, Border::Reflect101);
-            B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma)
-        };
-        let r0 = expand(prev.clone());
-        let r1 = expand(next.clone());
         for _ in 0..p.iterations {
             f = B::flow_iteration(r0.clone(), r1.clone(), f, p.winsize);
         }

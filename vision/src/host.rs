@@ -288,6 +288,14 @@ mod tests {
     }
 
     #[test]
+    fn farneback_sequence_is_farneback_on_consecutive_pairs() {
+        let frames = image([3, 1, 40, 48], 20);
+        let seq = flow::farneback_sequence(frames.clone(), &Default::default());
+        let pairs = flow::farneback(frames.clone().narrow(0, 0, 2), frames.narrow(0, 1, 2), &Default::default());
+        same("farneback_sequence", seq, pairs, 0.0);
+    }
+
+    #[test]
     fn farneback_steps_match() {
         let (n, h, w) = (2, 24, 31);
         let img = image([n, 1, h, w], 9);

@@ -18,9 +18,12 @@
 //!
 //! OpenCV accumulates the blur and solve in f64; the tensor version stays in
 //! f32 (burn's float element), which is the main source of its residual
-//! difference. Steps 2–4 are [`ScanBackend`] ops; the host versions (the
-//! NdArray backend's) blur with f64 running sums and solve in f64 like
-//! OpenCV.
+//! difference. Step 2 is a [`ScanBackend`] op, and steps 3–4 together are
+//! another (one iteration); the host versions (the NdArray backend's) blur
+//! with f64 running sums and solve in f64 like OpenCV.
+//!
+//! [`farneback_sequence`] runs a batch of consecutive frames, expanding
+//! each frame once; [`farneback`] takes explicit pairs.
 
 use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
 use rayon::prelude::*;

@@ -61,9 +61,11 @@ pub trait ScanBackend: Backend {
         primitives::laplacian_variance_tensor(x)
     }
 
-    /// One dilation or erosion ([`primitives::dilate`], [`primitives::erode`]).
-    fn morph(x: Tensor<Self, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Tensor<Self, 4> {
-        primitives::morph_tensor(x, op, shape, kw, kh)
+    /// Dilations and erosions applied in order, all with the same
+    /// structuring element ([`primitives::dilate`], [`primitives::close`], ...):
+    /// one op per sequence, so that a backend can fuse it.
+    fn morph(x: Tensor<Self, 4>, ops: &[MorphOp], shape: MorphShape, kw: usize, kh: usize) -> Tensor<Self, 4> {
+        ops.iter().fold(x, |x, &op| primitives::morph_tensor(x, op, shape, kw, kh))
     }
 
     /// [`primitives::remap_bilinear`].
@@ -71,14 +73,9 @@ pub trait ScanBackend: Backend {
         primitives::remap_bilinear_tensor(img, map, out_w, out_h)
     }
 
-    /// Canny weak/strong candidates ([`canny::canny_candidates`]).
-    fn canny_candidates(gray: Tensor<Self, 4>, low: f32, high: f32) -> (Tensor<Self, 4>, Tensor<Self, 4>) {
-        canny::canny_candidates_tensor(gray, low, high)
-    }
-
-    /// Canny hysteresis (see [`canny::hysteresis_tensor`]).
-    fn hysteresis(weak: Tensor<Self, 4>, strong: Tensor<Self, 4>) -> Tensor<Self, 4> {
-        canny::hysteresis_tensor(weak, strong)
+    /// Canny edges, `low <= high` ([`canny::canny`]).
+    fn canny(gray: Tensor<Self, 4>, low: f32, high: f32) -> Tensor<Self, 4> {
+        canny::canny_tensor(gray, low, high)
     }
 
     /// Farneback polynomial expansion ([`flow::poly_expand_tensor`]).
@@ -86,14 +83,11 @@ pub trait ScanBackend: Backend {
         flow::poly_expand_tensor(img, poly_n, poly_sigma)
     }
 
-    /// Farneback per-pixel systems ([`flow::update_matrices_tensor`]).
-    fn flow_update_matrices(r0: Tensor<Self, 4>, r1: Tensor<Self, 4>, flow: Tensor<Self, 4>) -> Tensor<Self, 4> {
-        flow::update_matrices_tensor(r0, r1, flow)
-    }
-
-    /// Farneback blur-and-solve ([`flow::update_flow_tensor`]).
-    fn flow_update(m: Tensor<Self, 4>, winsize: usize) -> Tensor<Self, 4> {
-        flow::update_flow_tensor(m, winsize)
+    /// One Farneback iteration: the per-pixel systems from the current flow
+    /// ([`flow::update_matrices_tensor`]), then blur-and-solve
+    /// ([`flow::update_flow_tensor`]).
+    fn flow_iteration(r0: Tensor<Self, 4>, r1: Tensor<Self, 4>, flow: Tensor<Self, 4>, winsize: usize) -> Tensor<Self, 4> {
+        flow::update_flow_tensor(flow::update_matrices_tensor(r0, r1, flow), winsize)
     }
 }
 

@@ -18,14 +18,18 @@
 //!
 //! OpenCV accumulates the blur and solve in f64; the tensor version stays in
 //! f32 (burn's float element), which is the main source of its residual
-//! difference. Steps 2–4 are [`ScanBackend`] ops; the host versions (the
-//! NdArray backend's) blur with f64 running sums and solve in f64 like
-//! OpenCV.
+//! difference. Step 2 is a [`ScanBackend`] op, and steps 3–4 together are
+//! another (one iteration); the host versions (the NdArray backend's) blur
+//! with f64 running sums and solve in f64 like OpenCV.
+//!
+//! [`farneback_sequence`] runs a batch of consecutive frames, expanding
+//! each frame once; [`farneback`] takes explicit pairs.
 
 use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
+use crate::host::with_scratch;
 use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter_tensor, Border, Interpolation};
 
 /// Parameters of `calcOpticalFlowFarneback`.
@@ -52,8 +56,28 @@ fn cv_round(v: f64) -> usize {
 
 /// Dense flow from `prev` to `next` (`[N, 1, H, W]`, 0..255) as `[N, 2, H, W]` (dx, dy).
 pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
-    let [n, _, h, w] = prev.dims();
-    let device = prev.device();
+    let n = prev.dims()[0];
+    farneback_pairs(Tensor::cat(vec![prev, next], 0), p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, n, n)))
+}
+
+/// Dense flow between consecutive frames of `frames` (`[N + 1, 1, H, W]`):
+/// `[N, 2, H, W]`, the same as `farneback(frames[..N], frames[1..])`, but
+/// every frame's pyramid and polynomial expansion is computed once instead
+/// of twice (once as `next`, once as `prev`).
+pub fn farneback_sequence<B: ScanBackend>(frames: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+    let n = frames.dims()[0] - 1;
+    farneback_pairs(frames, p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, 1, n)))
+}
+
+/// Farneback over the frame pairs that `pairs` picks out of the expansion
+/// of `frames` at each pyramid level (`[M, 5, h, w]` → first and second
+/// frames of each pair).
+fn farneback_pairs<B: ScanBackend>(
+    frames: Tensor<B, 4>,
+    p: &FarnebackParams,
+    pairs: impl Fn(Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>),
+) -> Tensor<B, 4> {
+    let [_, _, h, w] = frames.dims();
     const MIN_SIZE: f64 = 32.0;
     let mut levels = 0;
     let mut scale = 1.0;
@@ -71,19 +95,14 @@ pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &Far
         let sigma = (1.0 / scale - 1.0) * 0.5;
         let smooth = ((sigma * 5.0).round_ties_even() as usize | 1).max(3);
         let (lw, lh) = (cv_round(w as f64 * scale), cv_round(h as f64 * scale));
+        let blurred = gaussian_blur(frames.clone(), smooth, sigma, Border::Reflect101);
+        let (r0, r1) = pairs(B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma));
         let mut f = match flow.take() {
-            None => Tensor::<B, 4>::zeros([n, 2, lh, lw], &device),
+            None => Tensor::<B, 4>::zeros([r0.dims()[0], 2, lh, lw], &r0.device()),
             Some(f) => resize(f, lw, lh, Interpolation::Linear).mul_scalar(1.0 / p.pyr_scale),
         };
-        let expand = |img: Tensor<B, 4>| {
-            let blurred = gaussian_blur(img, smooth, sigma, Border::Reflect101);
-            B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma)
-        };
-        let r0 = expand(prev.clone());
-        let r1 = expand(next.clone());
         for _ in 0..p.iterations {
-            let m = B::flow_update_matrices(r0.clone(), r1.clone(), f);
-            f = B::flow_update(m, p.winsize);
+            f = B::flow_iteration(r0.clone(), r1.clone(), f, p.winsize);
         }
         flow = Some(f);
     }
@@ -183,48 +202,82 @@ pub fn poly_expand_tensor<B: Backend>(img: Tensor<B, 4>, poly_n: usize, poly_sig
     conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
 }
 
-/// Host [`poly_expand_tensor`] over `[N, 1, H, W]` planes, parallel over frames.
+/// Host [`poly_expand_tensor`] over `[N, 1, H, W]` planes, parallel over
+/// frames. OpenCV's `FarnebackPolyExp` structure: g and x²·g are even and
+/// x·g odd, so each pass adds (or subtracts) the two pixels at distance `t`
+/// once and multiplies once per tap pair, half the multiply-adds of the
+/// plain correlation. Within 1e-5 relative of the tensor version (the sums
+/// are taken in another order).
 pub fn poly_expand_host(img: &[f32], h: usize, w: usize, poly_n: usize, poly_sigma: f64) -> Vec<f32> {
     let poly = PolyBasis::new(poly_n, poly_sigma);
-    let (wv, wh) = poly.weights();
-    let (n, k) = (poly.n, 2 * poly.n + 1);
+    let n = poly.n;
+    let (g, xg, xxg) = (&poly.g[n..], &poly.xg[n..], &poly.xxg[n..]);
+    let (ig11, ig03, ig33, ig55) = (poly.ig11 as f32, poly.ig03 as f32, poly.ig33 as f32, poly.ig55 as f32);
     let plane = h * w;
     let mut out = vec![0f32; img.len() * 5];
     out.par_chunks_mut(5 * plane).zip(img.par_chunks(plane)).for_each(|(out, src)| {
-        // Vertical pass into padded rows (n replicated pixels each side).
-        let mut v = vec![vec![0f32; w + 2 * n]; 3];
+        let pw = w + 2 * n;
+        // Vertical sums with g, x·g, x²·g, padded by n replicated pixels; then
+        // the six horizontal sums OpenCV names b1..b6.
+        let mut v = vec![0f32; 3 * pw];
+        let mut b = vec![0f32; 6 * w];
         for y in 0..h {
-            for (i, v) in v.iter_mut().enumerate() {
-                let acc = &mut v[n..n + w];
-                acc.fill(0.0);
-                for t in 0..k {
-                    let sy = (y + t).saturating_sub(n).min(h - 1);
-                    let kv = wv[i * k + t];
-                    for (a, &s) in acc.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
-                        *a += kv * s;
-                    }
+            let (vg, rest) = v.split_at_mut(pw);
+            let (vxg, vxxg) = rest.split_at_mut(pw);
+            let row = |yy: usize| &src[yy * w..(yy + 1) * w];
+            for (x, &c) in row(y).iter().enumerate() {
+                vg[n + x] = c * g[0];
+            }
+            vxg.fill(0.0);
+            vxxg.fill(0.0);
+            for t in 1..=n {
+                let (up, down) = (row(y.saturating_sub(t)), row((y + t).min(h - 1)));
+                let it = vg[n..n + w].iter_mut().zip(&mut vxg[n..n + w]).zip(&mut vxxg[n..n + w]).zip(up.iter().zip(down));
+                for (((vg, vxg), vxxg), (&u, &d)) in it {
+                    let (even, odd) = (d + u, d - u);
+                    *vg += g[t] * even;
+                    *vxg += xg[t] * odd;
+                    *vxxg += xxg[t] * even;
                 }
+            }
+            for v in [&mut *vg, &mut *vxg, &mut *vxxg] {
                 let (first, last) = (v[n], v[n + w - 1]);
                 v[..n].fill(first);
                 v[n + w..].fill(last);
             }
-            for o in 0..5 {
-                let row = &mut out[o * plane + y * w..o * plane + (y + 1) * w];
-                for (i, v) in v.iter().enumerate() {
-                    for t in 0..k {
-                        let kh = wh[(o * 3 + i) * k + t];
-                        if kh == 0.0 {
-                            continue;
-                        }
-                        for (r, &s) in row.iter_mut().zip(&v[t..t + w]) {
-                            *r += kh * s;
-                        }
-                    }
+            let [b1, b2, b3, b4, b5, b6] = split6(&mut b, w);
+            for x in 0..w {
+                (b1[x], b2[x], b3[x], b4[x], b5[x], b6[x]) = (vg[n + x] * g[0], 0.0, vxg[n + x] * g[0], 0.0, vxxg[n + x] * g[0], 0.0);
+            }
+            for t in 1..=n {
+                for x in 0..w {
+                    let (l, r) = (n + x - t, n + x + t);
+                    let (eg, og) = (vg[r] + vg[l], vg[r] - vg[l]);
+                    b1[x] += g[t] * eg;
+                    b2[x] += xg[t] * og;
+                    b3[x] += g[t] * (vxg[r] + vxg[l]);
+                    b4[x] += xxg[t] * eg;
+                    b5[x] += g[t] * (vxxg[r] + vxxg[l]);
+                    b6[x] += xg[t] * (vxg[r] - vxg[l]);
                 }
+            }
+            let [o0, o1, o2, o3, o4] = [0, 1, 2, 3, 4].map(|o| y * w + o * plane);
+            for x in 0..w {
+                out[o0 + x] = b3[x] * ig11;
+                out[o1 + x] = b2[x] * ig11;
+                out[o2 + x] = b1[x] * ig03 + b5[x] * ig33;
+                out[o3 + x] = b1[x] * ig03 + b4[x] * ig33;
+                out[o4 + x] = b6[x] * ig55;
             }
         }
     });
     out
+}
+
+/// Six rows of `w` out of one buffer.
+fn split6(b: &mut [f32], w: usize) -> [&mut [f32]; 6] {
+    let mut rows = b.chunks_exact_mut(w);
+    [(); 6].map(|_| rows.next().expect("six rows"))
 }
 
 fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
@@ -243,28 +296,22 @@ fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
     r
 }
 
-/// OpenCV damps the system in the 5-pixel frame around the image.
-fn border_weight(x: usize, y: usize, w: usize, h: usize) -> f32 {
+/// OpenCV damps the system in the 5-pixel frame around the image: the
+/// weight at `(x, y)` is `border_factor(x, w) * border_factor(y, h)`.
+fn border_factor(i: usize, len: usize) -> f32 {
     const BORDER: [f32; 5] = [0.14, 0.14, 0.4472, 0.8021, 0.9598];
-    let f = |i: usize, len: usize| {
-        let mut s = 1.0f32;
-        if i < 5 {
-            s *= BORDER[i];
-        }
-        if i + 5 >= len {
-            s *= BORDER[len - i - 1];
-        }
-        s
-    };
-    if x < 5 || y < 5 || x + 5 >= w || y + 5 >= h {
-        f(x, w) * f(y, h)
-    } else {
-        1.0
+    let mut s = 1.0f32;
+    if i < 5 {
+        s *= BORDER[i];
     }
+    if i + 5 >= len {
+        s *= BORDER[len - i - 1];
+    }
+    s
 }
 
 fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<B, 4> {
-    let v: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| border_weight(x, y, w, h))).collect();
+    let v: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| border_factor(x, w) * border_factor(y, h))).collect();
     Tensor::from_data(TensorData::new(v, [1, 1, h, w]), device)
 }
 
@@ -342,49 +389,47 @@ pub fn update_matrices_tensor<B: Backend>(r0: Tensor<B, 4>, r1: Tensor<B, 4>, fl
     )
 }
 
-/// Host [`update_matrices_tensor`] over planes of `h × w`, parallel over
-/// frames; the same f32 operations in the same order.
-pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: usize) -> Vec<f32> {
+/// Host [`update_matrices_tensor`] for one frame (`r0`, `r1`: 5 planes of
+/// `h × w`, `flow`: 2) into `m` (5 planes); the same f32 operations in the
+/// same order.
+pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: usize, m: &mut [f32]) {
     let plane = h * w;
-    let mut out = vec![0f32; r0.len()];
-    out.par_chunks_mut(5 * plane)
-        .zip(r0.par_chunks(5 * plane))
-        .zip(r1.par_chunks(5 * plane))
-        .zip(flow.par_chunks(2 * plane))
-        .for_each(|(((out, r0), r1), flow)| {
-            for y in 0..h {
-                for x in 0..w {
-                    let i = y * w + x;
-                    let (dx, dy) = (flow[i], flow[plane + i]);
-                    let (fx, fy) = (dx + x as f32, dy + y as f32);
-                    let (x1, y1) = (fx.floor(), fy.floor());
-                    let (ax, ay) = (fx - x1, fy - y1);
-                    let valid = x1 >= 0.0 && x1 < (w - 1) as f32 && y1 >= 0.0 && y1 < (h - 1) as f32;
-                    let c0 = |c: usize| r0[c * plane + i];
-                    let (r2, r3, r4, r5, r6) = if valid {
-                        let j = (y1 * w as f32 + x1) as usize;
-                        let (one_ax, one_ay) = (1.0 - ax, 1.0 - ay);
-                        let c1 = |c: usize| {
-                            let r = &r1[c * plane..];
-                            r[j] * (one_ax * one_ay) + r[j + 1] * (ax * one_ay) + r[j + w] * (one_ax * ay) + r[j + w + 1] * (ax * ay)
-                        };
-                        (c1(0), c1(1), (c0(2) + c1(2)) * 0.5, (c0(3) + c1(3)) * 0.5, (c0(4) + c1(4)) * 0.25)
-                    } else {
-                        (0.0, 0.0, c0(2), c0(3), c0(4) * 0.5)
-                    };
-                    let r2 = (c0(0) - r2) * 0.5 + r4 * dy + r6 * dx;
-                    let r3 = (c0(1) - r3) * 0.5 + r6 * dy + r5 * dx;
-                    let b = border_weight(x, y, w, h);
-                    let (r2, r3, r4, r5, r6) = (r2 * b, r3 * b, r4 * b, r5 * b, r6 * b);
-                    out[i] = r4 * r4 + r6 * r6;
-                    out[plane + i] = (r4 + r5) * r6;
-                    out[2 * plane + i] = r5 * r5 + r6 * r6;
-                    out[3 * plane + i] = r4 * r2 + r6 * r3;
-                    out[4 * plane + i] = r6 * r2 + r5 * r3;
-                }
-            }
-        });
-    out
+    let border_x: Vec<f32> = (0..w).map(|x| border_factor(x, w)).collect();
+    for y in 0..h {
+        let border_y = border_factor(y, h);
+        for (x, &border_x) in border_x.iter().enumerate() {
+            let i = y * w + x;
+            let (dx, dy) = (flow[i], flow[plane + i]);
+            let (fx, fy) = (dx + x as f32, dy + y as f32);
+            // `floor(f) in [0, len - 1)` is `f in [0, len - 1)` (false for
+            // NaN too); inside it the floor is a truncation, which unlike
+            // `f32::floor` needs no libm call on baseline x86-64.
+            let valid = fx >= 0.0 && fx < (w - 1) as f32 && fy >= 0.0 && fy < (h - 1) as f32;
+            let c0 = |c: usize| r0[c * plane + i];
+            let (r2, r3, r4, r5, r6) = if valid {
+                let (x1, y1) = (fx as usize, fy as usize);
+                let (ax, ay) = (fx - x1 as f32, fy - y1 as f32);
+                let j = y1 * w + x1;
+                let (one_ax, one_ay) = (1.0 - ax, 1.0 - ay);
+                let c1 = |c: usize| {
+                    let r = &r1[c * plane..];
+                    r[j] * (one_ax * one_ay) + r[j + 1] * (ax * one_ay) + r[j + w] * (one_ax * ay) + r[j + w + 1] * (ax * ay)
+                };
+                (c1(0), c1(1), (c0(2) + c1(2)) * 0.5, (c0(3) + c1(3)) * 0.5, (c0(4) + c1(4)) * 0.25)
+            } else {
+                (0.0, 0.0, c0(2), c0(3), c0(4) * 0.5)
+            };
+            let r2 = (c0(0) - r2) * 0.5 + r4 * dy + r6 * dx;
+            let r3 = (c0(1) - r3) * 0.5 + r6 * dy + r5 * dx;
+            let b = border_x * border_y;
+            let (r2, r3, r4, r5, r6) = (r2 * b, r3 * b, r4 * b, r5 * b, r6 * b);
+            m[i] = r4 * r4 + r6 * r6;
+            m[plane + i] = (r4 + r5) * r6;
+            m[2 * plane + i] = r5 * r5 + r6 * r6;
+            m[3 * plane + i] = r4 * r2 + r6 * r3;
+            m[4 * plane + i] = r6 * r2 + r5 * r3;
+        }
+    }
 }
 
 /// `FarnebackUpdateFlow_Blur`: box-blur the per-pixel systems (`[N, 5, H, W]`,
@@ -403,46 +448,65 @@ pub fn update_flow_tensor<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor
     Tensor::cat(vec![fx, fy], 1)
 }
 
-/// Host [`update_flow_tensor`], parallel over frames: window sums by f64
-/// running sums (O(1) per pixel whatever `winsize`), solve in f64.
-pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize) -> Vec<f32> {
+/// Host [`update_flow_tensor`] for one frame (`m`: 5 planes of `h × w`)
+/// into `flow` (2 planes): window sums by f64 running sums (O(1) per pixel
+/// whatever `winsize`), solved in f64 as each row's sums are ready, so no
+/// plane of sums is ever stored.
+pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize, flow: &mut [f32]) {
     let plane = h * w;
-    let r = (winsize / 2) as isize;
+    let r = winsize / 2;
     let clamp = |i: isize, len: usize| i.clamp(0, len as isize - 1) as usize;
-    let mut out = vec![0f32; m.len() / 5 * 2];
-    out.par_chunks_mut(2 * plane).zip(m.par_chunks(5 * plane)).for_each(|(out, m)| {
-        let sums: Vec<Vec<f64>> = (0..5)
-            .map(|c| {
-                let p = &m[c * plane..(c + 1) * plane];
-                // Column sums over the window of rows, slid down the image.
-                let mut col: Vec<f64> = vec![0.0; w];
-                for t in -r..=r {
-                    let row = &p[clamp(t, h) * w..][..w];
-                    col.iter_mut().zip(row).for_each(|(c, &v)| *c += v as f64);
-                }
-                let mut s = vec![0f64; plane];
-                for y in 0..h {
-                    // Row sums of the column sums, slid along the row.
-                    let mut acc: f64 = (-r..=r).map(|t| col[clamp(t, w)]).sum();
-                    for x in 0..w {
-                        s[y * w + x] = acc;
-                        acc += col[clamp(x as isize + r + 1, w)] - col[clamp(x as isize - r, w)];
-                    }
-                    let (add, sub) = (clamp(y as isize + r + 1, h), clamp(y as isize - r, h));
-                    for ((c, &a), &b) in col.iter_mut().zip(&p[add * w..][..w]).zip(&p[sub * w..][..w]) {
-                        *c += a as f64 - b as f64;
-                    }
-                }
-                s
-            })
-            .collect();
-        let norm = 1.0 / (winsize * winsize) as f64;
-        for i in 0..plane {
-            let [g11, g12, g22, h1, h2] = [0, 1, 2, 3, 4].map(|c| sums[c][i] * norm);
-            let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
-            out[i] = ((g11 * h2 - g12 * h1) * idet) as f32;
-            out[plane + i] = ((g22 * h1 - g12 * h2) * idet) as f32;
+    let row = |c: usize, y: usize| &m[c * plane + y * w..][..w];
+    // Per channel, column sums over the window of rows, slid down the
+    // image; padded with r replicated columns on the left and r + 1 on the
+    // right (the last slide step reads one past the window).
+    let pw = w + 2 * r + 1;
+    let mut col = vec![0f64; 5 * pw];
+    for (c, col) in col.chunks_exact_mut(pw).enumerate() {
+        for t in -(r as isize)..=r as isize {
+            col[r..r + w].iter_mut().zip(row(c, clamp(t, h))).for_each(|(s, &v)| *s += v as f64);
         }
+    }
+    let norm = 1.0 / (winsize * winsize) as f64;
+    let (fx, fy) = flow.split_at_mut(plane);
+    for y in 0..h {
+        let mut acc = [0f64; 5];
+        for (acc, col) in acc.iter_mut().zip(col.chunks_exact_mut(pw)) {
+            let (first, last) = (col[r], col[r + w - 1]);
+            col[..r].fill(first);
+            col[r + w..].fill(last);
+            *acc = col[..winsize].iter().sum();
+        }
+        for x in 0..w {
+            let [g11, g12, g22, h1, h2] = acc.map(|s| s * norm);
+            let idet = 1.0 / (g11 * g22 - g12 * g12 + 1e-3);
+            fx[y * w + x] = ((g11 * h2 - g12 * h1) * idet) as f32;
+            fy[y * w + x] = ((g22 * h1 - g12 * h2) * idet) as f32;
+            for (c, acc) in acc.iter_mut().enumerate() {
+                *acc += col[c * pw + x + winsize] - col[c * pw + x];
+            }
+        }
+        let (add, sub) = (clamp(y as isize + r as isize + 1, h), clamp(y as isize - r as isize, h));
+        for (c, col) in col.chunks_exact_mut(pw).enumerate() {
+            for ((s, &a), &b) in col[r..r + w].iter_mut().zip(row(c, add)).zip(row(c, sub)) {
+                *s += a as f64 - b as f64;
+            }
+        }
+    }
+}
+
+/// Host [`ScanBackend::flow_iteration`] over `[N, 5, H, W]` coefficients
+/// and `[N, 2, H, W]` flow, which is updated in place; parallel over
+/// frames, the per-pixel systems in a per-thread scratch plane.
+pub fn flow_iteration_host(r0: &[f32], r1: &[f32], flow: &mut [f32], h: usize, w: usize, winsize: usize) {
+    let plane = h * w;
+    if plane == 0 {
+        return;
+    }
+    flow.par_chunks_mut(2 * plane).zip(r0.par_chunks(5 * plane).zip(r1.par_chunks(5 * plane))).for_each(|(f, (r0, r1))| {
+        with_scratch::<f32, _>(5 * plane, |m| {
+            update_matrices_host(r0, r1, f, h, w, m);
+            update_flow_host(m, h, w, winsize, f);
+        })
     });
-    out
 }

@@ -23,7 +23,7 @@ use crate::{
     backend::ScanBackend,
     canny::{self, canny},
     error::VisionError,
-    flow::{farneback, mean_magnitude, FarnebackParams},
+    flow::{farneback_sequence, mean_magnitude, FarnebackParams},
     frames::{stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage},
     primitives::{close, gaussian_blur, Border, label_mask, laplacian_variance, open, remap_bilinear, resize, round_levels, Component, Interpolation, MorphShape},
     synth::DefectKind,
@@ -408,16 +408,15 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         let t = Instant::now();
         let small = resize(gray, fw, fh, Interpolation::Area);
         let k = chunk.len();
-        // Pairs (prev, next) for every frame of the batch that has a predecessor.
-        let pairs = match prev_small.take() {
-            Some(p) if k > 1 => Some((Tensor::cat(vec![p, small.clone().narrow(0, 0, k - 1)], 0), small.clone(), 0)),
-            Some(p) => Some((p, small.clone(), 0)),
-            None if k > 1 => Some((small.clone().narrow(0, 0, k - 1), small.clone().narrow(0, 1, k - 1), 1)),
-            None => None,
+        // The batch with its predecessor (if any): flow between consecutive
+        // frames; `offset` is the first frame of the batch that has one.
+        let (seq, offset) = match prev_small.take() {
+            Some(p) => (Tensor::cat(vec![p, small.clone()], 0), 0),
+            None => (small.clone(), 1),
         };
         let mut motion = vec![0.0f64; k];
-        if let Some((prevs, nexts, offset)) = pairs {
-            let mags = to_vec_f32(mean_magnitude(farneback(prevs, nexts, &FarnebackParams::default())));
+        if seq.dims()[0] > 1 {
+            let mags = to_vec_f32(mean_magnitude(farneback_sequence(seq, &FarnebackParams::default())));
             for (j, m) in mags.iter().enumerate() {
                 // Flow is measured at flow resolution; report processed-frame pixels.
                 motion[j + offset] = *m as f64 * pw as f64 / fw as f64;

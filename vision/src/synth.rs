@@ -142,8 +142,11 @@ fn bgr(v: f64) -> Scalar {
     Scalar::new(v, v, v, 0.0)
 }
 
-/// Render the card in canonical coordinates; returns (BGR image, defects in pixels).
-fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<(Mat, Vec<(DefectKind, [f64; 4])>, [f64; 4]), VisionError> {
+/// A rendered card: BGR image, defects as pixel boxes, print borders.
+type RenderedCard = (Mat, Vec<(DefectKind, [f64; 4])>, [f64; 4]);
+
+/// Render the card in canonical coordinates; returns (BGR image, defects in pixels, borders).
+fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionError> {
     let ch = (spec.height as f64 * spec.card_height_frac).round() as i32;
     let cw = (ch as f64 * 63.0 / 88.0).round() as i32;
     let mut card = Mat::new_rows_cols_with_default(ch, cw, CV_8UC3, Scalar::new(95.0, 105.0, 115.0, 0.0))?;

@@ -9,6 +9,7 @@ use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, ops::PadMo
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
+use crate::host::with_scratch;
 
 /// Border extrapolation, named after OpenCV's `BORDER_*`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,15 +112,17 @@ pub fn sep_filter_tensor<B: Backend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], bo
 pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], border: Border) -> Vec<f32> {
     assert!(kx.len() % 2 == 1 && ky.len() % 2 == 1, "kernel length must be odd");
     let (rx, ry) = (kx.len() / 2, ky.len() / 2);
-    let tmp = if kx.len() == 1 {
-        x.iter().map(|v| v * kx[0]).collect()
-    } else {
+    let rows = |out: &mut [f32]| {
+        if kx.len() == 1 {
+            out.iter_mut().zip(x).for_each(|(o, &v)| *o = v * kx[0]);
+            return;
+        }
         let border = border.for_pads((rx, rx, 0, 0), h, w);
-        let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(w).zip(x.par_chunks(w)).for_each_init(
             || vec![0f32; w + 2 * rx],
             |buf, (o, row)| {
                 border.pad_row(row, rx, buf);
+                o.fill(0.0);
                 for (t, &k) in kx.iter().enumerate() {
                     for (o, &v) in o.iter_mut().zip(&buf[t..t + w]) {
                         *o += k * v;
@@ -127,31 +130,39 @@ pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], bo
                 }
             },
         );
-        out
     };
     if ky.len() == 1 {
-        return if ky[0] == 1.0 { tmp } else { tmp.iter().map(|v| v * ky[0]).collect() };
+        let mut out = vec![0f32; x.len()];
+        rows(&mut out);
+        if ky[0] != 1.0 {
+            out.iter_mut().for_each(|v| *v *= ky[0]);
+        }
+        return out;
     }
-    let border = border.for_pads((0, 0, ry, ry), h, w);
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(w).enumerate().for_each(|(i, o)| {
-        let (plane, y) = (i / h, i % h);
-        let src = &tmp[plane * h * w..(plane + 1) * h * w];
-        for (t, &k) in ky.iter().enumerate() {
-            match border.index(y as isize + t as isize - ry as isize, h) {
-                Some(sy) => {
-                    for (o, &v) in o.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
-                        *o += k * v;
+    // The row pass goes to a reused scratch buffer: only the result is fresh memory.
+    with_scratch::<f32, _>(x.len(), |tmp| {
+        rows(tmp);
+        let border = border.for_pads((0, 0, ry, ry), h, w);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(w).enumerate().for_each(|(i, o)| {
+            let (plane, y) = (i / h, i % h);
+            let src = &tmp[plane * h * w..(plane + 1) * h * w];
+            for (t, &k) in ky.iter().enumerate() {
+                match border.index(y as isize + t as isize - ry as isize, h) {
+                    Some(sy) => {
+                        for (o, &v) in o.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
+                            *o += k * v;
+                        }
+                    }
+                    None => {
+                        let c = k * border.constant();
+                        o.iter_mut().for_each(|o| *o += c);
                     }
                 }
-                None => {
-                    let c = k * border.constant();
-                    o.iter_mut().for_each(|o| *o += c);
-                }
             }
-        }
-    });
-    out
+        });
+        out
+    })
 }
 
 fn filter_axis<B: Backend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border: Border) -> Tensor<B, 4> {
@@ -236,25 +247,30 @@ pub fn laplacian_tensor<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 
 /// Host [`laplacian`] over planes of `h × w`.
 pub fn laplacian_host(x: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let border = Border::Reflect101.for_pads((1, 1, 1, 1), h, w);
     let mut out = vec![0f32; x.len()];
     out.par_chunks_mut(w).enumerate().for_each_init(
         || vec![0f32; w + 2],
         |buf, (i, o)| {
-            let (plane, y) = (i / h, i % h);
-            let src = &x[plane * h * w..(plane + 1) * h * w];
-            let row = |yy: isize| {
-                let sy = border.index(yy, h).expect("reflect/replicate border");
-                &src[sy * w..(sy + 1) * w]
-            };
-            let (up, down) = (row(y as isize - 1), row(y as isize + 1));
-            border.pad_row(row(y as isize), 1, buf);
-            for (x, o) in o.iter_mut().enumerate() {
-                *o = up[x] + buf[x] - 4.0 * buf[x + 1] + buf[x + 2] + down[x];
-            }
+            let plane = i / h;
+            laplacian_row(&x[plane * h * w..(plane + 1) * h * w], h, w, i % h, buf, o);
         },
     );
     out
+}
+
+/// Row `y` of the Laplacian of one `h × w` plane into `out`; `buf` (`w + 2`)
+/// holds the row with its border.
+fn laplacian_row(src: &[f32], h: usize, w: usize, y: usize, buf: &mut [f32], out: &mut [f32]) {
+    let border = Border::Reflect101.for_pads((1, 1, 1, 1), h, w);
+    let row = |yy: isize| {
+        let sy = border.index(yy, h).expect("reflect/replicate border");
+        &src[sy * w..(sy + 1) * w]
+    };
+    let (up, down) = (row(y as isize - 1), row(y as isize + 1));
+    border.pad_row(row(y as isize), 1, buf);
+    for (x, o) in out.iter_mut().enumerate() {
+        *o = up[x] + buf[x] - 4.0 * buf[x + 1] + buf[x + 2] + down[x];
+    }
 }
 
 /// Per-frame variance of the Laplacian (the usual sharpness measure):
@@ -277,15 +293,31 @@ pub fn laplacian_variance_tensor<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 1
     (d.clone() * d).mean_dim(3).mean_dim(2).reshape([n])
 }
 
-/// Host [`laplacian_variance`] for `[N, 1, H, W]` planes: two passes in f64
-/// per frame (OpenCV's `meanStdDev` accumulates in f64 too).
+/// Host [`laplacian_variance`] for `[N, 1, H, W]` planes: the Laplacian
+/// row by row into f64 sums of `l` and `l²` (one pass, no full-size
+/// buffer). For 8-bit input every term and sum is an integer below 2^53,
+/// so the sums are exact and `E[l²] − E[l]²` loses nothing to the
+/// two-pass form (OpenCV's `meanStdDev` accumulates in f64 too).
 pub fn laplacian_variance_host(x: &[f32], h: usize, w: usize) -> Vec<f32> {
-    let l = laplacian_host(x, h, w);
-    l.par_chunks(h * w)
+    let plane = h * w;
+    if plane == 0 {
+        return vec![0.0; x.len().checked_div(plane).unwrap_or(0)];
+    }
+    x.par_chunks(plane)
         .map(|p| {
-            let n = p.len() as f64;
-            let mean = p.iter().map(|&v| v as f64).sum::<f64>() / n;
-            (p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n) as f32
+            let (sum, sq) = (0..h)
+                .into_par_iter()
+                .map_init(
+                    || (vec![0f32; w + 2], vec![0f32; w]),
+                    |(buf, l), y| {
+                        laplacian_row(p, h, w, y, buf, l);
+                        l.iter().fold((0f64, 0f64), |(s, q), &v| (s + v as f64, q + (v as f64) * (v as f64)))
+                    },
+                )
+                .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let n = plane as f64;
+            let mean = sum / n;
+            (sq / n - mean * mean).max(0.0) as f32
         })
         .collect()
 }

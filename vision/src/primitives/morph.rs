@@ -11,8 +11,9 @@
 //! a 1×run max-pool, shifted vertically. Rect kernels are a single max-pool.
 //!
 //! The host version ([`morph_host`], the NdArray backend's) uses the same
-//! row-run decomposition with a van Herk/Gil-Werman running max per run:
-//! three comparisons per pixel whatever the run length.
+//! row-run decomposition, streamed row by row through a whole sequence of
+//! ops (e.g. `close`) in place; long runs take a van Herk/Gil-Werman
+//! running extremum (three comparisons per pixel whatever the length).
 
 use burn_tensor::{backend::Backend, module::max_pool2d, Tensor};
 use burn_vision::{create_structuring_element, KernelShape, Size};
@@ -100,80 +101,180 @@ pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape,
     }
 }
 
-/// Host single dilation or erosion over planes of `h × w`.
+/// Host dilations / erosions `ops`, applied one after the other in place
+/// over planes of `h × w`, parallel over planes.
 ///
-/// Per distinct kernel row run `[j1, j2)`, a horizontal running max over
-/// windows of `j2 - j1` (van Herk/Gil-Werman: block prefix and suffix
-/// maxima); then each output row is the max of the run results of the rows
-/// the kernel covers (runs up to `DIRECT_MAX_RUN` long take a plain window
-/// extremum instead, which vectorises). Outside the image the identity (`-inf` for max,
-/// `+inf` for min) never wins, as in OpenCV.
-pub fn morph_host(x: &[f32], h: usize, w: usize, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Vec<f32> {
-    // Generic over the extremum (not a fn pointer) so that it inlines and vectorises.
-    match op {
-        MorphOp::Dilate => morph_runs(x, h, w, shape, kw, kh, f32::NEG_INFINITY, f32::max),
-        MorphOp::Erode => morph_runs(x, h, w, shape, kw, kh, f32::INFINITY, f32::min),
+/// Each plane is streamed top to bottom through one row stage per op: a
+/// stage keeps, for the last `kh` rows it was given, the horizontal window
+/// extremum of every distinct kernel row run `[j1, j2)`, and emits output
+/// row `y` (the extremum over the kernel rows of those runs) as soon as the
+/// rows below the anchor have arrived. A rect kernel is one run, so this is
+/// the separable row-then-column extremum; an ellipse is its few distinct
+/// runs. Output row `y` of the last stage is written when input row `y` has
+/// long been read, so no full-size intermediate is ever allocated: a
+/// sequence like `close` costs a couple of row buffers per plane. Outside
+/// the image the identity (`-inf` for max, `+inf` for min) never wins, as in
+/// OpenCV.
+pub fn morph_host(x: &mut [f32], h: usize, w: usize, ops: &[MorphOp], shape: MorphShape, kw: usize, kh: usize) {
+    if ops.is_empty() || x.is_empty() {
+        return;
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn morph_runs<F>(x: &[f32], h: usize, w: usize, shape: MorphShape, kw: usize, kh: usize, identity: f32, ext: F) -> Vec<f32>
-where
-    F: Fn(f32, f32) -> f32 + Copy + Sync,
-{
-    let (r, cc) = (kh / 2, kw / 2);
     let runs = kernel_runs(shape, kw, kh);
     let mut distinct: Vec<(usize, usize)> = runs.iter().map(|&(_, j1, j2)| (j1, j2)).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let border = Border::Constant(identity);
-    let padded_len = w + kw - 1;
-    let horizontal: Vec<Vec<f32>> = distinct
-        .iter()
-        .map(|&(j1, j2)| {
-            let len = j2 - j1;
-            let mut out = vec![0f32; x.len()];
-            out.par_chunks_mut(w).zip(x.par_chunks(w)).for_each_init(
-                || (vec![0f32; padded_len], vec![0f32; padded_len], vec![0f32; padded_len]),
-                |(p, fwd, bwd), (o, row)| {
-                    border.pad_row(row, cc, p);
-                    if len <= DIRECT_MAX_RUN {
-                        // Short runs: `len` vectorised passes beat the serial prefix scans.
-                        o.copy_from_slice(&p[j1..j1 + w]);
-                        for t in 1..len {
-                            for (o, &v) in o.iter_mut().zip(&p[j1 + t..j1 + t + w]) {
-                                *o = ext(*o, v);
-                            }
-                        }
-                        return;
-                    }
-                    running_ext(p, len, ext, fwd, bwd);
-                    // Window starting at padded index s covers [s, s + len): max(bwd[s], fwd[s + len - 1]).
-                    for (xx, o) in o.iter_mut().enumerate() {
-                        let s = xx + j1;
-                        *o = ext(bwd[s], fwd[s + len - 1]);
-                    }
-                },
-            );
-            out
-        })
-        .collect();
-    let run_src: Vec<(usize, &[f32])> = runs
-        .iter()
-        .map(|&(i, j1, j2)| (i, horizontal[distinct.iter().position(|&d| d == (j1, j2)).unwrap()].as_slice()))
-        .collect();
-    let mut out = vec![identity; x.len()];
-    out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
-        let (plane, y) = (k / h, k % h);
-        for &(i, src) in &run_src {
-            let Some(sy) = border.index(y as isize + i as isize - r as isize, h) else { continue };
-            let row = &src[(plane * h + sy) * w..(plane * h + sy + 1) * w];
-            for (o, &v) in o.iter_mut().zip(row) {
-                *o = ext(*o, v);
-            }
+    let kernel = Kernel {
+        rows: runs.iter().map(|&(i, j1, j2)| (i, distinct.iter().position(|&d| d == (j1, j2)).unwrap())).collect(),
+        distinct,
+        kw,
+        kh,
+    };
+    x.par_chunks_mut(h * w).for_each(|plane| {
+        let mut stages: Vec<RowStage> = ops.iter().map(|&op| RowStage::new(op, &kernel, h, w)).collect();
+        for y in 0..h {
+            stages[0].push(y, &plane[y * w..(y + 1) * w]);
+            drain(&mut stages, plane);
         }
     });
-    out
+}
+
+/// A structuring element as its distinct row runs `[j1, j2)` and, per
+/// kernel row `i`, the index of its run.
+struct Kernel {
+    distinct: Vec<(usize, usize)>,
+    rows: Vec<(usize, usize)>,
+    kw: usize,
+    kh: usize,
+}
+
+/// One dilation or erosion over a stream of rows (see [`morph_host`]).
+struct RowStage<'k> {
+    op: MorphOp,
+    k: &'k Kernel,
+    h: usize,
+    w: usize,
+    /// `kh` slots (row `y` in slot `y % kh`) of `distinct.len()` runs of `w`.
+    ring: Vec<f32>,
+    /// A row with the identity padded in (`w + kw - 1`), and the van
+    /// Herk/Gil-Werman prefix/suffix extrema of long runs.
+    pad: Vec<f32>,
+    fwd: Vec<f32>,
+    bwd: Vec<f32>,
+    /// The last emitted row, fed to the next stage.
+    out: Vec<f32>,
+    pushed: usize,
+    emitted: usize,
+}
+
+impl<'k> RowStage<'k> {
+    fn new(op: MorphOp, k: &'k Kernel, h: usize, w: usize) -> Self {
+        let padded = w + k.kw - 1;
+        Self {
+            op,
+            k,
+            h,
+            w,
+            ring: vec![0.0; k.kh * k.distinct.len() * w],
+            pad: vec![0.0; padded],
+            fwd: vec![0.0; padded],
+            bwd: vec![0.0; padded],
+            out: vec![0.0; w],
+            pushed: 0,
+            emitted: 0,
+        }
+    }
+
+    fn identity(&self) -> f32 {
+        match self.op {
+            MorphOp::Dilate => f32::NEG_INFINITY,
+            MorphOp::Erode => f32::INFINITY,
+        }
+    }
+
+    /// Take input row `y` (rows arrive in order).
+    fn push(&mut self, y: usize, row: &[f32]) {
+        debug_assert_eq!(y, self.pushed);
+        let (w, slot) = (self.w, self.k.distinct.len() * self.w);
+        Border::Constant(self.identity()).pad_row(row, self.k.kw / 2, &mut self.pad);
+        let ring = &mut self.ring[(y % self.k.kh) * slot..][..slot];
+        for (&(j1, j2), dst) in self.k.distinct.iter().zip(ring.chunks_exact_mut(w)) {
+            let len = j2 - j1;
+            if len <= DIRECT_MAX_RUN {
+                // Short runs: `len` vectorised passes beat the serial prefix scans.
+                dst.copy_from_slice(&self.pad[j1..j1 + w]);
+                for t in 1..len {
+                    ext_row(self.op, dst, &self.pad[j1 + t..j1 + t + w]);
+                }
+            } else {
+                match self.op {
+                    MorphOp::Dilate => running_ext(&self.pad, len, max, &mut self.fwd, &mut self.bwd),
+                    MorphOp::Erode => running_ext(&self.pad, len, min, &mut self.fwd, &mut self.bwd),
+                }
+                // The window starting at padded index s covers [s, s + len).
+                dst.copy_from_slice(&self.bwd[j1..j1 + w]);
+                ext_row(self.op, dst, &self.fwd[j1 + len - 1..j1 + len - 1 + w]);
+            }
+        }
+        self.pushed += 1;
+    }
+
+    /// The next output row, once every row the kernel reaches below it has
+    /// been pushed (or the input has ended).
+    fn ready(&self) -> Option<usize> {
+        let below = self.k.kh - 1 - self.k.kh / 2;
+        (self.emitted < self.h && (self.emitted + below < self.pushed || self.pushed == self.h)).then_some(self.emitted)
+    }
+
+    /// Emit row `y` into `dst`: the extremum over kernel rows of their run's
+    /// horizontal extremum at source row `y + i - kh / 2` (rows outside the
+    /// image are skipped: the identity never wins).
+    fn emit(&mut self, y: usize, dst: &mut [f32]) {
+        let (w, slot) = (self.w, self.k.distinct.len() * self.w);
+        dst.fill(self.identity());
+        for &(i, d) in &self.k.rows {
+            let Some(sy) = (y + i).checked_sub(self.k.kh / 2).filter(|&sy| sy < self.h) else { continue };
+            ext_row(self.op, dst, &self.ring[(sy % self.k.kh) * slot + d * w..][..w]);
+        }
+        self.emitted += 1;
+    }
+}
+
+/// Emit every row the first stage can, feeding each to the next stage as it
+/// comes (a stage's ring only holds the rows it still needs), and the last
+/// stage's rows into `plane`.
+fn drain(stages: &mut [RowStage], plane: &mut [f32]) {
+    let (first, rest) = stages.split_first_mut().expect("at least one stage");
+    while let Some(y) = first.ready() {
+        let w = first.w;
+        if rest.is_empty() {
+            first.emit(y, &mut plane[y * w..(y + 1) * w]);
+        } else {
+            let mut out = std::mem::take(&mut first.out);
+            first.emit(y, &mut out);
+            rest[0].push(y, &out);
+            first.out = out;
+            drain(rest, plane);
+        }
+    }
+}
+
+/// `NaN`-ignorant extrema: plain compares, which compile to single
+/// `maxps` / `minps` (`f32::max` adds NaN handling around them). Images
+/// hold no NaN.
+fn max(a: f32, b: f32) -> f32 {
+    if b > a { b } else { a }
+}
+
+fn min(a: f32, b: f32) -> f32 {
+    if b < a { b } else { a }
+}
+
+/// `acc[x] = ext(acc[x], src[x])` over a row.
+fn ext_row(op: MorphOp, acc: &mut [f32], src: &[f32]) {
+    match op {
+        MorphOp::Dilate => acc.iter_mut().zip(src).for_each(|(a, &s)| *a = max(*a, s)),
+        MorphOp::Erode => acc.iter_mut().zip(src).for_each(|(a, &s)| *a = min(*a, s)),
+    }
 }
 
 /// Block-wise running extremum for windows of `len`: `fwd[i]` is the
@@ -195,26 +296,22 @@ fn running_ext<F: Fn(f32, f32) -> f32>(p: &[f32], len: usize, ext: F, fwd: &mut 
     }
 }
 
-fn morph_n<B: ScanBackend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
-    (0..iterations).fold(x, |x, _| B::morph(x, op, shape, kw, kh))
-}
-
 /// `dilate(src, getStructuringElement(shape, Size(kw, kh)), anchor centre, iterations)`.
 pub fn dilate<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
-    morph_n(x, MorphOp::Dilate, shape, kw, kh, iterations)
+    B::morph(x, &vec![MorphOp::Dilate; iterations], shape, kw, kh)
 }
 
 /// `erode(...)`: the dual of dilate.
 pub fn erode<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
-    morph_n(x, MorphOp::Erode, shape, kw, kh, iterations)
+    B::morph(x, &vec![MorphOp::Erode; iterations], shape, kw, kh)
 }
 
 /// `morphologyEx(MORPH_OPEN)`: erode then dilate.
 pub fn open<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
-    dilate(erode(x, shape, kw, kh, 1), shape, kw, kh, 1)
+    B::morph(x, &[MorphOp::Erode, MorphOp::Dilate], shape, kw, kh)
 }
 
 /// `morphologyEx(MORPH_CLOSE)`: dilate then erode.
 pub fn close<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
-    erode(dilate(x, shape, kw, kh, 1), shape, kw, kh, 1)
+    B::morph(x, &[MorphOp::Dilate, MorphOp::Erode], shape, kw, kh)
 }

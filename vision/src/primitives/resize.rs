@@ -11,6 +11,7 @@ use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
+use crate::host::with_scratch;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interpolation {
@@ -46,9 +47,11 @@ pub fn resize_tensor<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, in
 /// in table order like [`resize_tensor`].
 pub fn resize_host(x: &[f32], h: usize, w: usize, out_w: usize, out_h: usize, interp: Interpolation) -> Vec<f32> {
     let planes = x.len() / (h * w);
-    let horizontal = if w != out_w {
-        let taps = taps(w, out_w, interp);
-        let mut out = vec![0f32; planes * h * out_w];
+    if w == out_w {
+        return if h == out_h { x.to_vec() } else { resize_columns(x, planes, h, out_w, out_h, interp) };
+    }
+    let taps = taps(w, out_w, interp);
+    let horizontal = |out: &mut [f32]| {
         out.par_chunks_mut(out_w).zip(x.par_chunks(w)).for_each(|(o, row)| {
             for (j, (idx, wt)) in taps.iter().enumerate() {
                 for ((o, &i), &k) in o.iter_mut().zip(idx).zip(wt) {
@@ -57,20 +60,28 @@ pub fn resize_host(x: &[f32], h: usize, w: usize, out_w: usize, out_h: usize, in
                 }
             }
         });
-        out
-    } else {
-        x.to_vec()
     };
     if h == out_h {
-        return horizontal;
+        let mut out = vec![0f32; planes * h * out_w];
+        horizontal(&mut out);
+        return out;
     }
+    // The row pass goes to a reused scratch buffer: only the result is fresh memory.
+    with_scratch::<f32, _>(planes * h * out_w, |tmp| {
+        horizontal(tmp);
+        resize_columns(tmp, planes, h, out_w, out_h, interp)
+    })
+}
+
+/// The column pass of [`resize_host`]: planes of `h × w` to `out_h × w`.
+fn resize_columns(x: &[f32], planes: usize, h: usize, w: usize, out_h: usize, interp: Interpolation) -> Vec<f32> {
     let taps = taps(h, out_h, interp);
-    let mut out = vec![0f32; planes * out_h * out_w];
-    out.par_chunks_mut(out_w).enumerate().for_each(|(k, o)| {
+    let mut out = vec![0f32; planes * out_h * w];
+    out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
         let (plane, y) = (k / out_h, k % out_h);
         for (j, (idx, wt)) in taps.iter().enumerate() {
             let sy = idx[y] as usize;
-            let row = &horizontal[(plane * h + sy) * out_w..(plane * h + sy + 1) * out_w];
+            let row = &x[(plane * h + sy) * w..(plane * h + sy + 1) * w];
             let k = wt[y];
             for (o, &v) in o.iter_mut().zip(row) {
                 let term = v * k;

@@ -17,7 +17,12 @@
 //!    convex hull, whatever art is printed inside; regions nested in an
 //!    accepted item are its art and are dropped. Items that touch or overlap
 //!    stay separate wherever the seam between them is an edge, because each
-//!    item's border band is its own region;
+//!    item's border band is its own region. Where that is not enough (gaps
+//!    in a seam, print areas broken up by art), three more rules apply: the
+//!    rest of a blob, once its items are taken out, is another item when it
+//!    is solid, item-shaped and was cut from them along a wall; a straight
+//!    wall crossing a whole part splits it when both halves are item-shaped;
+//!    and an item lying mostly inside a larger one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
 //!    line fitted to the boundary points along each side (perspective makes
 //!    the sides non-parallel) → corners as line intersections;
@@ -61,7 +66,8 @@ pub struct ItemCropOptions {
     pub canny_high: f32,
     /// Smallest item, as a fraction of the photo's area.
     pub min_item_area_frac: f64,
-    /// Smallest short/long side ratio (cards are 0.72, comics about 0.65).
+    /// Smallest short/long side ratio (cards are 0.72, comics about 0.65,
+    /// tarot cards 0.57; a strip of an item cut off by its art is less).
     pub min_aspect: f64,
     /// Smallest convex-hull area / rectangle area of an item's region.
     pub min_rectangularity: f64,
@@ -323,14 +329,30 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         .iter()
         .filter_map(|b| fit_shape(b, REGION_OFFSET, min_area, opts))
         .collect();
-    // Outermost first; a core inside another is that item's art.
+    // Outermost first; a core inside another is that item's art. But a ring
+    // (border bands, little of its rectangle covered) can be the bands of
+    // two touching items run together through a gap in the seam: when it
+    // holds two or more cores of an item's size (print areas, each well
+    // under the ring's area), those stand for the items instead.
     cores.sort_by(|a, b| b.rect.area().total_cmp(&a.rect.area()));
     let mut outer: Vec<Shape> = Vec::new();
+    let mut in_ring: Vec<Vec<Shape>> = Vec::new();
     for core in cores {
-        if !outer.iter().any(|o| point_in_convex(&o.quad, core.rect.centre)) {
-            outer.push(core);
+        match outer.iter().position(|o| point_in_convex(&o.quad, core.rect.centre)) {
+            None => {
+                outer.push(core);
+                in_ring.push(Vec::new());
+            }
+            Some(i) => {
+                let ring = &outer[i];
+                let apart = in_ring[i].iter().all(|c| !point_in_convex(&c.quad, core.rect.centre));
+                if ring.solidity < 0.5 && core.rect.area() < 0.55 * ring.rect.area() && core.rect.area() > 0.2 * ring.rect.area() && apart {
+                    in_ring[i].push(core);
+                }
+            }
         }
     }
+    let outer: Vec<Shape> = outer.into_iter().zip(in_ring).flat_map(|(ring, inner)| if inner.len() >= 2 { inner } else { vec![ring] }).collect();
 
     let near_wall: Vec<bool> = (0..w * h)
         .map(|i| {
@@ -358,7 +380,6 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
             boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
-        if std::env::var("ITEM_DEBUG").is_ok() { eprintln!("blob {:?} area {} big {:?}", (blob.left, blob.top, blob.width, blob.height), blob.area, big.iter().map(|c| (c.rect.centre.map(|v| v.round()), c.rect.area().round(), (c.solidity*100.0).round(), (c.rectangularity*100.0).round())).collect::<Vec<_>>()); }
         let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
@@ -379,7 +400,6 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let leftovers = scan.leftovers(&parts);
         parts.extend(leftovers);
         let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
-        if std::env::var("ITEM_DEBUG").is_ok() { for p in &parts { eprintln!("  part {:?} sol {:.2}", p.quad.map(|q| q.map(|v| v.round())), p.solidity); } }
         for part in parts {
             let support = edge_support(&part.quad, walls, w, h);
             let quad = orient(part.quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
@@ -552,7 +572,6 @@ impl BlobScan<'_> {
                 })
                 .collect();
             if let [Some(a), Some(b)] = &halves[..] {
-                if std::env::var("ITEM_DEBUG").is_ok() { eprintln!("seam at {o:?} normal {n:?}, {} candidates, best {:?}", seams.len(), seams.first()); }
                 let (a, b) = (a.clone(), b.clone());
                 return self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect();
             }

@@ -381,17 +381,26 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
         let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
+        // Where a core stands alone, a print area grows to the item's outline.
+        let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h);
+        let alone = |core: &Shape| outline(core).unwrap_or_else(|| core.clone());
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
             // part is spoilt (clutter stuck to it), the core alone stands in.
-            split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| (*core).clone())).collect()
+            split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| alone(core))).collect()
         } else {
             match (whole_blob(), big.first()) {
                 // Not one item: each core stands for its own (the leftovers
                 // below pick up items that have none).
-                (Some(part), Some(core)) if !part.fits_around(core) => big.iter().map(|c| (*c).clone()).collect(),
-                (Some(part), _) => vec![part],
-                (None, Some(_)) => big.iter().map(|c| (*c).clone()).collect(),
+                (Some(part), Some(core)) if !part.fits_around(core) => big.iter().map(|c| alone(c)).collect(),
+                // Clutter stuck to the item widens the blob beyond the outline
+                // its print area shows.
+                (Some(part), Some(core)) => match outline(core) {
+                    Some(o) if part.rect.area() > 1.12 * o.rect.area() => vec![o],
+                    _ => vec![part],
+                },
+                (Some(part), None) => vec![part],
+                (None, Some(_)) => big.iter().map(|c| alone(c)).collect(),
                 (None, None) => vec![],
             }
         };
@@ -578,6 +587,91 @@ impl BlobScan<'_> {
         }
         vec![part]
     }
+}
+
+/// The outline of the item a core belongs to, when the walls show it. A ring core (the item's
+/// border band) already has it as its hull. A print area is inside the
+/// border band: each side moves out, off the print frame's wall and across
+/// the band, to the next wall running along most of it (the item's edge).
+fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize) -> Option<Shape> {
+    if core.solidity < 0.5 {
+        return Some(core.clone());
+    }
+    let q = core.quad;
+    let centre = quad_centre(&q);
+    let max_band = 0.15 * 2.0 * core.rect.half[0].min(core.rect.half[1]) + 4.0;
+    /// One side of the core, and how far out the item's edge is.
+    struct Side {
+        mid: [f64; 2],
+        dir: [f64; 2],
+        normal: [f64; 2],
+        edge: Option<f64>,
+    }
+    let sides: Vec<Side> = (0..4)
+        .map(|k| {
+            let (p, r) = (q[k], q[(k + 1) % 4]);
+            let len = dist(p, r).max(1e-9);
+            let dir = [(r[0] - p[0]) / len, (r[1] - p[1]) / len];
+            let mid = [(p[0] + r[0]) / 2.0, (p[1] + r[1]) / 2.0];
+            let mut n = [dir[1], -dir[0]];
+            if dot(n, [mid[0] - centre[0], mid[1] - centre[1]]) < 0.0 {
+                n = [-n[0], -n[1]];
+            }
+            // Share of the side's middle 70 % near a wall, `d` pixels out.
+            let coverage = |d: f64| {
+                let steps = (0.7 * len).ceil().max(1.0) as usize;
+                let hits = (0..steps)
+                    .filter(|&i| {
+                        let t = 0.15 + 0.7 * (i as f64 + 0.5) / steps as f64;
+                        let (x, y) = ((p[0] + t * (r[0] - p[0]) + d * n[0]).round(), (p[1] + t * (r[1] - p[1]) + d * n[1]).round());
+                        x >= 0.0 && y >= 0.0 && (x as usize) < w && (y as usize) < h && near_wall[y as usize * w + x as usize]
+                    })
+                    .count();
+                hits as f64 / steps as f64
+            };
+            let (mut d, mut off_frame, mut edge) = (0.0, false, None);
+            while d <= max_band {
+                let v = coverage(d);
+                if !off_frame {
+                    off_frame = v < 0.3;
+                } else if v >= 0.6 {
+                    edge = Some(d);
+                    break;
+                }
+                d += 0.5;
+            }
+            Side { mid, dir, normal: n, edge }
+        })
+        .collect();
+    // A border band is about as wide on every side: sides that agree with
+    // the median width keep theirs, the others take it. A core whose sides
+    // mostly disagree is not a print area (a piece of one, cut off by its
+    // art): no outline.
+    let mut widths: Vec<f64> = sides.iter().filter_map(|s| s.edge).collect();
+    widths.sort_by(f64::total_cmp);
+    let median = *widths.get(widths.len() / 2)?;
+    if widths.iter().filter(|&&d| (d - median).abs() <= 2.5).count() < 3 {
+        return None;
+    }
+    let lines: Vec<Line> = sides
+        .iter()
+        .map(|&Side { mid, dir, normal: n, edge }| {
+            let d = edge.filter(|d| (d - median).abs() <= 2.5).unwrap_or(median);
+            // The wall is found a pixel before the Canny line, which lies on
+            // the step; the blob fits' offset puts the outline there.
+            let shift = d + 1.0 - BLOB_OFFSET;
+            Line { point: [mid[0] + shift * n[0], mid[1] + shift * n[1]], direction: dir }
+        })
+        .collect();
+    let mut quad = q;
+    for k in 0..4 {
+        // Corner k joins side k-1 and side k.
+        if let Some(p) = intersect(lines[(k + 3) % 4], lines[k]) {
+            quad[k] = p;
+        }
+    }
+    let rect = min_area_rect(&convex_hull(&quad));
+    Some(Shape { rect, rectangularity: core.rectangularity, solidity: 1.0, quad })
 }
 
 /// Drop every item that lies mostly (over half its area) inside a larger

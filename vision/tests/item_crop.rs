@@ -89,11 +89,11 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     eprintln!("{}", apart.report("items apart"));
     eprintln!("{}", contact.report("items in contact"));
     // Bars set just under what the detector reaches today (100 % count exact
-    // apart, 77.3 % in contact; IoU ≥ 0.9 for 84 % of the items apart), so
+    // apart, 77.3 % in contact; IoU ≥ 0.9 for 90.8 % of the items apart), so
     // that a regression fails. The target (98 % count exact, every
     // IoU ≥ 0.9) is NOT met yet for items in contact.
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.8, "{}", apart.report("items apart"));
+    assert!(apart.share_at_least(0.9) >= 0.85, "{}", apart.report("items apart"));
     assert!(contact.count_exact_rate() >= 0.7, "{}", contact.report("items in contact"));
 }
 

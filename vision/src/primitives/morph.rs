@@ -12,8 +12,9 @@
 //!
 //! The host version ([`morph_host`], the NdArray backend's) uses the same
 //! row-run decomposition, streamed row by row through a whole sequence of
-//! ops (e.g. `close`) in place; long runs take a van Herk/Gil-Werman
-//! running extremum (three comparisons per pixel whatever the length).
+//! ops (e.g. `close`) into the input's buffer, in u8 when the plane is
+//! 8-bit; long runs take a van Herk/Gil-Werman running extremum (three
+//! comparisons per pixel whatever the length).
 
 use burn_tensor::{backend::Backend, module::max_pool2d, Tensor};
 use burn_vision::{create_structuring_element, KernelShape, Size};
@@ -110,17 +111,18 @@ pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape,
 /// row `y` (the extremum over the kernel rows of those runs) as soon as the
 /// rows below the anchor have arrived. A rect kernel is one run, so this is
 /// the separable row-then-column extremum; an ellipse is its few distinct
-/// runs. No full-size intermediate is ever allocated: a sequence like
-/// `close` costs a couple of row buffers per stage. Outside the image the
-/// identity (`-inf` for max, `+inf` for min) never wins, as in OpenCV.
+/// runs. Between the ops there is no full-size intermediate: a sequence
+/// like `close` costs a couple of row buffers per stage. Outside the image
+/// the identity (`-inf` for max, `+inf` for min) never wins, as in OpenCV.
 ///
-/// The stages read a copy of the input in a per-thread scratch buffer, as
-/// u8 when every value is an integer in 0..=255 (edge maps, gray images):
-/// extrema are exact, so the result is bit-identical, with 16 pixels per
-/// SSE2 compare instead of 4 and a quarter of the memory traffic (0 and
-/// 255 are then the identities). With a separate source, row bands of a
-/// plane are independent and run in parallel when there are fewer planes
-/// than threads.
+/// The stages read a copy of the input in a per-thread scratch buffer
+/// (kept between calls), as u8 when every value is an integer in 0..=255
+/// (edge maps, gray images): extrema are exact, so the result is the same
+/// (bar `-0.0`, which comes back as `0.0`), with 16 pixels per SSE2
+/// compare instead of 4 and a quarter of the memory traffic (0 and 255 are
+/// then the identities). With a separate source, row bands of a plane are
+/// independent and run in parallel when there are fewer planes than
+/// threads.
 pub fn morph_host(x: &mut [f32], h: usize, w: usize, ops: &[MorphOp], shape: MorphShape, kw: usize, kh: usize) {
     if ops.is_empty() || x.is_empty() {
         return;

@@ -354,12 +354,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     }
     let outer: Vec<Shape> = outer.into_iter().zip(in_ring).flat_map(|(ring, inner)| if inner.len() >= 2 { inner } else { vec![ring] }).collect();
 
-    let near_wall: Vec<bool> = (0..w * h)
-        .map(|i| {
-            let (x, y) = (i % w, i / w);
-            (y.saturating_sub(1)..(y + 2).min(h)).any(|yy| (x.saturating_sub(1)..(x + 2).min(w)).any(|xx| walls[yy * w + xx]))
-        })
-        .collect();
+    let near_wall: Vec<bool> = (0..w * h).map(|i| wall_within_a_pixel(walls, w, h, (i % w) as isize, (i / w) as isize)).collect();
 
     // Blobs: everything that is not background.
     let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
@@ -380,7 +375,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
             boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
-        let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, walls, w, h, min_area, opts) } else { None };
+        let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, &near_wall, w, h, min_area, opts) } else { None };
         // Where a core stands alone, a print area grows to the item's outline.
         let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h);
         let alone = |core: &Shape| outline(core).unwrap_or_else(|| core.clone());
@@ -514,10 +509,9 @@ impl BlobScan<'_> {
         }
         let (w, h) = (self.w, self.h);
         let grown = grow_quad(&part.quad, 2.0);
-        let xs = grown.map(|p| p[0]);
-        let ys = grown.map(|p| p[1]);
-        let (x0, x1) = (xs.iter().copied().fold(f64::MAX, f64::min).floor().max(0.0) as usize, (xs.iter().copied().fold(f64::MIN, f64::max).ceil().max(0.0) as usize).min(w - 1));
-        let (y0, y1) = (ys.iter().copied().fold(f64::MAX, f64::min).floor().max(0.0) as usize, (ys.iter().copied().fold(f64::MIN, f64::max).ceil().max(0.0) as usize).min(h - 1));
+        let [bx0, by0, bx1, by1] = quad_bbox(&grown);
+        let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil().max(0.0) as usize).min(w - 1));
+        let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil().max(0.0) as usize).min(h - 1));
         let mut mask = vec![false; w * h];
         let mut pixels = Vec::new();
         for y in y0..=y1 {
@@ -568,8 +562,9 @@ impl BlobScan<'_> {
             }
         }
         seams.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Every try assigns the same pixels, so one buffer serves them all.
+        let mut group = vec![usize::MAX; w * h];
         for &(_, o, n) in seams.iter().take(SEAM_TRIES) {
-            let mut group = vec![usize::MAX; w * h];
             for &(x, y) in &pixels {
                 group[y * w + x] = (dot([x as f64 - o[0], y as f64 - o[1]], n) > 0.0) as usize;
             }
@@ -691,10 +686,8 @@ fn drop_nested(items: &mut Vec<FoundItem>) {
 /// Share of `inner`'s area that lies inside `outer` (both convex), sampled
 /// on a one-pixel grid.
 fn share_inside(inner: &[[f64; 2]; 4], outer: &[[f64; 2]; 4]) -> f64 {
-    let xs = inner.map(|p| p[0]);
-    let ys = inner.map(|p| p[1]);
-    let (x0, x1) = (xs.iter().copied().fold(f64::MAX, f64::min).floor() as i64, xs.iter().copied().fold(f64::MIN, f64::max).ceil() as i64);
-    let (y0, y1) = (ys.iter().copied().fold(f64::MAX, f64::min).floor() as i64, ys.iter().copied().fold(f64::MIN, f64::max).ceil() as i64);
+    let [bx0, by0, bx1, by1] = quad_bbox(inner);
+    let (x0, x1, y0, y1) = (bx0.floor() as i64, bx1.ceil() as i64, by0.floor() as i64, by1.ceil() as i64);
     let (mut both, mut own) = (0usize, 0usize);
     for y in y0..=y1 {
         for x in x0..=x1 {
@@ -728,7 +721,7 @@ fn split_blob(
     blob_labels: &[u32],
     blob: &crate::primitives::Component,
     cores: &[&Shape],
-    walls: &[bool],
+    near_wall: &[bool],
     w: usize,
     h: usize,
     min_area: f64,
@@ -755,8 +748,7 @@ fn split_blob(
                 continue;
             }
             seam += 1;
-            let near_wall = (y - 1..=y + 1).any(|yy| (x - 1..=x + 1).any(|xx| walls[yy * w + xx]));
-            on_wall += near_wall as usize;
+            on_wall += near_wall[y * w + x] as usize;
         }
     }
     if seam == 0 || (on_wall as f64) < 0.5 * seam as f64 {
@@ -976,16 +968,29 @@ fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64
             let t = (s as f64 + 0.5) / steps as f64;
             let (x, y) = ((p[0] + t * (q[0] - p[0])).round() as isize, (p[1] + t * (q[1] - p[1])).round() as isize);
             total += 1;
-            let near = (-1..=1).any(|dy| {
-                (-1..=1).any(|dx| {
-                    let (xx, yy) = (x + dx, y + dy);
-                    xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
-                })
-            });
-            hit += near as usize;
+            hit += wall_within_a_pixel(walls, w, h, x, y) as usize;
         }
     }
     hit as f64 / total.max(1) as f64
+}
+
+/// Whether a wall pixel lies within one pixel (8-neighbourhood) of `(x, y)`,
+/// which may itself be just outside the image.
+fn wall_within_a_pixel(walls: &[bool], w: usize, h: usize, x: isize, y: isize) -> bool {
+    (-1..=1).any(|dy| {
+        (-1..=1).any(|dx| {
+            let (xx, yy) = (x + dx, y + dy);
+            xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
+        })
+    })
+}
+
+/// Axis-aligned box `[x0, y0, x1, y1]` of a quad.
+pub(crate) fn quad_bbox(quad: &[[f64; 2]; 4]) -> [f64; 4] {
+    let (xs, ys) = (quad.map(|p| p[0]), quad.map(|p| p[1]));
+    let min = |v: [f64; 4]| v.into_iter().fold(f64::MAX, f64::min);
+    let max = |v: [f64; 4]| v.into_iter().fold(f64::MIN, f64::max);
+    [min(xs), min(ys), max(xs), max(ys)]
 }
 
 /// Clockwise order (image coordinates, y down) starting with the corner
@@ -1012,17 +1017,13 @@ pub(crate) fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
 }
 
 fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usize; 2]) -> CroppedItem {
-    let xs = quad.map(|p| p[0]);
-    let ys = quad.map(|p| p[1]);
-    let min = |v: [f64; 4]| v.into_iter().fold(f64::MAX, f64::min);
-    let max = |v: [f64; 4]| v.into_iter().fold(f64::MIN, f64::max);
     let width = (dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0;
     let height = (dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0;
     // Angle of the mean TL→TR / BL→BR direction.
     let (dx, dy) = (quad[1][0] - quad[0][0] + quad[2][0] - quad[3][0], quad[1][1] - quad[0][1] + quad[2][1] - quad[3][1]);
     CroppedItem {
         index,
-        bbox: [min(xs), min(ys), max(xs), max(ys)],
+        bbox: quad_bbox(&quad),
         quad,
         rotated_rect: RotatedRect { center: quad_centre(&quad), size: [width, height], angle_deg: dy.atan2(dx).to_degrees() },
         confidence,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
 use crate::frames::BgrImage;
-use crate::item_crop::{dist, grow_quad, point_in_convex};
+use crate::item_crop::{dist, grow_quad, point_in_convex, quad_bbox};
 use crate::pipeline::encode_jpeg;
 use crate::synth::Rng;
 
@@ -255,10 +255,9 @@ fn item_quad(c: [f64; 2], iw: f64, ih: f64, angle: f64, persp: f64, keystone_sid
 /// Pixels of the photo whose centre lies inside `q` grown by `margin` about its centre.
 fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
     let grown = grow_quad(q, margin);
-    let x0 = grown.iter().map(|p| p[0]).fold(f64::MAX, f64::min).floor().max(0.0) as usize;
-    let x1 = (grown.iter().map(|p| p[0]).fold(f64::MIN, f64::max).ceil() as usize).min(w - 1);
-    let y0 = grown.iter().map(|p| p[1]).fold(f64::MAX, f64::min).floor().max(0.0) as usize;
-    let y1 = (grown.iter().map(|p| p[1]).fold(f64::MIN, f64::max).ceil() as usize).min(h - 1);
+    let [bx0, by0, bx1, by1] = quad_bbox(&grown);
+    let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil() as usize).min(w - 1));
+    let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil() as usize).min(h - 1));
     let mut out = Vec::new();
     for y in y0..=y1 {
         for x in x0..=x1 {
@@ -466,12 +465,10 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
         .map(|(index, item)| {
             let own = raster(&item.quad, 0.0, w, h);
             let visible = own.iter().filter(|&&p| owner[p] == index).count();
-            let xs = item.quad.map(|p| p[0]);
-            let ys = item.quad.map(|p| p[1]);
             GtItem {
                 kind: item.kind,
                 quad: item.quad,
-                bbox: [xs.iter().copied().fold(f64::MAX, f64::min), ys.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max), ys.iter().copied().fold(f64::MIN, f64::max)],
+                bbox: quad_bbox(&item.quad),
                 size: item.size,
                 visible_fraction: visible as f64 / own.len().max(1) as f64,
                 in_contact: item.in_contact,

@@ -20,7 +20,9 @@
 //!    item's border band is its own region. Where that is not enough (gaps
 //!    in a seam, print areas broken up by art), three more rules apply: the
 //!    rest of a blob, once its items are taken out, is another item when it
-//!    is solid, item-shaped and was cut from them along a wall; a straight
+//!    is solid (or outlined by walls all round), item-shaped (counting
+//!    what lies under the items on top of it) and was cut from them along a
+//!    wall, with gaps of up to two pixels in its walls sealed; a straight
 //!    wall crossing a whole part splits it when both halves are item-shaped;
 //!    and an item lying mostly inside a larger one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
@@ -253,6 +255,13 @@ impl Shape {
 
 /// Hull → minimum-area rectangle → filters → quad, for one shape's boundary pixels.
 fn fit_shape(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions) -> Option<Shape> {
+    fit_shape_under(region, offset, min_area, opts, &[])
+}
+
+/// [`fit_shape`] for a shape that may lie partly under items on top of it
+/// (`over`): the part of its rectangle they cover counts as the shape's
+/// own, as an item with a corner hidden under another is still a rectangle.
+fn fit_shape_under(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions, over: &[[[f64; 2]; 4]]) -> Option<Shape> {
     let boundary = &region.boundary;
     let hull = convex_hull(boundary);
     if hull.len() < 3 {
@@ -260,12 +269,30 @@ fn fit_shape(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions
     }
     let rect = min_area_rect(&hull);
     let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
-    let rectangularity = polygon_area(&hull) / (long * short).max(1e-9);
+    let hidden = hidden_under(&rect, &hull, over);
+    let rectangularity = (polygon_area(&hull) + hidden) / (long * short).max(1e-9);
     if long * short < min_area || short / long < opts.min_aspect || rectangularity < opts.min_rectangularity {
         return None;
     }
     let quad = fit_quad(&rect, boundary, offset);
-    Some(Shape { solidity: region.pixels as f64 / rect.area().max(1.0), rect, rectangularity, quad })
+    Some(Shape { solidity: (region.pixels as f64 + hidden) / rect.area().max(1.0), rect, rectangularity, quad })
+}
+
+/// Area of `rect` outside `hull` that lies under one of the quads `over`,
+/// counted on a one-pixel grid.
+fn hidden_under(rect: &MinRect, hull: &[[f64; 2]], over: &[[[f64; 2]; 4]]) -> f64 {
+    if over.is_empty() {
+        return 0.0;
+    }
+    let [a, b] = rect.half;
+    let mut hidden = 0usize;
+    for v in 0..(2.0 * b).ceil() as usize {
+        for u in 0..(2.0 * a).ceil() as usize {
+            let p = rect.point(u as f64 + 0.5 - a, v as f64 + 0.5 - b);
+            hidden += (!point_in_convex(hull, p) && over.iter().any(|q| point_in_convex(q, p))) as usize;
+        }
+    }
+    hidden as f64
 }
 
 /// One group of pixels: its boundary pixels' centres and its size.
@@ -311,10 +338,9 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let open: Vec<bool> = walls.iter().map(|&v| !v).collect();
     let (labels, comps) = label_mask(&open, w, h);
     let min_area = opts.min_item_area_frac * (w * h) as f64;
-    let touches_border = |c: &crate::primitives::Component| c.left == 0 || c.top == 0 || c.left + c.width == w || c.top + c.height == h;
     let mut background = vec![false; comps.len() + 1];
     for c in &comps {
-        background[c.label as usize] = touches_border(c);
+        background[c.label as usize] = touches_border(c, w, h);
     }
 
     // Cores: enclosed regions big enough to be an item's band or print area.
@@ -358,6 +384,12 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
 
     // Blobs: everything that is not background.
     let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
+    // The same where the background may not pass through a gap of up to two
+    // pixels in a wall: a card whose border band (or print area) leaks out
+    // through a break in its edge line is still solid there. Only the
+    // leftovers search uses them: everywhere else the gaps let out the
+    // shadows and clutter that lie close to an item's edge.
+    let (sealed_labels, sealed_blobs) = label_mask(&sealed_solid(&near_wall, w, h), w, h);
     let (blob_labels, blobs) = label_mask(&solid, w, h);
     let mut items = Vec::new();
     for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
@@ -375,6 +407,12 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
             boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
+        let sealed_label = (blob.top..blob.top + blob.height)
+            .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
+            .find(|&i| blob_labels[i] == blob.label)
+            .map_or(0, |i| sealed_labels[i]);
+        let Some(sealed) = sealed_blobs.iter().find(|b| b.label == sealed_label) else { continue };
+        let scan = BlobScan { blob_labels: &blob_labels, blob, sealed_labels: &sealed_labels, sealed, walls, near_wall: &near_wall, w, h, min_area, opts };
         let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, &near_wall, w, h, min_area, opts) } else { None };
         // Where a core stands alone, a print area grows to the item's outline.
         let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h);
@@ -386,8 +424,18 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         } else {
             match (whole_blob(), big.first()) {
                 // Not one item: each core stands for its own (the leftovers
-                // below pick up items that have none).
-                (Some(part), Some(core)) if !part.fits_around(core) => big.iter().map(|c| alone(c)).collect(),
+                // below pick up items that have none) — unless the blob is
+                // solid, the core shows no outline of its own and nothing is
+                // left beside it: then the core is only a piece of the item's
+                // print area (cut off by its art) and the blob is the item.
+                (Some(part), Some(core)) if !part.fits_around(core) => {
+                    let own: Vec<Shape> = big.iter().map(|c| alone(c)).collect();
+                    if big.len() == 1 && part.solidity >= 0.85 && outline(core).is_none() && scan.leftovers(&own).is_empty() {
+                        vec![part]
+                    } else {
+                        own
+                    }
+                }
                 // Clutter stuck to the item widens the blob beyond the outline
                 // its print area shows.
                 (Some(part), Some(core)) => match outline(core) {
@@ -399,7 +447,6 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 (None, None) => vec![],
             }
         };
-        let scan = BlobScan { blob_labels: &blob_labels, blob, near_wall: &near_wall, w, h, min_area, opts };
         let mut parts = parts;
         let leftovers = scan.leftovers(&parts);
         parts.extend(leftovers);
@@ -420,11 +467,33 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     items
 }
 
+fn touches_border(c: &crate::primitives::Component, w: usize, h: usize) -> bool {
+    c.left == 0 || c.top == 0 || c.left + c.width == w || c.top + c.height == h
+}
+
+/// Pixels not reached from the image border without crossing `near_wall`
+/// (the walls grown by a pixel, which seals gaps of up to two pixels), once
+/// the background is grown back by that pixel.
+fn sealed_solid(near_wall: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let open: Vec<bool> = near_wall.iter().map(|&v| !v).collect();
+    let (labels, comps) = label_mask(&open, w, h);
+    let mut outside = vec![false; comps.len() + 1];
+    for c in &comps {
+        outside[c.label as usize] = touches_border(c, w, h);
+    }
+    let background: Vec<bool> = labels.iter().map(|&l| l != 0 && outside[l as usize]).collect();
+    (0..w * h).map(|i| !wall_within_a_pixel(&background, w, h, (i % w) as isize, (i / w) as isize)).collect()
+}
+
 /// One blob (an item, or items that touch or overlap) and what the item
 /// search inside it needs.
 struct BlobScan<'a> {
     blob_labels: &'a [u32],
     blob: &'a crate::primitives::Component,
+    /// The blob with gaps in its walls sealed (see [`sealed_solid`]), which holds it.
+    sealed_labels: &'a [u32],
+    sealed: &'a crate::primitives::Component,
+    walls: &'a [bool],
     /// Within a pixel of a wall (the Canny line may sit on either side of the step).
     near_wall: &'a [bool],
     w: usize,
@@ -448,7 +517,7 @@ impl BlobScan<'_> {
     /// item-shaped, and where it was cut from a found item the cut must run
     /// along a wall (else it is the rest of that item).
     fn leftovers(&self, found: &[Shape]) -> Vec<Shape> {
-        let (w, h, blob) = (self.w, self.h, self.blob);
+        let (w, h, blob) = (self.w, self.h, self.sealed);
         let mut taken: Vec<[[f64; 2]; 4]> = found.iter().map(|s| grow_quad(&s.quad, 3.0)).collect();
         let mut out = Vec::new();
         // Each round can free another item (a column of touching cards).
@@ -458,7 +527,12 @@ impl BlobScan<'_> {
             for y in blob.top..blob.top + blob.height {
                 for x in blob.left..blob.left + blob.width {
                     let p = [x as f64, y as f64];
-                    if self.blob_labels[y * w + x] == blob.label && !taken.iter().any(|q| point_in_convex(q, p)) {
+                    // Sealed-in background counts; other blobs do not.
+                    let own = match self.blob_labels[y * w + x] {
+                        0 => self.sealed_labels[y * w + x] == blob.label,
+                        l => l == self.blob.label,
+                    };
+                    if own && !taken.iter().any(|q| point_in_convex(q, p)) {
                         rest[y * w + x] = true;
                         count += 1;
                     }
@@ -484,7 +558,15 @@ impl BlobScan<'_> {
                     let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
                     on_wall as f64 >= 0.5 * cut.len() as f64
                 })
-                .filter_map(|r| fit_shape(r, BLOB_OFFSET, self.min_area, self.opts).filter(|s| s.solidity >= 0.6))
+                .filter_map(|r| {
+                    // Solid; or, an outline of walls all round that is not
+                    // a found item's rim: a card whose border band and print
+                    // area both leak out through gaps in their walls.
+                    fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken).filter(|s| {
+                        let apart = || taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
+                        s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= 0.9 && apart())
+                    })
+                })
                 .collect();
             if new.is_empty() {
                 break;
@@ -1126,5 +1208,62 @@ mod tests {
         assert!((sizes[0][0] - 39.0).abs() < 0.5 && (sizes[0][1] - 59.0).abs() < 0.5, "{sizes:?}");
         assert!((sizes[1][0] - 49.0).abs() < 0.5 && (sizes[1][1] - 39.0).abs() < 0.5, "{sizes:?}");
         assert!(items.iter().all(|i| i.confidence > 0.9), "{items:?}");
+    }
+
+    /// A one-pixel frame, 60×40, with a gap of `gap` pixels in its top side.
+    fn frame_with_gap(gap: usize) -> (Vec<bool>, usize, usize) {
+        let (w, h) = (100, 60);
+        let mut walls = vec![false; w * h];
+        for x in 20..=80 {
+            walls[10 * w + x] = !(40..40 + gap).contains(&x);
+            walls[50 * w + x] = true;
+        }
+        for y in 10..=50 {
+            walls[y * w + 20] = true;
+            walls[y * w + 80] = true;
+        }
+        (walls, w, h)
+    }
+
+    #[test]
+    fn a_gap_of_two_pixels_seals_and_a_wider_one_does_not() {
+        for (gap, sealed) in [(1, true), (2, true), (4, false)] {
+            let (walls, w, h) = frame_with_gap(gap);
+            let near_wall: Vec<bool> = (0..w * h).map(|i| wall_within_a_pixel(&walls, w, h, (i % w) as isize, (i / w) as isize)).collect();
+            let solid = sealed_solid(&near_wall, w, h);
+            assert_eq!(solid[30 * w + 50], sealed, "gap {gap}: the middle of the frame");
+            assert!(!solid[5 * w + 5], "gap {gap}: the outside");
+            // Walls are solid whatever the gap, and the outside is grown back
+            // to the wall: the pixel just outside the frame is background.
+            assert!(solid[50 * w + 50] && !solid[51 * w + 50], "gap {gap}");
+        }
+    }
+
+    #[test]
+    fn a_corner_hidden_under_another_item_still_makes_a_rectangle() {
+        // A 60×40 rectangle of pixels whose top-right 20×20 corner is cut off
+        // by a triangle: alone it is not rectangular enough; with that corner
+        // under an item on top, it is.
+        let mut region = Region::default();
+        let inside = |x: i32, y: i32| (0..60).contains(&x) && (0..40).contains(&y) && x - 40 <= y;
+        for y in 0..40 {
+            for x in 0..60 {
+                if inside(x, y) {
+                    region.pixels += 1;
+                    let edge = [(-1, 0), (1, 0), (0, -1), (0, 1)].iter().any(|(dx, dy)| !inside(x + dx, y + dy));
+                    if edge {
+                        region.boundary.push([x as f64, y as f64]);
+                    }
+                }
+            }
+        }
+        let opts = ItemCropOptions { min_rectangularity: 0.95, ..Default::default() };
+        assert!(fit_shape(&region, 0.0, 100.0, &opts).is_none());
+        let on_top = [[35.0, -10.0], [70.0, -10.0], [70.0, 25.0], [35.0, 25.0]];
+        let shape = fit_shape_under(&region, 0.0, 100.0, &opts, &[on_top]).expect("a rectangle with a hidden corner");
+        let mut half = shape.rect.half;
+        half.sort_by(f64::total_cmp);
+        assert!((half[0] - 19.5).abs() < 0.01 && (half[1] - 29.5).abs() < 0.01, "{half:?}");
+        assert!(shape.solidity > 0.97, "{}", shape.solidity);
     }
 }

@@ -289,7 +289,8 @@ fn hidden_under(rect: &MinRect, hull: &[[f64; 2]], over: &[[[f64; 2]; 4]]) -> f6
     for v in 0..(2.0 * b).ceil() as usize {
         for u in 0..(2.0 * a).ceil() as usize {
             let p = rect.point(u as f64 + 0.5 - a, v as f64 + 0.5 - b);
-            hidden += (!point_in_convex(hull, p) && over.iter().any(|q| point_in_convex(q, p))) as usize;
+            // The quads first: four sides against the hull's many.
+            hidden += (over.iter().any(|q| point_in_convex(q, p)) && !point_in_convex(hull, p)) as usize;
         }
     }
     hidden as f64
@@ -305,9 +306,15 @@ struct Region {
 /// The boundary pixels (a 4-neighbour differs, or lies outside the image)
 /// and size of every group in `group` (`usize::MAX` = none).
 fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Region> {
+    boundaries_in(group, groups, w, h, [0, 0, w, h])
+}
+
+/// [`boundaries`] when every grouped pixel lies in `window` (`[x0, y0, x1, y1)`):
+/// only the window is scanned.
+fn boundaries_in(group: &[usize], groups: usize, w: usize, h: usize, window: [usize; 4]) -> Vec<Region> {
     let mut out = vec![Region::default(); groups];
-    for y in 0..h {
-        for x in 0..w {
+    for y in window[1]..window[3] {
+        for x in window[0]..window[2] {
             let g = group[y * w + x];
             if g == usize::MAX {
                 continue;
@@ -405,7 +412,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= 0.12 * blob.area as f64).collect();
         let whole_blob = || {
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
-            boundaries(&group, 1, w, h).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
+            boundaries_in(&group, 1, w, h, blob.window()).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
         let sealed_label = (blob.top..blob.top + blob.height)
             .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
@@ -521,11 +528,13 @@ impl BlobScan<'_> {
         let mut taken: Vec<[[f64; 2]; 4]> = found.iter().map(|s| grow_quad(&s.quad, 3.0)).collect();
         let mut out = Vec::new();
         // Each round can free another item (a column of touching cards).
+        // The search runs in the blob's box (`bw` × `bh` from its top left).
+        let (bw, bh) = (blob.width, blob.height);
         for _ in 0..8 {
-            let mut rest = vec![false; w * h];
+            let mut rest = vec![false; bw * bh];
             let mut count = 0usize;
-            for y in blob.top..blob.top + blob.height {
-                for x in blob.left..blob.left + blob.width {
+            for y in blob.top..blob.top + bh {
+                for x in blob.left..blob.left + bw {
                     let p = [x as f64, y as f64];
                     // Sealed-in background counts; other blobs do not.
                     let own = match self.blob_labels[y * w + x] {
@@ -533,7 +542,7 @@ impl BlobScan<'_> {
                         l => l == self.blob.label,
                     };
                     if own && !taken.iter().any(|q| point_in_convex(q, p)) {
-                        rest[y * w + x] = true;
+                        rest[(y - blob.top) * bw + x - blob.left] = true;
                         count += 1;
                     }
                 }
@@ -541,7 +550,7 @@ impl BlobScan<'_> {
             if (count as f64) < self.min_area {
                 break;
             }
-            let (labels, comps) = label_mask(&rest, w, h);
+            let (labels, comps) = label_mask(&rest, bw, bh);
             let mut slot = vec![usize::MAX; comps.len() + 1];
             let mut n = 0;
             for c in comps.iter().filter(|c| c.area as f64 >= self.min_area) {
@@ -551,7 +560,11 @@ impl BlobScan<'_> {
             let group: Vec<usize> = labels.iter().map(|&l| slot[l as usize]).collect();
             // Boundary pixels on a cut lie just outside a taken quad.
             let cut_zone: Vec<[[f64; 2]; 4]> = taken.iter().map(|q| grow_quad(q, 1.5)).collect();
-            let new: Vec<Shape> = boundaries(&group, n, w, h)
+            let mut regions = boundaries(&group, n, bw, bh);
+            for r in &mut regions {
+                r.boundary.iter_mut().for_each(|p| *p = [p[0] + blob.left as f64, p[1] + blob.top as f64]);
+            }
+            let new: Vec<Shape> = regions
                 .iter()
                 .filter(|r| {
                     let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
@@ -650,7 +663,7 @@ impl BlobScan<'_> {
             for &(x, y) in &pixels {
                 group[y * w + x] = (dot([x as f64 - o[0], y as f64 - o[1]], n) > 0.0) as usize;
             }
-            let halves: Vec<Option<Shape>> = boundaries(&group, 2, w, h)
+            let halves: Vec<Option<Shape>> = boundaries_in(&group, 2, w, h, [x0, y0, x1 + 1, y1 + 1])
                 .iter()
                 .map(|r| {
                     let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
@@ -917,10 +930,20 @@ fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
     [poly.iter().map(|p| p[0]).sum::<f64>() / n, poly.iter().map(|p| p[1]).sum::<f64>() / n]
 }
 
+/// Whether `p` lies inside or on the convex polygon `poly` (either winding):
+/// no two sides see it on opposite hands. Hot (per pixel, per quad): no allocation.
 pub(crate) fn point_in_convex(poly: &[[f64; 2]], p: [f64; 2]) -> bool {
     let n = poly.len();
-    let signs: Vec<f64> = (0..n).map(|i| cross(poly[i], poly[(i + 1) % n], p)).collect();
-    signs.iter().all(|&s| s >= 0.0) || signs.iter().all(|&s| s <= 0.0)
+    let (mut left, mut right) = (false, false);
+    for i in 0..n {
+        let s = cross(poly[i], poly[(i + 1) % n], p);
+        left |= s > 0.0;
+        right |= s < 0.0;
+        if left && right {
+            return false;
+        }
+    }
+    true
 }
 
 /// Rotating calipers over the hull edges: the rectangle with one side on a

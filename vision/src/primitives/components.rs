@@ -39,6 +39,10 @@ impl Component {
     pub fn length(&self) -> f64 {
         self.axes().0 * 12f64.sqrt()
     }
+    /// Bounding box as `[x0, y0, x1, y1)`.
+    pub fn window(&self) -> [usize; 4] {
+        [self.left, self.top, self.left + self.width, self.top + self.height]
+    }
 }
 
 fn find(parent: &mut [u32], mut a: u32) -> u32 {

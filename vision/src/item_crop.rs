@@ -23,7 +23,8 @@
 //!    is solid (or outlined by walls all round), item-shaped (counting
 //!    what lies under the items on top of it) and was cut from them along a
 //!    wall, with gaps of up to two pixels in its walls sealed; a straight
-//!    wall crossing a whole part splits it when both halves are item-shaped;
+//!    wall crossing a whole part (or a leftover that is not item-shaped)
+//!    splits it when both halves are item-shaped;
 //!    and an item lying mostly inside a larger one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
 //!    line fitted to the boundary points along each side (perspective makes
@@ -564,23 +565,32 @@ impl BlobScan<'_> {
             for r in &mut regions {
                 r.boundary.iter_mut().for_each(|p| *p = [p[0] + blob.left as f64, p[1] + blob.top as f64]);
             }
-            let new: Vec<Shape> = regions
-                .iter()
-                .filter(|r| {
-                    let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
-                    let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
-                    on_wall as f64 >= 0.5 * cut.len() as f64
-                })
-                .filter_map(|r| {
+            let mut new: Vec<Shape> = Vec::new();
+            for (g, r) in regions.iter().enumerate() {
+                let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
+                let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
+                if (on_wall as f64) < 0.5 * cut.len() as f64 {
+                    continue;
+                }
+                match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                     // Solid; or, an outline of walls all round that is not
                     // a found item's rim: a card whose border band and print
                     // area both leak out through gaps in their walls.
-                    fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken).filter(|s| {
+                    Some(s) => {
                         let apart = || taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
-                        s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= 0.9 && apart())
-                    })
-                })
-                .collect();
+                        if s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= 0.9 && apart()) {
+                            new.push(s);
+                        }
+                    }
+                    // Two items stuck together (one over the other, neither
+                    // with a core of its own): a straight seam may part them.
+                    None => {
+                        let pixels: Vec<(usize, usize)> = (0..bw * bh).filter(|&i| group[i] == g).map(|i| (blob.left + i % bw, blob.top + i / bw)).collect();
+                        let rect = min_area_rect(&convex_hull(&r.boundary));
+                        new.extend(self.halves(&pixels, &rect, blob.window(), &taken).into_iter().flatten());
+                    }
+                }
+            }
             if new.is_empty() {
                 break;
             }
@@ -607,17 +617,29 @@ impl BlobScan<'_> {
         let [bx0, by0, bx1, by1] = quad_bbox(&grown);
         let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil().max(0.0) as usize).min(w - 1));
         let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil().max(0.0) as usize).min(h - 1));
-        let mut mask = vec![false; w * h];
         let mut pixels = Vec::new();
         for y in y0..=y1 {
             for x in x0..=x1 {
                 if self.blob_labels[y * w + x] == self.blob.label && point_in_convex(&grown, [x as f64, y as f64]) {
-                    mask[y * w + x] = true;
                     pixels.push((x, y));
                 }
             }
         }
-        let rect = &part.rect;
+        match self.halves(&pixels, &part.rect, [x0, y0, x1 + 1, y1 + 1], &[]) {
+            Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
+            None => vec![part],
+        }
+    }
+
+    /// The two item-shaped halves that the best-covered straight seam across
+    /// `pixels` (whose rectangle is `rect`, all inside `window`) parts them
+    /// into, if any seam does; `over` as for [`fit_shape_under`].
+    fn halves(&self, pixels: &[(usize, usize)], rect: &MinRect, window: [usize; 4], over: &[[[f64; 2]; 4]]) -> Option<[Shape; 2]> {
+        let (w, h) = (self.w, self.h);
+        let mut mask = vec![false; w * h];
+        for &(x, y) in pixels {
+            mask[y * w + x] = true;
+        }
         let c = rect.centre;
         let rotate = |v: [f64; 2], th: f64| [v[0] * th.cos() - v[1] * th.sin(), v[0] * th.sin() + v[1] * th.cos()];
         // (coverage, a point on the seam, its normal)
@@ -660,22 +682,21 @@ impl BlobScan<'_> {
         // Every try assigns the same pixels, so one buffer serves them all.
         let mut group = vec![usize::MAX; w * h];
         for &(_, o, n) in seams.iter().take(SEAM_TRIES) {
-            for &(x, y) in &pixels {
+            for &(x, y) in pixels {
                 group[y * w + x] = (dot([x as f64 - o[0], y as f64 - o[1]], n) > 0.0) as usize;
             }
-            let halves: Vec<Option<Shape>> = boundaries_in(&group, 2, w, h, [x0, y0, x1 + 1, y1 + 1])
+            let halves: Vec<Option<Shape>> = boundaries_in(&group, 2, w, h, window)
                 .iter()
                 .map(|r| {
                     let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
-                    fit_shape(r, BLOB_OFFSET, self.min_area, self.opts).filter(|s| big_enough && s.solidity >= 0.6)
+                    fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6)
                 })
                 .collect();
             if let [Some(a), Some(b)] = &halves[..] {
-                let (a, b) = (a.clone(), b.clone());
-                return self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect();
+                return Some([a.clone(), b.clone()]);
             }
         }
-        vec![part]
+        None
     }
 }
 

@@ -657,7 +657,9 @@ impl BlobScan<'_> {
                     let (mut inside, mut covered) = (0usize, 0usize);
                     let mut t = -reach;
                     while t <= reach {
-                        let (x, y) = ((o[0] + t * d[0]).round(), (o[1] + t * d[1]).round());
+                        // Nearest pixel: floor(v + 0.5) by truncation, as v + 0.5 ≥ 0
+                        // here (`round` is a libm call in this hot loop).
+                        let (x, y) = (o[0] + t * d[0] + 0.5, o[1] + t * d[1] + 0.5);
                         if x >= 0.0 && y >= 0.0 && (x as usize) < w && (y as usize) < h {
                             let i = y as usize * w + x as usize;
                             if mask[i] {

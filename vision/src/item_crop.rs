@@ -388,7 +388,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     }
     let outer: Vec<Shape> = outer.into_iter().zip(in_ring).flat_map(|(ring, inner)| if inner.len() >= 2 { inner } else { vec![ring] }).collect();
 
-    let near_wall: Vec<bool> = (0..w * h).map(|i| wall_within_a_pixel(walls, w, h, (i % w) as isize, (i / w) as isize)).collect();
+    let near_wall = within_a_pixel(walls, w, h);
 
     // Blobs: everything that is not background.
     let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
@@ -490,7 +490,7 @@ fn sealed_solid(near_wall: &[bool], w: usize, h: usize) -> Vec<bool> {
         outside[c.label as usize] = touches_border(c, w, h);
     }
     let background: Vec<bool> = labels.iter().map(|&l| l != 0 && outside[l as usize]).collect();
-    (0..w * h).map(|i| !wall_within_a_pixel(&background, w, h, (i % w) as isize, (i / w) as isize)).collect()
+    within_a_pixel(&background, w, h).into_iter().map(|v| !v).collect()
 }
 
 /// One blob (an item, or items that touch or overlap) and what the item
@@ -1102,6 +1102,11 @@ fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64
     hit as f64 / total.max(1) as f64
 }
 
+/// Every pixel with a set pixel of `mask` within one pixel (a 3×3 dilation).
+fn within_a_pixel(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
+    (0..w * h).map(|i| wall_within_a_pixel(mask, w, h, (i % w) as isize, (i / w) as isize)).collect()
+}
+
 /// Whether a wall pixel lies within one pixel (8-neighbourhood) of `(x, y)`,
 /// which may itself be just outside the image.
 fn wall_within_a_pixel(walls: &[bool], w: usize, h: usize, x: isize, y: isize) -> bool {
@@ -1275,7 +1280,7 @@ mod tests {
     fn a_gap_of_two_pixels_seals_and_a_wider_one_does_not() {
         for (gap, sealed) in [(1, true), (2, true), (4, false)] {
             let (walls, w, h) = frame_with_gap(gap);
-            let near_wall: Vec<bool> = (0..w * h).map(|i| wall_within_a_pixel(&walls, w, h, (i % w) as isize, (i / w) as isize)).collect();
+            let near_wall = within_a_pixel(&walls, w, h);
             let solid = sealed_solid(&near_wall, w, h);
             assert_eq!(solid[30 * w + 50], sealed, "gap {gap}: the middle of the frame");
             assert!(!solid[5 * w + 5], "gap {gap}: the outside");

@@ -22,7 +22,9 @@
 //!    rest of a blob, once its items are taken out, is another item when it
 //!    is solid (or outlined by walls all round), item-shaped (counting
 //!    what lies under the items on top of it) and was cut from them along a
-//!    wall, with gaps of up to two pixels in its walls sealed; a straight
+//!    wall, with gaps of up to two pixels in its walls sealed (strips
+//!    narrower than a border band, a found item's rim, opened off it where
+//!    they spoil its shape); a straight
 //!    wall crossing a whole part (or a leftover that is not item-shaped)
 //!    splits it when both halves are item-shaped;
 //!    and an item lying mostly inside a larger one is dropped;
@@ -49,7 +51,7 @@ use crate::{
     frames::{stack_bgr, to_vec_f32, unstack_bgr},
     photo::{decode_photo, working_size, DecodeLimits, PhotoFormat},
     pipeline::{encode_jpeg, StageTiming, Timer},
-    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, Border, Interpolation, MorphShape},
+    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
 };
 
 /// Per-scan knobs.
@@ -433,21 +435,26 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             match (whole_blob(), big.first()) {
                 // Not one item: each core stands for its own (the leftovers
                 // below pick up items that have none) — unless the blob is
-                // solid, the core shows no outline of its own and nothing is
-                // left beside it: then the core is only a piece of the item's
-                // print area (cut off by its art) and the blob is the item.
+                // solid, nothing is left beside the core and either the core
+                // shows no outline of its own or walls run all round the
+                // blob: then the core is only a piece of the item's print
+                // area (cut off by its art; an art line parallel to the
+                // item's edge can fake an outline) and the blob is the item.
                 (Some(part), Some(core)) if !part.fits_around(core) => {
                     let own: Vec<Shape> = big.iter().map(|c| alone(c)).collect();
-                    if big.len() == 1 && part.solidity >= 0.85 && outline(core).is_none() && scan.leftovers(&own).is_empty() {
+                    let walled = || edge_support(&part.quad, walls, w, h) >= WALLED;
+                    if big.len() == 1 && part.solidity >= 0.85 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
                         vec![part]
                     } else {
                         own
                     }
                 }
                 // Clutter stuck to the item widens the blob beyond the outline
-                // its print area shows.
+                // its print area shows — but then the blob's outline is not
+                // all wall: one that is, is the item's, and the core only a
+                // piece of its print area.
                 (Some(part), Some(core)) => match outline(core) {
-                    Some(o) if part.rect.area() > 1.12 * o.rect.area() => vec![o],
+                    Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => vec![o],
                     _ => vec![part],
                 },
                 (Some(part), None) => vec![part],
@@ -510,8 +517,21 @@ struct BlobScan<'a> {
     opts: &'a ItemCropOptions,
 }
 
+/// Share of an outline that must run along walls for a blob to count as
+/// one item's outline whatever its cores say.
+const WALLED: f64 = 0.95;
+
+/// Share of an outline that must run along walls for a leftover that is
+/// not solid, or one trimmed of strips, to count as an item (a gap in an
+/// edge line can be wider than the sealing's two pixels).
+const OUTLINED: f64 = 0.85;
+
 /// Share of a seam's length that must run along a wall.
 const SEAM_COVERAGE: f64 = 0.94;
+/// Width of the strips [`BlobScan::without_strips`] removes, in detection
+/// pixels: about a border band's width (4–7 % of an item's, 5–15 pixels
+/// for the items of a photo at the 800-pixel detection size).
+const STRIP: usize = 9;
 /// Seams tried per part, best covered first (parallel neighbours of a
 /// seam that failed are tried too, so this bounds the work).
 const SEAM_TRIES: usize = 24;
@@ -572,14 +592,21 @@ impl BlobScan<'_> {
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
                     continue;
                 }
+                let trimmed = || {
+                    let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
+                    self.without_strips(&mask, bw, bh, [blob.left, blob.top], &taken)
+                };
                 match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
-                    // Solid; or, an outline of walls all round that is not
-                    // a found item's rim: a card whose border band and print
-                    // area both leak out through gaps in their walls.
+                    // Solid; or, an outline of walls nearly all round that
+                    // is not a found item's rim: a card whose border band and
+                    // print area both leak out through gaps in their walls.
+                    // Failing that, the same with a found item's rim trimmed off.
                     Some(s) => {
                         let apart = || taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
-                        if s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= 0.9 && apart()) {
+                        if s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= OUTLINED && apart()) {
                             new.push(s);
+                        } else {
+                            new.extend(trimmed());
                         }
                     }
                     // Two items stuck together (one over the other, neither
@@ -587,7 +614,10 @@ impl BlobScan<'_> {
                     None => {
                         let pixels: Vec<(usize, usize)> = (0..bw * bh).filter(|&i| group[i] == g).map(|i| (blob.left + i % bw, blob.top + i / bw)).collect();
                         let rect = min_area_rect(&convex_hull(&r.boundary));
-                        new.extend(self.halves(&pixels, &rect, blob.window(), &taken).into_iter().flatten());
+                        match self.halves(&pixels, &rect, blob.window(), &taken) {
+                            Some(halves) => new.extend(halves),
+                            None => new.extend(trimmed()),
+                        }
                     }
                 }
             }
@@ -598,6 +628,23 @@ impl BlobScan<'_> {
             out.extend(new);
         }
         out
+    }
+
+    /// The largest piece of the leftover `mask` (`bw` × `bh`, its top left at
+    /// `origin`) once strips narrower than a border band are opened away,
+    /// if that piece is a solid item shape outlined by walls: a card with, stuck to it, the
+    /// rim of a found item whose quad (from its print area) fell short of
+    /// its edge.
+    fn without_strips(&self, mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], over: &[[[f64; 2]; 4]]) -> Option<Shape> {
+        let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
+        morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, STRIP, STRIP);
+        let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
+        let (labels, comps) = label_mask(&opened, bw, bh);
+        let biggest = comps.iter().max_by_key(|c| c.area)?;
+        let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
+        let mut region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?;
+        region.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
+        fit_shape_under(&region, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| s.solidity >= 0.6 && edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED)
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves

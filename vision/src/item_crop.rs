@@ -526,6 +526,10 @@ const WALLED: f64 = 0.95;
 /// edge line can be wider than the sealing's two pixels).
 const OUTLINED: f64 = 0.85;
 
+/// The same for each of two items a trimmed leftover parts into: one may
+/// lie partly under the other, where it has no edge.
+const HALF_OUTLINED: f64 = 0.7;
+
 /// Share of a seam's length that must run along a wall.
 const SEAM_COVERAGE: f64 = 0.94;
 /// Width of the strips [`BlobScan::without_strips`] removes, in detection
@@ -592,9 +596,22 @@ impl BlobScan<'_> {
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
                     continue;
                 }
-                let trimmed = || {
+                // The same once a found item's rim is trimmed off.
+                let trimmed = || -> Vec<Shape> {
                     let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                    self.without_strips(&mask, bw, bh, [blob.left, blob.top], &taken)
+                    let Some((piece, pixels)) = self.without_strips(&mask, bw, bh, [blob.left, blob.top]) else { return vec![] };
+                    let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
+                    match fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken) {
+                        Some(s) if s.solidity >= 0.6 && support(&s) >= OUTLINED => vec![s],
+                        // Two items stuck together, as below; what the
+                        // trimming leaves of a messy blob can part into two
+                        // strips, which walls do not outline.
+                        _ => {
+                            let rect = min_area_rect(&convex_hull(&piece.boundary));
+                            let halves = self.halves(&pixels, &rect, blob.window(), &taken).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
+                            halves.into_iter().flatten().collect()
+                        }
+                    }
                 };
                 match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                     // Solid; or, an outline of walls nearly all round that
@@ -632,10 +649,9 @@ impl BlobScan<'_> {
 
     /// The largest piece of the leftover `mask` (`bw` × `bh`, its top left at
     /// `origin`) once strips narrower than a border band are opened away,
-    /// if that piece is a solid item shape outlined by walls: a card with, stuck to it, the
-    /// rim of a found item whose quad (from its print area) fell short of
-    /// its edge.
-    fn without_strips(&self, mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], over: &[[[f64; 2]; 4]]) -> Option<Shape> {
+    /// and its pixels: a card with, stuck to it, the rim of a found item
+    /// whose quad (from its print area) fell short of its edge.
+    fn without_strips(&self, mask: &[bool], bw: usize, bh: usize, origin: [usize; 2]) -> Option<(Region, Vec<(usize, usize)>)> {
         let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
         morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, STRIP, STRIP);
         let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
@@ -644,7 +660,8 @@ impl BlobScan<'_> {
         let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
         let mut region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?;
         region.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
-        fit_shape_under(&region, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| s.solidity >= 0.6 && edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED)
+        let pixels = (0..bw * bh).filter(|&i| group[i] == 0).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect();
+        Some((region, pixels))
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves

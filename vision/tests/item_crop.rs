@@ -88,13 +88,16 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     }
     eprintln!("{}", apart.report("items apart"));
     eprintln!("{}", contact.report("items in contact"));
-    // Bars set just under what the detector reaches today (100 % count exact
-    // apart, 77.3 % in contact; IoU ≥ 0.9 for 90.8 % of the items apart), so
-    // that a regression fails. The target (98 % count exact, every
-    // IoU ≥ 0.9) is NOT met yet for items in contact.
+    // The count target: exact on 98 % of photos (59 of these 60 today;
+    // 100 % apart, 21 of 22 in contact). The IoU bar is set just under what
+    // the detector reaches (IoU ≥ 0.9 for 91.7 % of the items apart) so that
+    // a regression fails: the "every IoU ≥ 0.9" is NOT met.
+    let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
+    let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
+    assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.85, "{}", apart.report("items apart"));
-    assert!(contact.count_exact_rate() >= 0.8, "{}", contact.report("items in contact"));
+    assert!(apart.share_at_least(0.9) >= 0.9, "{}", apart.report("items apart"));
+    assert!(contact.count_exact_rate() >= 0.9, "{}", contact.report("items in contact"));
 }
 
 #[test]
@@ -134,20 +137,37 @@ fn a_large_jpeg_is_decoded_reduced_and_reported_in_source_pixels() {
     }
 }
 
-/// Photos whose count the leftovers rules for items in contact fixed (30
-/// and 57 from the sixty above, the rest from the held-out seeds 60–199): a
-/// card with a corner under the card on top, a card whose border band leaks
-/// out through a gap in its edge, two overlapping cards with no core of
-/// their own. Every item is matched at IoU ≥ 0.5 (one overlapped card is at 0.58).
+/// Photos whose count the leftovers rules for items in contact fixed (13,
+/// 15, 30 and 57 from the sixty above, the rest from the held-out seeds
+/// 60–199): a card with a corner under the card on top, a card whose border
+/// band leaks out through a gap in its edge, two overlapping cards with no
+/// core of their own, a card with the rim of the card beside it stuck to it.
+/// Every item is matched at IoU ≥ 0.5 (an overlapped card is at 0.69).
 #[test]
 fn overlapping_cards_without_cores_of_their_own_are_counted() {
-    for seed in [30, 57, 83, 117, 137, 159, 177] {
+    for seed in [13, 15, 30, 57, 83, 117, 122, 132, 137, 159, 177] {
         let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, ..PhotoSpec::default() }).unwrap();
         let out = run(&jpeg).unwrap();
         assert_eq!(out.report.items.len(), truth.items.len(), "seed {seed}");
         let matched = match_items(&truth.items, &out.report.items);
         assert_eq!(matched.len(), truth.items.len(), "seed {seed}");
         assert!(matched.iter().all(|m| m.2 >= 0.5), "seed {seed}: {matched:?}");
+    }
+}
+
+/// Photos with a lone card whose print area its art cuts in two (10 from the
+/// sixty above, the rest held out): the piece above the cut has an outline
+/// of its own, or a line of the art parallel to the card's edge fakes one,
+/// but walls run all round the card, which is cropped whole.
+#[test]
+fn a_card_whose_art_cuts_its_print_area_is_cropped_whole() {
+    for seed in [10, 91, 135, 171, 182] {
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, ..PhotoSpec::default() }).unwrap();
+        let out = run(&jpeg).unwrap();
+        assert_eq!(out.report.items.len(), truth.items.len(), "seed {seed}");
+        let matched = match_items(&truth.items, &out.report.items);
+        assert_eq!(matched.len(), truth.items.len(), "seed {seed}");
+        assert!(matched.iter().all(|m| m.2 >= 0.9), "seed {seed}: {matched:?}");
     }
 }
 

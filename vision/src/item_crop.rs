@@ -427,10 +427,22 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         // Where a core stands alone, a print area grows to the item's outline.
         let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h);
         let alone = |core: &Shape| outline(core).unwrap_or_else(|| core.clone());
+        // Clutter stuck to an item widens its part beyond the outline its
+        // print area shows — but then the part's outline is not all wall:
+        // one that is, is the item's, and the core only a piece of its
+        // print area.
+        let unless_cluttered = |part: Shape, core: &Shape| match outline(core) {
+            Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => o,
+            _ => part,
+        };
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
             // part is spoilt (clutter stuck to it), the core alone stands in.
-            split.into_iter().zip(&big).map(|(part, core)| part.filter(|p| p.fits_around(core)).unwrap_or_else(|| alone(core))).collect()
+            split
+                .into_iter()
+                .zip(&big)
+                .map(|(part, core)| part.filter(|p| p.fits_around(core)).map_or_else(|| alone(core), |p| unless_cluttered(p, core)))
+                .collect()
         } else {
             match (whole_blob(), big.first()) {
                 // Not one item: each core stands for its own (the leftovers
@@ -449,14 +461,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                         own
                     }
                 }
-                // Clutter stuck to the item widens the blob beyond the outline
-                // its print area shows — but then the blob's outline is not
-                // all wall: one that is, is the item's, and the core only a
-                // piece of its print area.
-                (Some(part), Some(core)) => match outline(core) {
-                    Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => vec![o],
-                    _ => vec![part],
-                },
+                (Some(part), Some(core)) => vec![unless_cluttered(part, core)],
                 (Some(part), None) => vec![part],
                 (None, Some(_)) => big.iter().map(|c| alone(c)).collect(),
                 (None, None) => vec![],

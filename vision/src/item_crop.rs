@@ -411,8 +411,12 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             })
             .collect();
         // Cores big enough to be a whole item's band or print area (art
-        // regions are smaller; the nesting test already removed most).
-        let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= 0.12 * blob.area as f64).collect();
+        // regions are smaller; the nesting test already removed most):
+        // big next to the blob or, in a blob of many items, next to its
+        // largest core.
+        let largest = inside.iter().map(|c| c.rect.area()).fold(0.0, f64::max);
+        let floor = (0.12 * blob.area as f64).min(0.35 * largest);
+        let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= floor).collect();
         let whole_blob = || {
             let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
             boundaries_in(&group, 1, w, h, blob.window()).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))

@@ -429,8 +429,11 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let scan = BlobScan { blob_labels: &blob_labels, blob, sealed_labels: &sealed_labels, sealed, walls, near_wall: &near_wall, w, h, min_area, opts };
         let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, &near_wall, w, h, min_area, opts) } else { None };
         // Where a core stands alone, a print area grows to the item's outline.
-        let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h);
-        let alone = |core: &Shape| outline(core).unwrap_or_else(|| core.clone());
+        let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h, 3);
+        // Three sides that agree make an outline to trust; where a core stands
+        // for its item regardless, two are still better than the core alone
+        // (a piece of print area grows to the item's edge on those sides).
+        let alone = |core: &Shape| outline(core).or_else(|| outline_from_core(core, &near_wall, w, h, 2)).unwrap_or_else(|| core.clone());
         // Clutter stuck to an item widens its part beyond the outline its
         // print area shows — but then the part's outline is not all wall:
         // one that is, is the item's, and the core only a piece of its
@@ -779,7 +782,8 @@ impl BlobScan<'_> {
 /// border band) already has it as its hull. A print area is inside the
 /// border band: each side moves out, off the print frame's wall and across
 /// the band, to the next wall running along most of it (the item's edge).
-fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize) -> Option<Shape> {
+/// At least `agree` sides must find that edge at about the same width.
+fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree: usize) -> Option<Shape> {
     if core.solidity < 0.5 {
         return Some(core.clone());
     }
@@ -831,12 +835,12 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize) -> Op
         .collect();
     // A border band is about as wide on every side: sides that agree with
     // the median width keep theirs, the others take it. A core whose sides
-    // mostly disagree is not a print area (a piece of one, cut off by its
-    // art): no outline.
+    // mostly disagree may not be a print area (a piece of one, cut off by
+    // its art): no outline.
     let mut widths: Vec<f64> = sides.iter().filter_map(|s| s.edge).collect();
     widths.sort_by(f64::total_cmp);
     let median = *widths.get(widths.len() / 2)?;
-    if widths.iter().filter(|&&d| (d - median).abs() <= 2.5).count() < 3 {
+    if widths.iter().filter(|&&d| (d - median).abs() <= 2.5).count() < agree {
         return None;
     }
     let lines: Vec<Line> = sides

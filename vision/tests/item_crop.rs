@@ -178,6 +178,14 @@ fn clutter_between_two_cards_does_not_widen_them() {
     every_item_found(&[44], 0.9);
 }
 
+/// Held-out photos with a card found only through its print area, beyond
+/// which the card's edge shows at a band's width on two sides only: the
+/// crop still grows to the card's edge instead of stopping at the print area.
+#[test]
+fn a_print_area_grows_to_its_card_when_two_sides_show_the_edge() {
+    every_item_found(&[142, 180], 0.9);
+}
+
 #[test]
 fn a_photo_with_no_item_is_a_success_with_zero_items() {
     for seed in 0..4 {

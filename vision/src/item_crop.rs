@@ -442,6 +442,24 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => o,
             _ => part,
         };
+        // A lone core's item: the blob with strips narrower than a border
+        // band opened off (a stick of clutter stuck to the item), where
+        // walls outline that, it fits around the core and reaches at least
+        // as far as the core's outline (the blob falls short of the item's
+        // edge where the border band leaks out into the background); else
+        // the core's outline.
+        let trimmed_blob = || {
+            let mask: Vec<bool> = (blob.top..blob.top + blob.height)
+                .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
+                .map(|i| blob_labels[i] == blob.label)
+                .collect();
+            let (piece, _) = without_strips(&mask, blob.width, blob.height, [blob.left, blob.top])?;
+            fit_shape(&piece, BLOB_OFFSET, min_area, opts).filter(|s| edge_support(&s.quad, walls, w, h) >= OUTLINED)
+        };
+        let lone = |core: &Shape| {
+            let outlined = alone(core);
+            trimmed_blob().filter(|t| t.fits_around(core) && t.rect.area() >= outlined.rect.area()).unwrap_or(outlined)
+        };
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
             // part is spoilt (clutter stuck to it), the core alone stands in.
@@ -460,7 +478,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 // area (cut off by its art; an art line parallel to the
                 // item's edge can fake an outline) and the blob is the item.
                 (Some(part), Some(core)) if !part.fits_around(core) => {
-                    let own: Vec<Shape> = big.iter().map(|c| alone(c)).collect();
+                    let own: Vec<Shape> = if big.len() == 1 { vec![lone(core)] } else { big.iter().map(|c| alone(c)).collect() };
                     let walled = || edge_support(&part.quad, walls, w, h) >= WALLED;
                     if big.len() == 1 && part.solidity >= 0.85 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
                         vec![part]
@@ -470,6 +488,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 }
                 (Some(part), Some(core)) => vec![unless_cluttered(part, core)],
                 (Some(part), None) => vec![part],
+                (None, Some(core)) if big.len() == 1 => vec![lone(core)],
                 (None, Some(_)) => big.iter().map(|c| alone(c)).collect(),
                 (None, None) => vec![],
             }
@@ -544,7 +563,7 @@ const HALF_OUTLINED: f64 = 0.7;
 
 /// Share of a seam's length that must run along a wall.
 const SEAM_COVERAGE: f64 = 0.94;
-/// Width of the strips [`BlobScan::without_strips`] removes, in detection
+/// Width of the strips [`without_strips`] removes, in detection
 /// pixels: about a border band's width (4–7 % of an item's, 5–15 pixels
 /// for the items of a photo at the 800-pixel detection size).
 const STRIP: usize = 9;
@@ -611,7 +630,7 @@ impl BlobScan<'_> {
                 // The same once a found item's rim is trimmed off.
                 let trimmed = || -> Vec<Shape> {
                     let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                    let Some((piece, pixels)) = self.without_strips(&mask, bw, bh, [blob.left, blob.top]) else { return vec![] };
+                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, [blob.left, blob.top]) else { return vec![] };
                     let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
                     match fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                         Some(s) if s.solidity >= 0.6 && support(&s) >= OUTLINED => vec![s],
@@ -657,23 +676,6 @@ impl BlobScan<'_> {
             out.extend(new);
         }
         out
-    }
-
-    /// The largest piece of the leftover `mask` (`bw` × `bh`, its top left at
-    /// `origin`) once strips narrower than a border band are opened away,
-    /// and its pixels: a card with, stuck to it, the rim of a found item
-    /// whose quad (from its print area) fell short of its edge.
-    fn without_strips(&self, mask: &[bool], bw: usize, bh: usize, origin: [usize; 2]) -> Option<(Region, Vec<(usize, usize)>)> {
-        let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
-        morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, STRIP, STRIP);
-        let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
-        let (labels, comps) = label_mask(&opened, bw, bh);
-        let biggest = comps.iter().max_by_key(|c| c.area)?;
-        let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
-        let mut region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?;
-        region.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
-        let pixels = (0..bw * bh).filter(|&i| group[i] == 0).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect();
-        Some((region, pixels))
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves
@@ -776,6 +778,24 @@ impl BlobScan<'_> {
         }
         None
     }
+}
+
+/// The largest piece of `mask` (`bw` × `bh`, its top left at
+/// `origin`) once strips narrower than a border band are opened away,
+/// and its pixels: a card with, stuck to it, the rim of a found item
+/// whose quad (from its print area) fell short of its edge, or a stick of
+/// clutter.
+fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2]) -> Option<(Region, Vec<(usize, usize)>)> {
+    let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
+    morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, STRIP, STRIP);
+    let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
+    let (labels, comps) = label_mask(&opened, bw, bh);
+    let biggest = comps.iter().max_by_key(|c| c.area)?;
+    let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
+    let mut region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?;
+    region.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
+    let pixels = (0..bw * bh).filter(|&i| group[i] == 0).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect();
+    Some((region, pixels))
 }
 
 /// The outline of the item a core belongs to, when the walls show it. A ring core (the item's

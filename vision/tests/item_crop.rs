@@ -90,13 +90,13 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     eprintln!("{}", contact.report("items in contact"));
     // The count target: exact on 98 % of photos (59 of these 60 today;
     // 100 % apart, 21 of 22 in contact). The IoU bar is set just under what
-    // the detector reaches (IoU ≥ 0.9 for 93.3 % of the items apart) so that
+    // the detector reaches (IoU ≥ 0.9 for 95.0 % of the items apart) so that
     // a regression fails: the "every IoU ≥ 0.9" is NOT met.
     let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
     let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
     assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.9, "{}", apart.report("items apart"));
+    assert!(apart.share_at_least(0.9) >= 0.93, "{}", apart.report("items apart"));
     assert!(contact.count_exact_rate() >= 0.9, "{}", contact.report("items in contact"));
 }
 
@@ -184,6 +184,14 @@ fn clutter_between_two_cards_does_not_widen_them() {
 #[test]
 fn a_print_area_grows_to_its_card_when_two_sides_show_the_edge() {
     every_item_found(&[142, 180], 0.9);
+}
+
+/// Cards lying apart with thin clutter stuck to their edge (shadow texture,
+/// a stick) and print areas broken by their art (18 and 37 from the sixty
+/// above, 86 held out): the blob with the clutter opened off is the card.
+#[test]
+fn thin_clutter_stuck_to_a_lone_card_is_trimmed_off() {
+    every_item_found(&[18, 37, 86], 0.9);
 }
 
 #[test]

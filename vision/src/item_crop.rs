@@ -18,16 +18,18 @@
 //!    accepted item are its art and are dropped. Items that touch or overlap
 //!    stay separate wherever the seam between them is an edge, because each
 //!    item's border band is its own region. Where that is not enough (gaps
-//!    in a seam, print areas broken up by art), three more rules apply: the
-//!    rest of a blob, once its items are taken out, is another item when it
-//!    is solid (or outlined by walls all round), item-shaped (counting
-//!    what lies under the items on top of it) and was cut from them along a
-//!    wall, with gaps of up to two pixels in its walls sealed (strips
-//!    narrower than a border band, a found item's rim, opened off it where
-//!    they spoil its shape); a straight
-//!    wall crossing a whole part (or a leftover that is not item-shaped)
-//!    splits it when both halves are item-shaped;
-//!    and an item lying mostly inside a larger one is dropped;
+//!    in a seam, print areas broken up by art, clutter stuck to an item),
+//!    more rules apply: a blob outlined by walls all round is one item,
+//!    whatever pieces of print area it holds; a lone core's item is its
+//!    blob with strips narrower than a border band (clutter) opened off,
+//!    where walls outline that; the rest of a blob, once its items are
+//!    taken out, is another item when it is solid (or outlined by walls
+//!    nearly all round), item-shaped (counting what lies under the items on
+//!    top of it) and was cut from them along a wall, with gaps of up to two
+//!    pixels in its walls sealed (and a found item's rim opened off it where
+//!    that spoils its shape); a straight wall crossing a whole part (or a
+//!    leftover that is not item-shaped) splits it when both halves are
+//!    item-shaped; and an item lying mostly inside a larger one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
 //!    line fitted to the boundary points along each side (perspective makes
 //!    the sides non-parallel) → corners as line intersections;

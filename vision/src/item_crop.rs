@@ -308,6 +308,20 @@ struct Region {
     pixels: usize,
 }
 
+impl Region {
+    /// Boundary found in a window whose top left is `origin`, moved to image coordinates.
+    fn moved_to(mut self, origin: [usize; 2]) -> Self {
+        self.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
+        self
+    }
+}
+
+/// Image coordinates of the pixels of group `g` in `group`, a window `bw`
+/// wide whose top left is `origin`.
+fn group_pixels(group: &[usize], g: usize, bw: usize, origin: [usize; 2]) -> Vec<(usize, usize)> {
+    (0..group.len()).filter(|&i| group[i] == g).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect()
+}
+
 /// The boundary pixels (a 4-neighbour differs, or lies outside the image)
 /// and size of every group in `group` (`usize::MAX` = none).
 fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Region> {
@@ -618,10 +632,8 @@ impl BlobScan<'_> {
             let group: Vec<usize> = labels.iter().map(|&l| slot[l as usize]).collect();
             // Boundary pixels on a cut lie just outside a taken quad.
             let cut_zone: Vec<[[f64; 2]; 4]> = taken.iter().map(|q| grow_quad(q, 1.5)).collect();
-            let mut regions = boundaries(&group, n, bw, bh);
-            for r in &mut regions {
-                r.boundary.iter_mut().for_each(|p| *p = [p[0] + blob.left as f64, p[1] + blob.top as f64]);
-            }
+            let origin = [blob.left, blob.top];
+            let regions: Vec<Region> = boundaries(&group, n, bw, bh).into_iter().map(|r| r.moved_to(origin)).collect();
             let mut new: Vec<Shape> = Vec::new();
             for (g, r) in regions.iter().enumerate() {
                 let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
@@ -632,7 +644,7 @@ impl BlobScan<'_> {
                 // The same once a found item's rim is trimmed off.
                 let trimmed = || -> Vec<Shape> {
                     let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, [blob.left, blob.top]) else { return vec![] };
+                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, origin) else { return vec![] };
                     let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
                     match fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                         Some(s) if s.solidity >= 0.6 && support(&s) >= OUTLINED => vec![s],
@@ -662,7 +674,7 @@ impl BlobScan<'_> {
                     // Two items stuck together (one over the other, neither
                     // with a core of its own): a straight seam may part them.
                     None => {
-                        let pixels: Vec<(usize, usize)> = (0..bw * bh).filter(|&i| group[i] == g).map(|i| (blob.left + i % bw, blob.top + i / bw)).collect();
+                        let pixels = group_pixels(&group, g, bw, origin);
                         let rect = min_area_rect(&convex_hull(&r.boundary));
                         match self.halves(&pixels, &rect, blob.window(), &taken) {
                             Some(halves) => new.extend(halves),
@@ -794,10 +806,8 @@ fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2]) -> Op
     let (labels, comps) = label_mask(&opened, bw, bh);
     let biggest = comps.iter().max_by_key(|c| c.area)?;
     let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
-    let mut region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?;
-    region.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
-    let pixels = (0..bw * bh).filter(|&i| group[i] == 0).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect();
-    Some((region, pixels))
+    let region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?.moved_to(origin);
+    Some((region, group_pixels(&group, 0, bw, origin)))
 }
 
 /// The outline of the item a core belongs to, when the walls show it. A ring core (the item's

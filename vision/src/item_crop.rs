@@ -20,7 +20,7 @@
 //!    item's border band is its own region. Where that is not enough (gaps
 //!    in a seam, print areas broken up by art, clutter stuck to an item),
 //!    more rules apply: a blob outlined by walls all round is one item,
-//!    whatever pieces of print area it holds; a lone core's item is its
+//!    whatever pieces of print area it holds; a blob's only core stands for its
 //!    blob with strips narrower than a border band (clutter) opened off,
 //!    where walls outline that; the rest of a blob, once its items are
 //!    taken out, is another item when it is solid (or outlined by walls
@@ -458,9 +458,9 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => o,
             _ => part,
         };
-        // A lone core's item: the blob with strips narrower than a border
-        // band opened off (a stick of clutter stuck to the item), where
-        // walls outline that, it fits around the core and reaches at least
+        // The item of a blob's only core: the blob with strips narrower
+        // than a border band opened off (a stick of clutter stuck to the
+        // item), where walls outline that, it fits around the core and reaches at least
         // as far as the core's outline (the blob falls short of the item's
         // edge where the border band leaks out into the background); else
         // the core's outline.
@@ -472,7 +472,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let (piece, _) = without_strips(&mask, blob.width, blob.height, [blob.left, blob.top])?;
             fit_shape(&piece, BLOB_OFFSET, min_area, opts).filter(|s| edge_support(&s.quad, walls, w, h) >= OUTLINED)
         };
-        let lone = |core: &Shape| {
+        let only_core_item = |core: &Shape| {
             let outlined = alone(core);
             trimmed_blob().filter(|t| t.fits_around(core) && t.rect.area() >= outlined.rect.area()).unwrap_or(outlined)
         };
@@ -494,7 +494,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 // area (cut off by its art; an art line parallel to the
                 // item's edge can fake an outline) and the blob is the item.
                 (Some(part), Some(core)) if !part.fits_around(core) => {
-                    let own: Vec<Shape> = if big.len() == 1 { vec![lone(core)] } else { big.iter().map(|c| alone(c)).collect() };
+                    let own: Vec<Shape> = if big.len() == 1 { vec![only_core_item(core)] } else { big.iter().map(|c| alone(c)).collect() };
                     let walled = || edge_support(&part.quad, walls, w, h) >= WALLED;
                     if big.len() == 1 && part.solidity >= 0.85 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
                         vec![part]
@@ -504,7 +504,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 }
                 (Some(part), Some(core)) => vec![unless_cluttered(part, core)],
                 (Some(part), None) => vec![part],
-                (None, Some(core)) if big.len() == 1 => vec![lone(core)],
+                (None, Some(core)) if big.len() == 1 => vec![only_core_item(core)],
                 (None, Some(_)) => big.iter().map(|c| alone(c)).collect(),
                 (None, None) => vec![],
             }

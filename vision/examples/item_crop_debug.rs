@@ -7,7 +7,7 @@
 //! fixes the number of items per photo.
 
 use opencv::{core::{Mat, Point, Scalar, Vector}, imgcodecs, imgproc, prelude::*};
-use vision::{crop_items, frames::stack_bgr, item_crop::{edge_walls, ItemCropOptions}, synth_photo::{self, match_items, PhotoSpec}, Cpu};
+use vision::{crop_items, frames::stack_bgr, item_crop::{edge_walls, ItemCropOptions}, pipeline::Timer, synth_photo::{self, match_items, PhotoSpec}, Cpu};
 
 fn poly(img: &mut Mat, q: &[[f64; 2]; 4], c: Scalar) {
     let pts: Vector<Point> = q.iter().map(|p| Point::new(p[0].round() as i32, p[1].round() as i32)).collect();
@@ -23,16 +23,13 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let opts = ItemCropOptions::default();
     let (mut photos, mut exact, mut ious) = (0usize, 0usize, Vec::new());
-    let mut stage_ms: Vec<(String, f64)> = Vec::new();
+    let mut stage_ms = Timer::default();
     for seed in first..=last {
         let items = std::env::var("PHOTO_ITEMS").ok().map(|v| v.parse().expect("PHOTO_ITEMS: a number"));
         let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, items, ..Default::default() }).unwrap();
         let out = crop_items::<Cpu>(&jpeg, &opts, &Default::default()).unwrap();
         for t in &out.report.timings_ms {
-            match stage_ms.iter_mut().find(|(s, _)| *s == t.stage) {
-                Some((_, ms)) => *ms += t.ms,
-                None => stage_ms.push((t.stage.clone(), t.ms)),
-            }
+            stage_ms.add_ms(&t.stage, t.ms);
         }
         let matched = match_items(&truth.items, &out.report.items);
         ious.extend(matched.iter().map(|m| m.2));
@@ -74,6 +71,6 @@ fn main() {
         ious.len(),
         100.0 * good as f64 / ious.len().max(1) as f64
     );
-    let per_photo: Vec<String> = stage_ms.iter().map(|(s, ms)| format!("{s} {:.1}", ms / photos as f64)).collect();
+    let per_photo: Vec<String> = stage_ms.stages.iter().map(|t| format!("{} {:.1}", t.stage, t.ms / photos as f64)).collect();
     println!("ms per photo: {}", per_photo.join(", "));
 }

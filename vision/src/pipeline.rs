@@ -187,15 +187,19 @@ pub struct Progress {
     pub frames_total: usize,
 }
 
-/// Per-stage wall time; a stage timed more than once (per batch) adds up.
+/// Per-stage wall time; a stage timed more than once (per batch, or over
+/// several scans) adds up.
 #[derive(Default)]
-pub(crate) struct Timer {
-    pub(crate) stages: Vec<StageTiming>,
+pub struct Timer {
+    pub stages: Vec<StageTiming>,
 }
 
 impl Timer {
     pub(crate) fn add(&mut self, stage: &str, since: Instant) {
-        let ms = since.elapsed().as_secs_f64() * 1e3;
+        self.add_ms(stage, since.elapsed().as_secs_f64() * 1e3);
+    }
+
+    pub fn add_ms(&mut self, stage: &str, ms: f64) {
         match self.stages.iter_mut().find(|s| s.stage == stage) {
             Some(s) => s.ms += ms,
             None => self.stages.push(StageTiming { stage: stage.into(), ms }),

@@ -1,6 +1,7 @@
-//! The same scan on two backends gives the same defects and numbers within
-//! 1e-4 (DESIGN.md "Equivalence"): NdArray vs Wgpu on Mesa's lavapipe, which
-//! runs the same CubeCL kernels as CUDA without a GPU.
+//! The same scan on two backends gives the same results (DESIGN.md
+//! "Equivalence"): video_scan's numbers within 1e-4, item_crop's items and
+//! crops. NdArray vs Wgpu on Mesa's lavapipe, which runs the same CubeCL
+//! kernels as CUDA without a GPU.
 //!
 //! `cargo nextest run -p scanfleet-vision --features wgpu -E 'test(equivalence)'`
 #![cfg(feature = "wgpu")]
@@ -129,4 +130,49 @@ fn equivalence_primitives_ndarray_vs_wgpu() {
         if max > tol { bad.push(*name); }
     }
     assert!(bad.is_empty(), "differ: {bad:?}");
+}
+
+/// The photos the item_crop comparisons run on: items apart, in contact, six at once.
+fn sample_photos() -> Vec<Vec<u8>> {
+    use vision::synth_photo::{render, PhotoSpec};
+    [(3, None), (13, None), (227, Some(6))]
+        .into_iter()
+        .map(|(seed, items)| render(&PhotoSpec { seed, items, ..PhotoSpec::default() }).unwrap().0)
+        .collect()
+}
+
+/// Largest corner distance (working pixels) between two runs' items, and
+/// the largest mean absolute difference between their decoded crops.
+fn item_crop_gap(a: &vision::ItemCropOutput, b: &vision::ItemCropOutput) -> (f64, f64) {
+    use opencv::{core::Vector, imgcodecs, prelude::MatTraitConst};
+    let (x, y) = (&a.report.items, &b.report.items);
+    assert_eq!(x.len(), y.len(), "item count: {} vs {}", a.report.backend, b.report.backend);
+    let (mut corner, mut pixel) = (0f64, 0f64);
+    for ((p, q), (cp, cq)) in x.iter().zip(y).zip(a.crops.iter().zip(&b.crops)) {
+        for (u, v) in p.quad.iter().zip(&q.quad) {
+            corner = corner.max((u[0] - v[0]).hypot(u[1] - v[1]));
+        }
+        assert_eq!(p.crop_size, q.crop_size, "crop size");
+        let decode = |jpeg: &[u8]| imgcodecs::imdecode(&Vector::from_slice(jpeg), imgcodecs::IMREAD_COLOR).unwrap();
+        let (mp, mq) = (decode(cp), decode(cq));
+        let diff = opencv::core::norm2(&mp, &mq, opencv::core::NORM_L1, &opencv::core::no_array()).unwrap();
+        pixel = pixel.max(diff / (mp.total() * 3) as f64);
+    }
+    (corner, pixel)
+}
+
+/// item_crop's device stages (edges, morphology, rectification) on Wgpu
+/// give the CPU backend's items: same count, corners and crops.
+#[test]
+fn equivalence_item_crop_ndarray_vs_wgpu() {
+    use vision::{crop_items, ItemCropOptions};
+    let opts = ItemCropOptions::default();
+    for photo in sample_photos() {
+        let cpu = crop_items::<Cpu>(&photo, &opts, &Default::default()).unwrap();
+        let gpu = crop_items::<Gpu>(&photo, &opts, &burn_wgpu::WgpuDevice::default()).unwrap();
+        let (corner, pixel) = item_crop_gap(&cpu, &gpu);
+        println!("{} items: corners differ by ≤ {corner:.2e} px, crops by ≤ {pixel:.3} levels", cpu.report.items.len());
+        assert!(corner <= 1e-3, "corners moved {corner} px");
+        assert!(pixel <= 0.5, "crops differ by {pixel} levels on average");
+    }
 }

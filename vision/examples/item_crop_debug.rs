@@ -22,6 +22,8 @@ fn main() {
     let (first, last): (u64, u64) = (args[2].parse().unwrap(), args[3].parse().unwrap());
     std::fs::create_dir_all(&dir).unwrap();
     let opts = ItemCropOptions::default();
+    // Photos with an item under this IoU are drawn (env DRAW_BELOW, default 0.8).
+    let draw_below: f64 = std::env::var("DRAW_BELOW").map_or(0.8, |v| v.parse().expect("DRAW_BELOW: a number"));
     let (mut photos, mut exact, mut ious) = (0usize, 0usize, Vec::new());
     let mut stage_ms = Timer::default();
     for seed in first..=last {
@@ -41,7 +43,7 @@ fn main() {
             if !low.is_empty() {
                 println!("seed {seed}: IoU under 0.9: {low:?} (contact {contact})");
             }
-            if matched.iter().all(|m| m.2 >= 0.8) {
+            if matched.iter().all(|m| m.2 >= draw_below) {
                 continue;
             }
         }

@@ -513,9 +513,13 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let leftovers = scan.leftovers(&parts);
         parts.extend(leftovers);
         let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
-        for part in parts {
-            let support = edge_support(&part.quad, walls, w, h);
-            let quad = orient(part.quad.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
+        let quads: Vec<[[f64; 2]; 4]> = parts.iter().map(|p| p.quad).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
+            let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
+            let outline = snap_in_weak_sides(part.quad, &others, &own_cores, walls, w, h);
+            let support = edge_support(&outline, walls, w, h);
+            let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
             items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
         }
     }
@@ -1194,6 +1198,71 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
     quad
 }
 
+/// A side with less wall than this along it is not the item's edge.
+const WEAK_SIDE: f64 = 0.5;
+/// Narrowest border band (pixels at detection size) between an item's edge
+/// and its print area.
+const BAND_MIN: f64 = 4.0;
+
+/// Clutter stuck to an item (a word of text, the end of a stick) pulls the
+/// side it touches out past the item's edge, so that little wall runs
+/// along that side while the item's edge runs parallel inside it. Each such
+/// side (unless another item covers it, which hides a side as well) moves
+/// in to the first parallel line that is walled (≥ `OUTLINED`), at most a
+/// quarter of the way across and staying `BAND_MIN` clear of the item's
+/// cores: where a side is weak because the item's edge is faint, the first
+/// walled line inside is its print area's edge, which is no place to stop.
+/// The ends stay on the neighbouring sides.
+fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
+    let mut quad = quad;
+    let unit = |a: [f64; 2], b: [f64; 2]| {
+        let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
+        [(b[0] - a[0]) / len, (b[1] - a[1]) / len]
+    };
+    for k in 0..4 {
+        let (p, q) = (quad[k], quad[(k + 1) % 4]);
+        let mid = [(p[0] + q[0]) / 2.0, (p[1] + q[1]) / 2.0];
+        if side_support(p, q, walls, w, h) >= WEAK_SIDE || others.iter().any(|o| point_in_convex(o, mid)) {
+            continue;
+        }
+        let centre = quad_centre(&quad);
+        let along = unit(p, q);
+        let mut inward = [-along[1], along[0]];
+        if dot(inward, [centre[0] - mid[0], centre[1] - mid[1]]) < 0.0 {
+            inward = [-inward[0], -inward[1]];
+        }
+        let depth = |v: [f64; 2]| dot(inward, [v[0] - p[0], v[1] - p[1]]);
+        let clear_of_cores = cores.iter().flatten().map(|&v| depth(v) - BAND_MIN).fold(f64::MAX, f64::min);
+        let furthest = (0.5 * depth(centre)).min(clear_of_cores);
+        let before = Line { point: quad[(k + 3) % 4], direction: unit(quad[(k + 3) % 4], p) };
+        let after = Line { point: q, direction: unit(q, quad[(k + 2) % 4]) };
+        let moved = (1..=furthest.max(0.0) as usize).find_map(|d| {
+            let line = Line { point: [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], direction: along };
+            let (a, b) = (intersect(before, line)?, intersect(line, after)?);
+            (side_support(a, b, walls, w, h) >= OUTLINED).then_some((a, b))
+        });
+        if let Some((a, b)) = moved {
+            quad[k] = a;
+            quad[(k + 1) % 4] = b;
+        }
+    }
+    quad
+}
+
+/// Share of the middle 80 % of side `p`–`q` with a wall pixel within one
+/// pixel (corners left out: real cards have rounded ones).
+fn side_support(p: [f64; 2], q: [f64; 2], walls: &[bool], w: usize, h: usize) -> f64 {
+    let steps = (0.8 * (q[0] - p[0]).hypot(q[1] - p[1])).ceil().max(1.0) as usize;
+    let hits = (0..steps)
+        .filter(|&s| {
+            let t = 0.1 + 0.8 * (s as f64 + 0.5) / steps as f64;
+            let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
+            wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
+        })
+        .count();
+    hits as f64 / steps as f64
+}
+
 /// Share of the outline's length that has a wall pixel within one pixel.
 fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64 {
     let (mut hit, mut total) = (0usize, 0usize);
@@ -1371,6 +1440,24 @@ mod tests {
     }
 
     /// A one-pixel frame, 60×40, with a gap of `gap` pixels in its top side.
+    #[test]
+    fn a_side_pulled_out_by_clutter_snaps_back_to_the_edge_inside_it() {
+        // The frame's left edge is x = 20; the quad's left side is 12 px out
+        // in the open, as if a word of text were stuck to the item.
+        let (walls, w, h) = frame_with_gap(0);
+        let pulled = [[8.0, 10.0], [80.0, 10.0], [80.0, 50.0], [8.0, 50.0]];
+        let snapped = snap_in_weak_sides(pulled, &[], &[], &walls, w, h);
+        assert!(snapped[0][0] >= 18.0 && snapped[3][0] <= 21.0, "{snapped:?}");
+        assert_eq!(snapped[1], pulled[1], "walled sides stay");
+        // A side under another item is hidden, not pulled out.
+        let over = [[0.0, 0.0], [14.0, 0.0], [14.0, 60.0], [0.0, 60.0]];
+        assert_eq!(snap_in_weak_sides(pulled, &[over], &[], &walls, w, h), pulled);
+        // The walled line inside is the core's (print area's) edge: the
+        // item's own edge is only faint, so the side stays.
+        let core = [[21.0, 11.0], [79.0, 11.0], [79.0, 49.0], [21.0, 49.0]];
+        assert_eq!(snap_in_weak_sides(pulled, &[], &[core], &walls, w, h), pulled);
+    }
+
     fn frame_with_gap(gap: usize) -> (Vec<bool>, usize, usize) {
         let (w, h) = (100, 60);
         let mut walls = vec![false; w * h];

@@ -1208,7 +1208,8 @@ const BAND_MIN: f64 = 4.0;
 /// side it touches out past the item's edge, so that little wall runs
 /// along that side while the item's edge runs parallel inside it. Each such
 /// side (unless another item covers it, which hides a side as well) moves
-/// in to the first parallel line that is walled (≥ `OUTLINED`), at most a
+/// in to the first parallel line that is mostly wall (≥ `HALF_OUTLINED`: the
+/// edge may be broken where art runs into it), at most a
 /// quarter of the way across and staying `BAND_MIN` clear of the item's
 /// cores: where a side is weak because the item's edge is faint, the first
 /// walled line inside is its print area's edge, which is no place to stop.
@@ -1239,7 +1240,7 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         let moved = (1..=furthest.max(0.0) as usize).find_map(|d| {
             let line = Line { point: [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], direction: along };
             let (a, b) = (intersect(before, line)?, intersect(line, after)?);
-            (side_support(a, b, walls, w, h) >= OUTLINED).then_some((a, b))
+            (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
         });
         if let Some((a, b)) = moved {
             quad[k] = a;

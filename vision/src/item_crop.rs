@@ -518,6 +518,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
             let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
             let outline = snap_in_weak_sides(part.quad, &others, &own_cores, walls, w, h);
+            let outline = grow_along_walled_sides(outline, &others, walls, w, h);
             let support = edge_support(&outline, walls, w, h);
             let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
             items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
@@ -1245,6 +1246,61 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         if let Some((a, b)) = moved {
             quad[k] = a;
             quad[(k + 1) % 4] = b;
+        }
+    }
+    quad
+}
+
+/// Where art cuts across an item's print area, a piece of the item can come
+/// out whole-looking: three sides on the item's edges and the fourth on the
+/// art. Then the two sides beside the fourth run on as walls past its ends,
+/// up to the item's real edge. The fourth side moves out along them to the
+/// end of that run when a mostly walled (≥ `HALF_OUTLINED`) parallel line
+/// closes it there, and the grown outline takes in no other item.
+fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
+    let mut quad = quad;
+    let unit = |a: [f64; 2], b: [f64; 2]| {
+        let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
+        ([(b[0] - a[0]) / len, (b[1] - a[1]) / len], len)
+    };
+    let wall_at = |p: [f64; 2]| wall_within_a_pixel(walls, w, h, p[0].round() as isize, p[1].round() as isize);
+    for k in 0..4 {
+        let (p, q) = (quad[k], quad[(k + 1) % 4]);
+        // The neighbouring sides, pointing out past this side's ends.
+        let (out_p, len_p) = unit(quad[(k + 3) % 4], p);
+        let (out_q, len_q) = unit(quad[(k + 2) % 4], q);
+        let longest = 1.2 * len_p.max(len_q);
+        let (mut run, mut missed) = (0usize, 0usize);
+        for d in 1..=longest as usize {
+            let (a, b) = ([p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], [q[0] + out_q[0] * d as f64, q[1] + out_q[1] * d as f64]);
+            if wall_at(a) && wall_at(b) {
+                run = d;
+                missed = 0;
+            } else {
+                missed += 1;
+                if missed > 2 {
+                    break;
+                }
+            }
+        }
+        if run < 2 * STRIP {
+            continue;
+        }
+        let (along, _) = unit(p, q);
+        let before = Line { point: p, direction: out_p };
+        let after = Line { point: q, direction: out_q };
+        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| {
+            let line = Line { point: [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], direction: along };
+            let (a, b) = (intersect(before, line)?, intersect(line, after)?);
+            (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
+        });
+        if let Some((a, b)) = closed {
+            let mut grown = quad;
+            grown[k] = a;
+            grown[(k + 1) % 4] = b;
+            if others.iter().all(|o| share_inside(o, &grown) < 0.1) {
+                quad = grown;
+            }
         }
     }
     quad

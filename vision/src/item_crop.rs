@@ -1263,9 +1263,17 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
         ([(b[0] - a[0]) / len, (b[1] - a[1]) / len], len)
     };
-    let wall_at = |p: [f64; 2]| wall_within_a_pixel(walls, w, h, p[0].round() as isize, p[1].round() as isize);
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
+        let (along, _) = unit(p, q);
+        // A wall within two pixels across the neighbouring side's line (an
+        // outline lies up to a pixel or two off its wall's centre line).
+        let wall_at = |c: [f64; 2]| {
+            (-1..=1).any(|t| {
+                let (x, y) = (c[0] + along[0] * t as f64, c[1] + along[1] * t as f64);
+                wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
+            })
+        };
         // The neighbouring sides, pointing out past this side's ends.
         let (out_p, len_p) = unit(quad[(k + 3) % 4], p);
         let (out_q, len_q) = unit(quad[(k + 2) % 4], q);
@@ -1286,7 +1294,6 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         if run < 2 * STRIP {
             continue;
         }
-        let (along, _) = unit(p, q);
         let before = Line { point: p, direction: out_p };
         let after = Line { point: q, direction: out_q };
         let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| {
@@ -1513,6 +1520,23 @@ mod tests {
         // item's own edge is only faint, so the side stays.
         let core = [[21.0, 11.0], [79.0, 11.0], [79.0, 49.0], [21.0, 49.0]];
         assert_eq!(snap_in_weak_sides(pulled, &[], &[core], &walls, w, h), pulled);
+    }
+
+    #[test]
+    fn a_piece_cut_off_by_art_grows_along_its_walled_sides_to_the_edge() {
+        // Art runs down the frame at x = 50; the piece right of it has three
+        // sides on the frame, whose top and bottom run on to x = 20.
+        let (mut walls, w, h) = frame_with_gap(0);
+        for y in 10..=50 {
+            walls[y * w + 50] = true;
+        }
+        let piece = [[50.0, 10.0], [80.0, 10.0], [80.0, 50.0], [50.0, 50.0]];
+        let grown = grow_along_walled_sides(piece, &[], &walls, w, h);
+        assert!((grown[0][0] - 20.0).abs() <= 2.0 && (grown[3][0] - 20.0).abs() <= 2.0, "{grown:?}");
+        assert_eq!((grown[1], grown[2]), (piece[1], piece[2]), "the other sides stay");
+        // Not over another item.
+        let left = [[21.0, 11.0], [49.0, 11.0], [49.0, 49.0], [21.0, 49.0]];
+        assert_eq!(grow_along_walled_sides(piece, &[left], &walls, w, h), piece);
     }
 
     fn frame_with_gap(gap: usize) -> (Vec<bool>, usize, usize) {

@@ -90,14 +90,16 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     eprintln!("{}", contact.report("items in contact"));
     // The count target: exact on 98 % of photos (59 of these 60 today;
     // 100 % apart, 21 of 22 in contact). The IoU bar is set just under what
-    // the detector reaches (IoU ≥ 0.9 for 95.0 % of the items apart) so that
-    // a regression fails: the "every IoU ≥ 0.9" is NOT met.
+    // the detector reaches (IoU ≥ 0.9 for 96.7 % of the items apart, 85.7 %
+    // in contact) so that a regression fails: the "every IoU ≥ 0.9"
+    // is NOT met.
     let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
     let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
     assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.93, "{}", apart.report("items apart"));
+    assert!(apart.share_at_least(0.9) >= 0.95, "{}", apart.report("items apart"));
     assert!(contact.count_exact_rate() >= 0.9, "{}", contact.report("items in contact"));
+    assert!(contact.share_at_least(0.9) >= 0.84, "{}", contact.report("items in contact"));
 }
 
 #[test]

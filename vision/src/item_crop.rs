@@ -1217,10 +1217,6 @@ const BAND_MIN: f64 = 4.0;
 /// The ends stay on the neighbouring sides.
 fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
     let mut quad = quad;
-    let unit = |a: [f64; 2], b: [f64; 2]| {
-        let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
-        [(b[0] - a[0]) / len, (b[1] - a[1]) / len]
-    };
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
         let mid = [(p[0] + q[0]) / 2.0, (p[1] + q[1]) / 2.0];
@@ -1228,7 +1224,7 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
             continue;
         }
         let centre = quad_centre(&quad);
-        let along = unit(p, q);
+        let along = towards(p, q).0;
         let mut inward = [-along[1], along[0]];
         if dot(inward, [centre[0] - mid[0], centre[1] - mid[1]]) < 0.0 {
             inward = [-inward[0], -inward[1]];
@@ -1236,8 +1232,8 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         let depth = |v: [f64; 2]| dot(inward, [v[0] - p[0], v[1] - p[1]]);
         let clear_of_cores = cores.iter().flatten().map(|&v| depth(v) - BAND_MIN).fold(f64::MAX, f64::min);
         let furthest = (0.5 * depth(centre)).min(clear_of_cores);
-        let before = Line { point: quad[(k + 3) % 4], direction: unit(quad[(k + 3) % 4], p) };
-        let after = Line { point: q, direction: unit(q, quad[(k + 2) % 4]) };
+        let before = Line { point: quad[(k + 3) % 4], direction: towards(quad[(k + 3) % 4], p).0 };
+        let after = Line { point: q, direction: towards(q, quad[(k + 2) % 4]).0 };
         let moved = (1..=furthest.max(0.0) as usize).find_map(|d| {
             let line = Line { point: [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], direction: along };
             let (a, b) = (intersect(before, line)?, intersect(line, after)?);
@@ -1259,13 +1255,9 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
 /// closes it there, and the grown outline takes in no other item.
 fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
     let mut quad = quad;
-    let unit = |a: [f64; 2], b: [f64; 2]| {
-        let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
-        ([(b[0] - a[0]) / len, (b[1] - a[1]) / len], len)
-    };
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
-        let (along, _) = unit(p, q);
+        let (along, _) = towards(p, q);
         // A wall within two pixels across the neighbouring side's line (an
         // outline lies up to a pixel or two off its wall's centre line).
         let wall_at = |c: [f64; 2]| {
@@ -1275,8 +1267,8 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
             })
         };
         // The neighbouring sides, pointing out past this side's ends.
-        let (out_p, len_p) = unit(quad[(k + 3) % 4], p);
-        let (out_q, len_q) = unit(quad[(k + 2) % 4], q);
+        let (out_p, len_p) = towards(quad[(k + 3) % 4], p);
+        let (out_q, len_q) = towards(quad[(k + 2) % 4], q);
         let longest = 1.2 * len_p.max(len_q);
         let (mut run, mut missed) = (0usize, 0usize);
         for d in 1..=longest as usize {
@@ -1311,6 +1303,12 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         }
     }
     quad
+}
+
+/// The unit vector from `a` to `b`, and the distance.
+fn towards(a: [f64; 2], b: [f64; 2]) -> ([f64; 2], f64) {
+    let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
+    ([(b[0] - a[0]) / len, (b[1] - a[1]) / len], len)
 }
 
 /// Share of the middle 80 % of side `p`–`q` with a wall pixel within one

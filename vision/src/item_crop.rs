@@ -506,7 +506,9 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 (Some(part), None) => vec![part],
                 (None, Some(core)) if big.len() == 1 => vec![only_core_item(core)],
                 (None, Some(_)) => big.iter().map(|c| alone(c)).collect(),
-                (None, None) => vec![],
+                // No core, and the blob is no rectangle: an item whose print
+                // area leaks out through its art, with clutter stuck to it.
+                (None, None) => trimmed_blob().into_iter().collect(),
             }
         };
         let mut parts = parts;

@@ -515,6 +515,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let leftovers = scan.leftovers(&parts);
         parts.extend(leftovers);
         let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
+        let parts = scan.rejoin_halves(parts);
         let quads: Vec<[[f64; 2]; 4]> = parts.iter().map(|p| p.quad).collect();
         for (i, part) in parts.iter().enumerate() {
             let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
@@ -727,6 +728,34 @@ impl BlobScan<'_> {
         match self.halves(&pixels, &part.rect, [x0, y0, x1 + 1, y1 + 1], &[]) {
             Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
             None => vec![part],
+        }
+    }
+
+    /// Two parts that are halves of one item, cut apart by its art (each
+    /// half keeps a core of its own): together they fill a rectangle
+    /// (within 10 %) whose outline is walled (`OUTLINED`), and no seam
+    /// crosses it, as one would between two items laid edge to edge.
+    fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
+        'again: loop {
+            for i in 0..parts.len() {
+                for j in i + 1..parts.len() {
+                    let corners: Vec<[f64; 2]> = parts[i].quad.iter().chain(&parts[j].quad).copied().collect();
+                    let rect = min_area_rect(&convex_hull(&corners));
+                    let [a, b] = rect.half;
+                    let quad = [rect.point(-a, -b), rect.point(a, -b), rect.point(a, b), rect.point(-a, b)];
+                    let filled = (polygon_area(&parts[i].quad) + polygon_area(&parts[j].quad)) / rect.area().max(1.0);
+                    if !(0.9..=1.1).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < OUTLINED {
+                        continue;
+                    }
+                    let whole = Shape { rect, rectangularity: filled, solidity: filled, quad };
+                    if self.split(whole.clone(), 1).len() == 1 {
+                        parts.swap_remove(j);
+                        parts[i] = whole;
+                        continue 'again;
+                    }
+                }
+            }
+            return parts;
         }
     }
 

@@ -733,7 +733,7 @@ impl BlobScan<'_> {
 
     /// Two parts that are halves of one item, cut apart by its art (each
     /// half keeps a core of its own): together they fill a rectangle
-    /// (within 10 %) whose outline is walled (`OUTLINED`), and no seam
+    /// (within 15 %) whose outline is walled (`OUTLINED`), and no seam
     /// crosses it, as one would between two items laid edge to edge.
     fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
         'again: loop {
@@ -744,7 +744,7 @@ impl BlobScan<'_> {
                     let [a, b] = rect.half;
                     let quad = [rect.point(-a, -b), rect.point(a, -b), rect.point(a, b), rect.point(-a, b)];
                     let filled = (polygon_area(&parts[i].quad) + polygon_area(&parts[j].quad)) / rect.area().max(1.0);
-                    if !(0.9..=1.1).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < OUTLINED {
+                    if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < OUTLINED {
                         continue;
                     }
                     let whole = Shape { rect, rectangularity: filled, solidity: filled, quad };

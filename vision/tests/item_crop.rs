@@ -198,13 +198,15 @@ fn thin_clutter_stuck_to_a_lone_card_is_trimmed_off() {
 }
 
 /// A card whose art line cuts its print area in two, each half a core of
-/// its own (six-item photo 235): the halves fill one walled rectangle that
-/// no seam crosses, so they are one card, not two.
+/// its own (six-item photos 235 and 253): the halves fill one walled
+/// rectangle that no seam crosses, so they are one card, not two.
 #[test]
 fn halves_of_a_card_cut_by_its_art_are_one_item() {
-    let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed: 235, items: Some(6), ..PhotoSpec::default() }).unwrap();
-    let found = run(&jpeg).unwrap().report.items;
-    assert_eq!(found.len(), truth.items.len(), "{found:?}");
+    for seed in [235, 253] {
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, items: Some(6), ..PhotoSpec::default() }).unwrap();
+        let found = run(&jpeg).unwrap().report.items;
+        assert_eq!(found.len(), truth.items.len(), "seed {seed}: {found:?}");
+    }
 }
 
 /// Specks of background texture or clutter stuck to a card's side pull that

@@ -56,6 +56,12 @@ use crate::{
     primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
 };
 
+pub(crate) mod geometry;
+
+use geometry::{
+    convex_hull, dist, dot, fit_line, grow_quad, intersect, min_area_rect, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, towards, Line, MinRect,
+};
+
 /// Per-scan knobs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -946,34 +952,6 @@ fn drop_nested(items: &mut Vec<FoundItem>) {
     *items = kept;
 }
 
-/// Share of `inner`'s area that lies inside `outer` (both convex), sampled
-/// on a one-pixel grid.
-fn share_inside(inner: &[[f64; 2]; 4], outer: &[[f64; 2]; 4]) -> f64 {
-    let [bx0, by0, bx1, by1] = quad_bbox(inner);
-    let (x0, x1, y0, y1) = (bx0.floor() as i64, bx1.ceil() as i64, by0.floor() as i64, by1.ceil() as i64);
-    let (mut both, mut own) = (0usize, 0usize);
-    for y in y0..=y1 {
-        for x in x0..=x1 {
-            let p = [x as f64, y as f64];
-            if point_in_convex(inner, p) {
-                own += 1;
-                both += point_in_convex(outer, p) as usize;
-            }
-        }
-    }
-    both as f64 / own.max(1) as f64
-}
-
-/// `quad` grown by `margin` along each corner's direction from the centre.
-pub(crate) fn grow_quad(quad: &[[f64; 2]; 4], margin: f64) -> [[f64; 2]; 4] {
-    let c = quad_centre(quad);
-    quad.map(|p| {
-        let d = [p[0] - c[0], p[1] - c[1]];
-        let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
-        [p[0] + d[0] / len * margin, p[1] + d[1] / len * margin]
-    })
-}
-
 /// Split one blob between its cores (nearest core quad wins); a part that
 /// is not item-shaped is `None`. The split as a whole is `None` when the
 /// lines between the parts do not run along walls: separate items meet at a
@@ -1018,162 +996,6 @@ fn split_blob(
         return None;
     }
     Some(boundaries(&group, cores.len(), w, h).iter().map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts)).collect())
-}
-
-/// Distance from `p` to a convex quad (0 inside).
-fn quad_distance(q: &[[f64; 2]; 4], p: [f64; 2]) -> f64 {
-    if point_in_convex(q, p) {
-        return 0.0;
-    }
-    (0..4)
-        .map(|k| {
-            let (a, b) = (q[k], q[(k + 1) % 4]);
-            let ab = [b[0] - a[0], b[1] - a[1]];
-            let t = (dot([p[0] - a[0], p[1] - a[1]], ab) / dot(ab, ab).max(1e-12)).clamp(0.0, 1.0);
-            dist(p, [a[0] + t * ab[0], a[1] + t * ab[1]])
-        })
-        .fold(f64::MAX, f64::min)
-}
-
-/// Minimum-area bounding rectangle: centre, unit axes and half extents.
-#[derive(Clone, Debug, PartialEq)]
-struct MinRect {
-    centre: [f64; 2],
-    axes: [[f64; 2]; 2],
-    half: [f64; 2],
-}
-
-impl MinRect {
-    fn area(&self) -> f64 {
-        4.0 * self.half[0] * self.half[1]
-    }
-    /// Coordinates of `p` along the two axes, relative to the centre.
-    fn local(&self, p: [f64; 2]) -> [f64; 2] {
-        let d = [p[0] - self.centre[0], p[1] - self.centre[1]];
-        [dot(d, self.axes[0]), dot(d, self.axes[1])]
-    }
-    fn point(&self, u: f64, v: f64) -> [f64; 2] {
-        [self.centre[0] + u * self.axes[0][0] + v * self.axes[1][0], self.centre[1] + u * self.axes[0][1] + v * self.axes[1][1]]
-    }
-}
-
-fn dot(a: [f64; 2], b: [f64; 2]) -> f64 {
-    a[0] * b[0] + a[1] * b[1]
-}
-
-fn cross(o: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
-    (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-}
-
-/// Andrew's monotone chain; counter-clockwise in a y-up frame.
-pub fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
-    let mut p = points.to_vec();
-    p.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
-    p.dedup();
-    if p.len() < 3 {
-        return p;
-    }
-    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * p.len());
-    for pass in 0..2 {
-        let start = hull.len();
-        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 { Box::new(p.iter()) } else { Box::new(p.iter().rev()) };
-        for &q in iter {
-            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], q) <= 0.0 {
-                hull.pop();
-            }
-            hull.push(q);
-        }
-        hull.pop();
-    }
-    hull
-}
-
-fn polygon_area(poly: &[[f64; 2]]) -> f64 {
-    let n = poly.len();
-    (0..n).map(|i| poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]).sum::<f64>().abs() / 2.0
-}
-
-fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
-    let n = poly.len() as f64;
-    [poly.iter().map(|p| p[0]).sum::<f64>() / n, poly.iter().map(|p| p[1]).sum::<f64>() / n]
-}
-
-/// Whether `p` lies inside or on the convex polygon `poly` (either winding):
-/// no two sides see it on opposite hands. Hot (per pixel, per quad): no allocation.
-pub(crate) fn point_in_convex(poly: &[[f64; 2]], p: [f64; 2]) -> bool {
-    let n = poly.len();
-    let (mut left, mut right) = (false, false);
-    for i in 0..n {
-        let s = cross(poly[i], poly[(i + 1) % n], p);
-        left |= s > 0.0;
-        right |= s < 0.0;
-        if left && right {
-            return false;
-        }
-    }
-    true
-}
-
-/// Rotating calipers over the hull edges: the rectangle with one side on a
-/// hull edge and the least area.
-fn min_area_rect(hull: &[[f64; 2]]) -> MinRect {
-    let n = hull.len();
-    let mut best: Option<(f64, MinRect)> = None;
-    for i in 0..n {
-        let (p, q) = (hull[i], hull[(i + 1) % n]);
-        let len = ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
-        if len < 1e-9 {
-            continue;
-        }
-        let u = [(q[0] - p[0]) / len, (q[1] - p[1]) / len];
-        let v = [-u[1], u[0]];
-        let (mut u0, mut u1, mut v0, mut v1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for &h in hull {
-            let (a, b) = (dot(h, u), dot(h, v));
-            u0 = u0.min(a);
-            u1 = u1.max(a);
-            v0 = v0.min(b);
-            v1 = v1.max(b);
-        }
-        let area = (u1 - u0) * (v1 - v0);
-        if best.as_ref().is_none_or(|(a, _)| area < *a) {
-            let (cu, cv) = ((u0 + u1) / 2.0, (v0 + v1) / 2.0);
-            let centre = [cu * u[0] + cv * v[0], cu * u[1] + cv * v[1]];
-            best = Some((area, MinRect { centre, axes: [u, v], half: [(u1 - u0) / 2.0, (v1 - v0) / 2.0] }));
-        }
-    }
-    best.map(|(_, r)| r).unwrap_or(MinRect { centre: hull[0], axes: [[1.0, 0.0], [0.0, 1.0]], half: [0.0, 0.0] })
-}
-
-/// A line through `point` with unit `direction`.
-#[derive(Clone, Copy, Debug)]
-struct Line {
-    point: [f64; 2],
-    direction: [f64; 2],
-}
-
-fn intersect(a: Line, b: Line) -> Option<[f64; 2]> {
-    let den = a.direction[0] * b.direction[1] - a.direction[1] * b.direction[0];
-    if den.abs() < 1e-9 {
-        return None;
-    }
-    let d = [b.point[0] - a.point[0], b.point[1] - a.point[1]];
-    let t = (d[0] * b.direction[1] - d[1] * b.direction[0]) / den;
-    Some([a.point[0] + t * a.direction[0], a.point[1] + t * a.direction[1]])
-}
-
-/// Total-least-squares line through points (principal axis of their scatter).
-fn fit_line(points: &[[f64; 2]]) -> Line {
-    let c = quad_centre(points);
-    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
-    for p in points {
-        let (dx, dy) = (p[0] - c[0], p[1] - c[1]);
-        sxx += dx * dx;
-        syy += dy * dy;
-        sxy += dx * dy;
-    }
-    let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy);
-    Line { point: c, direction: [theta.cos(), theta.sin()] }
 }
 
 /// Four lines fitted to the boundary points that lie along each side of the
@@ -1336,12 +1158,6 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
     quad
 }
 
-/// The unit vector from `a` to `b`, and the distance.
-fn towards(a: [f64; 2], b: [f64; 2]) -> ([f64; 2], f64) {
-    let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);
-    ([(b[0] - a[0]) / len, (b[1] - a[1]) / len], len)
-}
-
 /// Share of the middle 80 % of side `p`–`q` with a wall pixel within one
 /// pixel (corners left out: real cards have rounded ones).
 fn side_support(p: [f64; 2], q: [f64; 2], walls: &[bool], w: usize, h: usize) -> f64 {
@@ -1387,37 +1203,6 @@ fn wall_within_a_pixel(walls: &[bool], w: usize, h: usize, x: isize, y: isize) -
             xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
         })
     })
-}
-
-/// Axis-aligned box `[x0, y0, x1, y1]` of a quad.
-pub(crate) fn quad_bbox(quad: &[[f64; 2]; 4]) -> [f64; 4] {
-    let (xs, ys) = (quad.map(|p| p[0]), quad.map(|p| p[1]));
-    let min = |v: [f64; 4]| v.into_iter().fold(f64::MAX, f64::min);
-    let max = |v: [f64; 4]| v.into_iter().fold(f64::MIN, f64::max);
-    [min(xs), min(ys), max(xs), max(ys)]
-}
-
-/// Clockwise order (image coordinates, y down) starting with the corner
-/// whose next side points most nearly along +x.
-fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
-    let c = quad_centre(&quad);
-    let mut q = quad.to_vec();
-    q.sort_by(|a, b| (a[1] - c[1]).atan2(a[0] - c[0]).total_cmp(&(b[1] - c[1]).atan2(b[0] - c[0])));
-    let start = (0..4)
-        .max_by(|&i, &j| {
-            let score = |k: usize| {
-                let (p, r) = (q[k], q[(k + 1) % 4]);
-                let (dx, dy) = (r[0] - p[0], r[1] - p[1]);
-                dx / (dx * dx + dy * dy).sqrt().max(1e-9)
-            };
-            score(i).total_cmp(&score(j))
-        })
-        .unwrap_or(0);
-    [q[start], q[(start + 1) % 4], q[(start + 2) % 4], q[(start + 3) % 4]]
-}
-
-pub(crate) fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
-    ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
 
 fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usize; 2]) -> CroppedItem {

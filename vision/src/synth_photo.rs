@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
 use crate::frames::BgrImage;
-use crate::item_crop::{dist, grow_quad, point_in_convex, quad_bbox};
+use crate::item_crop::geometry::{dist, grow_quad, point_in_convex, quad_bbox};
 use crate::pipeline::encode_jpeg;
 use crate::synth::Rng;
 

@@ -325,7 +325,8 @@ pub fn analyze_file(
 
 /// Runs one `item_crop` of a local photo with no services (`worker analyze --kind item_crop`).
 pub fn crop_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::ItemCropOutput, VisionError> {
-    let photo = std::fs::read(path).map_err(|e| VisionError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    // As for a video: a file that cannot be read is the caller's input, not an internal fault.
+    let photo = std::fs::read(path).map_err(|e| VisionError::InputNotImage(format!("cannot read input {}: {e}", path.display())))?;
     let options = ItemCropOptions { downscale_max, ..ItemCropOptions::default() };
     engine.crop_items(&photo, &options)
 }

@@ -60,3 +60,17 @@ proptest! {
         analyze(&bytes)?;
     }
 }
+
+/// `worker analyze` on a path that does not exist: a bad-input code for
+/// either kind, not an internal error.
+#[test]
+fn a_missing_local_file_is_bad_input_for_both_kinds() {
+    let engine = ScanEngine::new(BackendChoice::Cpu).unwrap();
+    let missing = std::path::Path::new("/nonexistent/scanfleet/input");
+    let video = worker::jobs::analyze_file(&engine, missing, 1280, &mut |_| {}).unwrap_err();
+    let photo = worker::jobs::crop_file(&engine, missing, 1280).unwrap_err();
+    for error in [video, photo] {
+        assert!(error.is_bad_input(), "{}: {error}", error.code());
+        assert!(error.to_string().contains("cannot read input"), "{error}");
+    }
+}

@@ -1,10 +1,10 @@
 //! Accuracy of `item_crop` on synthetic photos, with pictures of the misses:
 //! `cargo run -p scanfleet-vision --example item_crop_debug -- DIR FIRST_SEED LAST_SEED`.
 //! Prints one line per photo whose item count is wrong or with an IoU under
-//! 0.9 (and for the count misses and IoUs under 0.8 draws truth in green,
-//! found items in red, plus the wall mask, into DIR), then the
-//! count-exact rate and the box IoU figures over all photos. `PHOTO_ITEMS=N`
-//! fixes the number of items per photo.
+//! 0.9 (and for the count misses and IoUs under `DRAW_BELOW`, default 0.8,
+//! draws truth in green, found items in red, plus the wall mask, into DIR),
+//! then the count-exact rate and the box IoU figures over all photos.
+//! `PHOTO_ITEMS=N` fixes the number of items per photo.
 
 use opencv::{core::{Mat, Point, Scalar, Vector}, imgcodecs, imgproc, prelude::*};
 use vision::{crop_items, frames::stack_bgr, item_crop::{edge_walls, ItemCropOptions}, pipeline::Timer, synth_photo::{self, match_items, PhotoSpec}, Cpu};

@@ -748,7 +748,7 @@ impl BlobScan<'_> {
                     let corners: Vec<[f64; 2]> = parts[i].quad.iter().chain(&parts[j].quad).copied().collect();
                     let rect = min_area_rect(&convex_hull(&corners));
                     let [a, b] = rect.half;
-                    let quad = [rect.point(-a, -b), rect.point(a, -b), rect.point(a, b), rect.point(-a, b)];
+                    let quad = rect.corners();
                     let filled = (polygon_area(&parts[i].quad) + polygon_area(&parts[j].quad)) / rect.area().max(1.0);
                     if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < OUTLINED {
                         continue;
@@ -1033,7 +1033,7 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
         })
         .collect();
     // Corner k joins side k-1 and side k.
-    let rect_corners = [rect.point(-a, -b), rect.point(a, -b), rect.point(a, b), rect.point(-a, b)];
+    let rect_corners = rect.corners();
     let limit = 0.25 * 2.0 * a.min(b) + 3.0;
     let mut quad = [[0.0; 2]; 4];
     for k in 0..4 {
@@ -1085,13 +1085,7 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         let depth = |v: [f64; 2]| dot(inward, [v[0] - p[0], v[1] - p[1]]);
         let clear_of_cores = cores.iter().flatten().map(|&v| depth(v) - BAND_MIN).fold(f64::MAX, f64::min);
         let furthest = (0.5 * depth(centre)).min(clear_of_cores);
-        let before = Line { point: quad[(k + 3) % 4], direction: towards(quad[(k + 3) % 4], p).0 };
-        let after = Line { point: q, direction: towards(q, quad[(k + 2) % 4]).0 };
-        let moved = (1..=furthest.max(0.0) as usize).find_map(|d| {
-            let line = Line { point: [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], direction: along };
-            let (a, b) = (intersect(before, line)?, intersect(line, after)?);
-            (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
-        });
+        let moved = (1..=furthest.max(0.0) as usize).find_map(|d| walled_side_through(&quad, k, [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], walls, w, h));
         if let Some((a, b)) = moved {
             quad[k] = a;
             quad[(k + 1) % 4] = b;
@@ -1119,10 +1113,9 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
                 wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
             })
         };
-        // The neighbouring sides, pointing out past this side's ends.
-        let (out_p, len_p) = towards(quad[(k + 3) % 4], p);
-        let (out_q, len_q) = towards(quad[(k + 2) % 4], q);
-        let longest = 1.2 * len_p.max(len_q);
+        let (before, after) = neighbour_lines(&quad, k);
+        let (out_p, out_q) = (before.direction, after.direction);
+        let longest = 1.2 * dist(quad[(k + 3) % 4], p).max(dist(quad[(k + 2) % 4], q));
         let (mut run, mut missed) = (0usize, 0usize);
         for d in 1..=longest as usize {
             let (a, b) = ([p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], [q[0] + out_q[0] * d as f64, q[1] + out_q[1] * d as f64]);
@@ -1139,13 +1132,7 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         if run < 2 * STRIP {
             continue;
         }
-        let before = Line { point: p, direction: out_p };
-        let after = Line { point: q, direction: out_q };
-        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| {
-            let line = Line { point: [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], direction: along };
-            let (a, b) = (intersect(before, line)?, intersect(line, after)?);
-            (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
-        });
+        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_through(&quad, k, [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], walls, w, h));
         if let Some((a, b)) = closed {
             let mut grown = quad;
             grown[k] = a;
@@ -1156,6 +1143,22 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         }
     }
     quad
+}
+
+/// The lines of the two sides beside side `k` (from `quad[k]` to
+/// `quad[k + 1]`), each through that side's end and pointing out past it.
+fn neighbour_lines(quad: &[[f64; 2]; 4], k: usize) -> (Line, Line) {
+    let (p, q) = (quad[k], quad[(k + 1) % 4]);
+    (Line { point: p, direction: towards(quad[(k + 3) % 4], p).0 }, Line { point: q, direction: towards(quad[(k + 2) % 4], q).0 })
+}
+
+/// Side `k` moved to the parallel line `through` a point, its ends on the
+/// neighbouring sides' lines, if that line is mostly wall (≥ `HALF_OUTLINED`).
+fn walled_side_through(quad: &[[f64; 2]; 4], k: usize, through: [f64; 2], walls: &[bool], w: usize, h: usize) -> Option<([f64; 2], [f64; 2])> {
+    let (before, after) = neighbour_lines(quad, k);
+    let line = Line { point: through, direction: towards(quad[k], quad[(k + 1) % 4]).0 };
+    let (a, b) = (intersect(before, line)?, intersect(line, after)?);
+    (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
 }
 
 /// Share of the middle 80 % of side `p`–`q` with a wall pixel within one
@@ -1317,7 +1320,6 @@ mod tests {
         assert!(items.iter().all(|i| i.confidence > 0.9), "{items:?}");
     }
 
-    /// A one-pixel frame, 60×40, with a gap of `gap` pixels in its top side.
     #[test]
     fn a_side_pulled_out_by_clutter_snaps_back_to_the_edge_inside_it() {
         // The frame's left edge is x = 20; the quad's left side is 12 px out
@@ -1353,6 +1355,7 @@ mod tests {
         assert_eq!(grow_along_walled_sides(piece, &[left], &walls, w, h), piece);
     }
 
+    /// A one-pixel frame, 60×40, with a gap of `gap` pixels in its top side.
     fn frame_with_gap(gap: usize) -> (Vec<bool>, usize, usize) {
         let (w, h) = (100, 60);
         let mut walls = vec![false; w * h];

@@ -61,6 +61,11 @@ impl MinRect {
         let d = [p[0] - self.centre[0], p[1] - self.centre[1]];
         [dot(d, self.axes[0]), dot(d, self.axes[1])]
     }
+    /// The corners, clockwise in image coordinates from (−u, −v).
+    pub(crate) fn corners(&self) -> [[f64; 2]; 4] {
+        let [a, b] = self.half;
+        [self.point(-a, -b), self.point(a, -b), self.point(a, b), self.point(-a, b)]
+    }
     pub(crate) fn point(&self, u: f64, v: f64) -> [f64; 2] {
         [self.centre[0] + u * self.axes[0][0] + v * self.axes[1][0], self.centre[1] + u * self.axes[0][1] + v * self.axes[1][1]]
     }

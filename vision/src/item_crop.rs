@@ -502,7 +502,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 (Some(part), Some(core)) if !part.fits_around(core) => {
                     let own: Vec<Shape> = if big.len() == 1 { vec![only_core_item(core)] } else { big.iter().map(|c| alone(c)).collect() };
                     let walled = || edge_support(&part.quad, walls, w, h) >= WALLED;
-                    if big.len() == 1 && part.solidity >= 0.85 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
+                    if big.len() == 1 && part.solidity >= 0.8 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
                         vec![part]
                     } else {
                         own
@@ -1060,14 +1060,17 @@ const BAND_MIN: f64 = 4.0;
 
 /// Clutter stuck to an item (a word of text, the end of a stick) pulls the
 /// side it touches out past the item's edge, so that little wall runs
-/// along that side while the item's edge runs parallel inside it. Each such
-/// side (unless another item covers it, which hides a side as well) moves
-/// in to the first parallel line that is mostly wall (≥ `HALF_OUTLINED`: the
-/// edge may be broken where art runs into it), at most a
-/// quarter of the way across and staying `BAND_MIN` clear of the item's
-/// cores: where a side is weak because the item's edge is faint, the first
-/// walled line inside is its print area's edge, which is no place to stop.
-/// The ends stay on the neighbouring sides.
+/// along that side while the item's edge runs inside it: parallel, or
+/// (clutter near one end tilts the fitted side) meeting it near the other
+/// end. Each such side (unless another item covers it, which hides a side
+/// as well) moves in to the nearest line that is mostly wall
+/// (≥ `HALF_OUTLINED`: the edge may be broken where art runs into it),
+/// parallel lines first, each end at most a quarter of the way across and
+/// the line staying `BAND_MIN` clear of the item's cores: where a side is
+/// weak because the item's edge is faint, the first walled line inside is
+/// its print area's edge, which is no place to stop. Parallel lines go
+/// first because a line of text beside an item can be a tilted wall. The
+/// ends stay on the neighbouring sides.
 fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
     let mut quad = quad;
     for k in 0..4 {
@@ -1083,9 +1086,35 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
             inward = [-inward[0], -inward[1]];
         }
         let depth = |v: [f64; 2]| dot(inward, [v[0] - p[0], v[1] - p[1]]);
-        let clear_of_cores = cores.iter().flatten().map(|&v| depth(v) - BAND_MIN).fold(f64::MAX, f64::min);
-        let furthest = (0.5 * depth(centre)).min(clear_of_cores);
-        let moved = (1..=furthest.max(0.0) as usize).find_map(|d| walled_side_through(&quad, k, [p[0] + inward[0] * d as f64, p[1] + inward[1] * d as f64], walls, w, h));
+        let reach = (0.5 * depth(centre)).max(0.0) as usize;
+        // Parallel moves first; then both ends in by nearly the same amount
+        // (perspective); then moves that tilt the side about one end.
+        // (dp, dq): how far each end moves in, nearest first within each kind.
+        let parallel = (1..=reach).map(|d| (d, d));
+        let skewed = (1..=reach).flat_map(|d| (1..=3.min(d - 1)).flat_map(move |e| [(d - e, d), (d, d - e)]));
+        let tilted = (4..=reach).flat_map(|d| (0..=3).flat_map(move |e| [(e, d), (d, e)]));
+        // The side moved onto the line through its ends moved in by (dp, dq),
+        // with that line's wall support, if it is walled and clear of the cores.
+        let move_in = |(dp, dq): (usize, usize)| {
+            let (a, b) = ([p[0] + inward[0] * dp as f64, p[1] + inward[1] * dp as f64], [q[0] + inward[0] * dq as f64, q[1] + inward[1] * dq as f64]);
+            let (along, _) = towards(a, b);
+            let normal = if dot([-along[1], along[0]], inward) > 0.0 { [-along[1], along[0]] } else { [along[1], -along[0]] };
+            if !cores.iter().flatten().all(|&v| dot(normal, [v[0] - a[0], v[1] - a[1]]) >= BAND_MIN) {
+                return None;
+            }
+            let (a, b) = walled_side_on(&quad, k, Line { point: a, direction: along }, walls, w, h)?;
+            Some((side_support(a, b, walls, w, h), a, b))
+        };
+        // A line within a pixel of the wall already counts as walled; the
+        // best-supported line near the first one found lies on it (ties:
+        // the nearest to the first).
+        let first = parallel.chain(skewed).chain(tilted).find(|&m| move_in(m).is_some());
+        let moved = first.and_then(|(dp, dq)| {
+            let near = (dp.saturating_sub(2)..=(dp + 2).min(reach)).flat_map(|i| (dq.saturating_sub(2)..=(dq + 2).min(reach)).map(move |j| (i, j)));
+            let off = |(i, j): (usize, usize)| i.abs_diff(dp) + j.abs_diff(dq);
+            let best = near.filter_map(|m| move_in(m).map(|found| (found, off(m)))).min_by(|(x, ox), (y, oy)| y.0.total_cmp(&x.0).then(ox.cmp(oy)));
+            best.map(|((_, a, b), _)| (a, b))
+        });
         if let Some((a, b)) = moved {
             quad[k] = a;
             quad[(k + 1) % 4] = b;
@@ -1132,7 +1161,7 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         if run < 2 * STRIP {
             continue;
         }
-        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_through(&quad, k, [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], walls, w, h));
+        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_on(&quad, k, Line { point: [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], direction: along }, walls, w, h));
         if let Some((a, b)) = closed {
             let mut grown = quad;
             grown[k] = a;
@@ -1152,11 +1181,10 @@ fn neighbour_lines(quad: &[[f64; 2]; 4], k: usize) -> (Line, Line) {
     (Line { point: p, direction: towards(quad[(k + 3) % 4], p).0 }, Line { point: q, direction: towards(quad[(k + 2) % 4], q).0 })
 }
 
-/// Side `k` moved to the parallel line `through` a point, its ends on the
-/// neighbouring sides' lines, if that line is mostly wall (≥ `HALF_OUTLINED`).
-fn walled_side_through(quad: &[[f64; 2]; 4], k: usize, through: [f64; 2], walls: &[bool], w: usize, h: usize) -> Option<([f64; 2], [f64; 2])> {
+/// Side `k` moved onto `line`, its ends on the neighbouring sides' lines,
+/// if that line is mostly wall (≥ `HALF_OUTLINED`).
+fn walled_side_on(quad: &[[f64; 2]; 4], k: usize, line: Line, walls: &[bool], w: usize, h: usize) -> Option<([f64; 2], [f64; 2])> {
     let (before, after) = neighbour_lines(quad, k);
-    let line = Line { point: through, direction: towards(quad[k], quad[(k + 1) % 4]).0 };
     let (a, b) = (intersect(before, line)?, intersect(line, after)?);
     (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
 }
@@ -1336,6 +1364,17 @@ mod tests {
         // item's own edge is only faint, so the side stays.
         let core = [[21.0, 11.0], [79.0, 11.0], [79.0, 49.0], [21.0, 49.0]];
         assert_eq!(snap_in_weak_sides(pulled, &[], &[core], &walls, w, h), pulled);
+    }
+
+    #[test]
+    fn a_side_tilted_by_clutter_at_one_end_snaps_back_to_the_edge() {
+        // A stick stuck at the frame's bottom right tilted the right side:
+        // it leaves the frame's corner (80, 10) and ends 14 px out.
+        let (walls, w, h) = frame_with_gap(0);
+        let tilted = [[20.0, 10.0], [80.0, 10.0], [94.0, 50.0], [20.0, 50.0]];
+        let snapped = snap_in_weak_sides(tilted, &[], &[], &walls, w, h);
+        assert!((snapped[2][0] - 80.0).abs() <= 1.5 && (snapped[1][0] - 80.0).abs() <= 1.5, "{snapped:?}");
+        assert_eq!((snapped[0], snapped[3]), (tilted[0], tilted[3]), "walled sides stay");
     }
 
     #[test]

@@ -59,7 +59,7 @@ use crate::{
 pub(crate) mod geometry;
 
 use geometry::{
-    convex_hull, dist, dot, fit_line, grow_quad, intersect, min_area_rect, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, towards, Line, MinRect,
+    convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, towards, Line, MinRect,
 };
 
 /// Per-scan knobs.
@@ -1025,7 +1025,7 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
         .map(|(&(n, across, along), pts)| {
             let world_n = [n[0] * rect.axes[0][0] + n[1] * rect.axes[1][0], n[0] * rect.axes[0][1] + n[1] * rect.axes[1][1]];
             let line = if pts.len() as f64 >= 0.4 * along {
-                fit_line(pts)
+                fit_line_trimmed(pts)
             } else {
                 Line { point: rect.point(n[0] * across, n[1] * across), direction: [-world_n[1], world_n[0]] }
             };
@@ -1283,6 +1283,19 @@ fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geometry::fit_line;
+
+    #[test]
+    fn a_speck_touching_a_side_does_not_tilt_its_line() {
+        // A side along y = 10 and, touching it near one end, a speck whose
+        // boundary runs 3 px out.
+        let mut points: Vec<[f64; 2]> = (0..=100).map(|x| [x as f64, 10.0]).collect();
+        points.extend((80..=92).map(|x| [x as f64, 13.0]));
+        let slope = |l: Line| l.direction[1] / l.direction[0];
+        assert!(slope(fit_line(&points)).abs() > 0.005, "a plain fit tilts");
+        let trimmed = fit_line_trimmed(&points);
+        assert!(slope(trimmed).abs() < 1e-9 && (trimmed.point[1] - 10.0).abs() < 1e-9, "{trimmed:?}");
+    }
 
     #[test]
     fn hull_and_min_rect_of_a_rotated_rectangle() {

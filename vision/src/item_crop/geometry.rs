@@ -190,6 +190,19 @@ pub(crate) fn fit_line(points: &[[f64; 2]]) -> Line {
     Line { point: c, direction: [theta.cos(), theta.sin()] }
 }
 
+/// [`fit_line`], refitted without the points more than 1.5 px off the
+/// first fit when those are few (under a fifth): a speck or a stick touching
+/// an item's side tilts a least-squares fit to all of them.
+pub(crate) fn fit_line_trimmed(points: &[[f64; 2]]) -> Line {
+    let line = fit_line(points);
+    let off = |p: &[f64; 2]| ((p[0] - line.point[0]) * line.direction[1] - (p[1] - line.point[1]) * line.direction[0]).abs();
+    let kept: Vec<[f64; 2]> = points.iter().filter(|p| off(p) <= 1.5).copied().collect();
+    if kept.len() == points.len() || kept.len() * 5 < points.len() * 4 || kept.len() < 2 {
+        return line;
+    }
+    fit_line(&kept)
+}
+
 /// The unit vector from `a` to `b`, and the distance.
 pub(crate) fn towards(a: [f64; 2], b: [f64; 2]) -> ([f64; 2], f64) {
     let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);

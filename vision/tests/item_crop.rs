@@ -90,16 +90,16 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     eprintln!("{}", contact.report("items in contact"));
     // The count target: exact on 98 % of photos (59 of these 60 today;
     // 100 % apart, 21 of 22 in contact). The IoU bar is set just under what
-    // the detector reaches (IoU ≥ 0.9 for 96.7 % of the items apart, 85.7 %
+    // the detector reaches (IoU ≥ 0.9 for 98.3 % of the items apart, 86.8 %
     // in contact) so that a regression fails: the "every IoU ≥ 0.9"
     // is NOT met.
     let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
     let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
     assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.95, "{}", apart.report("items apart"));
+    assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
     assert!(contact.count_exact_rate() >= 0.9, "{}", contact.report("items in contact"));
-    assert!(contact.share_at_least(0.9) >= 0.84, "{}", contact.report("items in contact"));
+    assert!(contact.share_at_least(0.9) >= 0.86, "{}", contact.report("items in contact"));
 }
 
 #[test]
@@ -216,6 +216,15 @@ fn halves_of_a_card_cut_by_its_art_are_one_item() {
 #[test]
 fn a_side_pulled_out_by_specks_snaps_back_to_the_card() {
     every_item_found(&[21, 49, 88, 92, 104, 149, 179, 181], 0.9);
+}
+
+/// Clutter or a speck touching a card near one end of a side tilts that
+/// side's fitted line: the line is refitted without the points off it, and
+/// a weak side that is still tilted pivots back onto the card's edge (45
+/// and 56 from the sixty above; the others held out).
+#[test]
+fn a_side_tilted_by_clutter_lies_on_the_card_edge() {
+    every_item_found(&[45, 56, 65, 114, 146], 0.9);
 }
 
 #[test]

@@ -32,7 +32,10 @@
 //!    item-shaped; and an item lying mostly inside a larger one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
 //!    line fitted to the boundary points along each side (perspective makes
-//!    the sides non-parallel) → corners as line intersections;
+//!    the sides non-parallel; refitted without the few points off it, a
+//!    speck touching the side) → corners as line intersections; a side
+//!    with little wall along it (clutter stuck to it pulled it out or
+//!    tilted it) moves in onto the item's edge;
 //! 5. crop: bilinear remap of the working BGR image through the homography
 //!    from the upright crop rectangle to the quadrilateral.
 

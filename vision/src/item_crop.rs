@@ -788,12 +788,18 @@ impl BlobScan<'_> {
                 let th = (step as f64 * 1.5).to_radians();
                 let (n, d) = (rotate(n0, th), rotate(d0, th));
                 let reach = half_d + half_n * th.sin().abs() + 3.0;
+                let most_uncovered = (1.0 - SEAM_COVERAGE) * ((2.0 * reach).floor() + 2.0);
                 let mut s = -0.6 * half_n;
                 while s <= 0.6 * half_n {
                     let o = [c[0] + s * n[0], c[1] + s * n[1]];
                     let (mut inside, mut covered) = (0usize, 0usize);
                     let mut t = -reach;
                     while t <= reach {
+                        // Past this many uncovered pixels the seam cannot
+                        // reach `SEAM_COVERAGE`, however many lie inside.
+                        if (inside - covered) as f64 > most_uncovered {
+                            break;
+                        }
                         // Nearest pixel: floor(v + 0.5) by truncation, as v + 0.5 ≥ 0
                         // here (`round` is a libm call in this hot loop).
                         let (x, y) = (o[0] + t * d[0] + 0.5, o[1] + t * d[1] + 0.5);
@@ -1224,8 +1230,20 @@ fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64
 }
 
 /// Every pixel with a set pixel of `mask` within one pixel (a 3×3 dilation).
+/// Done as a row pass then a column pass (the window is separable).
 fn within_a_pixel(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
-    (0..w * h).map(|i| wall_within_a_pixel(mask, w, h, (i % w) as isize, (i / w) as isize)).collect()
+    let mut across = vec![false; w * h];
+    for (row_in, row_out) in mask.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
+        for x in 0..w {
+            row_out[x] = row_in[x.saturating_sub(1)..(x + 2).min(w)].iter().any(|&v| v);
+        }
+    }
+    (0..w * h)
+        .map(|i| {
+            let y = i / w;
+            across[i] || (y > 0 && across[i - w]) || (y + 1 < h && across[i + w])
+        })
+        .collect()
 }
 
 /// Whether a wall pixel lies within one pixel (8-neighbourhood) of `(x, y)`,

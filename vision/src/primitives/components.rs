@@ -79,6 +79,14 @@ pub fn label_mask(mask: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<Component
                     neigh[3] = labels[i - w + 1];
                 }
             }
+            // Inside a region every labelled neighbour carries one label:
+            // nothing to merge, so no root lookups (the second pass resolves
+            // labels to roots anyway).
+            let first = neigh.iter().copied().find(|&l| l != 0).unwrap_or(0);
+            if first != 0 && neigh.iter().all(|&l| l == 0 || l == first) {
+                labels[i] = first;
+                continue;
+            }
             for &l in &neigh {
                 if l != 0 {
                     let r = find(&mut parent, l);

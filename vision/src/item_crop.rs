@@ -603,6 +603,9 @@ const STRIP: usize = 9;
 /// Seams tried per part, best covered first (parallel neighbours of a
 /// seam that failed are tried too, so this bounds the work).
 const SEAM_TRIES: usize = 24;
+/// How far past a found item's grown quad an item lying on top of it may
+/// reach: the quad's growth (3 px) and a wall's width.
+const CUT_SLACK: usize = 6;
 
 impl BlobScan<'_> {
     /// Items left in the blob once `found` are taken out (each grown by the
@@ -611,7 +614,8 @@ impl BlobScan<'_> {
     /// one that was found. A leftover must be solid (most of its rectangle
     /// covered: a ring or an L of walls is not an item) as well as
     /// item-shaped, and where it was cut from a found item the cut must run
-    /// along a wall (else it is the rest of that item).
+    /// along a wall (else it is the rest of that item, or an item lying on
+    /// top of it: [`Self::lying_on_top`]).
     fn leftovers(&self, found: &[Shape]) -> Vec<Shape> {
         let (w, h, blob) = (self.w, self.h, self.sealed);
         let mut taken: Vec<[[f64; 2]; 4]> = found.iter().map(|s| grow_quad(&s.quad, 3.0)).collect();
@@ -656,6 +660,7 @@ impl BlobScan<'_> {
                 let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
                 let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
+                    new.extend(self.lying_on_top(r, &taken));
                     continue;
                 }
                 // The same once a found item's rim is trimmed off.
@@ -707,6 +712,37 @@ impl BlobScan<'_> {
             out.extend(new);
         }
         out
+    }
+
+    /// A leftover `r` cut from a found item where no wall runs is the rest
+    /// of that item — or an item lying on top of it, whose edge runs just
+    /// inside the found item's (grown) quad while the found item's edge
+    /// is hidden under it. Such a leftover is solid and item-shaped, and
+    /// once each weak side moves out by up to `CUT_SLACK` onto a walled
+    /// line, its outline is walled (`OUTLINED`) and holds no found item.
+    fn lying_on_top(&self, r: &Region, taken: &[[[f64; 2]; 4]]) -> Option<Shape> {
+        let (w, h) = (self.w, self.h);
+        let mut s = fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, taken).filter(|s| s.solidity >= 0.6)?;
+        let centre = quad_centre(&s.quad);
+        for k in 0..4 {
+            let (p, q) = (s.quad[k], s.quad[(k + 1) % 4]);
+            if side_support(p, q, self.walls, w, h) >= WEAK_SIDE {
+                continue;
+            }
+            let along = towards(p, q).0;
+            let mut outward = [-along[1], along[0]];
+            if dot(outward, [p[0] - centre[0], p[1] - centre[1]]) < 0.0 {
+                outward = [-outward[0], -outward[1]];
+            }
+            let moved = (1..=CUT_SLACK).find_map(|d| walled_side_on(&s.quad, k, Line { point: [p[0] + outward[0] * d as f64, p[1] + outward[1] * d as f64], direction: along }, self.walls, w, h));
+            if let Some((a, b)) = moved {
+                s.quad[k] = a;
+                s.quad[(k + 1) % 4] = b;
+            }
+        }
+        s.rect = min_area_rect(&s.quad);
+        let quad = s.quad;
+        (edge_support(&quad, self.walls, w, h) >= OUTLINED && taken.iter().all(|t| share_inside(t, &quad) < 0.5)).then_some(s)
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves

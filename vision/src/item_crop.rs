@@ -62,7 +62,7 @@ use crate::{
 pub(crate) mod geometry;
 
 use geometry::{
-    convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, towards, Line, MinRect,
+    convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, normal_facing, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, step, towards, Line, MinRect,
 };
 
 /// Per-scan knobs.
@@ -730,11 +730,8 @@ impl BlobScan<'_> {
                 continue;
             }
             let along = towards(p, q).0;
-            let mut outward = [-along[1], along[0]];
-            if dot(outward, [p[0] - centre[0], p[1] - centre[1]]) < 0.0 {
-                outward = [-outward[0], -outward[1]];
-            }
-            let moved = (1..=CUT_SLACK).find_map(|d| walled_side_on(&s.quad, k, Line { point: [p[0] + outward[0] * d as f64, p[1] + outward[1] * d as f64], direction: along }, self.walls, w, h));
+            let outward = normal_facing(along, [p[0] - centre[0], p[1] - centre[1]]);
+            let moved = (1..=CUT_SLACK).find_map(|d| walled_side_on(&s.quad, k, Line { point: step(p, outward, d as f64), direction: along }, self.walls, w, h));
             if let Some((a, b)) = moved {
                 s.quad[k] = a;
                 s.quad[(k + 1) % 4] = b;
@@ -1125,11 +1122,7 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
             continue;
         }
         let centre = quad_centre(&quad);
-        let along = towards(p, q).0;
-        let mut inward = [-along[1], along[0]];
-        if dot(inward, [centre[0] - mid[0], centre[1] - mid[1]]) < 0.0 {
-            inward = [-inward[0], -inward[1]];
-        }
+        let inward = normal_facing(towards(p, q).0, [centre[0] - mid[0], centre[1] - mid[1]]);
         let depth = |v: [f64; 2]| dot(inward, [v[0] - p[0], v[1] - p[1]]);
         let reach = (0.5 * depth(centre)).max(0.0) as usize;
         // Parallel moves first; then both ends in by nearly the same amount
@@ -1141,9 +1134,9 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         // The side moved onto the line through its ends moved in by (dp, dq),
         // with that line's wall support, if it is walled and clear of the cores.
         let move_in = |(dp, dq): (usize, usize)| {
-            let (a, b) = ([p[0] + inward[0] * dp as f64, p[1] + inward[1] * dp as f64], [q[0] + inward[0] * dq as f64, q[1] + inward[1] * dq as f64]);
+            let (a, b) = (step(p, inward, dp as f64), step(q, inward, dq as f64));
             let (along, _) = towards(a, b);
-            let normal = if dot([-along[1], along[0]], inward) > 0.0 { [-along[1], along[0]] } else { [along[1], -along[0]] };
+            let normal = normal_facing(along, inward);
             if !cores.iter().flatten().all(|&v| dot(normal, [v[0] - a[0], v[1] - a[1]]) >= BAND_MIN) {
                 return None;
             }
@@ -1183,7 +1176,7 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         // outline lies up to a pixel or two off its wall's centre line).
         let wall_at = |c: [f64; 2]| {
             (-1..=1).any(|t| {
-                let (x, y) = (c[0] + along[0] * t as f64, c[1] + along[1] * t as f64);
+                let [x, y] = step(c, along, t as f64);
                 wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
             })
         };
@@ -1192,8 +1185,7 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         let longest = 1.2 * dist(quad[(k + 3) % 4], p).max(dist(quad[(k + 2) % 4], q));
         let (mut run, mut missed) = (0usize, 0usize);
         for d in 1..=longest as usize {
-            let (a, b) = ([p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], [q[0] + out_q[0] * d as f64, q[1] + out_q[1] * d as f64]);
-            if wall_at(a) && wall_at(b) {
+            if wall_at(step(p, out_p, d as f64)) && wall_at(step(q, out_q, d as f64)) {
                 run = d;
                 missed = 0;
             } else {
@@ -1206,7 +1198,7 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         if run < 2 * STRIP {
             continue;
         }
-        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_on(&quad, k, Line { point: [p[0] + out_p[0] * d as f64, p[1] + out_p[1] * d as f64], direction: along }, walls, w, h));
+        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_on(&quad, k, Line { point: step(p, out_p, d as f64), direction: along }, walls, w, h));
         if let Some((a, b)) = closed {
             let mut grown = quad;
             grown[k] = a;
@@ -1237,32 +1229,29 @@ fn walled_side_on(quad: &[[f64; 2]; 4], k: usize, line: Line, walls: &[bool], w:
 /// Share of the middle 80 % of side `p`–`q` with a wall pixel within one
 /// pixel (corners left out: real cards have rounded ones).
 fn side_support(p: [f64; 2], q: [f64; 2], walls: &[bool], w: usize, h: usize) -> f64 {
-    let steps = (0.8 * (q[0] - p[0]).hypot(q[1] - p[1])).ceil().max(1.0) as usize;
-    let hits = (0..steps)
-        .filter(|&s| {
-            let t = 0.1 + 0.8 * (s as f64 + 0.5) / steps as f64;
-            let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
-            wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
-        })
-        .count();
-    hits as f64 / steps as f64
+    let (hits, samples) = wall_hits(p, q, 0.1, 0.8, walls, w, h);
+    hits as f64 / samples as f64
 }
 
 /// Share of the outline's length that has a wall pixel within one pixel.
 fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64 {
-    let (mut hit, mut total) = (0usize, 0usize);
-    for k in 0..4 {
-        let (p, q) = (quad[k], quad[(k + 1) % 4]);
-        let len = ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt();
-        let steps = len.ceil().max(1.0) as usize;
-        for s in 0..steps {
-            let t = (s as f64 + 0.5) / steps as f64;
-            let (x, y) = ((p[0] + t * (q[0] - p[0])).round() as isize, (p[1] + t * (q[1] - p[1])).round() as isize);
-            total += 1;
-            hit += wall_within_a_pixel(walls, w, h, x, y) as usize;
-        }
-    }
+    let (hit, total) = (0..4).map(|k| wall_hits(quad[k], quad[(k + 1) % 4], 0.0, 1.0, walls, w, h)).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     hit as f64 / total.max(1) as f64
+}
+
+/// Samples one pixel apart along the stretch of segment `p`–`q` that starts
+/// `from` of the way along and spans `span` of it: how many have a wall
+/// pixel within one pixel, and how many there are (at least one).
+fn wall_hits(p: [f64; 2], q: [f64; 2], from: f64, span: f64, walls: &[bool], w: usize, h: usize) -> (usize, usize) {
+    let samples = (span * (q[0] - p[0]).hypot(q[1] - p[1])).ceil().max(1.0) as usize;
+    let hits = (0..samples)
+        .filter(|&s| {
+            let t = from + span * (s as f64 + 0.5) / samples as f64;
+            let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
+            wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
+        })
+        .count();
+    (hits, samples)
 }
 
 /// Every pixel with a set pixel of `mask` within one pixel (a 3×3 dilation).

@@ -203,6 +203,21 @@ pub(crate) fn fit_line_trimmed(points: &[[f64; 2]]) -> Line {
     fit_line(&kept)
 }
 
+/// The point `d` along the unit vector `dir` from `p`.
+pub(crate) fn step(p: [f64; 2], dir: [f64; 2], d: f64) -> [f64; 2] {
+    [p[0] + dir[0] * d, p[1] + dir[1] * d]
+}
+
+/// The unit normal of the unit vector `along` on the side `facing` points to.
+pub(crate) fn normal_facing(along: [f64; 2], facing: [f64; 2]) -> [f64; 2] {
+    let n = [-along[1], along[0]];
+    if dot(n, facing) < 0.0 {
+        [-n[0], -n[1]]
+    } else {
+        n
+    }
+}
+
 /// The unit vector from `a` to `b`, and the distance.
 pub(crate) fn towards(a: [f64; 2], b: [f64; 2]) -> ([f64; 2], f64) {
     let len = (b[0] - a[0]).hypot(b[1] - a[1]).max(1e-9);

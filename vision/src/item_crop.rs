@@ -29,7 +29,11 @@
 //!    pixels in its walls sealed (and a found item's rim opened off it where
 //!    that spoils its shape); a straight wall crossing a whole part (or a
 //!    leftover that is not item-shaped) splits it when both halves are
-//!    item-shaped; and an item lying mostly inside a larger one is dropped;
+//!    item-shaped; a quadrilateral framed by four straight walls (Hough
+//!    lines, [`framed`]) is an item where no part walled all round is, and
+//!    takes the place of a part that is not walled and holds two frames
+//!    (two items taken for one); and an item lying mostly inside a larger
+//!    one is dropped;
 //! 4. host geometry per item: convex hull → minimum-area rectangle → one
 //!    line fitted to the boundary points along each side (perspective makes
 //!    the sides non-parallel; refitted without the few points off it, a
@@ -59,6 +63,7 @@ use crate::{
     primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
 };
 
+mod framed;
 pub(crate) mod geometry;
 
 use geometry::{
@@ -525,6 +530,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         parts.extend(leftovers);
         let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
         let parts = scan.rejoin_halves(parts);
+        let parts = scan.with_framed(parts);
         let quads: Vec<[[f64; 2]; 4]> = parts.iter().map(|p| p.quad).collect();
         for (i, part) in parts.iter().enumerate() {
             let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
@@ -740,6 +746,60 @@ impl BlobScan<'_> {
         s.rect = min_area_rect(&s.quad);
         let quad = s.quad;
         (edge_support(&quad, self.walls, w, h) >= OUTLINED && taken.iter().all(|t| share_inside(t, &quad) < 0.5)).then_some(s)
+    }
+
+    /// `parts` with the items framed by straight walls (see [`framed`])
+    /// that the region rules missed. Frames are taken largest first, one
+    /// per item (a frame inside a larger one is its print area or art). A
+    /// frame that overlaps a part walled all round (`OUTLINED`) is that
+    /// part. A part that is not walled all round and holds two frames is
+    /// two items taken for one: the frames replace it; one that holds a
+    /// single frame is that frame's item, the frame a piece of it. A part
+    /// inside a frame is a piece of that frame's item (its print area) and
+    /// gives way to it. A frame that is a print area grows to its item's
+    /// edge as a core does. What the frames free is searched for leftovers
+    /// again.
+    fn with_framed(&self, parts: Vec<Shape>) -> Vec<Shape> {
+        let (w, h) = (self.w, self.h);
+        let in_blob = |i: usize| self.blob_labels[i] == self.blob.label;
+        let frames = framed::framed_quads(self.walls, w, h, self.blob.window(), &in_blob, self.min_area, self.opts.min_aspect);
+        let inside = |a: &[[f64; 2]; 4], b: &[[f64; 2]; 4]| share_inside(a, b) > 0.5;
+        // One frame per item, to count the items a part holds.
+        let mut distinct: Vec<&[[f64; 2]; 4]> = Vec::new();
+        for frame in &frames {
+            if distinct.iter().all(|f| !inside(frame, f) && !inside(f, frame)) {
+                distinct.push(frame);
+            }
+        }
+        // Each part, and whether it is walled all round.
+        let mut found: Vec<(Shape, bool)> = parts.into_iter().map(|p| (p.clone(), edge_support(&p.quad, self.walls, w, h) >= OUTLINED)).collect();
+        let mut added = false;
+        for q in &frames {
+            if found.iter().any(|(p, walled)| *walled && (inside(q, &p.quad) || inside(&p.quad, q))) {
+                continue;
+            }
+            let loose = |i: &usize| !found[*i].1;
+            let holders: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(q, &found[i].0.quad)).collect();
+            if holders.iter().any(|&i| distinct.iter().filter(|f| inside(f, &found[i].0.quad)).count() < 2) {
+                continue;
+            }
+            let pieces: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(&found[i].0.quad, q)).collect();
+            if pieces.len() > 1 {
+                continue;
+            }
+            found = found.into_iter().enumerate().filter(|(i, _)| !holders.contains(i) && !pieces.contains(i)).map(|(_, f)| f).collect();
+            let rect = min_area_rect(q);
+            let frame = Shape { rectangularity: polygon_area(q) / rect.area().max(1.0), solidity: 1.0, rect, quad: *q };
+            let item = outline_from_core(&frame, self.near_wall, w, h, 3).unwrap_or(frame);
+            found.push((item, true));
+            added = true;
+        }
+        let mut parts: Vec<Shape> = found.into_iter().map(|(p, _)| p).collect();
+        if added {
+            let more = self.leftovers(&parts);
+            parts.extend(more);
+        }
+        parts
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves

@@ -1,22 +1,38 @@
 //! Plane geometry for item_crop: hulls, minimum-area rectangles, lines,
 //! convex quads. Points are `[x, y]` in pixels (centres at integers).
 
-/// Share of `inner`'s area that lies inside `outer` (both convex), sampled
-/// on a one-pixel grid.
+/// Share of `inner`'s area that lies inside `outer` (both convex).
 pub(crate) fn share_inside(inner: &[[f64; 2]; 4], outer: &[[f64; 2]; 4]) -> f64 {
-    let [bx0, by0, bx1, by1] = quad_bbox(inner);
-    let (x0, x1, y0, y1) = (bx0.floor() as i64, bx1.ceil() as i64, by0.floor() as i64, by1.ceil() as i64);
-    let (mut both, mut own) = (0usize, 0usize);
-    for y in y0..=y1 {
-        for x in x0..=x1 {
-            let p = [x as f64, y as f64];
-            if point_in_convex(inner, p) {
-                own += 1;
-                both += point_in_convex(outer, p) as usize;
+    polygon_area(&clip_convex(inner, outer)) / polygon_area(inner).max(1e-9)
+}
+
+/// The part of convex polygon `subject` inside convex polygon `clip`
+/// (Sutherland–Hodgman: cut by each of `clip`'s sides in turn).
+fn clip_convex(subject: &[[f64; 2]], clip: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    let n = clip.len();
+    // Inside is on the hand `clip` winds towards.
+    let hand = (0..n).map(|i| cross(clip[i], clip[(i + 1) % n], quad_centre(clip))).sum::<f64>().signum();
+    let mut out = subject.to_vec();
+    for i in 0..n {
+        let (a, b) = (clip[i], clip[(i + 1) % n]);
+        let side = |p: [f64; 2]| hand * cross(a, b, p);
+        let input = std::mem::take(&mut out);
+        for j in 0..input.len() {
+            let (p, q) = (input[j], input[(j + 1) % input.len()]);
+            let (sp, sq) = (side(p), side(q));
+            if sp >= 0.0 {
+                out.push(p);
+            }
+            if (sp >= 0.0) != (sq >= 0.0) {
+                let t = sp / (sp - sq);
+                out.push([p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])]);
             }
         }
+        if out.is_empty() {
+            break;
+        }
     }
-    both as f64 / own.max(1) as f64
+    out
 }
 
 /// `quad` grown by `margin` along each corner's direction from the centre.

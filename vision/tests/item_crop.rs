@@ -88,8 +88,8 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     }
     eprintln!("{}", apart.report("items apart"));
     eprintln!("{}", contact.report("items in contact"));
-    // The count target: exact on 98 % of photos (59 of these 60 today;
-    // 100 % apart, 21 of 22 in contact). The IoU bar is set just under what
+    // The count target: exact on 98 % of photos (all 60 of these
+    // today, apart and in contact). The IoU bar is set just under what
     // the detector reaches (IoU ≥ 0.9 for 98.3 % of the items apart, 86.8 %
     // in contact) so that a regression fails: the "every IoU ≥ 0.9"
     // is NOT met.
@@ -98,7 +98,7 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
     assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
-    assert!(contact.count_exact_rate() >= 0.9, "{}", contact.report("items in contact"));
+    assert!(contact.count_exact_rate() >= 0.95, "{}", contact.report("items in contact"));
     assert!(contact.share_at_least(0.9) >= 0.86, "{}", contact.report("items in contact"));
 }
 
@@ -157,6 +157,16 @@ fn overlapping_cards_without_cores_of_their_own_are_counted() {
 #[test]
 fn a_card_lying_on_top_of_a_found_card_is_counted() {
     every_item_found(&[184], 0.9);
+}
+
+/// Cards that enclose no region of their own (a faint edge with a gap,
+/// art running into the print frame), lying against or over another card:
+/// four straight walls still frame each. Test seed 24 (a card between two
+/// others), held-out 67, 124 and 190 (a card over another, the pair taken
+/// for one item before).
+#[test]
+fn cards_framed_by_straight_walls_are_counted() {
+    every_item_found(&[24, 67, 124, 190], 0.9);
 }
 
 /// On the default photo of each seed: exactly the true number of items, each

@@ -25,6 +25,10 @@ const SIDE_WALLED: f64 = 0.6;
 /// ...and of the whole outline.
 const FRAME_WALLED: f64 = 0.85;
 
+/// Shortest side of a frame, in pixels: a wall counts within a pixel of a
+/// line, so a line a few times a wall's width long, at any angle, runs
+/// along walls wherever walls are dense.
+const MIN_SIDE: f64 = 20.0;
 /// Frames whose corners all lie this close (pixels) are one.
 const SAME_CORNER: f64 = 4.0;
 
@@ -143,7 +147,7 @@ fn angle_between(a: &WallLine, b: &WallLine) -> f64 {
 /// near-copies (every corner within `SAME_CORNER` of a larger frame's: the
 /// two or three lines a wide wall gives).
 pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &dyn Fn(usize) -> bool, min_area: f64, min_aspect: f64) -> Vec<[[f64; 2]; 4]> {
-    let min_side = (min_area * min_aspect).sqrt();
+    let min_side = (min_area * min_aspect).sqrt().max(MIN_SIDE);
     let lines = wall_lines(walls, w, h, window, in_blob, (0.8 * min_side) as u32);
     let apart = |a: &WallLine, b: &WallLine| dot([b.line.point[0] - a.line.point[0], b.line.point[1] - a.line.point[1]], [a.line.direction[1], -a.line.direction[0]]).abs();
     let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -188,4 +192,54 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
         }
     }
     distinct
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walls two pixels wide along the outline of `quad`.
+    fn draw(walls: &mut [bool], w: usize, quad: &[[f64; 2]; 4], hidden_under: Option<&[[f64; 2]; 4]>) {
+        for k in 0..4 {
+            let (p, q) = (quad[k], quad[(k + 1) % 4]);
+            let n = (4.0 * dist(p, q)) as usize;
+            for i in 0..=n {
+                let t = i as f64 / n as f64;
+                let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
+                if hidden_under.is_some_and(|top| super::super::geometry::point_in_convex(top, [x, y])) {
+                    continue;
+                }
+                let (x, y) = (x.round() as usize, y.round() as usize);
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    walls[(y + dy) * w + x + dx] = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_card_on_top_is_framed_and_one_half_hidden_under_it_is_not() {
+        // A card under a tilted one that hides most of its right side.
+        let (w, h) = (200, 160);
+        let under = [[20.0, 40.0], [100.0, 40.0], [100.0, 150.0], [20.0, 150.0]];
+        let (c, s) = (20f64.to_radians().cos(), 20f64.to_radians().sin());
+        let top = [[0.0, 0.0], [70.0, 0.0], [70.0, 100.0], [0.0, 100.0]].map(|p| [110.0 + p[0] * c - p[1] * s, 10.0 + p[0] * s + p[1] * c]);
+        let mut walls = vec![false; w * h];
+        draw(&mut walls, w, &top, None);
+        draw(&mut walls, w, &under, Some(&top));
+        let frames = framed_quads(&walls, w, h, [0, 0, w, h], &|_| true, 1000.0, 0.5);
+        // The wall's middle is half a pixel right of and below the drawn line.
+        let near = |frame: &[[f64; 2]; 4], truth: &[[f64; 2]; 4]| truth.iter().all(|&t| frame.iter().any(|&f| dist(f, [t[0] + 0.5, t[1] + 0.5]) <= 1.5));
+        assert!(frames.iter().any(|f| near(f, &top)), "the card on top: {frames:?}");
+        // The card underneath has its right side hidden: no four walls
+        // frame it (the leftovers rule finds such cards). Alone, they do.
+        assert!(!frames.iter().any(|f| near(f, &under)), "{frames:?}");
+        let mut alone = vec![false; w * h];
+        draw(&mut alone, w, &under, None);
+        let frames = framed_quads(&alone, w, h, [0, 0, w, h], &|_| true, 1000.0, 0.5);
+        assert!(frames.iter().any(|f| near(f, &under)), "{frames:?}");
+        // Nothing framed where no four walls run.
+        let empty = vec![false; w * h];
+        assert!(framed_quads(&empty, w, h, [0, 0, w, h], &|_| true, 1000.0, 0.5).is_empty());
+    }
 }

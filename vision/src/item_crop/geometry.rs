@@ -270,3 +270,21 @@ pub(crate) fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
 pub(crate) fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_inside_is_the_exact_overlap() {
+        let square = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
+        let shifted = square.map(|p| [p[0] + 5.0, p[1] + 2.5]);
+        assert!((share_inside(&square, &shifted) - 0.375).abs() < 1e-12);
+        // Either winding; a quad inside is wholly inside; apart is zero.
+        let reversed = [shifted[3], shifted[2], shifted[1], shifted[0]];
+        assert!((share_inside(&square, &reversed) - 0.375).abs() < 1e-12);
+        let small = [[2.0, 2.0], [4.0, 2.0], [4.0, 4.0], [2.0, 4.0]];
+        assert_eq!(share_inside(&small, &square), 1.0);
+        assert_eq!(share_inside(&square, &square.map(|p| [p[0] + 20.0, p[1]])), 0.0);
+    }
+}

@@ -756,7 +756,8 @@ impl BlobScan<'_> {
     /// two items taken for one: the frames replace it; one that holds a
     /// single frame is that frame's item, the frame a piece of it. A part
     /// inside a frame is a piece of that frame's item (its print area) and
-    /// gives way to it. A frame that is a print area grows to its item's
+    /// gives way to it, unless a seam parts the frame into two items (two
+    /// items lined up frame both). A frame that is a print area grows to its item's
     /// edge as a core does. What the frames free is searched for leftovers
     /// again.
     fn with_framed(&self, parts: Vec<Shape>) -> Vec<Shape> {
@@ -784,7 +785,7 @@ impl BlobScan<'_> {
                 continue;
             }
             let pieces: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(&found[i].0.quad, q)).collect();
-            if pieces.len() > 1 {
+            if pieces.len() > 1 || self.splits(q) {
                 continue;
             }
             found = found.into_iter().enumerate().filter(|(i, _)| !holders.contains(i) && !pieces.contains(i)).map(|(_, f)| f).collect();
@@ -800,6 +801,17 @@ impl BlobScan<'_> {
             parts.extend(more);
         }
         parts
+    }
+
+    /// Whether a seam parts the pixels inside `quad` (of any blob) into two
+    /// item-shaped halves, as in [`Self::split`]: a frame closed by the
+    /// lines of two items lined up, one of them in another blob.
+    fn splits(&self, quad: &[[f64; 2]; 4]) -> bool {
+        let [x0, y0, x1, y1] = quad_bbox(quad);
+        let (x0, x1) = (x0.floor().max(0.0) as usize, (x1.ceil().max(0.0) as usize).min(self.w - 1));
+        let (y0, y1) = (y0.floor().max(0.0) as usize, (y1.ceil().max(0.0) as usize).min(self.h - 1));
+        let pixels: Vec<(usize, usize)> = (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (x, y))).filter(|&(x, y)| point_in_convex(quad, [x as f64, y as f64])).collect();
+        self.halves(&pixels, &min_area_rect(quad), [x0, y0, x1 + 1, y1 + 1], &[]).is_some()
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves

@@ -9,7 +9,7 @@
 //! its edge lines still frame it.
 
 use super::geometry::{dist, dot, intersect, polygon_area, Line};
-use super::wall_within_a_pixel;
+use super::{wall_within_a_pixel, OUTLINED};
 
 /// Normal angles tried, one degree apart.
 const ANGLES: usize = 180;
@@ -20,10 +20,9 @@ const MAX_LINES: usize = 40;
 /// (plus the same again: both pairs tilt).
 const PARALLEL_DEG: f64 = 5.0;
 /// Least share of the middle 80 % of each side that runs along a wall
-/// (art running into an edge breaks it in places)...
+/// (art running into an edge breaks it in places); the whole outline
+/// must be walled as an item's is (`OUTLINED`).
 const SIDE_WALLED: f64 = 0.6;
-/// ...and of the whole outline.
-const FRAME_WALLED: f64 = 0.85;
 
 /// Shortest side of a frame, in pixels: a wall counts within a pixel of a
 /// line, so a line a few times a wall's width long, at any angle, runs
@@ -143,7 +142,7 @@ fn angle_between(a: &WallLine, b: &WallLine) -> f64 {
 
 /// Every quadrilateral in `window` framed by four straight walls: at least
 /// `min_area` and `min_aspect`, each side's middle walled (`SIDE_WALLED`),
-/// and the whole outline walled (`FRAME_WALLED`). Largest first, without
+/// and the whole outline walled (`OUTLINED`). Largest first, without
 /// near-copies (every corner within `SAME_CORNER` of a larger frame's: the
 /// two or three lines a wide wall gives).
 pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &dyn Fn(usize) -> bool, min_area: f64, min_aspect: f64) -> Vec<[[f64; 2]; 4]> {
@@ -178,7 +177,7 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
                 continue;
             }
             let walled = support.iter().zip(&lengths).map(|(s, l)| s * l).sum::<f64>() / lengths.iter().sum::<f64>();
-            if walled >= FRAME_WALLED {
+            if walled >= OUTLINED {
                 frames.push(quad);
             }
         }

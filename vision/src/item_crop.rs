@@ -762,6 +762,12 @@ impl BlobScan<'_> {
     /// again.
     fn with_framed(&self, parts: Vec<Shape>) -> Vec<Shape> {
         let (w, h) = (self.w, self.h);
+        // Parts all walled, with no room for another item beside them:
+        // nothing for a frame to add or replace (and the search is costly).
+        let walled = |p: &Shape| edge_support(&p.quad, self.walls, w, h) >= OUTLINED;
+        if !parts.is_empty() && parts.iter().all(walled) && (self.uncovered(&parts) as f64) < self.min_area {
+            return parts;
+        }
         let in_blob = |i: usize| self.blob_labels[i] == self.blob.label;
         let frames = framed::framed_quads(self.walls, w, h, self.blob.window(), &in_blob, self.min_area, self.opts.min_aspect);
         let inside = |a: &[[f64; 2]; 4], b: &[[f64; 2]; 4]| share_inside(a, b) > 0.5;
@@ -773,7 +779,7 @@ impl BlobScan<'_> {
             }
         }
         // Each part, and whether it is walled all round.
-        let mut found: Vec<(Shape, bool)> = parts.into_iter().map(|p| (p.clone(), edge_support(&p.quad, self.walls, w, h) >= OUTLINED)).collect();
+        let mut found: Vec<(Shape, bool)> = parts.into_iter().map(|p| (p.clone(), walled(&p))).collect();
         let mut added = false;
         for q in &frames {
             if found.iter().any(|(p, walled)| *walled && (inside(q, &p.quad) || inside(&p.quad, q))) {
@@ -801,6 +807,15 @@ impl BlobScan<'_> {
             parts.extend(more);
         }
         parts
+    }
+
+    /// How many of the blob's pixels lie outside every part.
+    fn uncovered(&self, parts: &[Shape]) -> usize {
+        let b = self.blob;
+        (b.top..b.top + b.height)
+            .flat_map(|y| (b.left..b.left + b.width).map(move |x| (x, y)))
+            .filter(|&(x, y)| self.blob_labels[y * self.w + x] == b.label && !parts.iter().any(|p| point_in_convex(&p.quad, [x as f64, y as f64])))
+            .count()
     }
 
     /// Whether a seam parts the pixels inside `quad` (of any blob) into two

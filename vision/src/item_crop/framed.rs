@@ -168,14 +168,16 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
             let quad = [c0, c1, c2, c3];
             let sides = [(k, c0, c1), (j, c1, c2), (l, c2, c3), (i, c3, c0)];
             let lengths = sides.map(|(_, a, b)| dist(a, b));
-            let (short, long) = ((lengths[0] + lengths[2]) / 2.0, (lengths[1] + lengths[3]) / 2.0);
-            if polygon_area(&quad) < min_area || short.min(long) / short.max(long) < min_aspect {
+            // Mean lengths of the two pairs of opposite sides.
+            let (across, along) = ((lengths[0] + lengths[2]) / 2.0, (lengths[1] + lengths[3]) / 2.0);
+            if polygon_area(&quad) < min_area || across.min(along) / across.max(along) < min_aspect {
                 continue;
             }
             let support = sides.map(|(line, a, b)| lines[line].support(a, b));
             if support.iter().any(|&s| s < SIDE_WALLED) {
                 continue;
             }
+            // The sides' supports weighted by their lengths.
             let walled = support.iter().zip(&lengths).map(|(s, l)| s * l).sum::<f64>() / lengths.iter().sum::<f64>();
             if walled >= OUTLINED {
                 frames.push(quad);

@@ -764,8 +764,8 @@ impl BlobScan<'_> {
         let (w, h) = (self.w, self.h);
         // Parts all walled, with no room for another item beside them:
         // nothing for a frame to add or replace (and the search is costly).
-        let walled = |p: &Shape| edge_support(&p.quad, self.walls, w, h) >= OUTLINED;
-        if !parts.is_empty() && parts.iter().all(walled) && (self.uncovered(&parts) as f64) < self.min_area {
+        let walled: Vec<bool> = parts.iter().map(|p| edge_support(&p.quad, self.walls, w, h) >= OUTLINED).collect();
+        if !parts.is_empty() && walled.iter().all(|&ok| ok) && (self.uncovered(&parts) as f64) < self.min_area {
             return parts;
         }
         let in_blob = |i: usize| self.blob_labels[i] == self.blob.label;
@@ -779,7 +779,7 @@ impl BlobScan<'_> {
             }
         }
         // Each part, and whether it is walled all round.
-        let mut found: Vec<(Shape, bool)> = parts.into_iter().map(|p| (p.clone(), walled(&p))).collect();
+        let mut found: Vec<(Shape, bool)> = parts.into_iter().zip(walled).collect();
         let mut added = false;
         for q in &frames {
             if found.iter().any(|(p, walled)| *walled && (inside(q, &p.quad) || inside(&p.quad, q))) {
@@ -822,11 +822,21 @@ impl BlobScan<'_> {
     /// item-shaped halves, as in [`Self::split`]: a frame closed by the
     /// lines of two items lined up, one of them in another blob.
     fn splits(&self, quad: &[[f64; 2]; 4]) -> bool {
-        let [x0, y0, x1, y1] = quad_bbox(quad);
-        let (x0, x1) = (x0.floor().max(0.0) as usize, (x1.ceil().max(0.0) as usize).min(self.w - 1));
-        let (y0, y1) = (y0.floor().max(0.0) as usize, (y1.ceil().max(0.0) as usize).min(self.h - 1));
-        let pixels: Vec<(usize, usize)> = (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (x, y))).filter(|&(x, y)| point_in_convex(quad, [x as f64, y as f64])).collect();
-        self.halves(&pixels, &min_area_rect(quad), [x0, y0, x1 + 1, y1 + 1], &[]).is_some()
+        let (pixels, window) = self.pixels_inside(quad, |_| true);
+        self.halves(&pixels, &min_area_rect(quad), window, &[]).is_some()
+    }
+
+    /// The image pixels inside `quad` whose index `keep` accepts, and the
+    /// window (`[x0, y0, x1, y1)`) of the quad's box that holds them.
+    fn pixels_inside(&self, quad: &[[f64; 2]; 4], keep: impl Fn(usize) -> bool) -> (Vec<(usize, usize)>, [usize; 4]) {
+        let [bx0, by0, bx1, by1] = quad_bbox(quad);
+        let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil().max(0.0) as usize).min(self.w - 1));
+        let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil().max(0.0) as usize).min(self.h - 1));
+        let pixels = (y0..=y1)
+            .flat_map(|y| (x0..=x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| keep(y * self.w + x) && point_in_convex(quad, [x as f64, y as f64]))
+            .collect();
+        (pixels, [x0, y0, x1 + 1, y1 + 1])
     }
 
     /// `part`, or its pieces when a seam splits it into item-shaped halves
@@ -841,20 +851,8 @@ impl BlobScan<'_> {
         if depth == 0 {
             return vec![part];
         }
-        let (w, h) = (self.w, self.h);
-        let grown = grow_quad(&part.quad, 2.0);
-        let [bx0, by0, bx1, by1] = quad_bbox(&grown);
-        let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil().max(0.0) as usize).min(w - 1));
-        let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil().max(0.0) as usize).min(h - 1));
-        let mut pixels = Vec::new();
-        for y in y0..=y1 {
-            for x in x0..=x1 {
-                if self.blob_labels[y * w + x] == self.blob.label && point_in_convex(&grown, [x as f64, y as f64]) {
-                    pixels.push((x, y));
-                }
-            }
-        }
-        match self.halves(&pixels, &part.rect, [x0, y0, x1 + 1, y1 + 1], &[]) {
+        let (pixels, window) = self.pixels_inside(&grow_quad(&part.quad, 2.0), |i| self.blob_labels[i] == self.blob.label);
+        match self.halves(&pixels, &part.rect, window, &[]) {
             Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
             None => vec![part],
         }

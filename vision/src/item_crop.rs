@@ -65,6 +65,9 @@ use crate::{
 
 mod framed;
 pub(crate) mod geometry;
+mod hidden;
+#[cfg(test)]
+mod test_walls;
 
 use geometry::{
     convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, normal_facing, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, step, towards, Line, MinRect,
@@ -537,6 +540,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
             let outline = snap_in_weak_sides(part.quad, &others, &own_cores, walls, w, h);
             let outline = grow_along_walled_sides(outline, &others, walls, w, h);
+            let outline = hidden::restore_hidden_sides(outline, &others, walls, w, h);
             let support = edge_support(&outline, walls, w, h);
             let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
             items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
@@ -1328,12 +1332,18 @@ fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64
 /// `from` of the way along and spans `span` of it: how many have a wall
 /// pixel within one pixel, and how many there are (at least one).
 fn wall_hits(p: [f64; 2], q: [f64; 2], from: f64, span: f64, walls: &[bool], w: usize, h: usize) -> (usize, usize) {
+    wall_hits_within(p, q, from, span, 1, walls, w, h)
+}
+
+/// [`wall_hits`] with a wall pixel within `reach` pixels (0: on it).
+#[allow(clippy::too_many_arguments)]
+fn wall_hits_within(p: [f64; 2], q: [f64; 2], from: f64, span: f64, reach: isize, walls: &[bool], w: usize, h: usize) -> (usize, usize) {
     let samples = (span * (q[0] - p[0]).hypot(q[1] - p[1])).ceil().max(1.0) as usize;
     let hits = (0..samples)
         .filter(|&s| {
             let t = from + span * (s as f64 + 0.5) / samples as f64;
             let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
-            wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize)
+            wall_within(walls, w, h, x.round() as isize, y.round() as isize, reach)
         })
         .count();
     (hits, samples)
@@ -1359,8 +1369,13 @@ fn within_a_pixel(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
 /// Whether a wall pixel lies within one pixel (8-neighbourhood) of `(x, y)`,
 /// which may itself be just outside the image.
 fn wall_within_a_pixel(walls: &[bool], w: usize, h: usize, x: isize, y: isize) -> bool {
-    (-1..=1).any(|dy| {
-        (-1..=1).any(|dx| {
+    wall_within(walls, w, h, x, y, 1)
+}
+
+/// Whether a wall pixel lies within `reach` pixels (a square) of `(x, y)`.
+fn wall_within(walls: &[bool], w: usize, h: usize, x: isize, y: isize, reach: isize) -> bool {
+    (-reach..=reach).any(|dy| {
+        (-reach..=reach).any(|dx| {
             let (xx, yy) = (x + dx, y + dy);
             xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
         })

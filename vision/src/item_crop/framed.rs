@@ -107,7 +107,7 @@ fn wall_lines(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &
             }
         }
     }
-    peaks.sort_by(|p, q| q.0.cmp(&p.0));
+    peaks.sort_by_key(|p| std::cmp::Reverse(p.0));
     peaks.truncate(MAX_LINES);
     peaks
         .into_iter()
@@ -199,26 +199,8 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_walls::draw;
     use super::*;
-
-    /// Walls two pixels wide along the outline of `quad`.
-    fn draw(walls: &mut [bool], w: usize, quad: &[[f64; 2]; 4], hidden_under: Option<&[[f64; 2]; 4]>) {
-        for k in 0..4 {
-            let (p, q) = (quad[k], quad[(k + 1) % 4]);
-            let n = (4.0 * dist(p, q)) as usize;
-            for i in 0..=n {
-                let t = i as f64 / n as f64;
-                let (x, y) = (p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]));
-                if hidden_under.is_some_and(|top| super::super::geometry::point_in_convex(top, [x, y])) {
-                    continue;
-                }
-                let (x, y) = (x.round() as usize, y.round() as usize);
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    walls[(y + dy) * w + x + dx] = true;
-                }
-            }
-        }
-    }
 
     #[test]
     fn a_card_on_top_is_framed_and_one_half_hidden_under_it_is_not() {

@@ -604,6 +604,11 @@ const OUTLINED: f64 = 0.85;
 /// lie partly under the other, where it has no edge.
 const HALF_OUTLINED: f64 = 0.7;
 
+/// Least wall support of the rectangle of two pieces of one item that its
+/// art cut apart, where neither is walled all round: the pieces' fitted
+/// quads stick out a little past the item's edge here and there.
+const HALVES_OUTLINED: f64 = 0.75;
+
 /// Share of a seam's length that must run along a wall.
 const SEAM_COVERAGE: f64 = 0.94;
 /// Width of the strips [`without_strips`] removes, in detection
@@ -875,7 +880,12 @@ impl BlobScan<'_> {
                     let [a, b] = rect.half;
                     let quad = rect.corners();
                     let filled = (polygon_area(&parts[i].quad) + polygon_area(&parts[j].quad)) / rect.area().max(1.0);
-                    if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < OUTLINED {
+                    // Halves cut apart by art run into the cut with ragged
+                    // sides, and their rectangle is rougher for it; an item
+                    // walled all round is not a half.
+                    let halves = [i, j].iter().all(|&k| edge_support(&parts[k].quad, self.walls, self.w, self.h) < WALLED);
+                    let outlined = if halves { HALVES_OUTLINED } else { OUTLINED };
+                    if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < outlined {
                         continue;
                     }
                     let whole = Shape { rect, rectangularity: filled, solidity: filled, quad };

@@ -763,7 +763,8 @@ impl BlobScan<'_> {
     /// frame that overlaps a part walled all round (`OUTLINED`) is that
     /// part. A part that is not walled all round and holds two frames is
     /// two items taken for one: the frames replace it; one that holds a
-    /// single frame is that frame's item, the frame a piece of it. A part
+    /// single frame is that frame's item, the frame a piece of it — unless
+    /// the frame is the larger and walled all round (`WALLED`). A part
     /// inside a frame is a piece of that frame's item (its print area) and
     /// gives way to it, unless a seam parts the frame into two items (two
     /// items lined up frame both). A frame that is a print area grows to its item's
@@ -795,7 +796,12 @@ impl BlobScan<'_> {
                 continue;
             }
             let loose = |i: &usize| !found[*i].1;
-            let holders: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(q, &found[i].0.quad)).collect();
+            // A part smaller than a frame walled all round does not hold
+            // it: it is a piece of the frame's item (the rule for pieces
+            // below decides).
+            let walled_frame = edge_support(q, self.walls, w, h) >= WALLED;
+            let holds = |i: usize| inside(q, &found[i].0.quad) && !(walled_frame && polygon_area(&found[i].0.quad) < polygon_area(q));
+            let holders: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| holds(i)).collect();
             if holders.iter().any(|&i| distinct.iter().filter(|f| inside(f, &found[i].0.quad)).count() < 2) {
                 continue;
             }

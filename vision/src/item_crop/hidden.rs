@@ -34,6 +34,7 @@ pub(super) fn restore_hidden_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]]
     (0..4).fold(quad, |quad, k| restore_side(&quad, k, others, &walls).unwrap_or(quad))
 }
 
+/// The wall mask and its size, passed on together.
 struct Walls<'a> {
     walls: &'a [bool],
     w: usize,

@@ -879,6 +879,8 @@ impl BlobScan<'_> {
     /// crosses it, as one would between two items laid edge to edge.
     fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
         'again: loop {
+            // Parts not walled all round: they may be halves of one item.
+            let not_walled: Vec<bool> = parts.iter().map(|p| edge_support(&p.quad, self.walls, self.w, self.h) < WALLED).collect();
             for i in 0..parts.len() {
                 for j in i + 1..parts.len() {
                     let corners: Vec<[f64; 2]> = parts[i].quad.iter().chain(&parts[j].quad).copied().collect();
@@ -889,8 +891,7 @@ impl BlobScan<'_> {
                     // Halves cut apart by art run into the cut with ragged
                     // sides, and their rectangle is rougher for it; an item
                     // walled all round is not a half.
-                    let halves = [i, j].iter().all(|&k| edge_support(&parts[k].quad, self.walls, self.w, self.h) < WALLED);
-                    let outlined = if halves { HALVES_OUTLINED } else { OUTLINED };
+                    let outlined = if not_walled[i] && not_walled[j] { HALVES_OUTLINED } else { OUTLINED };
                     if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < outlined {
                         continue;
                     }

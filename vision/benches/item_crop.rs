@@ -1,6 +1,7 @@
-//! `item_crop` on the CPU: ms per photo of our burn pipeline (NdArray) and
-//! of an OpenCV peer doing the classic recipe on the same photos, in the
-//! same run (DESIGN.md: benchmarks print ratios against their peer).
+//! `item_crop`: ms per photo of our burn pipeline (NdArray on the CPU, and
+//! CUDA when built with `--features cuda` on a GPU host) and of an OpenCV
+//! peer doing the classic recipe on the same photos, in the same run
+//! (DESIGN.md: benchmarks print ratios against their peer).
 //!
 //! `cargo bench -p scanfleet-vision --bench item_crop` (release), or reusing
 //! the dev build: `cargo bench -p scanfleet-vision --bench item_crop --profile dev`.
@@ -24,7 +25,7 @@ use vision::{
     crop_items,
     item_crop::ItemCropOptions,
     synth_photo::{self, PhotoSpec},
-    Cpu,
+    Cpu, ScanBackend,
 };
 
 /// The OpenCV peer; returns the number of items it cropped.
@@ -64,6 +65,19 @@ fn opencv_crop(jpeg: &[u8], opts: &ItemCropOptions) -> opencv::Result<usize> {
     Ok(found)
 }
 
+/// ms per photo and exact-count share of our pipeline on `B`, after one
+/// warm-up photo (allocators; on a GPU, kernel compilation).
+fn time_ours<B: ScanBackend>(photos: &[(Vec<u8>, usize)], opts: &ItemCropOptions, device: &B::Device) -> (f64, usize) {
+    crop_items::<B>(&photos[0].0, opts, device).expect("warm-up");
+    let t = Instant::now();
+    let mut exact = 0;
+    for (jpeg, truth) in photos {
+        let out = crop_items::<B>(jpeg, opts, device).expect("item_crop");
+        exact += (out.report.items.len() == *truth) as usize;
+    }
+    (t.elapsed().as_secs_f64() * 1e3 / photos.len() as f64, exact)
+}
+
 fn main() {
     let n: u64 = std::env::var("BENCH_PHOTOS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let photos: Vec<(Vec<u8>, usize)> = (0..n)
@@ -73,19 +87,9 @@ fn main() {
         })
         .collect();
     let opts = ItemCropOptions::default();
-    let device = Default::default();
-    // Warm up both (allocators, OpenCV's lazy init).
-    crop_items::<Cpu>(&photos[0].0, &opts, &device).expect("warm-up");
-    opencv_crop(&photos[0].0, &opts).expect("warm-up");
+    let (ours_ms, ours_exact) = time_ours::<Cpu>(&photos, &opts, &Default::default());
 
-    let t = Instant::now();
-    let mut ours_exact = 0;
-    for (jpeg, truth) in &photos {
-        let out = crop_items::<Cpu>(jpeg, &opts, &device).expect("item_crop");
-        ours_exact += (out.report.items.len() == *truth) as usize;
-    }
-    let ours_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
-
+    opencv_crop(&photos[0].0, &opts).expect("warm-up"); // OpenCV's lazy init
     let t = Instant::now();
     let mut cv_exact = 0;
     for (jpeg, truth) in &photos {
@@ -93,9 +97,20 @@ fn main() {
     }
     let cv_ms = t.elapsed().as_secs_f64() * 1e3 / n as f64;
 
-    println!("item_crop, {n} synthetic 800x600 photos, CPU ({} threads available)", std::thread::available_parallelism().map_or(1, |p| p.get()));
-    println!("{:<28} {:>10} {:>10} {:>12}", "", "ms/photo", "photos/s", "count exact");
-    println!("{:<28} {:>10.1} {:>10.1} {:>11.0}%", "burn NdArray (ours)", ours_ms, 1e3 / ours_ms, 100.0 * ours_exact as f64 / n as f64);
-    println!("{:<28} {:>10.1} {:>10.1} {:>11.0}%", "OpenCV contours (peer)", cv_ms, 1e3 / cv_ms, 100.0 * cv_exact as f64 / n as f64);
-    println!("ratio (OpenCV time / ours): {:.2}", cv_ms / ours_ms);
+    println!("item_crop, {n} synthetic 800x600 photos ({} CPU threads available)", std::thread::available_parallelism().map_or(1, |p| p.get()));
+    println!("{:<28} {:>10} {:>10} {:>12} {:>8}", "", "ms/photo", "photos/s", "count exact", "ratio");
+    let row = |name: &str, ms: f64, exact: usize| {
+        println!("{:<28} {:>10.1} {:>10.1} {:>11.0}% {:>8.2}", name, ms, 1e3 / ms, 100.0 * exact as f64 / n as f64, cv_ms / ms);
+    };
+    row("burn NdArray (ours)", ours_ms, ours_exact);
+    #[cfg(feature = "cuda")]
+    match vision::backend::probe_cuda() {
+        Ok(_) => {
+            let (ms, exact) = time_ours::<burn_cuda::Cuda<f32, i32>>(&photos, &opts, &burn_cuda::CudaDevice::new(0));
+            row("burn CUDA (ours)", ms, exact);
+        }
+        Err(why) => println!("burn CUDA (ours): not run: {why}"),
+    }
+    row("OpenCV contours (peer)", cv_ms, cv_exact);
+    println!("ratio = OpenCV time / that row's time (>= 1.0: at least as fast as the peer)");
 }

@@ -1,18 +1,18 @@
 //! The same scan on two backends gives the same results (DESIGN.md
 //! "Equivalence"): video_scan's numbers within 1e-4, item_crop's items and
-//! crops. NdArray vs Wgpu on Mesa's lavapipe, which runs the same CubeCL
-//! kernels as CUDA without a GPU.
+//! crops. NdArray against Wgpu on Mesa's lavapipe, which runs the same
+//! CubeCL kernels as CUDA without a GPU (every CI run), and against CUDA on
+//! an NVIDIA GPU (`--features cuda`; those tests fail, not skip, without one).
 //!
 //! `cargo nextest run -p scanfleet-vision --features wgpu -E 'test(equivalence)'`
-#![cfg(feature = "wgpu")]
+//! `cargo nextest run -p scanfleet-vision --features cuda -E 'test(cuda::)'`
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use vision::{
     pipeline::{ScanOptions, ScanReport},
     synth::{self, SynthSpec},
-    analyze_video, Cpu,
+    analyze_video, Cpu, ScanBackend,
 };
-
-type Gpu = burn_wgpu::Wgpu<f32, i32>;
 
 /// Absolute 1e-4 for small numbers, relative 1e-4 for large ones (f32
 /// sums of hundreds of thousands of pixels carry ~1e-7 relative noise).
@@ -62,26 +62,25 @@ fn compare(a: &ScanReport, b: &ScanReport) {
     }
 }
 
-#[test]
-fn equivalence_ndarray_vs_wgpu() {
+/// A whole video_scan on the CPU and on `Gpu`.
+fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
     let dir = tempfile::tempdir().unwrap();
     let gt = synth::generate(&SynthSpec::small(), dir.path()).unwrap();
     let opts = ScanOptions::default();
     let cpu = analyze_video::<Cpu>(&gt.video, &opts, &Default::default()).unwrap();
     let t = std::time::Instant::now();
-    let gpu = analyze_video::<Gpu>(&gt.video, &opts, &burn_wgpu::WgpuDevice::default()).unwrap();
-    println!("wgpu scan took {:.1} s; cpu defects {} gpu defects {}", t.elapsed().as_secs_f64(), cpu.report.defects.len(), gpu.report.defects.len());
+    let gpu = analyze_video::<Gpu>(&gt.video, &opts, device).unwrap();
+    println!("{} scan took {:.1} s; cpu defects {} gpu defects {}", Gpu::NAME, t.elapsed().as_secs_f64(), cpu.report.defects.len(), gpu.report.defects.len());
     for (x, y) in cpu.report.frame_stats.iter().zip(&gpu.report.frame_stats) {
         println!("frame {}: sharpness {} / {}, edges {} / {}, motion {} / {}", x.index, x.sharpness, y.sharpness, x.edge_density, y.edge_density, x.motion, y.motion);
     }
-    assert_eq!(gpu.report.backend, "wgpu");
+    assert_eq!(gpu.report.backend, Gpu::NAME);
     assert!(cpu.report.item.is_some(), "the small scan must localise the item");
     compare(&cpu.report, &gpu.report);
 }
 
 /// Primitive by primitive on one batch, to say which op differs if the scan does.
-#[test]
-fn equivalence_primitives_ndarray_vs_wgpu() {
+fn primitives_match<Gpu: ScanBackend>(device: &Gpu::Device) {
     use burn_tensor::Tensor;
     use vision::{canny, flow, frames, primitives};
     fn run<B: vision::ScanBackend>(mats: &[opencv::core::Mat], device: &B::Device) -> Vec<(&'static str, Vec<f32>)> {
@@ -112,7 +111,7 @@ fn equivalence_primitives_ndarray_vs_wgpu() {
         mats.push(m);
     }
     let a = run::<Cpu>(&mats, &Default::default());
-    let b = run::<Gpu>(&mats, &burn_wgpu::WgpuDevice::default());
+    let b = run::<Gpu>(&mats, device);
     let mut bad = vec![];
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         let plane = x.len() / mats.len().max(1);
@@ -161,18 +160,66 @@ fn item_crop_gap(a: &vision::ItemCropOutput, b: &vision::ItemCropOutput) -> (f64
     (corner, pixel)
 }
 
-/// item_crop's device stages (edges, morphology, rectification) on Wgpu
+/// item_crop's device stages (edges, morphology, rectification) on `Gpu`
 /// give the CPU backend's items: same count, corners and crops.
-#[test]
-fn equivalence_item_crop_ndarray_vs_wgpu() {
+fn item_crop_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
     use vision::{crop_items, ItemCropOptions};
     let opts = ItemCropOptions::default();
     for photo in sample_photos() {
         let cpu = crop_items::<Cpu>(&photo, &opts, &Default::default()).unwrap();
-        let gpu = crop_items::<Gpu>(&photo, &opts, &burn_wgpu::WgpuDevice::default()).unwrap();
+        let gpu = crop_items::<Gpu>(&photo, &opts, device).unwrap();
         let (corner, pixel) = item_crop_gap(&cpu, &gpu);
         println!("{} items: corners differ by ≤ {corner:.2e} px, crops by ≤ {pixel:.3} levels", cpu.report.items.len());
         assert!(corner <= 1e-3, "corners moved {corner} px");
         assert!(pixel <= 0.5, "crops differ by {pixel} levels on average");
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    type Gpu = burn_wgpu::Wgpu<f32, i32>;
+
+    #[test]
+    fn equivalence_ndarray_vs_wgpu() {
+        super::video_scan_matches::<Gpu>(&Default::default());
+    }
+
+    #[test]
+    fn equivalence_primitives_ndarray_vs_wgpu() {
+        super::primitives_match::<Gpu>(&Default::default());
+    }
+
+    #[test]
+    fn equivalence_item_crop_ndarray_vs_wgpu() {
+        super::item_crop_matches::<Gpu>(&Default::default());
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    type Gpu = burn_cuda::Cuda<f32, i32>;
+
+    /// CUDA device 0; a build with `--features cuda` is for a GPU host, so
+    /// a missing driver fails the test rather than passing it unrun.
+    fn device() -> burn_cuda::CudaDevice {
+        if let Err(why) = vision::backend::probe_cuda() {
+            panic!("the CUDA equivalence tests need an NVIDIA GPU: {why}");
+        }
+        burn_cuda::CudaDevice::new(0)
+    }
+
+    #[test]
+    fn equivalence_ndarray_vs_cuda() {
+        super::video_scan_matches::<Gpu>(&device());
+    }
+
+    #[test]
+    fn equivalence_primitives_ndarray_vs_cuda() {
+        super::primitives_match::<Gpu>(&device());
+    }
+
+    #[test]
+    fn equivalence_item_crop_ndarray_vs_cuda() {
+        super::item_crop_matches::<Gpu>(&device());
     }
 }

@@ -92,3 +92,32 @@ impl GpuGauges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NVML sees the GPU exactly when the CUDA driver does, and the gauges
+    /// carry its numbers; on a host with no GPU there are no gauges at all.
+    #[test]
+    fn gpu_gauges_follow_the_driver() {
+        let registry = prometheus::Registry::new();
+        let gauges = GpuGauges::register(&registry);
+        match vision::backend::probe_cuda() {
+            Ok(_) if cfg!(feature = "cuda") => {
+                let info = read().expect("NVML reads the GPU the driver reports");
+                println!("{info:?}");
+                assert!(info.memory_total_bytes > 0 && info.memory_used_bytes <= info.memory_total_bytes);
+                assert!((0.0..=1.0).contains(&info.utilization_ratio));
+                assert!(gauges.is_some());
+                let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+                assert!(text.contains(&format!("scanfleet_gpu_memory_total_bytes {}", info.memory_total_bytes)), "{text}");
+            }
+            _ => {
+                assert!(read().is_none());
+                assert!(gauges.is_none());
+                assert!(registry.gather().is_empty());
+            }
+        }
+    }
+}

@@ -3,6 +3,12 @@
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scanfleet-target}"
 SCANFLEET_VENV="${SCANFLEET_VENV:-$HOME/.cache/scanfleet-venv}"
+# One feature set for the demo and every test step, so the workspace compiles
+# once: burn, CubeCL and their dependents are rebuilt from scratch whenever
+# the set changes, and on 2 cores a second set pushed CI past its 90 minutes.
+# `cuda` builds without a toolkit and falls back to the CPU, saying why, when
+# no driver answers; `wgpu` is what the equivalence tests run on lavapipe.
+SCANFLEET_FEATURES="scanfleet-worker/cuda,scanfleet-vision/cuda,scanfleet-vision/wgpu"
 
 APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
 PYTHON_REQUIREMENTS="scripts/requirements-test.txt"

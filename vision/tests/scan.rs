@@ -167,11 +167,12 @@ fn backend_choice_is_resolved_at_the_edge() {
         assert_eq!(auto.report().used, "cpu-ndarray");
         assert!(auto.report().reason.contains("cpu"), "{}", auto.report().reason);
     }
-    #[cfg(not(feature = "cuda"))]
-    {
+    // Asking for CUDA where it cannot run is an error, never a quiet CPU run.
+    let why_not = if cfg!(feature = "cuda") { vision::backend::probe_cuda().err() } else { Some("built without cuda".into()) };
+    if let Some(why_not) = why_not {
         let err = vision::backend::ScanEngine::new(BackendChoice::Cuda).unwrap_err();
         assert_eq!(err.code(), "backend_unavailable");
-        assert!(err.to_string().contains("built without cuda"));
+        assert!(err.to_string().contains(&why_not), "{err} should say {why_not}");
         assert!(!err.is_bad_input());
     }
     assert_eq!("auto".parse::<BackendChoice>().unwrap(), BackendChoice::Auto);

@@ -9,6 +9,10 @@ SCANFLEET_VENV="${SCANFLEET_VENV:-$HOME/.cache/scanfleet-venv}"
 # `cuda` builds without a toolkit and falls back to the CPU, saying why, when
 # no driver answers; `wgpu` is what the equivalence tests run on lavapipe.
 SCANFLEET_FEATURES="scanfleet-worker/cuda,scanfleet-vision/cuda,scanfleet-vision/wgpu"
+# cudarc binds to the CUDA version it is built for; with no nvcc here it would
+# take the newest it knows. 13.0 is what the 580 driver on the GPU hosts we
+# checked runs (scripts/gpu-check); set it to build for another.
+export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 
 APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
 PYTHON_REQUIREMENTS="scripts/requirements-test.txt"

@@ -104,9 +104,9 @@ fn main() {
     };
     row("burn NdArray (ours)", ours_ms, ours_exact);
     #[cfg(feature = "cuda")]
-    match vision::backend::probe_cuda() {
-        Ok(_) => {
-            let (ms, exact) = time_ours::<burn_cuda::Cuda<f32, i32>>(&photos, &opts, &burn_cuda::CudaDevice::new(0));
+    match vision::backend::cuda_device() {
+        Ok(device) => {
+            let (ms, exact) = time_ours::<vision::backend::Cuda>(&photos, &opts, &device);
             row("burn CUDA (ours)", ms, exact);
         }
         Err(why) => println!("burn CUDA (ours): not run: {why}"),

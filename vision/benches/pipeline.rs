@@ -136,13 +136,7 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
 /// The CUDA device when this build has CUDA and a GPU answers; says why not otherwise.
 #[cfg(feature = "cuda")]
 fn cuda_device() -> Option<burn_cuda::CudaDevice> {
-    match vision::backend::probe_cuda() {
-        Ok(_) => Some(burn_cuda::CudaDevice::new(0)),
-        Err(why) => {
-            println!("CUDA: not run: {why}");
-            None
-        }
-    }
+    vision::backend::cuda_device().map_err(|why| println!("CUDA: not run: {why}")).ok()
 }
 
 /// `burn_stages` on `B` after a warm-up pass over the first two batches
@@ -160,7 +154,7 @@ fn bench(name: &str, frames: &[Mat]) {
     burn.push(("burn NdArray", stages, checksum));
     #[cfg(feature = "cuda")]
     if let Some(device) = cuda_device() {
-        let (stages, checksum) = timed_burn::<burn_cuda::Cuda<f32, i32>>(frames, &device);
+        let (stages, checksum) = timed_burn::<vision::backend::Cuda>(frames, &device);
         burn.push(("burn CUDA", stages, checksum));
     }
     let cv = opencv_stages(frames);
@@ -222,7 +216,7 @@ fn main() {
     #[cfg(feature = "cuda")]
     if let Some(device) = cuda_device() {
         // The first scan compiles the kernels the whole scan needs; the second is the one to read.
-        whole_scan::<burn_cuda::Cuda<f32, i32>>(&gt.video, &device);
-        whole_scan::<burn_cuda::Cuda<f32, i32>>(&gt.video, &device);
+        whole_scan::<vision::backend::Cuda>(&gt.video, &device);
+        whole_scan::<vision::backend::Cuda>(&gt.video, &device);
     }
 }

@@ -91,8 +91,12 @@ pub trait ScanBackend: Backend {
     }
 }
 
+/// The CUDA backend scans run on in a `--features cuda` build.
 #[cfg(feature = "cuda")]
-impl ScanBackend for burn_cuda::Cuda<f32, i32> {
+pub type Cuda = burn_cuda::Cuda<f32, i32>;
+
+#[cfg(feature = "cuda")]
+impl ScanBackend for Cuda {
     const NAME: &'static str = "cuda";
 }
 
@@ -176,6 +180,18 @@ pub fn probe_cuda() -> Result<i32, String> {
     }
 }
 
+/// The GPU scans run on when the driver answers ([`probe_cuda`]); why not otherwise.
+#[cfg(feature = "cuda")]
+pub fn cuda_device() -> Result<burn_cuda::CudaDevice, String> {
+    probe_cuda().map(|_| first_cuda_device())
+}
+
+/// The first GPU the driver lists; a worker process uses one GPU.
+#[cfg(feature = "cuda")]
+fn first_cuda_device() -> burn_cuda::CudaDevice {
+    burn_cuda::CudaDevice::new(0)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resolved {
     Cpu,
@@ -252,12 +268,7 @@ impl ScanEngine {
         match self.resolved {
             Resolved::Cpu => analyze_video_with_progress::<crate::Cpu>(path, opts, &Default::default(), progress),
             #[cfg(feature = "cuda")]
-            Resolved::Cuda => analyze_video_with_progress::<burn_cuda::Cuda<f32, i32>>(
-                path,
-                opts,
-                &burn_cuda::CudaDevice::new(0),
-                progress,
-            ),
+            Resolved::Cuda => analyze_video_with_progress::<Cuda>(path, opts, &first_cuda_device(), progress),
         }
     }
 
@@ -266,7 +277,7 @@ impl ScanEngine {
         match self.resolved {
             Resolved::Cpu => crop_items::<crate::Cpu>(photo, opts, &Default::default()),
             #[cfg(feature = "cuda")]
-            Resolved::Cuda => crop_items::<burn_cuda::Cuda<f32, i32>>(photo, opts, &burn_cuda::CudaDevice::new(0)),
+            Resolved::Cuda => crop_items::<Cuda>(photo, opts, &first_cuda_device()),
         }
     }
 }

@@ -197,15 +197,12 @@ mod wgpu {
 
 #[cfg(feature = "cuda")]
 mod cuda {
-    type Gpu = burn_cuda::Cuda<f32, i32>;
+    type Gpu = vision::backend::Cuda;
 
-    /// CUDA device 0; a build with `--features cuda` is for a GPU host, so
-    /// a missing driver fails the test rather than passing it unrun.
+    /// The GPU scans run on. These tests are for a GPU host (CI filters them
+    /// out), so a missing driver fails them rather than passing them unrun.
     fn device() -> burn_cuda::CudaDevice {
-        if let Err(why) = vision::backend::probe_cuda() {
-            panic!("the CUDA equivalence tests need an NVIDIA GPU: {why}");
-        }
-        burn_cuda::CudaDevice::new(0)
+        vision::backend::cuda_device().unwrap_or_else(|why| panic!("the CUDA equivalence tests need an NVIDIA GPU: {why}"))
     }
 
     #[test]

@@ -19,8 +19,8 @@ use opencv::{
 use vision::{
     canny,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
-    frames::{stack_gray_from_bgr, to_vec_f32},
-    primitives::{close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
+    frames::{stack_bgr, stack_gray_from_bgr, to_vec_f32},
+    primitives::{bgr_to_gray, close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
     synth::{self, SynthSpec},
     Cpu, ScanBackend,
 };
@@ -37,6 +37,9 @@ fn decode(path: &str, n: usize) -> Vec<Mat> {
     }
     out
 }
+
+/// Frames per batch on the burn side.
+const BATCH: usize = 8;
 
 /// The per-frame stages, in the order both sides time them.
 const STAGES: [&str; 5] = ["gray", "sharpness (laplacian var)", "canny 15/60", "close 5x5", "farneback"];
@@ -56,11 +59,10 @@ fn flow_size(w: usize, h: usize) -> (usize, usize) {
 fn burn_stages<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> ([f64; 5], f64) {
     let (w, h) = (frames[0].cols() as usize, frames[0].rows() as usize);
     let (fw, fh) = flow_size(w, h);
-    let batch = 8;
     let mut total = [0.0; 5];
     let mut checksum = 0.0f64;
     let mut prev: Option<Tensor<B, 4>> = None;
-    for chunk in frames.chunks(batch) {
+    for chunk in frames.chunks(BATCH) {
         let t = Instant::now();
         // What the pipeline runs: decoded BGR frames to gray tensors.
         let gray = stack_gray_from_bgr::<B>(chunk, device).unwrap();
@@ -139,6 +141,22 @@ fn cuda_device() -> Option<burn_cuda::CudaDevice> {
     vision::backend::cuda_device().map_err(|why| println!("CUDA: not run: {why}")).ok()
 }
 
+/// ms per frame of the gray stage as it was before frames went up as gray
+/// bytes: planar f32 BGR uploaded and converted on the device (12 bytes a
+/// pixel instead of 1). After a warm-up pass, as `timed_burn`.
+fn planar_bgr_gray_ms<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> f64 {
+    let run = |frames: &[Mat]| {
+        let t = Instant::now();
+        for chunk in frames.chunks(BATCH) {
+            let gray = bgr_to_gray(stack_bgr::<B>(chunk, device).unwrap());
+            to_vec_f32(gray.slice([0..1, 0..1, 0..1, 0..1]));
+        }
+        ms(t) / frames.len() as f64
+    };
+    run(&frames[..frames.len().min(16)]);
+    run(frames)
+}
+
 /// `burn_stages` on `B` after a warm-up pass over the first two batches
 /// (allocators; on a GPU, kernel compilation).
 fn timed_burn<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> ([f64; 5], f64) {
@@ -156,6 +174,8 @@ fn bench(name: &str, frames: &[Mat]) {
     if let Some(device) = cuda_device() {
         let (stages, checksum) = timed_burn::<vision::backend::Cuda>(frames, &device);
         burn.push(("burn CUDA", stages, checksum));
+        let before = planar_bgr_gray_ms::<vision::backend::Cuda>(frames, &device);
+        println!("burn CUDA gray via planar f32 BGR upload (the path before gray bytes): {before:.2} ms/frame");
     }
     let cv = opencv_stages(frames);
 

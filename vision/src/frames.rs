@@ -138,16 +138,17 @@ pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> 
 
 /// Host [`stack_gray_from_bgr`]: OpenCV's fixed-point formula (see
 /// [`crate::primitives::bgr_to_gray`]) straight from the interleaved bytes,
-/// with no planar BGR copy; `[N, 1, H, W]` data.
-pub fn gray_from_bgr_host(mats: &[Mat]) -> Result<(Vec<f32>, [usize; 4]), VisionError> {
+/// with no planar BGR copy; `[N, 1, H, W]` data as `T` (bytes to upload,
+/// `f32` to use in place).
+pub fn gray_from_bgr_host<T: From<u8> + Copy + Default + Send>(mats: &[Mat]) -> Result<(Vec<T>, [usize; 4]), VisionError> {
     with_bgr_bytes(mats, |bytes, h, w| {
-        let mut out = vec![0f32; mats.len() * h * w];
+        let mut out = vec![T::default(); mats.len() * h * w];
         out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
             let (frame, y) = (k / h, k % h);
             let row = &bytes[frame][y * w * 3..(y + 1) * w * 3];
             for (o, p) in o.iter_mut().zip(row.chunks_exact(3)) {
                 let (b, g, r) = (p[0] as u32, p[1] as u32, p[2] as u32);
-                *o = ((b * 3735 + g * 19235 + r * 9798 + 16384) >> 15) as f32;
+                *o = T::from(((b * 3735 + g * 19235 + r * 9798 + 16384) >> 15) as u8);
             }
         });
         (out, [mats.len(), 1, h, w])

@@ -88,7 +88,7 @@ impl ScanBackend for Cpu {
     }
 
     fn gray_frames(mats: &[Mat], _device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
-        let (data, dims) = frames::gray_from_bgr_host(mats)?;
+        let (data, dims) = frames::gray_from_bgr_host::<f32>(mats)?;
         Ok(tensor(data, dims))
     }
 

@@ -10,7 +10,8 @@ use std::{fmt, path::Path, str::FromStr};
 
 use burn_tensor::{
     backend::{Backend, DTypeUsage},
-    DType, Int, Tensor, TensorData,
+    ops::ConvOptions,
+    DType, Int, Tensor, TensorData, TensorPrimitive,
 };
 use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,13 @@ pub trait ScanBackend: Backend {
     /// [`primitives::resize`] (only called when the size changes).
     fn resize(x: Tensor<Self, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<Self, 4> {
         primitives::resize_tensor(x, out_w, out_h, interp)
+    }
+
+    /// The 2-D convolution (no bias) the portable filters are built from:
+    /// [`primitives::sep_filter`], [`primitives::laplacian`] and
+    /// [`flow::poly_expand_tensor`].
+    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+        burn_tensor::module::conv2d(x, weight, None, options)
     }
 
     /// [`primitives::sep_filter`] (Gaussian, box and Sobel use it).
@@ -114,11 +122,37 @@ pub type Cuda = burn_cuda::Cuda<f32, i32>;
 #[cfg(feature = "cuda")]
 impl ScanBackend for Cuda {
     const NAME: &'static str = "cuda";
+
+    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+        direct_conv2d(x, weight, options)
+    }
 }
 
 #[cfg(feature = "wgpu")]
 impl ScanBackend for burn_wgpu::Wgpu<f32, i32> {
     const NAME: &'static str = "wgpu";
+
+    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+        direct_conv2d(x, weight, options)
+    }
+}
+
+/// burn's `conv2d` on a CubeCL backend, always with the direct kernel. By
+/// default burn autotunes among several kernels per shape, some of them
+/// tensor-core GEMMs that multiply f32 in TF32 (10-bit mantissa): whichever
+/// won on a given GPU and run decided whether a scan matched the CPU's to
+/// 1e-4 (on an H100 one run did and the next did not). The direct kernel
+/// sums in f32 in a fixed order, and there is no tuning pass on first use.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn direct_conv2d<B, R>(x: Tensor<B, 4>, weight: Tensor<B, 4>, options: ConvOptions<2>) -> Tensor<B, 4>
+where
+    B: Backend<FloatTensorPrimitive = burn_cubecl::tensor::CubeTensor<R>>,
+    R: burn_cubecl::CubeRuntime,
+{
+    use burn_cubecl::kernel::conv::{conv_forward, ConvStrategy};
+    let out = conv_forward::<R, 2>(x.into_primitive().tensor(), weight.into_primitive().tensor(), None, options, ConvStrategy::Direct)
+        .expect("the direct convolution kernel takes any shape");
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 /// The worker's `--backend` / `BACKEND` setting.

@@ -30,7 +30,7 @@ const SOBEL_S: [f32; 3] = [1.0, 2.0, 1.0];
 /// Weak (`m > low` and locally maximal) and strong (`m > high`) edge maps,
 /// as 0/1 float tensors `[N, 1, H, W]`: element-wise tensor ops on shifted
 /// copies of the magnitude.
-pub fn canny_candidates_tensor<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
+pub fn canny_candidates_tensor<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let [n, c, h, w] = gray.dims();
     let (dx, dy) = (
         sep_filter_tensor(gray.clone(), &SOBEL_D, &SOBEL_S, Border::Replicate),
@@ -276,7 +276,7 @@ pub fn canny<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> Tensor<
 }
 
 /// Portable [`canny`]: [`canny_candidates_tensor`] then [`hysteresis_tensor`].
-pub fn canny_tensor<B: Backend>(gray: Tensor<B, 4>, low: f32, high: f32) -> Tensor<B, 4> {
+pub fn canny_tensor<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> Tensor<B, 4> {
     let (weak, strong) = canny_candidates_tensor(gray, low, high);
     hysteresis_tensor(weak, strong)
 }

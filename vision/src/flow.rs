@@ -25,7 +25,7 @@
 //! [`farneback_sequence`] runs a batch of consecutive frames, expanding
 //! each frame once; [`farneback`] takes explicit pairs.
 
-use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, Tensor, TensorData};
+use burn_tensor::{backend::Backend, ops::ConvOptions, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
@@ -191,15 +191,15 @@ impl PolyBasis {
 
 /// `FarnebackPolyExp`: `[N, 1, H, W]` → `[N, 5, H, W]` with OpenCV's channel
 /// order (y, x, yy, xx, xy coefficients), replicated border.
-pub fn poly_expand_tensor<B: Backend>(img: Tensor<B, 4>, poly_n: usize, poly_sigma: f64) -> Tensor<B, 4> {
+pub fn poly_expand_tensor<B: ScanBackend>(img: Tensor<B, 4>, poly_n: usize, poly_sigma: f64) -> Tensor<B, 4> {
     let poly = PolyBasis::new(poly_n, poly_sigma);
     let (wv, wh) = poly.weights();
     let device = img.device();
     let (n, k) = (poly.n, 2 * poly.n + 1);
     let wv = Tensor::<B, 4>::from_data(TensorData::new(wv, [3, 1, k, 1]), &device);
-    let v = conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    let v = B::filter_conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
     let wh = Tensor::<B, 4>::from_data(TensorData::new(wh, [5, 3, 1, k]), &device);
-    conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+    B::filter_conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
 }
 
 /// Host [`poly_expand_tensor`] over `[N, 1, H, W]` planes, parallel over
@@ -434,7 +434,7 @@ pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: u
 
 /// `FarnebackUpdateFlow_Blur`: box-blur the per-pixel systems (`[N, 5, H, W]`,
 /// replicated border) and solve them into `[N, 2, H, W]` flow.
-pub fn update_flow_tensor<B: Backend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
+pub fn update_flow_tensor<B: ScanBackend>(m: Tensor<B, 4>, winsize: usize) -> Tensor<B, 4> {
     let k = vec![1.0 / winsize as f32; winsize];
     let b = sep_filter_tensor(m, &k, &k, Border::Replicate);
     let g11 = channel(&b, 0);

@@ -5,7 +5,7 @@
 //! NdArray backend runs, see [`crate::host`]); the public functions
 //! dispatch through [`ScanBackend`].
 
-use burn_tensor::{backend::Backend, module::conv2d, ops::ConvOptions, ops::PadMode, Tensor, TensorData};
+use burn_tensor::{backend::Backend, ops::ConvOptions, ops::PadMode, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
@@ -100,7 +100,7 @@ pub fn sep_filter<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], borde
 }
 
 /// Portable [`sep_filter`]: two depthwise `conv2d`s on padded tensors.
-pub fn sep_filter_tensor<B: Backend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
+pub fn sep_filter_tensor<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
     let x = filter_axis(x, kx, true, border);
     filter_axis(x, ky, false, border)
 }
@@ -165,7 +165,7 @@ pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], bo
     })
 }
 
-fn filter_axis<B: Backend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border: Border) -> Tensor<B, 4> {
+fn filter_axis<B: ScanBackend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border: Border) -> Tensor<B, 4> {
     assert!(k.len() % 2 == 1, "kernel length must be odd");
     if k.len() == 1 {
         return if k[0] == 1.0 { x } else { x.mul_scalar(k[0]) };
@@ -182,7 +182,7 @@ fn filter_axis<B: Backend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border:
     let weight = Tensor::<B, 4>::from_data(TensorData::new(weights, shape), &device);
     let x = pad2d(x, pad, border);
     // Depthwise: each channel is filtered on its own.
-    conv2d(x, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
+    B::filter_conv2d(x, weight, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
 }
 
 /// OpenCV's `getGaussianKernel(ksize, sigma, CV_32F)`: the fixed small
@@ -236,13 +236,13 @@ pub fn laplacian<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Portable [`laplacian`]: one depthwise 3×3 `conv2d`.
-pub fn laplacian_tensor<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn laplacian_tensor<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, c, _, _] = x.dims();
     let device = x.device();
     let k: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]).collect();
     let weight = Tensor::<B, 4>::from_data(TensorData::new(k, [c, 1, 3, 3]), &device);
     let p = pad2d(x, (1, 1, 1, 1), Border::Reflect101);
-    conv2d(p, weight, None, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
+    B::filter_conv2d(p, weight, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
 }
 
 /// Host [`laplacian`] over planes of `h × w`.

@@ -14,6 +14,11 @@ SCANFLEET_FEATURES="scanfleet-worker/cuda,scanfleet-vision/cuda,scanfleet-vision
 # checked runs (scripts/gpu-check); set it to build for another.
 export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 
+# The one build the scripts share. --workspace and --tests make cargo resolve
+# features as the test run does (dev-dependencies included); `cargo build
+# --bins` alone resolves them differently and compiles burn again.
+build_workspace() { cargo build --workspace --bins --tests --features "$SCANFLEET_FEATURES" "$@"; }
+
 APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
 PYTHON_REQUIREMENTS="scripts/requirements-test.txt"
 

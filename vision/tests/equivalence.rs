@@ -90,6 +90,8 @@ fn primitives_match<Gpu: ScanBackend>(device: &Gpu::Device) {
         let [n, ..] = gray.dims();
         let mut out = vec![
             ("gray", frames::to_vec_f32(gray.clone())),
+            // The pipeline's own path: gray bytes from the host, cast on the device.
+            ("gray_frames", frames::to_vec_f32(frames::stack_gray_from_bgr::<B>(mats, device).unwrap())),
             ("resize", frames::to_vec_f32(small.clone())),
             ("laplacian", frames::to_vec_f32(primitives::laplacian(gray.clone()))),
             ("lapvar", frames::to_vec_f32(primitives::laplacian_variance(gray.clone()))),

@@ -129,9 +129,9 @@ pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<
     })
 }
 
-/// Gray `[N, 1, H, W]` frames from decoded BGR `Mat`s:
-/// `bgr_to_gray(stack_bgr(mats))`, which a backend may fuse
-/// ([`ScanBackend::gray_frames`]).
+/// Gray `[N, 1, H, W]` frames from decoded BGR `Mat`s: the values of
+/// `bgr_to_gray(stack_bgr(mats))`, computed on the host as the bytes are
+/// copied out and uploaded as gray ([`ScanBackend::gray_frames`]).
 pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
     B::gray_frames(mats, device)
 }

@@ -764,7 +764,9 @@ impl BlobScan<'_> {
     /// part. A part that is not walled all round and holds two frames is
     /// two items taken for one: the frames replace it; one that holds a
     /// single frame is that frame's item, the frame a piece of it — unless
-    /// the frame is the larger and walled all round (`WALLED`). A part
+    /// the frame is walled all round (`WALLED`): then the frame is the item,
+    /// the part that item with the rim of another run into it through a
+    /// gap in their seam. A part
     /// inside a frame is a piece of that frame's item (its print area) and
     /// gives way to it, unless a seam parts the frame into two items (two
     /// items lined up frame both). A frame that is a print area grows to its item's
@@ -802,7 +804,10 @@ impl BlobScan<'_> {
             let walled_frame = edge_support(q, self.walls, w, h) >= WALLED;
             let holds = |i: usize| inside(q, &found[i].0.quad) && !(walled_frame && polygon_area(&found[i].0.quad) < polygon_area(q));
             let holders: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| holds(i)).collect();
-            if holders.iter().any(|&i| distinct.iter().filter(|f| inside(f, &found[i].0.quad)).count() < 2) {
+            // A frame walled all round stands for the item of a loose part
+            // holding no other frame: the part is that item with the rim
+            // of one lying under it run into it through a gap in the seam.
+            if !walled_frame && holders.iter().any(|&i| distinct.iter().filter(|f| inside(f, &found[i].0.quad)).count() < 2) {
                 continue;
             }
             let pieces: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(&found[i].0.quad, q)).collect();
@@ -969,15 +974,25 @@ impl BlobScan<'_> {
             for &(x, y) in pixels {
                 group[y * w + x] = (dot([x as f64 - o[0], y as f64 - o[1]], n) > 0.0) as usize;
             }
-            let halves: Vec<Option<Shape>> = boundaries_in(&group, 2, w, h, window)
-                .iter()
-                .map(|r| {
-                    let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
-                    fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6)
-                })
-                .collect();
-            if let [Some(a), Some(b)] = &halves[..] {
-                return Some([a.clone(), b.clone()]);
+            let regions = boundaries_in(&group, 2, w, h, window);
+            let fit = |r: &Region, over: &[[[f64; 2]; 4]]| {
+                let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
+                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6)
+            };
+            let halves: Vec<Option<Shape>> = regions.iter().map(|r| fit(r, over)).collect();
+            match &halves[..] {
+                [Some(a), Some(b)] => return Some([a.clone(), b.clone()]),
+                // Items that overlap at an angle: the one underneath shows
+                // a wedge cut off along the seam, and is item-shaped only
+                // counting what lies under the other.
+                [Some(a), None] | [None, Some(a)] => {
+                    let under = if halves[0].is_none() { &regions[0] } else { &regions[1] };
+                    let over_too: Vec<[[f64; 2]; 4]> = over.iter().copied().chain([grow_quad(&a.quad, 2.0)]).collect();
+                    if let Some(b) = fit(under, &over_too) {
+                        return Some([a.clone(), b]);
+                    }
+                }
+                _ => {}
             }
         }
         None

@@ -984,11 +984,13 @@ impl BlobScan<'_> {
                 [Some(a), Some(b)] => return Some([a.clone(), b.clone()]),
                 // Items that overlap at an angle: the one underneath shows
                 // a wedge cut off along the seam, and is item-shaped only
-                // counting what lies under the other.
+                // counting what lies under the other. It shows most of
+                // itself (a strip cut off an item by its art, such as a
+                // title band, is much smaller than the rest).
                 [Some(a), None] | [None, Some(a)] => {
                     let under = if halves[0].is_none() { &regions[0] } else { &regions[1] };
                     let over_too: Vec<[[f64; 2]; 4]> = over.iter().copied().chain([grow_quad(&a.quad, 2.0)]).collect();
-                    if let Some(b) = fit(under, &over_too) {
+                    if let Some(b) = fit(under, &over_too).filter(|b| b.rect.area() >= 0.5 * a.rect.area()) {
                         return Some([a.clone(), b]);
                     }
                 }

@@ -546,7 +546,9 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
         }
     }
+    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
     drop_nested(&mut items);
+    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
     // Reading order: top to bottom, then left to right, by centre.
     items.sort_by(|a, b| {
         let ca = quad_centre(&a.quad);
@@ -1106,7 +1108,20 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
 /// Drop every item that lies mostly (over half its area) inside a larger
 /// one: an item's print area found beside its whole outline. Overlapping
 /// items share far less (the generator overlaps them by at most 12 %).
+/// But first drop every item that is two or more others taken for one:
+/// it holds them, apart from each other, they fill most of it and their
+/// outlines run along walls better than its own (a print area's pieces
+/// cut apart by art fill less of their item, and its outline is walled).
 fn drop_nested(items: &mut Vec<FoundItem>) {
+    let holds_many = |outer: &FoundItem| {
+        let held: Vec<&FoundItem> = items.iter().filter(|i| i.confidence > outer.confidence && polygon_area(&i.quad) < polygon_area(&outer.quad) && share_inside(&i.quad, &outer.quad) > 0.5).collect();
+        let apart = held.iter().enumerate().all(|(a, i)| held[a + 1..].iter().all(|j| share_inside(&i.quad, &j.quad) < 0.25 && share_inside(&j.quad, &i.quad) < 0.25));
+        let filled: f64 = held.iter().map(|i| polygon_area(&i.quad) * share_inside(&i.quad, &outer.quad)).sum::<f64>() / polygon_area(&outer.quad).max(1.0);
+        held.len() >= 2 && apart && filled >= 0.8
+    };
+    let unions: Vec<bool> = items.iter().map(holds_many).collect();
+    let mut flags = unions.into_iter();
+    items.retain(|_| !flags.next().unwrap_or(false));
     items.sort_by(|a, b| polygon_area(&b.quad).total_cmp(&polygon_area(&a.quad)));
     let mut kept: Vec<FoundItem> = Vec::with_capacity(items.len());
     for item in items.drain(..) {

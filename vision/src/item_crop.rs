@@ -435,6 +435,8 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let (sealed_labels, sealed_blobs) = label_mask(&sealed_solid(&near_wall, w, h), w, h);
     let (blob_labels, blobs) = label_mask(&solid, w, h);
     let mut items = Vec::new();
+    // Every blob's items, with the cores each holds.
+    let mut parts_found: Vec<(Shape, Vec<[[f64; 2]; 4]>)> = Vec::new();
     for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
         let inside: Vec<&Shape> = outer
             .iter()
@@ -534,20 +536,30 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let parts: Vec<Shape> = parts.into_iter().flat_map(|p| scan.split(p, 3)).collect();
         let parts = scan.rejoin_halves(parts);
         let parts = scan.with_framed(parts);
-        let quads: Vec<[[f64; 2]; 4]> = parts.iter().map(|p| p.quad).collect();
-        for (i, part) in parts.iter().enumerate() {
-            let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
+        for part in parts {
             let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
-            let outline = snap_in_weak_sides(part.quad, &others, &own_cores, walls, w, h);
-            let outline = grow_along_walled_sides(outline, &others, walls, w, h);
-            let outline = hidden::restore_hidden_sides(outline, &others, walls, w, h);
-            let support = edge_support(&outline, walls, w, h);
-            let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
-            items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
+            parts_found.push((part, own_cores));
         }
     }
+    // Each outline is refined against every other item in the photo: an
+    // item lying on one in another blob (walled off from it all round)
+    // hides that one's edge just the same.
+    let quads: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, _)| p.quad).collect();
+    for (i, (part, own_cores)) in parts_found.iter().enumerate() {
+        let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
+        let outline = snap_in_weak_sides(part.quad, &others, own_cores, walls, w, h);
+        let outline = grow_along_walled_sides(outline, &others, walls, w, h);
+        let outline = hidden::restore_hidden_sides(outline, &others, walls, w, h);
+        let support = edge_support(&outline, walls, w, h);
+        let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
+        items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
+    }
+    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
+    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
     if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
     drop_nested(&mut items);
+    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
+    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
     if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
     // Reading order: top to bottom, then left to right, by centre.
     items.sort_by(|a, b| {

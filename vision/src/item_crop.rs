@@ -554,13 +554,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
         items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
     }
-    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
-    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
-    if std::env::var("TRACE").is_ok() { for it in &items { let b = quad_bbox(&it.quad); eprintln!("TRACE item [{:.0},{:.0},{:.0},{:.0}] conf {:.2}", b[0], b[1], b[2], b[3], it.confidence); } }
     drop_nested(&mut items);
-    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
-    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
-    if std::env::var("TRACE").is_ok() { eprintln!("TRACE after drop_nested: {}", items.len()); }
     // Reading order: top to bottom, then left to right, by centre.
     items.sort_by(|a, b| {
         let ca = quad_centre(&a.quad);

@@ -617,8 +617,9 @@ const HALF_OUTLINED: f64 = 0.7;
 /// quads stick out a little past the item's edge here and there.
 const HALVES_OUTLINED: f64 = 0.75;
 
-/// Share of a seam's length that must run along a wall.
-const SEAM_COVERAGE: f64 = 0.94;
+/// Share of a seam's length that must run along a wall (art touching an
+/// item's edge breaks the wall there; at 0.85 art lines split items).
+const SEAM_COVERAGE: f64 = 0.90;
 /// Width of the strips [`without_strips`] removes, in detection
 /// pixels: about a border band's width (4–7 % of an item's, 5–15 pixels
 /// for the items of a photo at the 800-pixel detection size).

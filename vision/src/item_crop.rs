@@ -488,7 +488,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
                 .map(|i| blob_labels[i] == blob.label)
                 .collect();
-            let (piece, _) = without_strips(&mask, blob.width, blob.height, [blob.left, blob.top])?;
+            let (piece, _) = without_strips(&mask, blob.width, blob.height, [blob.left, blob.top], STRIP)?;
             fit_shape(&piece, BLOB_OFFSET, min_area, opts).filter(|s| edge_support(&s.quad, walls, w, h) >= OUTLINED)
         };
         let only_core_item = |core: &Shape| {
@@ -624,6 +624,10 @@ const SEAM_COVERAGE: f64 = 0.90;
 /// pixels: about a border band's width (4–7 % of an item's, 5–15 pixels
 /// for the items of a photo at the 800-pixel detection size).
 const STRIP: usize = 9;
+/// Width of the strips opened off a leftover to free it from the rest of
+/// a found item's border band (up to about 10 % of an item's width, 20
+/// detection pixels).
+const WIDE_STRIP: usize = 21;
 /// Seams tried per part, best covered first (parallel neighbours of a
 /// seam that failed are tried too, so this bounds the work).
 const SEAM_TRIES: usize = 24;
@@ -684,13 +688,23 @@ impl BlobScan<'_> {
                 let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
                 let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
-                    new.extend(self.lying_on_top(r, &taken));
+                    // Or an item beside a found one whose quad fell short
+                    // of its edge (taken from its print area): the rest of
+                    // that one's border band runs into this one's region.
+                    let beside_short_item = || {
+                        let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
+                        let (piece, _) = without_strips(&mask, bw, bh, origin, WIDE_STRIP)?;
+                        let s = fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken)?;
+                        let apart = taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
+                        (s.solidity >= 0.6 && apart && edge_support(&s.quad, self.walls, w, h) >= OUTLINED).then_some(s)
+                    };
+                    new.extend(self.lying_on_top(r, &taken).or_else(beside_short_item));
                     continue;
                 }
                 // The same once a found item's rim is trimmed off.
                 let trimmed = || -> Vec<Shape> {
                     let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, origin) else { return vec![] };
+                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, origin, STRIP) else { return vec![] };
                     let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
                     match fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                         Some(s) if s.solidity >= 0.6 && support(&s) >= OUTLINED => vec![s],
@@ -1011,13 +1025,13 @@ impl BlobScan<'_> {
 }
 
 /// The largest piece of `mask` (`bw` × `bh`, its top left at
-/// `origin`) once strips narrower than a border band are opened away,
+/// `origin`) once strips narrower than `strip` (a border band) are opened away,
 /// and its pixels: a card with, stuck to it, the rim of a found item
 /// whose quad (from its print area) fell short of its edge, or a stick of
 /// clutter.
-fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2]) -> Option<(Region, Vec<(usize, usize)>)> {
+fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], strip: usize) -> Option<(Region, Vec<(usize, usize)>)> {
     let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
-    morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, STRIP, STRIP);
+    morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, strip, strip);
     let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
     let (labels, comps) = label_mask(&opened, bw, bh);
     let biggest = comps.iter().max_by_key(|c| c.area)?;

@@ -687,36 +687,32 @@ impl BlobScan<'_> {
             for (g, r) in regions.iter().enumerate() {
                 let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
                 let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
+                let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
+                let apart = |s: &Shape| taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
+                // The largest piece of the leftover once strips narrower
+                // than `strip` are opened off it, and its pixels.
+                let opened = |strip: usize| without_strips(&group.iter().map(|&v| v == g).collect::<Vec<bool>>(), bw, bh, origin, strip);
+                let walled_item = |piece: &Region| fit_shape_under(piece, BLOB_OFFSET, self.min_area, self.opts, &taken).filter(|s| s.solidity >= 0.6 && support(s) >= OUTLINED);
+                // An item beside a found one whose quad fell short of its
+                // edge (taken from its print area): the rest of that one's
+                // border band runs into this one's region.
+                let beside_short_item = || opened(WIDE_STRIP).and_then(|(piece, _)| walled_item(&piece)).filter(apart);
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
-                    // Or an item beside a found one whose quad fell short
-                    // of its edge (taken from its print area): the rest of
-                    // that one's border band runs into this one's region.
-                    let beside_short_item = || {
-                        let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                        let (piece, _) = without_strips(&mask, bw, bh, origin, WIDE_STRIP)?;
-                        let s = fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken)?;
-                        let apart = taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
-                        (s.solidity >= 0.6 && apart && edge_support(&s.quad, self.walls, w, h) >= OUTLINED).then_some(s)
-                    };
                     new.extend(self.lying_on_top(r, &taken).or_else(beside_short_item));
                     continue;
                 }
                 // The same once a found item's rim is trimmed off.
                 let trimmed = || -> Vec<Shape> {
-                    let mask: Vec<bool> = group.iter().map(|&v| v == g).collect();
-                    let Some((piece, pixels)) = without_strips(&mask, bw, bh, origin, STRIP) else { return vec![] };
-                    let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
-                    match fit_shape_under(&piece, BLOB_OFFSET, self.min_area, self.opts, &taken) {
-                        Some(s) if s.solidity >= 0.6 && support(&s) >= OUTLINED => vec![s],
-                        // Two items stuck together, as below; what the
-                        // trimming leaves of a messy blob can part into two
-                        // strips, which walls do not outline.
-                        _ => {
-                            let rect = min_area_rect(&convex_hull(&piece.boundary));
-                            let halves = self.halves(&pixels, &rect, blob.window(), &taken).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
-                            halves.into_iter().flatten().collect()
-                        }
+                    let Some((piece, pixels)) = opened(STRIP) else { return vec![] };
+                    if let Some(s) = walled_item(&piece) {
+                        return vec![s];
                     }
+                    // Two items stuck together, as below; what the
+                    // trimming leaves of a messy blob can part into two
+                    // strips, which walls do not outline.
+                    let rect = min_area_rect(&convex_hull(&piece.boundary));
+                    let halves = self.halves(&pixels, &rect, blob.window(), &taken).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
+                    halves.into_iter().flatten().collect()
                 };
                 match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
                     // Solid; or, an outline of walls nearly all round that
@@ -724,8 +720,7 @@ impl BlobScan<'_> {
                     // print area both leak out through gaps in their walls.
                     // Failing that, the same with a found item's rim trimmed off.
                     Some(s) => {
-                        let apart = || taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
-                        if s.solidity >= 0.6 || (edge_support(&s.quad, self.walls, w, h) >= OUTLINED && apart()) {
+                        if s.solidity >= 0.6 || (support(&s) >= OUTLINED && apart(&s)) {
                             new.push(s);
                         } else {
                             new.extend(trimmed());

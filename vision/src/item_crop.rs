@@ -784,12 +784,13 @@ impl BlobScan<'_> {
     /// single frame is that frame's item, the frame a piece of it — unless
     /// the frame is walled all round (`WALLED`): then the frame is the item,
     /// the part that item with the rim of another run into it through a
-    /// gap in their seam. A part
-    /// inside a frame is a piece of that frame's item (its print area) and
-    /// gives way to it, unless a seam parts the frame into two items (two
-    /// items lined up frame both). A frame that is a print area grows to its item's
-    /// edge as a core does. What the frames free is searched for leftovers
-    /// again.
+    /// gap in their seam. A part inside a frame is a piece of that frame's
+    /// item (its print area) and gives way to it, unless a seam parts the
+    /// frame into two items (two items lined up frame both); several parts
+    /// inside one give way to it only where it is walled all round (a print
+    /// area cut into pieces by art, each grown to a piece of the item). A
+    /// frame that is a print area grows to its item's edge as a core does.
+    /// What the frames free is searched for leftovers again.
     fn with_framed(&self, parts: Vec<Shape>) -> Vec<Shape> {
         let (w, h) = (self.w, self.h);
         // Parts all walled, with no room for another item beside them:
@@ -829,7 +830,7 @@ impl BlobScan<'_> {
                 continue;
             }
             let pieces: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(&found[i].0.quad, q)).collect();
-            if pieces.len() > 1 || self.splits(q) {
+            if (pieces.len() > 1 && !walled_frame) || self.splits(q) {
                 continue;
             }
             found = found.into_iter().enumerate().filter(|(i, _)| !holders.contains(i) && !pieces.contains(i)).map(|(_, f)| f).collect();

@@ -899,7 +899,8 @@ impl BlobScan<'_> {
 
     /// Two parts that are halves of one item, cut apart by its art (each
     /// half keeps a core of its own): together they fill a rectangle
-    /// (within 15 %) whose outline is walled (`OUTLINED`), and no seam
+    /// (within 15 %; where a band of art cut them apart, both take it in)
+    /// whose outline is walled (`OUTLINED`), and no seam
     /// crosses it, as one would between two items laid edge to edge.
     fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
         'again: loop {
@@ -911,7 +912,9 @@ impl BlobScan<'_> {
                     let rect = min_area_rect(&convex_hull(&corners));
                     let [a, b] = rect.half;
                     let quad = rect.corners();
-                    let filled = (polygon_area(&parts[i].quad) + polygon_area(&parts[j].quad)) / rect.area().max(1.0);
+                    // The area of their union.
+                    let (a_i, a_j) = (polygon_area(&parts[i].quad), polygon_area(&parts[j].quad));
+                    let filled = (a_i + a_j - a_i * share_inside(&parts[i].quad, &parts[j].quad)) / rect.area().max(1.0);
                     // Halves cut apart by art run into the cut with ragged
                     // sides, and their rectangle is rougher for it; an item
                     // walled all round is not a half.

@@ -1134,7 +1134,13 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
 /// cut apart by art fill less of their item, and its outline is walled).
 fn drop_nested(items: &mut Vec<FoundItem>) {
     let holds_many = |outer: &FoundItem| {
-        let held: Vec<&FoundItem> = items.iter().filter(|i| i.confidence > outer.confidence && polygon_area(&i.quad) < polygon_area(&outer.quad) && share_inside(&i.quad, &outer.quad) > 0.5).collect();
+        let mut held: Vec<&FoundItem> = Vec::new();
+        for i in items.iter().filter(|i| i.confidence > outer.confidence && polygon_area(&i.quad) < polygon_area(&outer.quad) && share_inside(&i.quad, &outer.quad) > 0.5) {
+            // One item found twice (through two blobs) counts once.
+            if held.iter().all(|j| share_inside(&i.quad, &j.quad) < 0.8) {
+                held.push(i);
+            }
+        }
         let apart = held.iter().enumerate().all(|(a, i)| held[a + 1..].iter().all(|j| share_inside(&i.quad, &j.quad) < 0.25 && share_inside(&j.quad, &i.quad) < 0.25));
         let filled: f64 = held.iter().map(|i| polygon_area(&i.quad) * share_inside(&i.quad, &outer.quad)).sum::<f64>() / polygon_area(&outer.quad).max(1.0);
         held.len() >= 2 && apart && filled >= 0.8

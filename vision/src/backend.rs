@@ -11,7 +11,7 @@ use std::{fmt, path::Path, str::FromStr};
 use burn_tensor::{
     backend::{Backend, DTypeUsage},
     ops::ConvOptions,
-    DType, Int, Tensor, TensorData, TensorPrimitive,
+    DType, Int, Tensor, TensorData,
 };
 use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,7 @@ where
     R: burn_cubecl::CubeRuntime,
 {
     use burn_cubecl::kernel::conv::{conv_forward, ConvStrategy};
+    use burn_tensor::TensorPrimitive;
     let out = conv_forward::<R, 2>(x.into_primitive().tensor(), weight.into_primitive().tensor(), None, options, ConvStrategy::Direct)
         .expect("the direct convolution kernel takes any shape");
     Tensor::from_primitive(TensorPrimitive::Float(out))

@@ -61,11 +61,11 @@ impl Tally {
     }
 }
 
-#[test]
-fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
-    // Photos where items lie apart, and photos where some touch or overlap.
+/// Runs `item_crop` on the default synthetic photos of `seeds`: the tallies
+/// of photos whose items lie apart and of those where some touch or overlap.
+fn tally_seeds(seeds: std::ops::Range<u64>) -> (Tally, Tally) {
     let (mut apart, mut contact) = (Tally::default(), Tally::default());
-    for seed in 0..60 {
+    for seed in seeds {
         let spec = PhotoSpec { seed, ..PhotoSpec::default() };
         let (jpeg, truth) = synth_photo::render(&spec).unwrap();
         let out = run(&jpeg).unwrap();
@@ -86,6 +86,13 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
             assert_eq!([crop.cols() as usize, crop.rows() as usize], found[f].crop_size);
         }
     }
+    (apart, contact)
+}
+
+#[test]
+fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
+    // Photos where items lie apart, and photos where some touch or overlap.
+    let (apart, contact) = tally_seeds(0..60);
     eprintln!("{}", apart.report("items apart"));
     eprintln!("{}", contact.report("items in contact"));
     // The count target: exact on 98 % of photos (all 60 of these
@@ -100,6 +107,21 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
     assert!(contact.count_exact_rate() >= 0.95, "{}", contact.report("items in contact"));
     assert!(contact.share_at_least(0.9) >= 0.91, "{}", contact.report("items in contact"));
+}
+
+#[test]
+fn item_count_holds_on_two_hundred_photos_never_tuned_on() {
+    // Seeds 0–59 above are the ones the rules were worked out on; these 200
+    // were only ever measured. On them the count is exact for 96.5 % of
+    // photos (items apart 98.0 %, in contact 92.2 % today): short of the issue's
+    // 98 %. The bars sit just under today's figures, to catch a regression.
+    let (apart, contact) = tally_seeds(1700..1900);
+    eprintln!("{}", apart.report("items apart"));
+    eprintln!("{}", contact.report("items in contact"));
+    let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
+    assert!(exact >= 0.95, "count exact on {:.1} % of photos\n{}\n{}", 100.0 * exact, apart.report("items apart"), contact.report("items in contact"));
+    assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
+    assert!(contact.share_at_least(0.9) >= 0.9, "{}", contact.report("items in contact"));
 }
 
 #[test]

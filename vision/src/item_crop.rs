@@ -541,6 +541,21 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             parts_found.push((part, own_cores));
         }
     }
+    // Items no region stands for: their print area and border band both
+    // leak out through gaps in their edge, and their walls fall apart into
+    // pieces too small to be a blob. Four straight walls still frame them
+    // all round, clear of every item found.
+    let found: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, _)| grow_quad(&p.quad, 3.0)).collect();
+    let free = |i: usize| !found.iter().any(|q| point_in_convex(q, [(i % w) as f64, (i / w) as f64]));
+    for q in framed::framed_quads(walls, w, h, [0, 0, w, h], &free, min_area, opts.min_aspect) {
+        let clear = parts_found.iter().all(|(p, _)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
+        if clear {
+            let rect = min_area_rect(&q);
+            let frame = Shape { rectangularity: polygon_area(&q) / rect.area().max(1.0), solidity: 1.0, rect, quad: q };
+            let item = outline_from_core(&frame, &near_wall, w, h, 3).unwrap_or(frame);
+            parts_found.push((item, Vec::new()));
+        }
+    }
     // Each outline is refined against every other item in the photo: an
     // item lying on one in another blob (walled off from it all round)
     // hides that one's edge just the same.

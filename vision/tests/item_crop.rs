@@ -89,19 +89,24 @@ fn tally_seeds(seeds: std::ops::Range<u64>) -> (Tally, Tally) {
     (apart, contact)
 }
 
+/// Prints both tallies' reports; the share of all photos whose count is
+/// exact, and the reports for a failure message.
+fn report_both(apart: &Tally, contact: &Tally) -> (f64, String) {
+    let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
+    eprintln!("{both}");
+    ((apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64, both)
+}
+
 #[test]
 fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     // Photos where items lie apart, and photos where some touch or overlap.
     let (apart, contact) = tally_seeds(0..60);
-    eprintln!("{}", apart.report("items apart"));
-    eprintln!("{}", contact.report("items in contact"));
+    let (exact, both) = report_both(&apart, &contact);
     // The count target: exact on 98 % of photos (all 60 of these
     // today, apart and in contact). The IoU bar is set just under what
     // the detector reaches (IoU ≥ 0.9 for 98.3 % of the items apart, 92.4 %
     // in contact) so that a regression fails: the "every IoU ≥ 0.9"
     // is NOT met.
-    let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
-    let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
     assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
     assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
@@ -117,10 +122,8 @@ fn item_count_holds_on_two_hundred_photos_never_tuned_on() {
     // (1300–1699) it is 96.0 %, short of the 98 %. The bars sit
     // under today's figures, to catch a regression.
     let (apart, contact) = tally_seeds(1700..1900);
-    eprintln!("{}", apart.report("items apart"));
-    eprintln!("{}", contact.report("items in contact"));
-    let exact = (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64;
-    assert!(exact >= 0.95, "count exact on {:.1} % of photos\n{}\n{}", 100.0 * exact, apart.report("items apart"), contact.report("items in contact"));
+    let (exact, both) = report_both(&apart, &contact);
+    assert!(exact >= 0.95, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
     assert!(contact.share_at_least(0.9) >= 0.9, "{}", contact.report("items in contact"));
 }

@@ -550,10 +550,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     for q in framed::framed_quads(walls, w, h, [0, 0, w, h], &free, min_area, opts.min_aspect) {
         let clear = parts_found.iter().all(|(p, _)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
         if clear {
-            let rect = min_area_rect(&q);
-            let frame = Shape { rectangularity: polygon_area(&q) / rect.area().max(1.0), solidity: 1.0, rect, quad: q };
-            let item = outline_from_core(&frame, &near_wall, w, h, 3).unwrap_or(frame);
-            parts_found.push((item, Vec::new()));
+            parts_found.push((item_of_frame(q, &near_wall, w, h), Vec::new()));
         }
     }
     // Each outline is refined against every other item in the photo: an
@@ -849,10 +846,7 @@ impl BlobScan<'_> {
                 continue;
             }
             found = found.into_iter().enumerate().filter(|(i, _)| !holders.contains(i) && !pieces.contains(i)).map(|(_, f)| f).collect();
-            let rect = min_area_rect(q);
-            let frame = Shape { rectangularity: polygon_area(q) / rect.area().max(1.0), solidity: 1.0, rect, quad: *q };
-            let item = outline_from_core(&frame, self.near_wall, w, h, 3).unwrap_or(frame);
-            found.push((item, true));
+            found.push((item_of_frame(*q, self.near_wall, w, h), true));
             added = true;
         }
         let mut parts: Vec<Shape> = found.into_iter().map(|(p, _)| p).collect();
@@ -1052,6 +1046,14 @@ fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], strip
     let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
     let region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?.moved_to(origin);
     Some((region, group_pixels(&group, 0, bw, origin)))
+}
+
+/// The item a frame (four straight walls, [`framed`]) stands for: the
+/// frame, grown to the item's edge where it is a print area, as a core is.
+fn item_of_frame(quad: [[f64; 2]; 4], near_wall: &[bool], w: usize, h: usize) -> Shape {
+    let rect = min_area_rect(&quad);
+    let frame = Shape { rectangularity: polygon_area(&quad) / rect.area().max(1.0), solidity: 1.0, rect, quad };
+    outline_from_core(&frame, near_wall, w, h, 3).unwrap_or(frame)
 }
 
 /// The outline of the item a core belongs to, when the walls show it. A ring core (the item's

@@ -669,12 +669,7 @@ impl BlobScan<'_> {
             for y in blob.top..blob.top + bh {
                 for x in blob.left..blob.left + bw {
                     let p = [x as f64, y as f64];
-                    // Sealed-in background counts; other blobs do not.
-                    let own = match self.blob_labels[y * w + x] {
-                        0 => self.sealed_labels[y * w + x] == blob.label,
-                        l => l == self.blob.label,
-                    };
-                    if own && !taken.iter().any(|q| point_in_convex(q, p)) {
+                    if self.owns(y * w + x) && !taken.iter().any(|q| point_in_convex(q, p)) {
                         rest[(y - blob.top) * bw + x - blob.left] = true;
                         count += 1;
                     }
@@ -732,6 +727,17 @@ impl BlobScan<'_> {
                     // print area both leak out through gaps in their walls.
                     // Failing that, the same with a found item's rim trimmed off.
                     Some(s) => {
+                        // A leftover holding a found item is that item's rim
+                        // (its quad came from its print area) run together
+                        // with an item beside it: trimmed off, the rest.
+                        let holds_found = |s: &Shape| found.iter().any(|f| share_inside(&f.quad, &s.quad) > 0.5);
+                        if holds_found(&s) {
+                            let rest = [STRIP, WIDE_STRIP].into_iter().find_map(|strip| opened(strip).and_then(|(piece, _)| walled_item(&piece)).filter(|p| !holds_found(p)));
+                            if let Some(rest) = rest {
+                                new.push(rest);
+                                continue;
+                            }
+                        }
                         if s.solidity >= 0.6 || (support(&s) >= OUTLINED && apart(&s)) {
                             new.push(s);
                         } else {
@@ -857,6 +863,16 @@ impl BlobScan<'_> {
         parts
     }
 
+    /// Whether pixel `i` belongs to the blob, counting background sealed in
+    /// by it (a print area that leaks out through a gap of a pixel or two in
+    /// its item's edge); other blobs do not.
+    fn owns(&self, i: usize) -> bool {
+        match self.blob_labels[i] {
+            0 => self.sealed_labels[i] == self.sealed.label,
+            l => l == self.blob.label,
+        }
+    }
+
     /// How many of the blob's pixels lie outside every part.
     fn uncovered(&self, parts: &[Shape]) -> usize {
         let b = self.blob;
@@ -899,8 +915,18 @@ impl BlobScan<'_> {
         if depth == 0 {
             return vec![part];
         }
-        let (pixels, window) = self.pixels_inside(&grow_quad(&part.quad, 2.0), |i| self.blob_labels[i] == self.blob.label);
-        match self.halves(&pixels, &part.rect, window, &[]) {
+        let grown = grow_quad(&part.quad, 2.0);
+        let (pixels, window) = self.pixels_inside(&grown, |i| self.blob_labels[i] == self.blob.label);
+        // Where items' print areas leak out into the background, their
+        // halves are item-shaped only with the background they seal in
+        // counted; then the halves must be outlined too, as an art line
+        // across a print area also parts it into two solid pieces.
+        let sealed_in = || {
+            let (pixels, window) = self.pixels_inside(&grown, |i| self.owns(i));
+            let outlined = |s: &Shape| edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED;
+            self.halves(&pixels, &part.rect, window, &[]).filter(|pair| pair.iter().all(outlined))
+        };
+        match self.halves(&pixels, &part.rect, window, &[]).or_else(sealed_in) {
             Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
             None => vec![part],
         }

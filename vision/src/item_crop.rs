@@ -436,7 +436,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let (blob_labels, blobs) = label_mask(&solid, w, h);
     let mut items = Vec::new();
     // Every blob's items, with the cores each holds.
-    let mut parts_found: Vec<(Shape, Vec<[[f64; 2]; 4]>)> = Vec::new();
+    let mut parts_found: Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)> = Vec::new();
     for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
         let inside: Vec<&Shape> = outer
             .iter()
@@ -538,26 +538,27 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let parts = scan.with_framed(parts);
         for part in parts {
             let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
-            parts_found.push((part, own_cores));
+            parts_found.push((part, own_cores, blob.label));
         }
     }
     // Items no region stands for: their print area and border band both
     // leak out through gaps in their edge, and their walls fall apart into
     // pieces too small to be a blob. Four straight walls still frame them
     // all round, clear of every item found.
-    let found: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, _)| grow_quad(&p.quad, 3.0)).collect();
+    rejoin_across_blobs(&mut parts_found, walls, w, h, opts.min_aspect);
+    let found: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, ..)| grow_quad(&p.quad, 3.0)).collect();
     let free = |i: usize| !found.iter().any(|q| point_in_convex(q, [(i % w) as f64, (i / w) as f64]));
     for q in framed::framed_quads(walls, w, h, [0, 0, w, h], &free, min_area, opts.min_aspect) {
-        let clear = parts_found.iter().all(|(p, _)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
+        let clear = parts_found.iter().all(|(p, ..)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
         if clear {
-            parts_found.push((item_of_frame(q, &near_wall, w, h), Vec::new()));
+            parts_found.push((item_of_frame(q, &near_wall, w, h), Vec::new(), 0));
         }
     }
     // Each outline is refined against every other item in the photo: an
     // item lying on one in another blob (walled off from it all round)
     // hides that one's edge just the same.
-    let quads: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, _)| p.quad).collect();
-    for (i, (part, own_cores)) in parts_found.iter().enumerate() {
+    let quads: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, ..)| p.quad).collect();
+    for (i, (part, own_cores, _)) in parts_found.iter().enumerate() {
         let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
         let outline = snap_in_weak_sides(part.quad, &others, own_cores, walls, w, h);
         let outline = grow_along_walled_sides(outline, &others, walls, w, h);
@@ -574,6 +575,32 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         (ca[1] + ca[0] * 0.25).total_cmp(&(cb[1] + cb[0] * 0.25))
     });
     items
+}
+
+/// An item whose border band its art breaks on two opposite sides falls
+/// apart into two blobs, each a half that walls do not outline
+/// (`OUTLINED`: its inner side runs through the open); together the halves
+/// fill an item whose outline walls do. `parts` holds each part with its
+/// cores and its blob's label.
+fn rejoin_across_blobs(parts: &mut Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)>, walls: &[bool], w: usize, h: usize, min_aspect: f64) {
+    let outlined = |s: &Shape| edge_support(&s.quad, walls, w, h) >= OUTLINED;
+    'again: loop {
+        for i in 0..parts.len() {
+            for j in i + 1..parts.len() {
+                let (a, b) = (&parts[i], &parts[j]);
+                if a.2 == b.2 || outlined(&a.0) || outlined(&b.0) {
+                    continue;
+                }
+                if let Some(whole) = union_of(&a.0, &b.0, min_aspect, walls, w, h).filter(outlined) {
+                    let (_, cores, _) = parts.swap_remove(j);
+                    parts[i].0 = whole;
+                    parts[i].1.extend(cores);
+                    continue 'again;
+                }
+            }
+        }
+        return;
+    }
 }
 
 fn touches_border(c: &crate::primitives::Component, w: usize, h: usize) -> bool {
@@ -643,6 +670,11 @@ const WIDE_STRIP: usize = 21;
 /// Seams tried per part, best covered first (parallel neighbours of a
 /// seam that failed are tried too, so this bounds the work).
 const SEAM_TRIES: usize = 24;
+/// Least short/long side ratio of a half a seam parts off: above the
+/// slimmest item's (`ItemCropOptions::min_aspect`), as a strip that art
+/// cuts off across an item's end is slim too, and a half has the whole
+/// seam for an outline, walled whether it is an item's edge or an art line.
+const HALF_ASPECT: f64 = 0.55;
 /// How far past a found item's grown quad an item lying on top of it may
 /// reach: the quad's growth (3 px) and a wall's width.
 const CUT_SLACK: usize = 6;
@@ -718,7 +750,7 @@ impl BlobScan<'_> {
                     // trimming leaves of a messy blob can part into two
                     // strips, which walls do not outline.
                     let rect = min_area_rect(&convex_hull(&piece.boundary));
-                    let halves = self.halves(&pixels, &rect, blob.window(), &taken).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
+                    let halves = self.halves(&pixels, &rect, blob.window(), &taken, true).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
                     halves.into_iter().flatten().collect()
                 };
                 match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
@@ -749,7 +781,7 @@ impl BlobScan<'_> {
                     None => {
                         let pixels = group_pixels(&group, g, bw, origin);
                         let rect = min_area_rect(&convex_hull(&r.boundary));
-                        match self.halves(&pixels, &rect, blob.window(), &taken) {
+                        match self.halves(&pixels, &rect, blob.window(), &taken, true) {
                             Some(halves) => new.extend(halves),
                             None => new.extend(trimmed()),
                         }
@@ -887,7 +919,7 @@ impl BlobScan<'_> {
     /// lines of two items lined up, one of them in another blob.
     fn splits(&self, quad: &[[f64; 2]; 4]) -> bool {
         let (pixels, window) = self.pixels_inside(quad, |_| true);
-        self.halves(&pixels, &min_area_rect(quad), window, &[]).is_some()
+        self.halves(&pixels, &min_area_rect(quad), window, &[], true).is_some()
     }
 
     /// The image pixels inside `quad` whose index `keep` accepts, and the
@@ -916,6 +948,9 @@ impl BlobScan<'_> {
             return vec![part];
         }
         let grown = grow_quad(&part.quad, 2.0);
+        // Two items overlapping at an angle make no outline walled all round:
+        // a part that is walled all round is not split into a wedge and the rest.
+        let wedges = edge_support(&part.quad, self.walls, self.w, self.h) < WALLED;
         let (pixels, window) = self.pixels_inside(&grown, |i| self.blob_labels[i] == self.blob.label);
         // Where items' print areas leak out into the background, their
         // halves are item-shaped only with the background they seal in
@@ -924,9 +959,9 @@ impl BlobScan<'_> {
         let sealed_in = || {
             let (pixels, window) = self.pixels_inside(&grown, |i| self.owns(i));
             let outlined = |s: &Shape| edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED;
-            self.halves(&pixels, &part.rect, window, &[]).filter(|pair| pair.iter().all(outlined))
+            self.halves(&pixels, &part.rect, window, &[], wedges).filter(|pair| pair.iter().all(outlined))
         };
-        match self.halves(&pixels, &part.rect, window, &[]).or_else(sealed_in) {
+        match self.halves(&pixels, &part.rect, window, &[], wedges).or_else(sealed_in) {
             Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
             None => vec![part],
         }
@@ -939,25 +974,21 @@ impl BlobScan<'_> {
     /// crosses it, as one would between two items laid edge to edge.
     fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
         'again: loop {
-            // Parts not walled all round: they may be halves of one item.
-            let not_walled: Vec<bool> = parts.iter().map(|p| edge_support(&p.quad, self.walls, self.w, self.h) < WALLED).collect();
+            // How well walls outline each part.
+            let support: Vec<f64> = parts.iter().map(|p| edge_support(&p.quad, self.walls, self.w, self.h)).collect();
             for i in 0..parts.len() {
                 for j in i + 1..parts.len() {
-                    let corners: Vec<[f64; 2]> = parts[i].quad.iter().chain(&parts[j].quad).copied().collect();
-                    let rect = min_area_rect(&convex_hull(&corners));
-                    let [a, b] = rect.half;
-                    let quad = rect.corners();
-                    // The area of their union.
-                    let (a_i, a_j) = (polygon_area(&parts[i].quad), polygon_area(&parts[j].quad));
-                    let filled = (a_i + a_j - a_i * share_inside(&parts[i].quad, &parts[j].quad)) / rect.area().max(1.0);
                     // Halves cut apart by art run into the cut with ragged
                     // sides, and their rectangle is rougher for it; an item
-                    // walled all round is not a half.
-                    let outlined = if not_walled[i] && not_walled[j] { HALVES_OUTLINED } else { OUTLINED };
-                    if !(0.85..=1.15).contains(&filled) || a.min(b) / a.max(b) < self.opts.min_aspect || edge_support(&quad, self.walls, self.w, self.h) < outlined {
+                    // walled all round is not a half. The item's outline is
+                    // the halves' outer sides, walled no worse than they are
+                    // on average (two items lined up, out of line, make a
+                    // worse one).
+                    let outlined = if support[i].max(support[j]) < WALLED { HALVES_OUTLINED } else { OUTLINED };
+                    let outlined = outlined.max((support[i] + support[j]) / 2.0);
+                    let Some(whole) = union_of(&parts[i], &parts[j], self.opts.min_aspect, self.walls, self.w, self.h).filter(|u| edge_support(&u.quad, self.walls, self.w, self.h) >= outlined) else {
                         continue;
-                    }
-                    let whole = Shape { rect, rectangularity: filled, solidity: filled, quad };
+                    };
                     if self.split(whole.clone(), 1).len() == 1 {
                         parts.swap_remove(j);
                         parts[i] = whole;
@@ -971,12 +1002,26 @@ impl BlobScan<'_> {
 
     /// The two item-shaped halves that the best-covered straight seam across
     /// `pixels` (whose rectangle is `rect`, all inside `window`) parts them
-    /// into, if any seam does; `over` as for [`fit_shape_under`].
-    fn halves(&self, pixels: &[(usize, usize)], rect: &MinRect, window: [usize; 4], over: &[[[f64; 2]; 4]]) -> Option<[Shape; 2]> {
+    /// into, if any seam does; `over` as for [`fit_shape_under`]. With
+    /// `wedges`, a half may be a wedge of an item lying under the other.
+    fn halves(&self, pixels: &[(usize, usize)], rect: &MinRect, window: [usize; 4], over: &[[[f64; 2]; 4]], wedges: bool) -> Option<[Shape; 2]> {
         let (w, h) = (self.w, self.h);
         let mut mask = vec![false; w * h];
         for &(x, y) in pixels {
             mask[y * w + x] = true;
+        }
+        // A seam crosses background the blob seals in as well (a print area
+        // leaking out through a gap in its frame): art edges that cross
+        // such a print area from band to band are no seam, as walls do not
+        // run across it.
+        let corners = rect.corners();
+        for y in window[1]..window[3] {
+            for x in window[0]..window[2] {
+                let i = y * w + x;
+                if self.blob_labels[i] == 0 && self.sealed_labels[i] == self.sealed.label && point_in_convex(&corners, [x as f64, y as f64]) {
+                    mask[i] = true;
+                }
+            }
         }
         let c = rect.centre;
         let rotate = |v: [f64; 2], th: f64| [v[0] * th.cos() - v[1] * th.sin(), v[0] * th.sin() + v[1] * th.cos()];
@@ -1034,7 +1079,8 @@ impl BlobScan<'_> {
             let regions = boundaries_in(&group, 2, w, h, window);
             let fit = |r: &Region, over: &[[[f64; 2]; 4]]| {
                 let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
-                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6)
+                let aspect = |s: &Shape| s.rect.half[0].min(s.rect.half[1]) / s.rect.half[0].max(s.rect.half[1]);
+                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6 && aspect(s) >= HALF_ASPECT)
             };
             let halves: Vec<Option<Shape>> = regions.iter().map(|r| fit(r, over)).collect();
             match &halves[..] {
@@ -1044,7 +1090,7 @@ impl BlobScan<'_> {
                 // counting what lies under the other. It shows most of
                 // itself (a strip cut off an item by its art, such as a
                 // title band, is much smaller than the rest).
-                [Some(a), None] | [None, Some(a)] => {
+                [Some(a), None] | [None, Some(a)] if wedges => {
                     let under = if halves[0].is_none() { &regions[0] } else { &regions[1] };
                     let over_too: Vec<[[f64; 2]; 4]> = over.iter().copied().chain([grow_quad(&a.quad, 2.0)]).collect();
                     if let Some(b) = fit(under, &over_too).filter(|b| b.rect.area() >= 0.5 * a.rect.area()) {
@@ -1056,6 +1102,37 @@ impl BlobScan<'_> {
         }
         None
     }
+}
+
+/// The item that two parts are halves of, if they are: together they fill
+/// a rectangle (within 15 %) of an item's shape. Its outline is that
+/// rectangle or the quadrilateral round both (perspective takes an item off
+/// its rectangle), whichever runs along more wall.
+fn union_of(a: &Shape, b: &Shape, min_aspect: f64, walls: &[bool], w: usize, h: usize) -> Option<Shape> {
+    let corners: Vec<[f64; 2]> = a.quad.iter().chain(&b.quad).copied().collect();
+    let hull = convex_hull(&corners);
+    let rect = min_area_rect(&hull);
+    let [u, v] = rect.half;
+    let (area_a, area_b) = (polygon_area(&a.quad), polygon_area(&b.quad));
+    let filled = (area_a + area_b - area_a * share_inside(&a.quad, &b.quad)) / rect.area().max(1.0);
+    if !(0.85..=1.15).contains(&filled) || u.min(v) / u.max(v) < min_aspect {
+        return None;
+    }
+    // The hull's outline, a point a pixel, for the sides' line fits.
+    let outline: Vec<[f64; 2]> = hull
+        .iter()
+        .zip(hull.iter().cycle().skip(1))
+        .flat_map(|(&p, &q)| {
+            let n = dist(p, q).ceil().max(1.0) as usize;
+            (0..n).map(move |k| {
+                let t = k as f64 / n as f64;
+                [p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])]
+            })
+        })
+        .collect();
+    let (fitted, rectangle) = (fit_quad(&rect, &outline, 0.0), rect.corners());
+    let quad = if edge_support(&rectangle, walls, w, h) > edge_support(&fitted, walls, w, h) { rectangle } else { fitted };
+    Some(Shape { rect, rectangularity: filled, solidity: filled, quad })
 }
 
 /// The largest piece of `mask` (`bw` × `bh`, its top left at
@@ -1175,6 +1252,8 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
 /// it holds them, apart from each other, they fill most of it and their
 /// outlines run along walls better than its own (a print area's pieces
 /// cut apart by art fill less of their item, and its outline is walled).
+/// Where its own outline is poorly walled (two overlapping items whose
+/// union leaves empty corners in its rectangle), they need fill less.
 fn drop_nested(items: &mut Vec<FoundItem>) {
     let holds_many = |outer: &FoundItem| {
         let mut held: Vec<&FoundItem> = Vec::new();
@@ -1186,7 +1265,9 @@ fn drop_nested(items: &mut Vec<FoundItem>) {
         }
         let apart = held.iter().enumerate().all(|(a, i)| held[a + 1..].iter().all(|j| share_inside(&i.quad, &j.quad) < 0.25 && share_inside(&j.quad, &i.quad) < 0.25));
         let filled: f64 = held.iter().map(|i| polygon_area(&i.quad) * share_inside(&i.quad, &outer.quad)).sum::<f64>() / polygon_area(&outer.quad).max(1.0);
-        held.len() >= 2 && apart && filled >= 0.8
+        // One poorly walled (`HALF_OUTLINED`) is no item: less will do.
+        let enough = if outer.confidence < HALF_OUTLINED { 0.6 } else { 0.8 };
+        held.len() >= 2 && apart && filled >= enough
     };
     let unions: Vec<bool> = items.iter().map(holds_many).collect();
     let mut flags = unions.into_iter();

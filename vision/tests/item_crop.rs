@@ -117,13 +117,15 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
 #[test]
 fn item_count_holds_on_two_hundred_photos_never_tuned_on() {
     // Seeds 0–59 above are the ones the rules were worked out on; these 200
-    // were only ever measured. On them the count is exact for 98.0 % of
-    // photos (items apart 98.7 %, in contact 96.1 % today); on 400 more
-    // (1300–1699) it is 96.0 %, short of the 98 %. The bars sit
-    // under today's figures, to catch a regression.
+    // were only ever measured. On them the count is exact for 99.5 % of
+    // photos today (98.0 % before the rules that keep an item's halves
+    // together and its slim art strips unsplit); on
+    // 600 more never looked at (2000–2599) it is 99.2 %, and on 400 whose
+    // misses were studied (1300–1699) 97.3 %. The 98 % is the bar;
+    // the IoU bars sit under today's figures, to catch a regression.
     let (apart, contact) = tally_seeds(1700..1900);
     let (exact, both) = report_both(&apart, &contact);
-    assert!(exact >= 0.95, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
+    assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
     assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
     assert!(contact.share_at_least(0.9) >= 0.9, "{}", contact.report("items in contact"));
 }

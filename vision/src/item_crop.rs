@@ -293,7 +293,7 @@ fn fit_shape_under(region: &Region, offset: f64, min_area: f64, opts: &ItemCropO
     let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
     let hidden = hidden_under(&rect, &hull, over);
     let rectangularity = (polygon_area(&hull) + hidden) / (long * short).max(1e-9);
-    if long * short < min_area || short / long < opts.min_aspect || rectangularity < opts.min_rectangularity {
+    if long * short < min_area || rect.aspect() < opts.min_aspect || rectangularity < opts.min_rectangularity {
         return None;
     }
     let quad = fit_quad(&rect, boundary, offset);
@@ -541,11 +541,11 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             parts_found.push((part, own_cores, blob.label));
         }
     }
+    rejoin_across_blobs(&mut parts_found, walls, w, h, opts.min_aspect);
     // Items no region stands for: their print area and border band both
     // leak out through gaps in their edge, and their walls fall apart into
     // pieces too small to be a blob. Four straight walls still frame them
     // all round, clear of every item found.
-    rejoin_across_blobs(&mut parts_found, walls, w, h, opts.min_aspect);
     let found: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, ..)| grow_quad(&p.quad, 3.0)).collect();
     let free = |i: usize| !found.iter().any(|q| point_in_convex(q, [(i % w) as f64, (i / w) as f64]));
     for q in framed::framed_quads(walls, w, h, [0, 0, w, h], &free, min_area, opts.min_aspect) {
@@ -955,11 +955,15 @@ impl BlobScan<'_> {
         // Where items' print areas leak out into the background, their
         // halves are item-shaped only with the background they seal in
         // counted; then the halves must be outlined too, as an art line
-        // across a print area also parts it into two solid pieces.
+        // across a print area also parts it into two solid pieces. Where
+        // the part seals in no background, that is the search just done.
         let sealed_in = || {
-            let (pixels, window) = self.pixels_inside(&grown, |i| self.owns(i));
+            let (sealed_pixels, window) = self.pixels_inside(&grown, |i| self.owns(i));
+            if sealed_pixels.len() == pixels.len() {
+                return None;
+            }
             let outlined = |s: &Shape| edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED;
-            self.halves(&pixels, &part.rect, window, &[], wedges).filter(|pair| pair.iter().all(outlined))
+            self.halves(&sealed_pixels, &part.rect, window, &[], wedges).filter(|pair| pair.iter().all(outlined))
         };
         match self.halves(&pixels, &part.rect, window, &[], wedges).or_else(sealed_in) {
             Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
@@ -1018,7 +1022,7 @@ impl BlobScan<'_> {
         for y in window[1]..window[3] {
             for x in window[0]..window[2] {
                 let i = y * w + x;
-                if self.blob_labels[i] == 0 && self.sealed_labels[i] == self.sealed.label && point_in_convex(&corners, [x as f64, y as f64]) {
+                if self.blob_labels[i] == 0 && self.owns(i) && point_in_convex(&corners, [x as f64, y as f64]) {
                     mask[i] = true;
                 }
             }
@@ -1079,8 +1083,7 @@ impl BlobScan<'_> {
             let regions = boundaries_in(&group, 2, w, h, window);
             let fit = |r: &Region, over: &[[[f64; 2]; 4]]| {
                 let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
-                let aspect = |s: &Shape| s.rect.half[0].min(s.rect.half[1]) / s.rect.half[0].max(s.rect.half[1]);
-                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6 && aspect(s) >= HALF_ASPECT)
+                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6 && s.rect.aspect() >= HALF_ASPECT)
             };
             let halves: Vec<Option<Shape>> = regions.iter().map(|r| fit(r, over)).collect();
             match &halves[..] {
@@ -1112,10 +1115,9 @@ fn union_of(a: &Shape, b: &Shape, min_aspect: f64, walls: &[bool], w: usize, h: 
     let corners: Vec<[f64; 2]> = a.quad.iter().chain(&b.quad).copied().collect();
     let hull = convex_hull(&corners);
     let rect = min_area_rect(&hull);
-    let [u, v] = rect.half;
     let (area_a, area_b) = (polygon_area(&a.quad), polygon_area(&b.quad));
     let filled = (area_a + area_b - area_a * share_inside(&a.quad, &b.quad)) / rect.area().max(1.0);
-    if !(0.85..=1.15).contains(&filled) || u.min(v) / u.max(v) < min_aspect {
+    if !(0.85..=1.15).contains(&filled) || rect.aspect() < min_aspect {
         return None;
     }
     // The hull's outline, a point a pixel, for the sides' line fits.

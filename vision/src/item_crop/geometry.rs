@@ -72,6 +72,10 @@ impl MinRect {
     pub(crate) fn area(&self) -> f64 {
         4.0 * self.half[0] * self.half[1]
     }
+    /// Short side over long side.
+    pub(crate) fn aspect(&self) -> f64 {
+        self.half[0].min(self.half[1]) / self.half[0].max(self.half[1])
+    }
     /// Coordinates of `p` along the two axes, relative to the centre.
     pub(crate) fn local(&self, p: [f64; 2]) -> [f64; 2] {
         let d = [p[0] - self.centre[0], p[1] - self.centre[1]];

@@ -95,6 +95,20 @@ pub struct ScanView {
     pub attempts: i32,
     pub worker: Option<String>,
     pub backend: Option<String>,
+    /// The worker's result once the scan succeeded. For `video_scan`:
+    /// `report.item` (the item's quad on a golden frame, or null with
+    /// `report.no_item_reason`: `no_outline`, `item_too_small` or
+    /// `edges_not_measured`), `report.defects` and `report.scores`.
+    /// The grade in `report.scores` is an estimate, not a grading service's
+    /// grade: each sub-grade is `10 - 9 * penalty` (penalty clamped to 0..1):
+    /// centering from the worse of the left/right and top/bottom border
+    /// shares (55/45 or better is 10, 90/10 or worse is 1), corners and edges
+    /// from the severities of the wear found there, surface from half the
+    /// summed severity of scratches, creases and stains; `overall` is
+    /// 0.25 centering + 0.25 corners + 0.2 edges + 0.3 surface, capped at the
+    /// weakest sub-grade + 1.5 and rounded. It is calibrated against rendered
+    /// cards with known defects and centering (`bench/vision/eval/video`),
+    /// not against human graders.
     pub result: Option<Value>,
     pub error: Option<ScanError>,
     pub created_at: DateTime<Utc>,

@@ -154,19 +154,28 @@ pub async fn record_success(
 
 /// The oldest computed result of `tenant`'s scans with this cache key:
 /// `(scan id, result)`.
-pub async fn cached_result(pool: &PgPool, tenant_id: Uuid, cache_key: &str) -> Result<Option<(Uuid, Value)>, sqlx::Error> {
+pub async fn cached_result(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    cache_key: &str,
+    ttl: std::time::Duration,
+) -> Result<Option<(Uuid, Value, std::time::Duration)>, sqlx::Error> {
+    // The newest match younger than the TTL; its age in seconds comes back
+    // so the memory level expires it at the same moment.
     let row = sqlx::query!(
-        r#"SELECT id, result AS "result!"
+        r#"SELECT id, result AS "result!", EXTRACT(EPOCH FROM now() - finished_at)::float8 AS "age_s!"
              FROM scans
             WHERE tenant_id = $1 AND cache_key = $2 AND status = 'succeeded' AND result IS NOT NULL
-            ORDER BY finished_at
+              AND finished_at > now() - make_interval(secs => $3)
+            ORDER BY finished_at DESC
             LIMIT 1"#,
         tenant_id,
-        cache_key
+        cache_key,
+        ttl.as_secs_f64()
     )
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|row| (row.id, row.result)))
+    Ok(row.map(|row| (row.id, row.result, std::time::Duration::from_secs_f64(row.age_s.max(0.0)))))
 }
 
 /// Marks a queued or running scan failed with a stable error code.

@@ -127,6 +127,7 @@ impl TestEnv {
             source_allow_http: true,
             source_allow_hosts: vec!["127.0.0.1".to_string()],
             result_cache_max: 256,
+            result_cache_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             max_concurrent_jobs: 8,
             shutdown_grace: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),

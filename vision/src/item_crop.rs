@@ -45,6 +45,11 @@
 
 use std::time::Instant;
 
+/// The version of what `item_crop` returns. Bump it in the same commit as
+/// any change that can change a result: the worker's result cache keys on
+/// it, and `vision/tests/golden.rs` fails when outputs change without a bump.
+pub const PIPELINE_VERSION: u32 = 1;
+
 use burn_tensor::Tensor;
 use opencv::{
     core::{self, Point2f, Vector},

@@ -19,6 +19,8 @@ use opencv::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::VisionError;
+// The generator draws the kinds the pipeline reports; the type is the pipeline's.
+pub use crate::pipeline::DefectKind;
 
 /// What to render.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -79,16 +81,6 @@ impl SynthSpec {
     }
 }
 
-/// Defect kinds shared by ground truth and the pipeline report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DefectKind {
-    Scratch,
-    Crease,
-    Stain,
-    CornerWear,
-    EdgeWear,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GtDefect {

@@ -10,6 +10,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use protocol::ScanKind;
@@ -54,16 +55,28 @@ impl CachedResult {
     }
 }
 
-/// The cache key: SHA-256 over the kind, the pipeline version, the
+/// The version of the code that computes a kind's result. Each pipeline
+/// bumps its constant whenever its results can change (a golden-output test
+/// in `vision/tests/golden.rs` fails otherwise), so a deploy never serves a
+/// result an older detector computed.
+pub fn pipeline_version(kind: ScanKind) -> u32 {
+    match kind {
+        ScanKind::Probe => 1,
+        ScanKind::VideoScan => vision::pipeline::PIPELINE_VERSION,
+        ScanKind::ItemCrop => vision::item_crop::PIPELINE_VERSION,
+    }
+}
+
+/// The cache key: SHA-256 over the kind, its pipeline version, the
 /// parameters as submitted (serde_json's maps are sorted, so this is
 /// canonical), the effective options the worker derived from them, and the
-/// input bytes. The version is in the key so an upgrade never serves results
-/// computed by older code.
+/// input bytes.
 pub fn cache_key(kind: ScanKind, params: &Value, effective_options: &str, input: &[u8]) -> String {
     let mut hasher = Sha256::new();
+    let version = format!("{}-v{}", kind.as_str(), pipeline_version(kind));
     for part in [
         kind.as_str().as_bytes(),
-        env!("CARGO_PKG_VERSION").as_bytes(),
+        version.as_bytes(),
         params.to_string().as_bytes(),
         effective_options.as_bytes(),
     ] {
@@ -78,14 +91,17 @@ pub fn cache_key(kind: ScanKind, params: &Value, effective_options: &str, input:
 pub struct ResultCache {
     pool: PgPool,
     /// `None` when the cache is switched off (`RESULT_CACHE_MAX=0`).
-    memory: Option<Mutex<LruCache<(Uuid, String), CachedResult>>>,
+    memory: Option<Mutex<LruCache<(Uuid, String), (Instant, CachedResult)>>>,
+    /// How long a result may be served again (`RESULT_CACHE_TTL`).
+    ttl: Duration,
 }
 
 impl ResultCache {
-    /// `capacity` results kept in memory; 0 switches the cache off entirely.
-    pub fn new(pool: PgPool, capacity: usize) -> Self {
+    /// `capacity` results kept in memory, each served for at most `ttl`; a
+    /// capacity of 0 switches the cache off entirely.
+    pub fn new(pool: PgPool, capacity: usize, ttl: Duration) -> Self {
         let memory = NonZeroUsize::new(capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
-        ResultCache { pool, memory }
+        ResultCache { pool, memory, ttl }
     }
 
     /// A finished result for this key, if any. A database error is a miss
@@ -93,13 +109,22 @@ impl ResultCache {
     pub async fn lookup(&self, tenant_id: Uuid, key: &str) -> Option<(CachedResult, CacheSource)> {
         let memory = self.memory.as_ref()?;
         let entry = (tenant_id, key.to_string());
-        if let Some(hit) = memory.lock().expect("cache lock").get(&entry) {
-            return Some((hit.clone(), CacheSource::Memory));
+        {
+            let mut memory = memory.lock().expect("cache lock");
+            match memory.get(&entry) {
+                Some((stored, hit)) if stored.elapsed() < self.ttl => return Some((hit.clone(), CacheSource::Memory)),
+                Some(_) => {
+                    memory.pop(&entry);
+                }
+                None => {}
+            }
         }
-        match protocol::db::cached_result(&self.pool, tenant_id, key).await {
-            Ok(Some((scan_id, result))) => {
+        match protocol::db::cached_result(&self.pool, tenant_id, key, self.ttl).await {
+            Ok(Some((scan_id, result, age))) => {
                 let hit = CachedResult { scan_id, result };
-                memory.lock().expect("cache lock").put(entry, hit.clone());
+                // Kept in memory only for what is left of its time to live.
+                let stored = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                memory.lock().expect("cache lock").put(entry, (stored, hit.clone()));
                 Some((hit, CacheSource::Database))
             }
             Ok(None) => None,
@@ -114,7 +139,7 @@ impl ResultCache {
     pub fn remember(&self, tenant_id: Uuid, key: &str, scan_id: Uuid, result: &Value) {
         if let Some(memory) = &self.memory {
             let entry = CachedResult { scan_id, result: result.clone() };
-            memory.lock().expect("cache lock").put((tenant_id, key.to_string()), entry);
+            memory.lock().expect("cache lock").put((tenant_id, key.to_string()), (Instant::now(), entry));
         }
     }
 }

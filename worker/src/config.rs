@@ -63,6 +63,11 @@ pub struct WorkerConfig {
     /// result cache off.
     #[arg(long, env = "RESULT_CACHE_MAX", default_value_t = 256)]
     pub result_cache_max: usize,
+    /// How long a finished result may be served to identical scans (memory
+    /// and Postgres alike). Results also expire when the pipeline version
+    /// changes, whatever this says.
+    #[arg(long, env = "RESULT_CACHE_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub result_cache_ttl: Duration,
     /// Scans run at once by this process (also the prefetch count).
     #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 4)]
     pub max_concurrent_jobs: u16,
@@ -122,6 +127,7 @@ impl WorkerConfig {
             "source_allow_http": self.source_allow_http,
             "source_allow_hosts": self.source_allow_hosts,
             "result_cache_max": self.result_cache_max,
+            "result_cache_ttl": humantime::format_duration(self.result_cache_ttl).to_string(),
             "max_concurrent_jobs": self.max_concurrent_jobs,
             "shutdown_grace": humantime::format_duration(self.shutdown_grace).to_string(),
             "heartbeat_interval": humantime::format_duration(self.heartbeat_interval).to_string(),

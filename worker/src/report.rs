@@ -64,7 +64,8 @@ pub fn summary(report: &ScanReport) -> String {
             let _ = writeln!(out, "grade {:.1}/10  {}", scores.overall, serde_json::to_string(scores).unwrap_or_default());
         }
         None => {
-            let _ = writeln!(out, "no item found: no grade");
+            let why = report.no_item_reason.map(|reason| serde_json::to_string(&reason).unwrap_or_default()).unwrap_or_default();
+            let _ = writeln!(out, "no item found ({}): no grade", why.trim_matches('"'));
         }
     }
     let golden: Vec<String> = report.golden_frames.iter().map(|g| g.index.to_string()).collect();

@@ -89,7 +89,7 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
     let pool = protocol::db::pool(&config.service.database_url, config.max_concurrent_jobs as u32 + 2)?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
     let price_per_hour = if backend.used == "cuda" { config.gpu_price_per_hour } else { config.cpu_price_per_hour };
-    let cache = Arc::new(ResultCache::new(pool.clone(), config.result_cache_max));
+    let cache = Arc::new(ResultCache::new(pool.clone(), config.result_cache_max, config.result_cache_ttl));
     let consumer = Arc::new(Consumer {
         pool,
         amqp_url: config.service.amqp_url.clone(),

@@ -323,14 +323,14 @@ mod tests {
         assert!(a.meet(&Line::through(0.0, 7.0, 10.0, 7.0)).is_none());
     }
 
-    /// A card drawn on a textured background: the outline is its border,
-    /// not the print frame inside it, nor the texture.
+    /// A card among round clutter: the outline is its border, not the print
+    /// frame inside it (also card-shaped and better backed), nor the clutter.
     #[test]
-    fn a_card_on_stripes_is_found_by_its_border() {
+    fn a_card_is_found_by_its_border_not_its_print_frame() {
         let (w, h) = (320usize, 180usize);
         let mut img = Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_8UC1, core::Scalar::all(90.0)).unwrap();
-        for x in (0..w as i32).step_by(9) {
-            imgproc::line(&mut img, core::Point::new(x, 0), core::Point::new(x + 40, h as i32), core::Scalar::all(150.0), 2, imgproc::LINE_8, 0).unwrap();
+        for (i, x) in (10..w as i32).step_by(60).enumerate() {
+            imgproc::circle(&mut img, core::Point::new(x, 20 + 50 * (i as i32 % 3)), 14, core::Scalar::all(170.0), -1, imgproc::LINE_8, 0).unwrap();
         }
         let card = [core::Point::new(120, 30), core::Point::new(210, 34), core::Point::new(205, 160), core::Point::new(116, 156)];
         let print = [core::Point::new(128, 39), core::Point::new(202, 42), core::Point::new(198, 150), core::Point::new(124, 147)];

@@ -577,6 +577,10 @@ def render(seed, A):
     vis = vis[::-1]
     for it, v in zip(items, vis):
         outline = dist_outline(it["quad_raw"], dist_pt)
+        if k1 != 0.0:  # the lens moves items: cut-off as seen in the photo
+            inside = quad_mask(outline, H, W, 0.25).sum() / max(1.0, poly_area(outline) / 16)
+            it["inside_fraction"] = float(min(1.0, inside))
+            it["cut_off"] = bool(inside < 0.999)
         corners = order_cw(dist_pt(it["quad_raw"]))
         bf = [float(outline[:, 0].min()), float(outline[:, 1].min()), float(outline[:, 0].max()), float(outline[:, 1].max())]
         bc = [max(0.0, bf[0]), max(0.0, bf[1]), min(float(W), bf[2]), min(float(H), bf[3])]
@@ -604,27 +608,32 @@ def dist_outline(q, dist_pt, per_side=24):
 
 
 def distort(img, k1):
-    """Radial distortion r_d = r_u (1 + k1 r_u^2) with r normalised by the half
-    diagonal. Returns the distorted image and the forward map for points."""
+    """Radial distortion r_d = r_u (1 + k1 r_u^2), r normalised by the half
+    diagonal, zoomed so that the whole output comes from inside the source (as
+    a camera crops a barrel-distorted frame). Returns the distorted image and
+    the forward map for points (source -> photo)."""
     H, W = img.shape[:2]
     cx, cy = W / 2, H / 2
     R = math.hypot(cx, cy)
+    ru1 = 1.0
+    for _ in range(30):
+        ru1 = 1.0 / (1 + k1 * ru1 * ru1)
+    z = max(1.0, ru1)  # source radius = r_u / z
 
     def fwd(p):
         p = np.asarray(p, np.float64)
-        d = (p - [cx, cy]) / R
+        d = (p - [cx, cy]) / R * z
         r2 = (d ** 2).sum(-1, keepdims=True)
         return d * (1 + k1 * r2) * R + [cx, cy]
 
-    # inverse map for remap: for each output pixel find the undistorted source,
-    # by fixed-point iteration of r_u = r_d / (1 + k1 r_u^2)
+    # inverse map for remap: r_u from r_d by fixed-point iteration of r_u = r_d / (1 + k1 r_u^2)
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     dx, dy = (xx - cx) / R, (yy - cy) / R
     rd = np.sqrt(dx * dx + dy * dy)
     ru = rd.copy()
-    for _ in range(8):
+    for _ in range(10):
         ru = rd / (1 + k1 * ru * ru)
-    s = np.where(rd > 1e-9, ru / np.maximum(rd, 1e-9), 1.0)
+    s = np.where(rd > 1e-9, ru / np.maximum(rd, 1e-9), 1.0) / z
     mx = (dx * s * R + cx).astype(np.float32)
     my = (dy * s * R + cy).astype(np.float32)
     out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

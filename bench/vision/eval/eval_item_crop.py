@@ -104,6 +104,10 @@ def load_part(part, renders):
 
 def run_worker(worker, path, extra, timeout):
     t0 = time.time()
+    if worker == "opencv-recipe":  # the reference recipe, in process
+        import opencv_recipe
+        rep = opencv_recipe.detect(path)
+        return rep, time.time() - t0, None
     try:
         r = subprocess.run([worker, "analyze", path, "--kind", "item_crop", *extra], capture_output=True, text=True,
                            timeout=timeout)
@@ -268,7 +272,8 @@ def print_summary(s):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--worker", required=True, help="path of the worker binary")
+    ap.add_argument("--worker", required=True,
+                    help="path of the worker binary, or `opencv-recipe` for the reference recipe (opencv_recipe.py)")
     ap.add_argument("--part", required=True, choices=["dev", "heldout", "real"])
     ap.add_argument("--renders", default=str(RP.CACHE / "renders"), help="where rendered parts live")
     ap.add_argument("--out", help="write the summary and per-photo results as JSON here")
@@ -292,7 +297,7 @@ def main():
     s = summarise(rows, dets, a.part)
     s["elapsed_s"] = elapsed
     s["jobs"] = a.jobs
-    s["worker"] = os.path.abspath(a.worker)
+    s["worker"] = a.worker if a.worker == "opencv-recipe" else os.path.abspath(a.worker)
     print_summary(s)
     print(f"\n{len(photos)} photos in {elapsed:.1f} s wall ({a.jobs} job(s))")
     if a.out:

@@ -270,6 +270,25 @@ def print_summary(s):
                   + (f" photos {b['photos']}, count exact {f(b['count_exact_pct'])} %" if "photos" in b else ""))
 
 
+def draw(photos, rows, out, limit=40):
+    import cv2
+    out.mkdir(parents=True, exist_ok=True)
+    bad = [(p, r) for p, r in zip(photos, rows)
+           if r["n_det"] != r["n_truth"] or any(v < 0.9 for v in r["truth_iou"])]
+    for p, r in bad[:limit]:
+        im = cv2.imread(p["path"], cv2.IMREAD_COLOR)
+        th = max(1, max(im.shape[:2]) // 400)
+        for t, v in zip(r["truth"], r["truth_iou"]):
+            cv2.polylines(im, [np.round(np.array(t["quad"])).astype(np.int32)], True, (0, 200, 0), th, cv2.LINE_AA)
+        for d in r["dets"]:
+            q = np.round(np.array(d["quad"])).astype(np.int32)
+            cv2.polylines(im, [q], True, (0, 0, 255), th, cv2.LINE_AA)
+            cv2.putText(im, f'{d["confidence"]:.2f}', tuple(int(x) for x in q[0]), 0, th * 0.6, (0, 0, 255), th)
+        name = Path(p["name"].replace(":", "_")).stem + ".jpg"
+        cv2.imwrite(str(out / name), im)
+    print(f"{min(len(bad), limit)} of {len(bad)} photos with errors drawn in {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", required=True,
@@ -280,6 +299,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="worker processes at once (default 1)")
     ap.add_argument("--limit", type=int, help="first N photos only (quick looks; not a result)")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--draw", help="write overlays (truth green, detections red + confidence) of the photos with errors here")
     ap.add_argument("--worker-arg", action="append", default=[], help="extra argument for `worker analyze`")
     a = ap.parse_args()
     photos = load_part(a.part, a.renders)
@@ -300,6 +320,8 @@ def main():
     s["worker"] = a.worker if a.worker == "opencv-recipe" else os.path.abspath(a.worker)
     print_summary(s)
     print(f"\n{len(photos)} photos in {elapsed:.1f} s wall ({a.jobs} job(s))")
+    if a.draw:
+        draw(photos, rows, Path(a.draw))
     if a.out:
         Path(a.out).write_text(json.dumps({"summary": s, "photos": rows}, indent=1))
 

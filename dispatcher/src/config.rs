@@ -23,6 +23,22 @@ pub struct DispatcherConfig {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 64 * 1024)]
     pub max_json_bytes: usize,
+    /// API requests handled at once by this replica; more are answered `503`
+    /// with `Retry-After` at once (load shedding) instead of queueing.
+    /// Health, readiness and metrics are never shed.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// Time limit for one API request other than an upload, body included (`408`).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Time limit for one upload, body included (`408`): MAX_UPLOAD_BYTES
+    /// must arrive within it.
+    #[arg(long, env = "UPLOAD_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub upload_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (`408`): a client
+    /// that stops sending frees its slot after this.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
     /// Routing mode (`cpu`, `gpu` or `auto`) used when none is stored yet;
     /// change it at run time with `PUT /v1/admin/routing`.
     #[arg(long, env = "ROUTING_MODE", value_enum, default_value = "auto")]
@@ -73,6 +89,13 @@ pub struct DispatcherConfig {
     /// (comma-separated, e.g. `127.0.0.1,localhost` for a local demo).
     #[arg(long, env = "WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
     pub webhook_allow_hosts: Vec<String>,
+    /// Allow plain-http `source_url`s at submit (local use only). Same
+    /// variable as the worker's, which checks again when it downloads.
+    #[arg(long, env = "SOURCE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub source_allow_http: bool,
+    /// Hosts or IPs a `source_url` may point at although private (comma-separated).
+    #[arg(long, env = "SOURCE_ALLOW_HOSTS", value_delimiter = ',')]
+    pub source_allow_hosts: Vec<String>,
     /// How long a rotated-out endpoint secret keeps signing.
     #[arg(long, env = "WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
@@ -86,6 +109,12 @@ impl DispatcherConfig {
         self.service.validate()?;
         if self.max_upload_bytes == 0 || self.max_json_bytes == 0 {
             return Err("MAX_UPLOAD_BYTES and MAX_JSON_BYTES must be positive".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("MAX_CONCURRENT_REQUESTS must be positive".into());
+        }
+        if self.request_timeout.is_zero() || self.upload_timeout.is_zero() || self.body_read_timeout.is_zero() {
+            return Err("REQUEST_TIMEOUT, UPLOAD_TIMEOUT and BODY_READ_TIMEOUT must be positive".into());
         }
         if !(0.0..=100.0).contains(&self.canary_percent) {
             return Err("CANARY_PERCENT must be within 0–100".into());
@@ -114,6 +143,10 @@ impl DispatcherConfig {
             "listen_addr": self.listen_addr.to_string(),
             "max_upload_bytes": self.max_upload_bytes,
             "max_json_bytes": self.max_json_bytes,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
+            "upload_timeout": humantime::format_duration(self.upload_timeout).to_string(),
+            "body_read_timeout": humantime::format_duration(self.body_read_timeout).to_string(),
             "routing_mode": self.routing_mode,
             "canary_percent": self.canary_percent,
             "backlog_poll": humantime::format_duration(self.backlog_poll).to_string(),
@@ -125,6 +158,8 @@ impl DispatcherConfig {
             "webhook_timeout": humantime::format_duration(self.webhook_timeout).to_string(),
             "webhook_allow_http": self.webhook_allow_http,
             "webhook_allow_hosts": self.webhook_allow_hosts,
+            "source_allow_http": self.source_allow_http,
+            "source_allow_hosts": self.source_allow_hosts,
             "outbox_poll": humantime::format_duration(self.outbox_poll).to_string(),
             "database_max_connections": self.database_max_connections,
         });
@@ -153,6 +188,15 @@ impl DispatcherConfig {
                 allow_http: self.webhook_allow_http,
                 allow_hosts: self.webhook_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
             },
+        }
+    }
+
+    /// Where a scan's `source_url` may point, checked at submit; the worker
+    /// checks again (and pins the address) when it downloads.
+    pub fn source_policy(&self) -> DestinationPolicy {
+        DestinationPolicy {
+            allow_http: self.source_allow_http,
+            allow_hosts: self.source_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! `application/problem+json` with a stable machine-readable `code`.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -103,27 +103,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Parses a JSON request body, which must be an object: not JSON → 400
-/// `malformed_json`, any other JSON value → 422 `invalid_body`, too large →
-/// 413. (serde's derived structs would also take an array, fields by
-/// position; the API documents objects only, so that is refused here.)
-pub fn parse_json_object(body: Result<axum::body::Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
-    let body = body?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::unprocessable("invalid_body", "request body must be a JSON object"));
-    }
-    Ok(value)
-}
-
-/// [`parse_json_object`] into `T`: an object of the wrong shape → 422 `invalid_body`.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: Result<axum::body::Bytes, BytesRejection>) -> Result<T, ApiError> {
-    serde_json::from_value(parse_json_object(body)?).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
-}
-
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if is_body_timeout(&rejection) {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stopped arriving (BODY_READ_TIMEOUT)",
+            );
+        }
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "payload_too_large"
@@ -132,6 +120,43 @@ impl From<BytesRejection> for ApiError {
         };
         ApiError::new(status, code, rejection.body_text())
     }
+}
+
+/// Gives the bare answers that axum and tower-http make before (or instead
+/// of) a handler a problem+json body like every other error: `405` (from
+/// method routing) and `408` (from the request timeout layer).
+pub async fn problem_for_bare_errors(method: Method, response: Response) -> Response {
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    match response.status() {
+        // axum adds the `Allow` header to this answer after this layer.
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on this route; the Allow header lists the methods that are"),
+        )
+        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took longer than this route allows",
+        )
+        .into_response(),
+        _ => response,
+    }
+}
+
+/// Whether the body failed because the body-read timeout layer gave up on it.
+fn is_body_timeout(rejection: &BytesRejection) -> bool {
+    let mut source = std::error::Error::source(rejection);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 impl From<QueryRejection> for ApiError {

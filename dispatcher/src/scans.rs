@@ -1,12 +1,11 @@
 //! `/v1/scans`: submit, read, list and cancel scans.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use protocol::netguard::Refusal;
 use protocol::{ScanJob, ScanKind, ScanMessage, ScanStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,7 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::problem::{parse_json_object, ApiError, Problem};
+use crate::body::{parse_json_object, JsonBody};
+use crate::problem::{ApiError, Problem};
 use crate::routing;
 use crate::state::AppState;
 use crate::store::{self, CancelOutcome, Inserted, ScanRow};
@@ -167,16 +167,22 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
-fn check_http_url(field: &str, raw: &str) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::unprocessable("invalid_url", format!("{field}: {why}"));
+/// How long a submit waits on DNS to check a `source_url`'s host name.
+const SOURCE_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a `source_url` the worker would refuse to fetch, so the client
+/// hears at once (422 `source_url_refused`) instead of from a failed scan:
+/// non-http(s), private or metadata addresses in any spelling, and names that
+/// resolve to them. The worker checks again, pinned, when it downloads.
+async fn check_source_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
     if raw.len() > MAX_URL_LEN {
-        return Err(invalid("too long"));
+        return Err(ApiError::unprocessable("invalid_url", "source_url: too long"));
     }
-    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid("must be an http(s) URL with a host"));
+    match state.config().source_policy().check_at_submit(raw, SOURCE_LOOKUP_PATIENCE).await {
+        Ok(_) => Ok(()),
+        Err(Refusal::Invalid(why)) => Err(ApiError::unprocessable("invalid_url", format!("source_url: {why}"))),
+        Err(refusal) => Err(ApiError::unprocessable("source_url_refused", format!("source_url: {refusal}"))),
     }
-    Ok(())
 }
 
 /// Validates the kind-specific parameters; returns them as stored.
@@ -237,10 +243,10 @@ pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let raw = parse_json_object(body)?;
+    let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
     // PostgreSQL text and jsonb cannot hold U+0000.
@@ -289,7 +295,7 @@ pub async fn submit(
             ))
         }
         (true, Some(source_url), None) => {
-            check_http_url("source_url", source_url)?;
+            check_source_url(&state, source_url).await?;
             None
         }
         (true, None, Some(upload_id)) => Some(

@@ -1,7 +1,5 @@
 //! Webhook endpoints, the delivery log and manual redelivery.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -12,7 +10,8 @@ use uuid::Uuid;
 
 use super::signing::generate_secret;
 use crate::auth::Caller;
-use crate::problem::{parse_json, ApiError, Problem};
+use crate::body::{parse_json, parse_optional_json, JsonBody};
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
 const MAX_DESCRIPTION_LEN: usize = 256;
@@ -98,9 +97,9 @@ pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 pub async fn create_endpoint(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
-    let new: NewEndpoint = parse_json(body)?;
+    let new: NewEndpoint = parse_json(&body)?;
     if new.url.contains('\0') || new.description.as_deref().is_some_and(|d| d.contains('\0')) {
         return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
     }
@@ -190,11 +189,12 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let id = parse_id(&id, "webhook endpoint")?;
-    let body = body?;
-    let rotation: Rotation = if body.is_empty() { Rotation::default() } else { parse_json(Ok(body))? };
+    // No body, `null` and `{}` all mean "rotate with the default overlap",
+    // as the OpenAPI document's optional, nullable body says.
+    let rotation: Rotation = parse_optional_json(&body)?;
     let overlap = rotation.overlap_seconds.unwrap_or(state.config().webhook_secret_overlap.as_secs());
     if overlap > 30 * 24 * 3600 {
         return Err(ApiError::unprocessable("invalid_body", "overlap_seconds is at most 30 days"));

@@ -6,5 +6,6 @@ mod api_edges;
 mod harness;
 mod health;
 mod keys;
+mod limits;
 mod ssrf;
 mod webhook_replies;

@@ -167,9 +167,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
-/// How long a submit waits on DNS to check a `source_url`'s host name.
-const SOURCE_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Refuses a `source_url` the worker would refuse to fetch, so the client
 /// hears at once (422 `source_url_refused`) instead of from a failed scan:
 /// non-http(s), private or metadata addresses in any spelling, and names that
@@ -178,7 +175,7 @@ async fn check_source_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
     if raw.len() > MAX_URL_LEN {
         return Err(ApiError::unprocessable("invalid_url", "source_url: too long"));
     }
-    match state.config().source_policy().check_at_submit(raw, SOURCE_LOOKUP_PATIENCE).await {
+    match state.config().source_policy().check_at_submit(raw, crate::webhooks::api::URL_LOOKUP_PATIENCE).await {
         Ok(_) => Ok(()),
         Err(Refusal::Invalid(why)) => Err(ApiError::unprocessable("invalid_url", format!("source_url: {why}"))),
         Err(refusal) => Err(ApiError::unprocessable("source_url_refused", format!("source_url: {refusal}"))),
@@ -284,7 +281,7 @@ pub async fn submit(
         if callback_url.len() > MAX_URL_LEN {
             return Err(ApiError::unprocessable("callback_url_refused", "callback_url is too long"));
         }
-        crate::webhooks::api::check_callback_url(&state, callback_url)?;
+        crate::webhooks::api::check_callback_url(&state, callback_url).await?;
     }
     let upload_path = match (kind.needs_source(), &request.source_url, request.upload_id) {
         (false, None, None) => None,

@@ -72,17 +72,23 @@ fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
 }
 
-/// Checks a callback or endpoint URL against the SSRF policy (what can be
-/// checked without DNS; names are resolved and checked again at delivery).
-pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+/// Checks a callback or endpoint URL against the SSRF policy: literal
+/// addresses in any spelling, and names that resolve to a refused address
+/// now (a bounded lookup); every name is resolved and checked again, pinned,
+/// at each delivery.
+pub async fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     state
         .config()
         .delivery_settings()
         .destinations
-        .check_static(url)
+        .check_at_submit(url, URL_LOOKUP_PATIENCE)
+        .await
         .map(|_| ())
         .map_err(|refusal| ApiError::unprocessable("callback_url_refused", refusal.to_string()))
 }
+
+/// How long a request waits on DNS to check a URL's host name.
+pub const URL_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[utoipa::path(
     post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = NewEndpoint,
@@ -106,7 +112,7 @@ pub async fn create_endpoint(
     if new.url.len() > 2048 {
         return Err(ApiError::unprocessable("callback_url_refused", "url too long"));
     }
-    check_callback_url(&state, &new.url)?;
+    check_callback_url(&state, &new.url).await?;
     if new.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
         return Err(ApiError::unprocessable("invalid_body", format!("description is at most {MAX_DESCRIPTION_LEN} characters")));
     }

@@ -1,5 +1,6 @@
 //! `source_url` is checked at submit: every spelling of a private address is
-//! refused with 422 `source_url_refused` before anything is stored.
+//! refused with 422 `source_url_refused` before anything is stored; callback
+//! and endpoint URLs likewise (`callback_url_refused`).
 
 use protocol::Tier;
 use serde_json::json;
@@ -9,7 +10,9 @@ use crate::harness::{expect_problem, Dispatcher, TestEnv};
 #[tokio::test]
 async fn private_source_urls_are_refused_at_submit() {
     let env = TestEnv::new().await;
-    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let mut config = env.dispatcher_config();
+    config.webhook_allow_hosts.clear();
+    let dispatcher = Dispatcher::start(config).await;
     let key = env.api_key("attacker", Tier::Free).await;
     let http = reqwest::Client::new();
     for source in [
@@ -69,6 +72,25 @@ async fn private_source_urls_are_refused_at_submit() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    // Callback and endpoint URLs meet the same check, names resolved too.
+    for url in ["http://localhost:9/hook", "http://2130706433/hook", "http://[2002:7f00:1::]/hook"] {
+        let response = http
+            .post(dispatcher.url("/v1/scans"))
+            .bearer_auth(&key)
+            .json(&json!({"kind": "probe", "callback_url": url}))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 422, "callback_url_refused").await;
+        let response = http
+            .post(dispatcher.url("/v1/webhook-endpoints"))
+            .bearer_auth(&key)
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 422, "callback_url_refused").await;
+    }
     dispatcher.stop().await;
     env.cleanup().await;
 }

@@ -7,5 +7,6 @@ mod harness;
 mod health;
 mod keys;
 mod limits;
+mod secrets;
 mod ssrf;
 mod webhook_replies;

@@ -73,7 +73,11 @@ async fn private_source_urls_are_refused_at_submit() {
         .unwrap();
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
     // Callback and endpoint URLs meet the same check, names resolved too.
-    for url in ["http://localhost:9/hook", "http://2130706433/hook", "http://[2002:7f00:1::]/hook"] {
+    for url in [
+        "http://localhost:9/hook",
+        "http://2130706433/hook",
+        "http://[2002:7f00:1::]/hook",
+    ] {
         let response = http
             .post(dispatcher.url("/v1/scans"))
             .bearer_auth(&key)

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use protocol::config::{parse_duration, ServiceConfig};
+use protocol::Tier;
 
 use crate::backlog::Watermarks;
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
@@ -99,6 +100,18 @@ pub struct DispatcherConfig {
     /// How long a rotated-out endpoint secret keeps signing.
     #[arg(long, env = "WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
+    /// Scans a tenant may submit per minute, by tier (`0`: no limit). A
+    /// tenant past it gets `429` with `Retry-After` and `RateLimit` headers;
+    /// other tenants are not slowed.
+    #[arg(long, env = "SUBMIT_RATE_PER_MINUTE", default_value = "free=120,pro=1200,premium=6000")]
+    pub submit_rate_per_minute: PerTier,
+    /// Uploads a tenant may make per minute, by tier (`0`: no limit).
+    #[arg(long, env = "UPLOAD_RATE_PER_MINUTE", default_value = "free=30,pro=300,premium=1200")]
+    pub upload_rate_per_minute: PerTier,
+    /// Webhook endpoints a tenant may register, by tier (`0`: no limit):
+    /// every event fans out to each of them.
+    #[arg(long, env = "MAX_WEBHOOK_ENDPOINTS", default_value = "free=3,pro=10,premium=25")]
+    pub max_webhook_endpoints: PerTier,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
@@ -162,6 +175,9 @@ impl DispatcherConfig {
             "source_allow_hosts": self.source_allow_hosts,
             "outbox_poll": humantime::format_duration(self.outbox_poll).to_string(),
             "database_max_connections": self.database_max_connections,
+            "submit_rate_per_minute": self.submit_rate_per_minute.to_string(),
+            "upload_rate_per_minute": self.upload_rate_per_minute.to_string(),
+            "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
         });
         described
             .as_object_mut()
@@ -210,6 +226,76 @@ impl DispatcherConfig {
     }
 }
 
+/// One number per tier, written `free=120,pro=1200,premium=6000` (or one
+/// number for every tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerTier {
+    pub free: u32,
+    pub pro: u32,
+    pub premium: u32,
+}
+
+impl PerTier {
+    /// The same number for every tier (`0` turns a limit off).
+    pub const fn all(n: u32) -> Self {
+        PerTier { free: n, pro: n, premium: n }
+    }
+
+    pub fn get(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Free => self.free,
+            Tier::Pro => self.pro,
+            Tier::Premium => self.premium,
+        }
+    }
+}
+
+impl std::str::FromStr for PerTier {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(n) = text.trim().parse() {
+            return Ok(PerTier::all(n));
+        }
+        let mut values: [Option<u32>; 3] = [None; 3];
+        for part in text.split(',') {
+            let (name, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not tier=number"))?;
+            let tier = Tier::parse(name.trim()).ok_or_else(|| format!("{:?} is not a tier (free, pro, premium)", name.trim()))?;
+            let value = value.trim().parse().map_err(|_| format!("{:?} is not a whole number", value.trim()))?;
+            if values[tier as usize].replace(value).is_some() {
+                return Err(format!("{} is given twice", tier.as_str()));
+            }
+        }
+        match values {
+            [Some(free), Some(pro), Some(premium)] => Ok(PerTier { free, pro, premium }),
+            _ => Err("give a number for each of free, pro and premium".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for PerTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "free={},pro={},premium={}", self.free, self.pro, self.premium)
+    }
+}
+
 pub fn percent_to_bp(percent: f64) -> u16 {
     (percent.clamp(0.0, 100.0) * 100.0).round().min(FULL_SHARE_BP as f64) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_tier_numbers_parse_and_print() {
+        let parsed: PerTier = "free=1, pro=20,premium=300".parse().unwrap();
+        assert_eq!(parsed, PerTier { free: 1, pro: 20, premium: 300 });
+        assert_eq!(parsed.to_string().parse::<PerTier>().unwrap(), parsed);
+        assert_eq!("0".parse::<PerTier>().unwrap(), PerTier::all(0));
+        assert_eq!(parsed.get(Tier::Pro), 20);
+        for bad in ["free=1,pro=2", "free=1,pro=2,premium=x", "gold=1,pro=2,premium=3", "free=1,free=2,pro=2,premium=3", ""] {
+            assert!(bad.parse::<PerTier>().is_err(), "{bad:?}");
+        }
+    }
 }

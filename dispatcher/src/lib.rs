@@ -14,6 +14,7 @@ pub mod http_metrics;
 pub mod keys;
 pub mod metrics;
 pub mod problem;
+pub mod rate_limit;
 pub mod relay;
 pub mod routing;
 pub mod scans;

@@ -24,6 +24,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Sent with the problem, e.g. `Retry-After` on a `429`.
+    pub headers: Vec<(header::HeaderName, header::HeaderValue)>,
 }
 
 impl ApiError {
@@ -32,7 +34,13 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (header::HeaderName, header::HeaderValue)>) -> Self {
+        self.headers.extend(headers);
+        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -79,12 +87,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.to_problem()).expect("problem serialises");
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::rate_limit::{Allowed, Submit};
 use crate::body::{parse_json_object, JsonBody};
 use crate::problem::{ApiError, Problem};
 use crate::routing;
@@ -232,16 +233,19 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's submit rate; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    allowed: Allowed<Submit>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let caller = &allowed.caller;
     let idempotency_key = idempotency_key(&headers)?;
     let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
@@ -374,12 +378,10 @@ pub async fn submit(
         route: row.route,
         route_reason: row.route_reason,
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/scans/{scan_id}"))],
-        Json(accepted),
-    )
-        .into_response())
+    let mut response =
+        (StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/scans/{scan_id}"))], Json(accepted)).into_response();
+    response.headers_mut().extend(allowed.headers());
+    Ok(response)
 }
 
 fn contains_nul(value: &Value) -> bool {

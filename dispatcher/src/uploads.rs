@@ -4,13 +4,14 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::rate_limit::{Allowed, Upload};
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -31,15 +32,17 @@ pub struct UploadView {
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's upload rate; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    allowed: Allowed<Upload>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<UploadView>), ApiError> {
+) -> Result<Response, ApiError> {
+    let caller = &allowed.caller;
     let body = body?;
     if body.is_empty() {
         return Err(ApiError::bad_request("empty_upload", "the upload body is empty"));
@@ -68,13 +71,8 @@ pub async fn create(
     )
     .await?;
     tracing::info!(%upload_id, tenant_id = %caller.tenant_id, size_bytes, "upload stored");
-    Ok((
-        StatusCode::CREATED,
-        Json(UploadView {
-            id: upload_id,
-            size_bytes,
-            sha256,
-            content_type,
-        }),
-    ))
+    let view = UploadView { id: upload_id, size_bytes, sha256, content_type };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.headers_mut().extend(allowed.headers());
+    Ok(response)
 }

@@ -90,12 +90,38 @@ pub async fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiEr
 /// How long a request waits on DNS to check a URL's host name.
 pub const URL_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Refuses a new endpoint past the tenant's tier cap (MAX_WEBHOOK_ENDPOINTS):
+/// every event fans out to each endpoint, so endpoints multiply the work one
+/// tenant can cause. The tenant's row is locked so that concurrent creations
+/// cannot both pass the count. Disabled endpoints count until deleted.
+async fn check_endpoint_cap(conn: &mut sqlx::PgConnection, state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let cap = state.config().max_webhook_endpoints.get(caller.tier);
+    if cap == 0 {
+        return Ok(());
+    }
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE").bind(caller.tenant_id).execute(&mut *conn).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1")
+        .bind(caller.tenant_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if count >= i64::from(cap) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "endpoint_limit",
+            format!("the {} tier allows {cap} webhook endpoints; delete one first", caller.tier.as_str()),
+        ));
+    }
+    Ok(())
+}
+
 #[utoipa::path(
     post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = NewEndpoint,
     responses(
         (status = 201, body = EndpointWithSecret),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has as many endpoints as its tier allows", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -117,6 +143,8 @@ pub async fn create_endpoint(
         return Err(ApiError::unprocessable("invalid_body", format!("description is at most {MAX_DESCRIPTION_LEN} characters")));
     }
     let secret = generate_secret();
+    let mut tx = state.pool().begin().await?;
+    check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(
         r#"INSERT INTO webhook_endpoints (id, tenant_id, url, description, secret) VALUES ($1, $2, $3, $4, $5)
            RETURNING id, url, description, created_at"#,
@@ -126,8 +154,9 @@ pub async fn create_endpoint(
         new.description,
         secret
     )
-    .fetch_one(state.pool())
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     tracing::info!(endpoint_id = %row.id, tenant_id = %caller.tenant_id, "webhook endpoint created");
     let endpoint = EndpointView {
         id: row.id,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dispatcher::config::DispatcherConfig;
+use dispatcher::config::{DispatcherConfig, PerTier};
 use dispatcher::keys::TierChange;
 use dispatcher::routing::RoutingMode;
 use protocol::config::ServiceConfig;
@@ -96,6 +96,9 @@ impl TestEnv {
             source_allow_http: true,
             source_allow_hosts: vec![],
             outbox_poll: Duration::from_millis(200),
+            submit_rate_per_minute: PerTier::all(0),
+            upload_rate_per_minute: PerTier::all(0),
+            max_webhook_endpoints: PerTier::all(0),
             database_max_connections: 8,
         }
     }

@@ -9,4 +9,5 @@ mod keys;
 mod limits;
 mod secrets;
 mod ssrf;
+mod tenants;
 mod webhook_replies;

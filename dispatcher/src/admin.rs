@@ -102,6 +102,7 @@ pub async fn get_routing(State(state): State<AppState>, caller: Caller) -> Resul
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

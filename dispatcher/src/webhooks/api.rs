@@ -216,6 +216,7 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

@@ -169,16 +169,24 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// Refuses a `source_url` the worker would refuse to fetch, so the client
-/// hears at once (422 `source_url_refused`) instead of from a failed scan:
-/// non-http(s), private or metadata addresses in any spelling, and names that
-/// resolve to them. The worker checks again, pinned, when it downloads.
+/// hears at once instead of from a failed scan: plain http unless allowed,
+/// private or metadata addresses in any spelling, and names that resolve to
+/// them are 422 `source_url_refused`; malformed or non-http(s) URLs are 422
+/// `invalid_url`. The worker checks again, pinned, when it downloads.
 async fn check_source_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::unprocessable("invalid_url", format!("source_url: {why}"));
     if raw.len() > MAX_URL_LEN {
-        return Err(ApiError::unprocessable("invalid_url", "source_url: too long"));
+        return Err(invalid("too long"));
+    }
+    // Not an http(s) URL at all: malformed input. Refused by the policy: a
+    // well-formed URL that names where scans may not fetch from.
+    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("must be an http(s) URL with a host"));
     }
     match state.config().source_policy().check_at_submit(raw, crate::webhooks::api::URL_LOOKUP_PATIENCE).await {
         Ok(_) => Ok(()),
-        Err(Refusal::Invalid(why)) => Err(ApiError::unprocessable("invalid_url", format!("source_url: {why}"))),
+        Err(Refusal::Invalid(why)) => Err(invalid(&why)),
         Err(refusal) => Err(ApiError::unprocessable("source_url_refused", format!("source_url: {refusal}"))),
     }
 }

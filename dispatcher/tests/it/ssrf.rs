@@ -5,7 +5,7 @@
 use protocol::Tier;
 use serde_json::json;
 
-use crate::harness::{expect_problem, Dispatcher, TestEnv};
+use crate::harness::{expect_problem, wait_for, Dispatcher, TestEnv};
 
 #[tokio::test]
 async fn private_source_urls_are_refused_at_submit() {
@@ -45,10 +45,7 @@ async fn private_source_urls_are_refused_at_submit() {
             "{problem}"
         );
     }
-    for (source, code) in [
-        ("ftp://example.com/v.mp4", "source_url_refused"),
-        ("http://", "invalid_url"),
-    ] {
+    for (source, code) in [("ftp://example.com/v.mp4", "invalid_url"), ("http://", "invalid_url")] {
         let response = http
             .post(dispatcher.url("/v1/scans"))
             .bearer_auth(&key)
@@ -95,6 +92,61 @@ async fn private_source_urls_are_refused_at_submit() {
             .unwrap();
         expect_problem(response, 422, "callback_url_refused").await;
     }
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+/// A name that passed at submit and resolves to a private address by the
+/// time of delivery (DNS answers change) is refused before connecting. The
+/// delivery row is written directly, as if `localhost` had been public at
+/// submit.
+#[tokio::test]
+async fn names_are_checked_again_when_delivering() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.webhook_allow_hosts.clear();
+    let dispatcher = Dispatcher::start(config).await;
+    let key = env.api_key("rebinder", Tier::Free).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let response = reqwest::Client::new()
+        .post(dispatcher.url("/v1/scans"))
+        .bearer_auth(&key)
+        .json(&json!({"kind": "probe"}))
+        .send()
+        .await
+        .unwrap();
+    let scan: serde_json::Value = response.json().await.unwrap();
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, message_id, scan_id, tenant_id, url, event_type, payload)
+         SELECT gen_random_uuid(), 'msg_rebound', id, tenant_id, $2, 'scan.succeeded', '{}'::jsonb FROM scans WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(scan["id"].as_str().unwrap()).unwrap())
+    .bind(format!("http://localhost:{port}/hook"))
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let (outcome, error): (String, String) = wait_for("the delivery attempt", || async {
+        sqlx::query_as("SELECT outcome, error FROM webhook_attempts")
+            .fetch_optional(&env.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(outcome, "blocked");
+    assert!(error.contains("loopback"), "{error}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing connected to the listener"
+    );
     dispatcher.stop().await;
     env.cleanup().await;
 }

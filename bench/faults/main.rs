@@ -80,6 +80,7 @@ impl Fleet {
             // This suite floods one tenant on purpose; it measures faults, not fairness.
             .env("SUBMIT_RATE_PER_MINUTE", "0")
             .env("UPLOAD_RATE_PER_MINUTE", "0")
+            .env("MAX_IN_FLIGHT_SCANS", "0")
             .spawn()
             .expect("dispatcher starts");
         self.dispatcher = Some(child);

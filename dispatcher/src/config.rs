@@ -108,6 +108,10 @@ pub struct DispatcherConfig {
     /// Uploads a tenant may make per minute, by tier (`0`: no limit).
     #[arg(long, env = "UPLOAD_RATE_PER_MINUTE", default_value = "free=30,pro=300,premium=1200")]
     pub upload_rate_per_minute: PerTier,
+    /// Scans a tenant may have queued or running at once, by tier (`0`: no
+    /// limit); past it, submissions are answered `429 too_many_in_flight`.
+    #[arg(long, env = "MAX_IN_FLIGHT_SCANS", default_value = "free=100,pro=1000,premium=5000")]
+    pub max_in_flight_scans: PerTier,
     /// Webhook endpoints a tenant may register, by tier (`0`: no limit):
     /// every event fans out to each of them.
     #[arg(long, env = "MAX_WEBHOOK_ENDPOINTS", default_value = "free=3,pro=10,premium=25")]
@@ -178,6 +182,7 @@ impl DispatcherConfig {
             "submit_rate_per_minute": self.submit_rate_per_minute.to_string(),
             "upload_rate_per_minute": self.upload_rate_per_minute.to_string(),
             "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
+            "max_in_flight_scans": self.max_in_flight_scans.to_string(),
         });
         described
             .as_object_mut()

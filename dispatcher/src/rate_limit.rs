@@ -145,6 +145,47 @@ impl RateLimits {
     }
 }
 
+/// Refuses a submission while the tenant has `max_in_flight_scans` of its
+/// tier queued or running, so one tenant cannot fill the queues (and push
+/// escalation to GPU) for everyone. A retry of a submission already accepted
+/// (same `Idempotency-Key`) is let through to get its original answer. The
+/// count is not locked: concurrent submissions may overshoot the cap by as
+/// many as arrive at the same moment.
+pub async fn check_in_flight(
+    pool: &sqlx::PgPool,
+    caller: &Caller,
+    cap: PerTier,
+    idempotency_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let cap = cap.get(caller.tier);
+    if cap == 0 {
+        return Ok(());
+    }
+    // Counting stops at the cap: the index scan is bounded by it.
+    let (in_flight, replay): (i64, bool) = sqlx::query_as(
+        r#"SELECT (SELECT count(*) FROM (SELECT 1 FROM scans
+                     WHERE tenant_id = $1 AND status IN ('queued', 'running') LIMIT $2) capped),
+                  EXISTS (SELECT 1 FROM scans WHERE tenant_id = $1 AND idempotency_key = $3)"#,
+    )
+    .bind(caller.tenant_id)
+    .bind(i64::from(cap))
+    .bind(idempotency_key)
+    .fetch_one(pool)
+    .await?;
+    if in_flight < i64::from(cap) || replay {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_in_flight",
+        format!(
+            "the {} tier may have {cap} scans queued or running; retry when some have finished",
+            caller.tier.as_str()
+        ),
+    )
+    .with_headers([(RETRY_AFTER, HeaderValue::from_static("5"))]))
+}
+
 /// Which limit an [`Allowed`] extractor applies.
 pub trait Limited {
     const ACTION: Action;

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::rate_limit::{Allowed, Submit};
+use crate::rate_limit::{check_in_flight, Allowed, Submit};
 use crate::body::{parse_json_object, JsonBody};
 use crate::problem::{ApiError, Problem};
 use crate::routing;
@@ -243,7 +243,7 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the tenant's submit rate; see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's submit rate or in-flight cap; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
@@ -255,6 +255,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let caller = &allowed.caller;
     let idempotency_key = idempotency_key(&headers)?;
+    check_in_flight(state.pool(), caller, state.config().max_in_flight_scans, idempotency_key).await?;
     let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.

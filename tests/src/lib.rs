@@ -119,6 +119,7 @@ impl TestEnv {
             submit_rate_per_minute: PerTier::all(0),
             upload_rate_per_minute: PerTier::all(0),
             max_webhook_endpoints: PerTier::all(0),
+            max_in_flight_scans: PerTier::all(0),
             database_max_connections: 16,
         }
     }

@@ -141,3 +141,64 @@ async fn webhook_endpoints_are_capped_by_tier() {
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn in_flight_scans_are_capped_per_tenant() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.max_in_flight_scans = PerTier {
+        free: 2,
+        pro: 0,
+        premium: 0,
+    };
+    let dispatcher = Dispatcher::start(config).await;
+    let (busy, other) = (
+        env.api_key("busy", Tier::Free).await,
+        env.api_key("other", Tier::Free).await,
+    );
+    let http = reqwest::Client::new();
+    let submit = |key: &str, idempotency_key: &str| {
+        http.post(dispatcher.url("/v1/scans"))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(&json!({"kind": "probe"}))
+            .send()
+    };
+    // No worker runs: accepted scans stay queued.
+    let mut ids = Vec::new();
+    for n in ["a", "b"] {
+        let response = submit(&busy, n).await.unwrap();
+        assert_eq!(response.status(), 202);
+        ids.push(
+            response.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let response = submit(&busy, "c").await.unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = expect_problem(response, 429, "too_many_in_flight").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("free tier may have 2"),
+        "{problem}"
+    );
+    // A retry of an accepted submission still gets its scan back.
+    let replay = submit(&busy, "a").await.unwrap();
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.json::<serde_json::Value>().await.unwrap()["id"], ids[0].as_str());
+    assert_eq!(
+        submit(&other, "a").await.unwrap().status(),
+        202,
+        "another tenant is not held back"
+    );
+    // A finished (here: canceled) scan frees a place.
+    let canceled = http
+        .delete(dispatcher.url(&format!("/v1/scans/{}", ids[1])))
+        .bearer_auth(&busy)
+        .send();
+    assert_eq!(canceled.await.unwrap().status(), 200);
+    assert_eq!(submit(&busy, "c").await.unwrap().status(), 202);
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -68,7 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/routing", get(admin::get_routing).put(admin::put_routing))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
     let uploads = Router::new()
-        .route("/v1/uploads", post(uploads::create).layer(DefaultBodyLimit::max(config.max_upload_bytes)))
+        // The upload handler streams its body and enforces MAX_UPLOAD_BYTES itself.
+        .route("/v1/uploads", post(uploads::create))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.upload_timeout));
     let shedding = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))

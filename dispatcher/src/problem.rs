@@ -110,12 +110,8 @@ impl From<sqlx::Error> for ApiError {
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        if is_body_timeout(&rejection) {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the request body stopped arriving (BODY_READ_TIMEOUT)",
-            );
+        if caused_by_body_timeout(&rejection) {
+            return body_timeout();
         }
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -152,9 +148,10 @@ pub async fn problem_for_bare_errors(method: Method, response: Response) -> Resp
     }
 }
 
-/// Whether the body failed because the body-read timeout layer gave up on it.
-fn is_body_timeout(rejection: &BytesRejection) -> bool {
-    let mut source = std::error::Error::source(rejection);
+/// Whether a body read failed because the body-read timeout layer
+/// (BODY_READ_TIMEOUT) gave up on it.
+pub fn caused_by_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
     while let Some(error) = source {
         if error.is::<tower_http::timeout::TimeoutError>() {
             return true;
@@ -162,6 +159,10 @@ fn is_body_timeout(rejection: &BytesRejection) -> bool {
         source = error.source();
     }
     false
+}
+
+pub fn body_timeout() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving (BODY_READ_TIMEOUT)")
 }
 
 impl From<QueryRejection> for ApiError {

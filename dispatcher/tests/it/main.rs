@@ -11,4 +11,5 @@ mod limits;
 mod secrets;
 mod ssrf;
 mod tenants;
+mod uploads;
 mod webhook_replies;

@@ -14,9 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::rate_limit::{check_in_flight, Allowed, Submit};
 use crate::body::{parse_json_object, JsonBody};
 use crate::problem::{ApiError, Problem};
+use crate::rate_limit::{check_in_flight, Allowed, Submit};
 use crate::routing;
 use crate::state::AppState;
 use crate::store::{self, CancelOutcome, Inserted, ScanRow};
@@ -38,16 +38,19 @@ pub struct SubmitScan {
     /// own problem code instead of a generic parse error.
     #[schema(schema_with = kind_schema)]
     pub kind: String,
-    /// Where the worker downloads the input from (http or https).
-    #[schema(format = "uri", max_length = 2048)]
+    /// Where the worker downloads the input from (https; http only where
+    /// allowed): a public address, checked at submit and again at download.
+    /// `video_scan` and `item_crop` take exactly one of `source_url` and
+    /// `upload_id`; `probe` takes neither.
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub source_url: Option<String>,
     /// An upload made with `POST /v1/uploads`.
     pub upload_id: Option<Uuid>,
     /// What is scanned, e.g. `trading_card`, `comic`.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\u0000]*$")]
     pub item_type: Option<String>,
     /// Where the completion webhook goes, besides the tenant's endpoints.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub callback_url: Option<String>,
     /// Free-form object stored with the scan and returned as is (≤ 16 KiB).
     pub metadata: Option<Map<String, Value>>,

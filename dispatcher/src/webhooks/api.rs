@@ -20,8 +20,9 @@ const MAX_DESCRIPTION_LEN: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     /// https URL that receives `scan.succeeded`, `scan.failed` and `scan.canceled`.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub url: String,
+    #[schema(max_length = 256, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
 }
 

@@ -130,8 +130,9 @@ async fn past_the_concurrency_limit_requests_are_shed_but_probes_are_not() {
 async fn a_stalled_body_and_a_slow_request_time_out_with_problems() {
     let env = TestEnv::new().await;
     let mut config = env.dispatcher_config();
-    config.body_read_timeout = Duration::from_millis(300);
-    config.request_timeout = Duration::from_millis(1500);
+    // Wide apart, so that a loaded machine cannot turn one into the other.
+    config.body_read_timeout = Duration::from_secs(1);
+    config.request_timeout = Duration::from_secs(4);
     let dispatcher = Dispatcher::start(config).await;
     let key = env.api_key("slow", Tier::Free).await;
 

@@ -77,6 +77,10 @@ impl Fleet {
             // (2 × timeout + 10 s) runs out.
             .env("WEBHOOK_TIMEOUT", "2s")
             .env("BACKLOG_HIGH_WATERMARK", "100000000")
+            // This suite floods one tenant on purpose; it measures faults, not fairness.
+            .env("SUBMIT_RATE_PER_MINUTE", "0")
+            .env("UPLOAD_RATE_PER_MINUTE", "0")
+            .env("MAX_IN_FLIGHT_SCANS", "0")
             .spawn()
             .expect("dispatcher starts");
         self.dispatcher = Some(child);

@@ -1,8 +1,6 @@
 //! `/v1/admin/routing`: read and switch the routing policy at run time
 //! (admin keys only). Switching to `cpu` is the rollback of seed 002.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -12,7 +10,8 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::config::percent_to_bp;
-use crate::problem::{parse_json, ApiError, Problem};
+use crate::body::{parse_json, JsonBody};
+use crate::problem::{ApiError, Problem};
 use crate::routing::{self, RoutingMode, RoutingPolicy};
 use crate::state::AppState;
 
@@ -103,6 +102,7 @@ pub async fn get_routing(State(state): State<AppState>, caller: Caller) -> Resul
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -110,10 +110,10 @@ pub async fn get_routing(State(state): State<AppState>, caller: Caller) -> Resul
 pub async fn put_routing(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<RoutingView>, ApiError> {
     require_admin(&caller)?;
-    let update: RoutingUpdate = parse_json(body)?;
+    let update: RoutingUpdate = parse_json(&body)?;
     let (current, _) = routing::current(state.pool()).await?;
     let canary_bp = match update.canary_percent {
         None => current.canary_bp,

@@ -1,34 +1,15 @@
-//! API keys: generated once, shown once, stored as SHA-256. Keys are 190 bits
-//! of randomness, so a fast hash is safe and lets us look keys up directly.
+//! Who is calling: the `Authorization: Bearer <api key>` header checked
+//! against the stored key hashes (keys themselves: `crate::keys`).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use protocol::Tier;
-use rand::distributions::Alphanumeric;
-use rand::Rng;
-use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::keys::hash_key;
 use crate::problem::ApiError;
 use crate::state::AppState;
-
-const KEY_PREFIX: &str = "sf_";
-const KEY_RANDOM_CHARS: usize = 32;
-
-pub fn generate_key() -> String {
-    let random: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(KEY_RANDOM_CHARS)
-        .map(char::from)
-        .collect();
-    format!("{KEY_PREFIX}{random}")
-}
-
-pub fn hash_key(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
-}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -38,50 +19,12 @@ pub struct Caller {
     pub is_admin: bool,
 }
 
-/// A key as created: the secret is only ever available here.
-#[derive(Debug, Clone)]
-pub struct CreatedKey {
-    pub tenant_id: Uuid,
-    pub key: String,
-    /// Signs webhooks sent to the tenant's scans' `callback_url`s.
-    pub callback_secret: String,
-}
-
-/// Creates the tenant if needed (updating its tier) and a new key for it.
-pub async fn create_key(
-    pool: &PgPool,
-    tenant_name: &str,
-    tier: Tier,
-    is_admin: bool,
-) -> Result<CreatedKey, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let tenant = sqlx::query!(
-        r#"INSERT INTO tenants (id, name, tier, callback_secret) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (name) DO UPDATE
-              SET tier = EXCLUDED.tier,
-                  callback_secret = coalesce(tenants.callback_secret, EXCLUDED.callback_secret)
-           RETURNING id, callback_secret AS "callback_secret!""#,
-        Uuid::now_v7(),
-        tenant_name,
-        tier.as_str(),
-        crate::webhooks::signing::generate_secret()
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    let tenant_id = tenant.id;
-    let key = generate_key();
-    sqlx::query!(
-        "INSERT INTO api_keys (id, tenant_id, key_sha256, key_prefix, is_admin) VALUES ($1, $2, $3, $4, $5)",
-        Uuid::now_v7(),
-        tenant_id,
-        hash_key(&key),
-        &key[..KEY_PREFIX.len() + 6],
-        is_admin
-    )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(CreatedKey { tenant_id, key, callback_secret: tenant.callback_secret })
+/// The token of a `Bearer` credential. The scheme name is case-insensitive
+/// (RFC 9110 §11.1), so `bearer` and `BEARER` are the same scheme.
+fn bearer_token(credentials: &str) -> Option<&str> {
+    let (scheme, token) = credentials.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -97,23 +40,22 @@ impl FromRequestParts<AppState> for Caller {
         let key = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|key| !key.is_empty())
+            .and_then(bearer_token)
             .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <api key>`"))?;
-        let row = sqlx::query!(
-            r#"SELECT t.id AS tenant_id, t.tier, k.is_admin
+        // A rotated-out key has a revocation time in the future and works until then.
+        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
+            r#"SELECT t.id, t.tier, k.is_admin
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-                WHERE k.key_sha256 = $1 AND k.revoked_at IS NULL"#,
-            hash_key(key)
+                WHERE k.key_sha256 = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())"#,
         )
+        .bind(hash_key(key))
         .fetch_optional(state.pool())
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        .await?;
+        let (tenant_id, tier, is_admin) = row.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
         Ok(Caller {
-            tenant_id: row.tenant_id,
-            tier: Tier::parse(&row.tier).ok_or_else(|| ApiError::internal("bad tier in database"))?,
-            is_admin: row.is_admin,
+            tenant_id,
+            tier: Tier::parse(&tier).ok_or_else(|| ApiError::internal("bad tier in database"))?,
+            is_admin,
         })
     }
 }
@@ -123,12 +65,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_random_and_hash_stably() {
-        let (a, b) = (generate_key(), generate_key());
-        assert_ne!(a, b);
-        assert!(a.starts_with(KEY_PREFIX));
-        assert_eq!(a.len(), KEY_PREFIX.len() + KEY_RANDOM_CHARS);
-        assert_eq!(hash_key(&a), hash_key(&a));
-        assert_ne!(hash_key(&a), hash_key(&b));
+    fn the_bearer_scheme_is_case_insensitive() {
+        for credentials in ["Bearer sf_x", "bearer sf_x", "BEARER sf_x", "bEaReR   sf_x "] {
+            assert_eq!(bearer_token(credentials), Some("sf_x"), "{credentials:?}");
+        }
+        for credentials in ["Bearer", "Bearer ", "Basic sf_x", "Bearersf_x", "Token sf_x", ""] {
+            assert_eq!(bearer_token(credentials), None, "{credentials:?}");
+        }
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::state::AppState;
 
 /// Advisory-lock key of the backlog monitor ("scanflt" in ASCII).
-const MONITOR_LOCK_KEY: i64 = 0x7363_616e_666c_74;
+const MONITOR_LOCK_KEY: i64 = 0x0073_6361_6e66_6c74;
 
 /// When to escalate and when to stand down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ enum MonitorError {
 /// then monitors until shutdown or an error.
 async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &CancellationToken) -> Result<(), MonitorError> {
     let poll = state.config().backlog_poll;
-    let mut lock_conn = PgConnection::connect(&state.config().service.database_url).await?;
+    let mut lock_conn = PgConnection::connect(state.config().service.database_url.expose_secret()).await?;
     loop {
         let elected: bool = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"elected!\"", MONITOR_LOCK_KEY)
             .fetch_one(&mut lock_conn)
@@ -148,7 +148,7 @@ async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &Can
     }
     tracing::info!("this replica now runs the backlog monitor");
     state.metrics().backlog_leader.set(1);
-    let connection = topology::connect(&state.config().service.amqp_url, "scanfleet-dispatcher-backlog").await?;
+    let connection = topology::connect(state.config().service.amqp_url.expose_secret(), "scanfleet-dispatcher-backlog").await?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
     let stored = sqlx::query_scalar!("SELECT escalated FROM backlog_state").fetch_one(state.pool()).await?;

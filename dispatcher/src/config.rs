@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use protocol::config::{parse_duration, ServiceConfig};
+use protocol::Tier;
 
 use crate::backlog::Watermarks;
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
@@ -23,6 +24,22 @@ pub struct DispatcherConfig {
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 64 * 1024)]
     pub max_json_bytes: usize,
+    /// API requests handled at once by this replica; more are answered `503`
+    /// with `Retry-After` at once (load shedding) instead of queueing.
+    /// Health, readiness and metrics are never shed.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// Time limit for one API request other than an upload, body included (`408`).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Time limit for one upload, body included (`408`): MAX_UPLOAD_BYTES
+    /// must arrive within it.
+    #[arg(long, env = "UPLOAD_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub upload_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (`408`): a client
+    /// that stops sending frees its slot after this.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
     /// Routing mode (`cpu`, `gpu` or `auto`) used when none is stored yet;
     /// change it at run time with `PUT /v1/admin/routing`.
     #[arg(long, env = "ROUTING_MODE", value_enum, default_value = "auto")]
@@ -73,9 +90,32 @@ pub struct DispatcherConfig {
     /// (comma-separated, e.g. `127.0.0.1,localhost` for a local demo).
     #[arg(long, env = "WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
     pub webhook_allow_hosts: Vec<String>,
+    /// Allow plain-http `source_url`s at submit (local use only). Same
+    /// variable as the worker's, which checks again when it downloads.
+    #[arg(long, env = "SOURCE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub source_allow_http: bool,
+    /// Hosts or IPs a `source_url` may point at although private (comma-separated).
+    #[arg(long, env = "SOURCE_ALLOW_HOSTS", value_delimiter = ',')]
+    pub source_allow_hosts: Vec<String>,
     /// How long a rotated-out endpoint secret keeps signing.
     #[arg(long, env = "WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub webhook_secret_overlap: Duration,
+    /// Scans a tenant may submit per minute, by tier (`0`: no limit). A
+    /// tenant past it gets `429` with `Retry-After` and `RateLimit` headers;
+    /// other tenants are not slowed.
+    #[arg(long, env = "SUBMIT_RATE_PER_MINUTE", default_value = "free=120,pro=1200,premium=6000")]
+    pub submit_rate_per_minute: PerTier,
+    /// Uploads a tenant may make per minute, by tier (`0`: no limit).
+    #[arg(long, env = "UPLOAD_RATE_PER_MINUTE", default_value = "free=30,pro=300,premium=1200")]
+    pub upload_rate_per_minute: PerTier,
+    /// Scans a tenant may have queued or running at once, by tier (`0`: no
+    /// limit); past it, submissions are answered `429 too_many_in_flight`.
+    #[arg(long, env = "MAX_IN_FLIGHT_SCANS", default_value = "free=100,pro=1000,premium=5000")]
+    pub max_in_flight_scans: PerTier,
+    /// Webhook endpoints a tenant may register, by tier (`0`: no limit):
+    /// every event fans out to each of them.
+    #[arg(long, env = "MAX_WEBHOOK_ENDPOINTS", default_value = "free=3,pro=10,premium=25")]
+    pub max_webhook_endpoints: PerTier,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
@@ -86,6 +126,12 @@ impl DispatcherConfig {
         self.service.validate()?;
         if self.max_upload_bytes == 0 || self.max_json_bytes == 0 {
             return Err("MAX_UPLOAD_BYTES and MAX_JSON_BYTES must be positive".into());
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("MAX_CONCURRENT_REQUESTS must be positive".into());
+        }
+        if self.request_timeout.is_zero() || self.upload_timeout.is_zero() || self.body_read_timeout.is_zero() {
+            return Err("REQUEST_TIMEOUT, UPLOAD_TIMEOUT and BODY_READ_TIMEOUT must be positive".into());
         }
         if !(0.0..=100.0).contains(&self.canary_percent) {
             return Err("CANARY_PERCENT must be within 0–100".into());
@@ -114,6 +160,10 @@ impl DispatcherConfig {
             "listen_addr": self.listen_addr.to_string(),
             "max_upload_bytes": self.max_upload_bytes,
             "max_json_bytes": self.max_json_bytes,
+            "max_concurrent_requests": self.max_concurrent_requests,
+            "request_timeout": humantime::format_duration(self.request_timeout).to_string(),
+            "upload_timeout": humantime::format_duration(self.upload_timeout).to_string(),
+            "body_read_timeout": humantime::format_duration(self.body_read_timeout).to_string(),
             "routing_mode": self.routing_mode,
             "canary_percent": self.canary_percent,
             "backlog_poll": humantime::format_duration(self.backlog_poll).to_string(),
@@ -125,8 +175,14 @@ impl DispatcherConfig {
             "webhook_timeout": humantime::format_duration(self.webhook_timeout).to_string(),
             "webhook_allow_http": self.webhook_allow_http,
             "webhook_allow_hosts": self.webhook_allow_hosts,
+            "source_allow_http": self.source_allow_http,
+            "source_allow_hosts": self.source_allow_hosts,
             "outbox_poll": humantime::format_duration(self.outbox_poll).to_string(),
             "database_max_connections": self.database_max_connections,
+            "submit_rate_per_minute": self.submit_rate_per_minute.to_string(),
+            "upload_rate_per_minute": self.upload_rate_per_minute.to_string(),
+            "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
+            "max_in_flight_scans": self.max_in_flight_scans.to_string(),
         });
         described
             .as_object_mut()
@@ -156,6 +212,15 @@ impl DispatcherConfig {
         }
     }
 
+    /// Where a scan's `source_url` may point, checked at submit; the worker
+    /// checks again (and pins the address) when it downloads.
+    pub fn source_policy(&self) -> DestinationPolicy {
+        DestinationPolicy {
+            allow_http: self.source_allow_http,
+            allow_hosts: self.source_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+        }
+    }
+
     pub fn watermarks(&self) -> Watermarks {
         Watermarks {
             high_depth: self.backlog_high_watermark,
@@ -166,6 +231,76 @@ impl DispatcherConfig {
     }
 }
 
+/// One number per tier, written `free=120,pro=1200,premium=6000` (or one
+/// number for every tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerTier {
+    pub free: u32,
+    pub pro: u32,
+    pub premium: u32,
+}
+
+impl PerTier {
+    /// The same number for every tier (`0` turns a limit off).
+    pub const fn all(n: u32) -> Self {
+        PerTier { free: n, pro: n, premium: n }
+    }
+
+    pub fn get(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Free => self.free,
+            Tier::Pro => self.pro,
+            Tier::Premium => self.premium,
+        }
+    }
+}
+
+impl std::str::FromStr for PerTier {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(n) = text.trim().parse() {
+            return Ok(PerTier::all(n));
+        }
+        let mut values: [Option<u32>; 3] = [None; 3];
+        for part in text.split(',') {
+            let (name, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not tier=number"))?;
+            let tier = Tier::parse(name.trim()).ok_or_else(|| format!("{:?} is not a tier (free, pro, premium)", name.trim()))?;
+            let value = value.trim().parse().map_err(|_| format!("{:?} is not a whole number", value.trim()))?;
+            if values[tier as usize].replace(value).is_some() {
+                return Err(format!("{} is given twice", tier.as_str()));
+            }
+        }
+        match values {
+            [Some(free), Some(pro), Some(premium)] => Ok(PerTier { free, pro, premium }),
+            _ => Err("give a number for each of free, pro and premium".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for PerTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "free={},pro={},premium={}", self.free, self.pro, self.premium)
+    }
+}
+
 pub fn percent_to_bp(percent: f64) -> u16 {
     (percent.clamp(0.0, 100.0) * 100.0).round().min(FULL_SHARE_BP as f64) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_tier_numbers_parse_and_print() {
+        let parsed: PerTier = "free=1, pro=20,premium=300".parse().unwrap();
+        assert_eq!(parsed, PerTier { free: 1, pro: 20, premium: 300 });
+        assert_eq!(parsed.to_string().parse::<PerTier>().unwrap(), parsed);
+        assert_eq!("0".parse::<PerTier>().unwrap(), PerTier::all(0));
+        assert_eq!(parsed.get(Tier::Pro), 20);
+        for bad in ["free=1,pro=2", "free=1,pro=2,premium=x", "gold=1,pro=2,premium=3", "free=1,free=2,pro=2,premium=3", ""] {
+            assert!(bad.parse::<PerTier>().is_err(), "{bad:?}");
+        }
+    }
 }

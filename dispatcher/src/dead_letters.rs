@@ -17,7 +17,7 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
     let amqp_url = state.config().service.amqp_url.clone();
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        match consume(&state, &amqp_url, &topology, &shutdown, &mut backoff).await {
+        match consume(&state, amqp_url.expose_secret(), &topology, &shutdown, &mut backoff).await {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "dead-letter watcher interrupted; reconnecting");

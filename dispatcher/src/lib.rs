@@ -5,12 +5,16 @@
 pub mod admin;
 pub mod api;
 pub mod backlog;
+pub mod body;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;
+pub mod http_metrics;
+pub mod keys;
 pub mod metrics;
 pub mod problem;
+pub mod rate_limit;
 pub mod relay;
 pub mod routing;
 pub mod scans;

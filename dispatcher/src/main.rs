@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Parser;
-use dispatcher::cli::{Cli, Command, KeysCommand};
+use dispatcher::cli::{Cli, Command, DatabaseArgs, KeysCommand};
+use dispatcher::keys::{self, TierChange};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -16,18 +17,69 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
             running.wait().await;
         }
-        Command::Migrate { database_url } => {
-            let pool = protocol::db::pool(&database_url, 2)?;
-            protocol::db::migrate(&pool).await.context("migrating")?;
+        Command::Migrate(database) => {
+            migrated_pool(&database).await?;
             println!("migrations applied");
         }
-        Command::Keys { command: KeysCommand::Create { tenant, tier, admin, database_url } } => {
-            let pool = protocol::db::pool(&database_url, 2)?;
-            protocol::db::migrate(&pool).await.context("migrating")?;
-            let created = dispatcher::auth::create_key(&pool, &tenant, tier, admin).await?;
-            eprintln!("tenant {tenant} ({}) tier {}: store this key now, it is not shown again", created.tenant_id, tier.as_str());
-            eprintln!("webhook callback secret (verify signatures on callback_url deliveries): {}", created.callback_secret);
+        Command::Keys { command } => run_keys(command).await?,
+    }
+    Ok(())
+}
+
+async fn migrated_pool(database: &DatabaseArgs) -> anyhow::Result<sqlx::PgPool> {
+    let pool = protocol::db::pool(database.database_url.expose_secret(), 2)?;
+    protocol::db::migrate(&pool).await.context("migrating")?;
+    Ok(pool)
+}
+
+/// Keys go to stdout (so scripts can capture them); what they are, to stderr.
+async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
+            tenant,
+            tier,
+            set_tier,
+            admin,
+            database,
+        } => {
+            let pool = migrated_pool(&database).await?;
+            let change = if set_tier {
+                TierChange::Allow
+            } else {
+                TierChange::Refuse
+            };
+            let created = keys::create_key(&pool, &tenant, tier, admin, change).await?;
+            eprintln!(
+                "tenant {tenant} ({}) tier {}, key {}: store this key now, it is not shown again",
+                created.tenant_id,
+                tier.as_str(),
+                created.key_id
+            );
+            eprintln!(
+                "webhook callback secret (verify signatures on callback_url deliveries): {}",
+                created.callback_secret
+            );
             println!("{}", created.key);
+        }
+        KeysCommand::List { tenant, database } => {
+            let pool = migrated_pool(&database).await?;
+            let listed = keys::list_keys(&pool, tenant.as_deref()).await?;
+            print!("{}", keys::render_table(&listed, chrono::Utc::now()));
+        }
+        KeysCommand::Revoke { id, database } => {
+            let pool = migrated_pool(&database).await?;
+            let revoked = keys::revoke_key(&pool, id).await?;
+            eprintln!("revoked key {id} ({}…) of tenant {}", revoked.prefix, revoked.tenant);
+        }
+        KeysCommand::Rotate { id, grace, database } => {
+            let pool = migrated_pool(&database).await?;
+            let rotated = keys::rotate_key(&pool, id, grace).await?;
+            eprintln!(
+                "key {id} replaced by key {}; the old key works for {} more: store the new key now, it is not shown again",
+                rotated.key_id,
+                humantime::format_duration(grace)
+            );
+            println!("{}", rotated.key);
         }
     }
     Ok(())

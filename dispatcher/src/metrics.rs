@@ -1,6 +1,6 @@
 //! The dispatcher's Prometheus metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct DispatcherMetrics {
@@ -14,6 +14,8 @@ pub struct DispatcherMetrics {
     pub routing_escalated: IntGauge,
     pub backlog_leader: IntGauge,
     pub webhook_attempts: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
 }
 
 impl DispatcherMetrics {
@@ -64,6 +66,22 @@ impl DispatcherMetrics {
             &["outcome"],
         )
         .expect("valid metric");
+        // Labelled by route template (`/v1/scans/{id}`), never the raw path,
+        // so a scanner probing random paths cannot blow up the series count.
+        let http_requests = IntCounterVec::new(
+            Opts::new("scanfleet_http_requests_total", "HTTP requests answered, by method, route template and status"),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "scanfleet_http_request_duration_seconds",
+                "Time from request to response headers, by method and route template",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(scans_submitted.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(outbox_published.clone()),
@@ -74,6 +92,8 @@ impl DispatcherMetrics {
             Box::new(routing_escalated.clone()),
             Box::new(backlog_leader.clone()),
             Box::new(webhook_attempts.clone()),
+            Box::new(http_requests.clone()),
+            Box::new(http_duration.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -88,6 +108,8 @@ impl DispatcherMetrics {
             routing_escalated,
             backlog_leader,
             webhook_attempts,
+            http_requests,
+            http_duration,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `application/problem+json` with a stable machine-readable `code`.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -24,6 +24,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Sent with the problem, e.g. `Retry-After` on a `429`.
+    pub headers: Vec<(header::HeaderName, header::HeaderValue)>,
 }
 
 impl ApiError {
@@ -32,7 +34,13 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (header::HeaderName, header::HeaderValue)>) -> Self {
+        self.headers.extend(headers);
+        self
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -79,12 +87,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.to_problem()).expect("problem serialises");
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
@@ -103,27 +108,11 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Parses a JSON request body, which must be an object: not JSON → 400
-/// `malformed_json`, any other JSON value → 422 `invalid_body`, too large →
-/// 413. (serde's derived structs would also take an array, fields by
-/// position; the API documents objects only, so that is refused here.)
-pub fn parse_json_object(body: Result<axum::body::Bytes, BytesRejection>) -> Result<serde_json::Value, ApiError> {
-    let body = body?;
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::unprocessable("invalid_body", "request body must be a JSON object"));
-    }
-    Ok(value)
-}
-
-/// [`parse_json_object`] into `T`: an object of the wrong shape → 422 `invalid_body`.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: Result<axum::body::Bytes, BytesRejection>) -> Result<T, ApiError> {
-    serde_json::from_value(parse_json_object(body)?).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
-}
-
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
+        if caused_by_body_timeout(&rejection) {
+            return body_timeout();
+        }
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
             "payload_too_large"
@@ -132,6 +121,48 @@ impl From<BytesRejection> for ApiError {
         };
         ApiError::new(status, code, rejection.body_text())
     }
+}
+
+/// Gives the bare answers that axum and tower-http make before (or instead
+/// of) a handler a problem+json body like every other error: `405` (from
+/// method routing) and `408` (from the request timeout layer).
+pub async fn problem_for_bare_errors(method: Method, response: Response) -> Response {
+    if response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    match response.status() {
+        // axum adds the `Allow` header to this answer after this layer.
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on this route; the Allow header lists the methods that are"),
+        )
+        .into_response(),
+        StatusCode::REQUEST_TIMEOUT => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took longer than this route allows",
+        )
+        .into_response(),
+        _ => response,
+    }
+}
+
+/// Whether a body read failed because the body-read timeout layer
+/// (BODY_READ_TIMEOUT) gave up on it.
+pub fn caused_by_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+pub fn body_timeout() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving (BODY_READ_TIMEOUT)")
 }
 
 impl From<QueryRejection> for ApiError {

@@ -33,7 +33,7 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
     let amqp_url = state.config().service.amqp_url.clone();
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        let channel = match open_channel(&amqp_url, &topology).await {
+        let channel = match open_channel(amqp_url.expose_secret(), &topology).await {
             Ok(channel) => channel,
             Err(error) => {
                 tracing::warn!(%error, "outbox relay cannot reach the broker; scans wait in the outbox");

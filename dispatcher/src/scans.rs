@@ -1,12 +1,11 @@
 //! `/v1/scans`: submit, read, list and cancel scans.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use protocol::netguard::Refusal;
 use protocol::{ScanJob, ScanKind, ScanMessage, ScanStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::problem::{parse_json_object, ApiError, Problem};
+use crate::body::{parse_json_object, JsonBody};
+use crate::problem::{ApiError, Problem};
+use crate::rate_limit::{check_in_flight, Allowed, Submit};
 use crate::routing;
 use crate::state::AppState;
 use crate::store::{self, CancelOutcome, Inserted, ScanRow};
@@ -37,16 +38,19 @@ pub struct SubmitScan {
     /// own problem code instead of a generic parse error.
     #[schema(schema_with = kind_schema)]
     pub kind: String,
-    /// Where the worker downloads the input from (http or https).
-    #[schema(format = "uri", max_length = 2048)]
+    /// Where the worker downloads the input from (https; http only where
+    /// allowed): a public address, checked at submit and again at download.
+    /// `video_scan` and `item_crop` take exactly one of `source_url` and
+    /// `upload_id`; `probe` takes neither.
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub source_url: Option<String>,
     /// An upload made with `POST /v1/uploads`.
     pub upload_id: Option<Uuid>,
     /// What is scanned, e.g. `trading_card`, `comic`.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\u0000]*$")]
     pub item_type: Option<String>,
     /// Where the completion webhook goes, besides the tenant's endpoints.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub callback_url: Option<String>,
     /// Free-form object stored with the scan and returned as is (≤ 16 KiB).
     pub metadata: Option<Map<String, Value>>,
@@ -181,16 +185,27 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
-fn check_http_url(field: &str, raw: &str) -> Result<(), ApiError> {
-    let invalid = |why: &str| ApiError::unprocessable("invalid_url", format!("{field}: {why}"));
+/// Refuses a `source_url` the worker would refuse to fetch, so the client
+/// hears at once instead of from a failed scan: plain http unless allowed,
+/// private or metadata addresses in any spelling, and names that resolve to
+/// them are 422 `source_url_refused`; malformed or non-http(s) URLs are 422
+/// `invalid_url`. The worker checks again, pinned, when it downloads.
+async fn check_source_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
+    let invalid = |why: &str| ApiError::unprocessable("invalid_url", format!("source_url: {why}"));
     if raw.len() > MAX_URL_LEN {
         return Err(invalid("too long"));
     }
+    // Not an http(s) URL at all: malformed input. Refused by the policy: a
+    // well-formed URL that names where scans may not fetch from.
     let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid("must be an http(s) URL with a host"));
     }
-    Ok(())
+    match state.config().source_policy().check_at_submit(raw, crate::webhooks::api::URL_LOOKUP_PATIENCE).await {
+        Ok(_) => Ok(()),
+        Err(Refusal::Invalid(why)) => Err(invalid(&why)),
+        Err(refusal) => Err(ApiError::unprocessable("source_url_refused", format!("source_url: {refusal}"))),
+    }
 }
 
 /// Validates the kind-specific parameters; returns them as stored.
@@ -243,18 +258,22 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the tenant's submit rate or in-flight cap; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
 pub async fn submit(
     State(state): State<AppState>,
-    caller: Caller,
+    allowed: Allowed<Submit>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let caller = &allowed.caller;
     let idempotency_key = idempotency_key(&headers)?;
-    let raw = parse_json_object(body)?;
+    check_in_flight(state.pool(), caller, state.config().max_in_flight_scans, idempotency_key).await?;
+    let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
     // PostgreSQL text and jsonb cannot hold U+0000.
@@ -292,7 +311,7 @@ pub async fn submit(
         if callback_url.len() > MAX_URL_LEN {
             return Err(ApiError::unprocessable("callback_url_refused", "callback_url is too long"));
         }
-        crate::webhooks::api::check_callback_url(&state, callback_url)?;
+        crate::webhooks::api::check_callback_url(&state, callback_url).await?;
     }
     let upload_path = match (kind.needs_source(), &request.source_url, request.upload_id) {
         (false, None, None) => None,
@@ -303,7 +322,7 @@ pub async fn submit(
             ))
         }
         (true, Some(source_url), None) => {
-            check_http_url("source_url", source_url)?;
+            check_source_url(&state, source_url).await?;
             None
         }
         (true, None, Some(upload_id)) => Some(
@@ -385,12 +404,10 @@ pub async fn submit(
         route: row.route,
         route_reason: row.route_reason,
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/scans/{scan_id}"))],
-        Json(accepted),
-    )
-        .into_response())
+    let mut response =
+        (StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/scans/{scan_id}"))], Json(accepted)).into_response();
+    response.headers_mut().extend(allowed.headers());
+    Ok(response)
 }
 
 fn contains_nul(value: &Value) -> bool {

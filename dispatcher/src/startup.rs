@@ -41,7 +41,7 @@ impl RunningDispatcher {
 pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Result<RunningDispatcher, StartError> {
     config.validate().map_err(StartError::Config)?;
     tracing::info!(config = %config.describe(), "dispatcher starting");
-    let pool = protocol::db::pool(&config.service.database_url, config.database_max_connections)?;
+    let pool = protocol::db::pool(config.service.database_url.expose_secret(), config.database_max_connections)?;
     protocol::db::migrate(&pool).await?;
     crate::routing::seed_policy(&pool, config.routing_policy()).await?;
     let blobs = BlobStore::open(&config.service.blob_store)?;

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::config::DispatcherConfig;
 use crate::metrics::DispatcherMetrics;
+use crate::rate_limit::RateLimits;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -17,6 +18,7 @@ struct Inner {
     blobs: BlobStore,
     config: DispatcherConfig,
     metrics: DispatcherMetrics,
+    rate_limits: RateLimits,
     /// Wakes the outbox relay as soon as a scan is committed, so publishing
     /// does not wait for the next poll.
     outbox_wakeup: Notify,
@@ -24,11 +26,13 @@ struct Inner {
 
 impl AppState {
     pub fn new(pool: PgPool, blobs: BlobStore, config: DispatcherConfig) -> Self {
+        let rate_limits = RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
         AppState(Arc::new(Inner {
             pool,
             blobs,
             config,
             metrics: DispatcherMetrics::new(),
+            rate_limits,
             outbox_wakeup: Notify::new(),
         }))
     }
@@ -47,6 +51,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &DispatcherMetrics {
         &self.0.metrics
+    }
+
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.0.rate_limits
     }
 
     pub fn outbox_wakeup(&self) -> &Notify {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -75,6 +75,12 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Starts writing an object in parts, for input too large to hold whole.
+    pub async fn writer(&self, path: &str) -> Result<BlobWriter, BlobError> {
+        let upload = self.store.put_multipart(&Path::from(path)).await?;
+        Ok(BlobWriter { parts: WriteMultipart::new(upload) })
+    }
+
     pub async fn get(&self, path: &str) -> Result<Bytes, BlobError> {
         match self.store.get(&Path::from(path)).await {
             Ok(object) => Ok(object.bytes().await?),
@@ -83,6 +89,37 @@ impl BlobStore {
             }),
             Err(other) => Err(other.into()),
         }
+    }
+}
+
+/// Parts being written at once by one [`BlobWriter`]: memory per writer is
+/// bounded by this many 5 MiB parts plus the one being filled.
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+/// An object written as its bytes arrive (a multipart upload; a temporary
+/// file renamed on `finish` in a local directory). Nothing is visible under
+/// the path until `finish`; `abort` leaves nothing behind.
+pub struct BlobWriter {
+    parts: WriteMultipart,
+}
+
+impl BlobWriter {
+    /// Appends `bytes`, waiting first while `MAX_PARTS_IN_FLIGHT` parts are
+    /// still being written (back pressure on whoever produces the bytes).
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        self.parts.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await?;
+        self.parts.put(bytes);
+        Ok(())
+    }
+
+    pub async fn finish(self) -> Result<(), BlobError> {
+        self.parts.finish().await?;
+        Ok(())
+    }
+
+    pub async fn abort(self) -> Result<(), BlobError> {
+        self.parts.abort().await?;
+        Ok(())
     }
 }
 
@@ -101,5 +138,41 @@ mod tests {
             Err(BlobError::NotFound { .. })
         ));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_written_object_appears_on_finish_and_an_aborted_one_never() {
+        let dir = std::env::temp_dir().join(format!("scanfleet-blob-{}", uuid::Uuid::new_v4()));
+        let store = BlobStore::open(dir.to_str().unwrap()).unwrap();
+        // Larger than one 5 MiB part, written in odd-sized pieces.
+        let content: Vec<u8> = (0..12 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+        let mut writer = store.writer("up/whole.bin").await.unwrap();
+        for piece in content.chunks(1_000_003) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        assert!(matches!(store.get("up/whole.bin").await, Err(BlobError::NotFound { .. })), "not before finish");
+        writer.finish().await.unwrap();
+        assert_eq!(store.get("up/whole.bin").await.unwrap(), Bytes::from(content));
+
+        let mut writer = store.writer("up/aborted.bin").await.unwrap();
+        writer.write(Bytes::from_static(b"partial")).await.unwrap();
+        writer.abort().await.unwrap();
+        assert!(matches!(store.get("up/aborted.bin").await, Err(BlobError::NotFound { .. })));
+        let left: Vec<_> = walk(&dir);
+        assert_eq!(left, [dir.join("up/whole.bin")], "no temporary file is left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
     }
 }

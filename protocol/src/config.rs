@@ -22,16 +22,65 @@ pub fn mask_url(raw: &str) -> String {
     }
 }
 
+/// A connection URL that may carry a password. `Debug` shows it with the
+/// password masked (host, user, database and vhost stay visible, which is
+/// what an operator reading a log needs); there is no `Display`, so it cannot
+/// be put into a log line or error by accident; the clear text is only
+/// reached through [`SecretUrl::expose_secret`], at the call that connects.
+///
+/// A newtype rather than `secrecy::SecretString`: `secrecy` would hide the
+/// whole URL, and its other feature, zeroing memory on drop, buys nothing
+/// here because sqlx and lapin keep their own copies of the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        SecretUrl(url.into())
+    }
+
+    /// The URL with its password, for the driver that connects.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced, safe to print.
+    pub fn masked(&self) -> String {
+        mask_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SecretUrl").field(&self.masked()).finish()
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(url.to_string()))
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        SecretUrl(url)
+    }
+}
+
 /// Settings every process needs: where the database and broker are, and the
 /// queue arguments, which must agree across the fleet.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceConfig {
-    /// PostgreSQL connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/scanfleet")]
-    pub database_url: String,
+    /// PostgreSQL connection URL. (Its value from the environment is not
+    /// shown in `--help`: it may hold a password.)
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scanfleet")]
+    pub database_url: SecretUrl,
     /// RabbitMQ connection URL (the vhost is the path, `%2f` for `/`).
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub amqp_url: String,
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, hide_default_value = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: SecretUrl,
     /// Deliveries of one scan message before it is dead-lettered.
     #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5)]
     pub delivery_limit: u32,
@@ -61,16 +110,16 @@ impl ServiceConfig {
         if self.gpu_max_wait.is_zero() {
             return Err("GPU_MAX_WAIT must be positive".into());
         }
-        url::Url::parse(&self.amqp_url).map_err(|e| format!("AMQP_URL: {e}"))?;
-        url::Url::parse(&self.database_url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        url::Url::parse(self.amqp_url.expose_secret()).map_err(|e| format!("AMQP_URL: {e}"))?;
+        url::Url::parse(self.database_url.expose_secret()).map_err(|e| format!("DATABASE_URL: {e}"))?;
         Ok(())
     }
 
     /// The configuration as printed at start-up, secrets masked.
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
-            "database_url": mask_url(&self.database_url),
-            "amqp_url": mask_url(&self.amqp_url),
+            "database_url": self.database_url.masked(),
+            "amqp_url": self.amqp_url.masked(),
             "delivery_limit": self.delivery_limit,
             "gpu_max_wait": humantime::format_duration(self.gpu_max_wait).to_string(),
             "blob_store": mask_url(&self.blob_store).replace("<unparseable url>", &self.blob_store),
@@ -90,6 +139,23 @@ mod tests {
             "amqp://guest:****@host:5672/%2f"
         );
         assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn secret_urls_print_without_their_password() {
+        let config = ServiceConfig {
+            database_url: SecretUrl::new("postgres://scanfleet:hunter2-db@db.internal:5432/scanfleet"),
+            amqp_url: SecretUrl::new("amqps://fleet:hunter2-mq@mq.internal:5671/prod"),
+            delivery_limit: 5,
+            gpu_max_wait: Duration::from_secs(120),
+            blob_store: "./data".into(),
+            log_format: crate::telemetry::LogFormat::Json,
+        };
+        for printed in [format!("{config:?}"), format!("{config:#?}"), config.describe().to_string()] {
+            assert!(!printed.contains("hunter2"), "{printed}");
+            assert!(printed.contains("db.internal") && printed.contains("mq.internal"), "{printed}");
+        }
+        assert_eq!(config.amqp_url.expose_secret(), "amqps://fleet:hunter2-mq@mq.internal:5671/prod");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! lets local demos and tests call 127.0.0.1.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use url::Url;
 
@@ -25,7 +25,7 @@ pub enum Refusal {
     Invalid(String),
     #[error("the scheme must be https{}", if *.0 { " or http" } else { "" })]
     Scheme(bool),
-    #[error("{host} resolves to {addr}, a {kind} address; webhooks only go to public addresses")]
+    #[error("{host} resolves to {addr}, a {kind} address; only public addresses are allowed")]
     Forbidden { host: String, addr: IpAddr, kind: &'static str },
     #[error("cannot resolve {host}: {reason}")]
     Unresolvable { host: String, reason: String },
@@ -40,35 +40,61 @@ pub struct Destination {
 }
 
 /// Why an address is not public, if it is not.
+///
+/// IPv6 ranges that carry an IPv4 address inside them (mapped, compatible,
+/// translated, NAT64, 6to4, Teredo) are refused whole or by the IPv4 address
+/// they embed: a gateway on the path may turn them into that IPv4 address,
+/// which could be 127.0.0.1 or 169.254.169.254.
 pub fn forbidden_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4).map(|_| "IPv4-mapped non-public");
-            }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if first & 0xfe00 == 0xfc00 {
-                // Unique local, which includes AWS's metadata address fd00:ec2::254.
-                Some("private (unique local)")
-            } else if v6.segments()[..6] == [0, 0, 0, 0, 0, 0] {
-                Some("IPv4-compatible")
-            } else if v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                Some("NAT64")
-            } else if first == 0x2001 && v6.segments()[1] == 0x0db8 {
-                Some("documentation")
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let s = v6.segments();
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        // ::ffff:a.b.c.d is the IPv4 address itself on a dual-stack socket.
+        return forbidden_v4(v4).map(|_| "IPv4-mapped non-public");
+    }
+    if v6.is_loopback() {
+        Some("loopback")
+    } else if v6.is_unspecified() {
+        Some("unspecified")
+    } else if v6.is_multicast() {
+        Some("multicast")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        // Deprecated (RFC 3879) but still routed inside some sites.
+        Some("site-local")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        // Unique local, which includes AWS's metadata address fd00:ec2::254.
+        Some("private (unique local)")
+    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
+        // ::a.b.c.d, deprecated; no public host uses it.
+        Some("IPv4-compatible")
+    } else if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // ::ffff:0:a.b.c.d (SIIT), translated to IPv4 by a stateless gateway.
+        Some("IPv4-translated")
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some("NAT64")
+    } else if s[..3] == [0x64, 0xff9b, 1] {
+        // Local-use NAT64 prefix (RFC 8215).
+        Some("NAT64 (local use)")
+    } else if s[0] == 0x2002 {
+        // 6to4 (RFC 3056): the relay forwards to the IPv4 address in bits 16–48.
+        Some("6to4")
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo (RFC 4380): the server and client IPv4 addresses are embedded.
+        Some("Teredo")
+    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+        Some("documentation")
+    } else if s[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only")
+    } else {
+        None
     }
 }
 
@@ -90,6 +116,9 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("multicast or reserved")
     } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0 && ip.octets()[2] == 0) {
         Some("reserved")
+    } else if a == 192 && b == 88 && ip.octets()[2] == 99 {
+        // The 6to4 relay anycast prefix (RFC 7526 deprecates it).
+        Some("6to4 relay")
     } else {
         None
     }
@@ -97,7 +126,9 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 
 impl DestinationPolicy {
     fn allowed(&self, host: &str, ip: IpAddr) -> bool {
-        self.allow_hosts.contains(&host.to_ascii_lowercase()) || self.allow_hosts.contains(&ip.to_string())
+        // `localhost.` is the same name as `localhost` (fully qualified).
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.allow_hosts.contains(&host) || self.allow_hosts.contains(&ip.to_string())
     }
 
     /// Checks what can be checked without DNS (at submit time): scheme, and
@@ -122,6 +153,23 @@ impl DestinationPolicy {
             }
         }
         Ok(url)
+    }
+
+    /// The check made when a URL is submitted: [`Self::check_static`], then,
+    /// for a host name, one lookup bounded by `patience`. Only a name that
+    /// resolves to a refused address is refused here; a name that does not
+    /// resolve (yet) is left to the check at connection time, so that a slow
+    /// or failing resolver does not fail submissions. That later check is the
+    /// one that counts: DNS may answer differently by then.
+    pub async fn check_at_submit(&self, raw: &str, patience: std::time::Duration) -> Result<Url, Refusal> {
+        let url = self.check_static(raw)?;
+        if !matches!(url.host(), Some(url::Host::Domain(_))) {
+            return Ok(url);
+        }
+        match tokio::time::timeout(patience, self.resolve(raw)).await {
+            Ok(Err(refusal @ Refusal::Forbidden { .. })) => Err(refusal),
+            _ => Ok(url),
+        }
     }
 
     /// Resolves and checks every address; the first one is used to connect.
@@ -200,5 +248,107 @@ mod tests {
         let local = DestinationPolicy { allow_http: true, allow_hosts: ["localhost".to_string()].into() };
         let destination = local.resolve("http://localhost:1/x").await.unwrap();
         assert!(destination.addr.ip().is_loopback());
+    }
+
+    /// Every IPv6 range that embeds or reaches an IPv4 address, and the
+    /// deprecated local ones.
+    #[test]
+    fn refuses_ipv6_ranges_that_reach_ipv4_or_local_networks() {
+        for (ip, kind) in [
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:0808:0808::1", "6to4"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001::1", "Teredo"),
+            ("64:ff9b::7f00:1", "NAT64"),
+            ("64:ff9b::808:808", "NAT64"),
+            ("64:ff9b:1::a00:1", "NAT64 (local use)"),
+            ("64:ff9b:1:ffff::1", "NAT64 (local use)"),
+            ("fec0::1", "site-local"),
+            ("feff::1", "site-local"),
+            ("::7f00:1", "IPv4-compatible"),
+            ("::ffff:0:7f00:1", "IPv4-translated"),
+            ("::ffff:169.254.169.254", "IPv4-mapped non-public"),
+            ("100::1", "discard-only"),
+        ] {
+            assert_eq!(forbidden_kind(ip.parse().unwrap()), Some(kind), "{ip}");
+        }
+        for ip in ["192.88.99.1", "198.18.0.1", "192.0.0.8", "0.1.2.3"] {
+            assert!(forbidden_kind(ip.parse().unwrap()).is_some(), "{ip} must be refused");
+        }
+        // Neighbours of the refused ranges stay public.
+        for ip in ["2001:4860:4860::8888", "2003::1", "64:ff9b:2::1", "::ffff:1.1.1.1", "fbff::1", "192.88.98.1"] {
+            assert_eq!(forbidden_kind(ip.parse().unwrap()), None, "{ip} is public");
+        }
+    }
+
+    /// The URL parser (WHATWG rules, the same one the HTTP client connects
+    /// with) turns every spelling of an IPv4 address into that address, so
+    /// each spelling meets the same check.
+    #[test]
+    fn every_literal_spelling_of_a_private_address_is_refused() {
+        let policy = DestinationPolicy { allow_http: true, ..Default::default() };
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0x7F.0.0.1/",
+            "http://0177.0.0.1/",
+            "http://0177.0000.0000.0001/",
+            "http://127.1/",
+            "http://127.0.1/",
+            "http://0/",
+            "http://127.0.0.1./",
+            "http://%31%32%37.0.0.1/",
+            "http://\u{ff11}\u{ff12}\u{ff17}.0.0.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://2852039166/",
+            "http://0xa9fea9fe/",
+            "http://10.0.0.1:8080/",
+            "http://good.example@127.0.0.1/",
+            "http://good.example:pass@10.0.0.1:8080/x",
+            "http://user@[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[0:0:0:0:0:ffff:a9fe:a9fe]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[64:ff9b::127.0.0.1]/",
+            "http://[64:ff9b:1::a00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "http://[fec0::1]/",
+            "http://[fd00:ec2::254]/",
+            "HTTP://[FE80::1]/",
+        ] {
+            let refused = policy.check_static(url);
+            assert!(matches!(refused, Err(Refusal::Forbidden { .. })), "{url} must be refused, got {refused:?}");
+        }
+        // The user-info part is not the host: this one goes to good.example.
+        let url = policy.check_static("http://127.0.0.1@good.example/").unwrap();
+        assert_eq!(url.host_str(), Some("good.example"));
+        for url in ["http://", "http://[::1/", "http://0x1ffffffff/", "http://256.0.0.1/", "file:///etc/passwd"] {
+            assert!(
+                matches!(policy.check_static(url), Err(Refusal::Invalid(_) | Refusal::Scheme(_))),
+                "{url} is not a usable URL"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn names_are_checked_at_submit_when_they_resolve() {
+        let policy = DestinationPolicy { allow_http: true, ..Default::default() };
+        let patience = std::time::Duration::from_secs(2);
+        for url in ["http://localhost:1/x", "http://LOCALHOST/x", "http://2130706433/", "https://[2002:a00:1::]/"] {
+            assert!(
+                matches!(policy.check_at_submit(url, patience).await, Err(Refusal::Forbidden { .. })),
+                "{url} must be refused at submit"
+            );
+        }
+        // A name that does not resolve now is left to the check at fetch time.
+        assert!(policy.check_at_submit("http://no-such-host.invalid/x", patience).await.is_ok());
+        // A trailing dot names the same host: never reachable unless allowed.
+        assert!(policy.resolve("http://localhost./x").await.is_err());
+        let local = DestinationPolicy { allow_http: true, allow_hosts: ["localhost".to_string()].into() };
+        assert!(local.check_at_submit("http://localhost.:1/x", patience).await.is_ok());
     }
 }

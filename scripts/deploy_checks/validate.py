@@ -45,6 +45,8 @@ METRICS = {
     "scanfleet_queue_consumers": {"queue"},
     "scanfleet_routing_escalated": set(),
     "scanfleet_webhook_attempts_total": {"outcome"},
+    "scanfleet_http_requests_total": {"method", "route", "status"},
+    "scanfleet_http_request_duration_seconds_bucket": {"method", "route", "le"},
     "scanfleet_worker_cost_usd_total": {"route"},
     "scanfleet_gpu_memory_used_bytes": set(),
     "scanfleet_gpu_memory_total_bytes": set(),
@@ -66,7 +68,10 @@ DISPATCHER_ENV = COMMON_ENV | {"LISTEN_ADDR", "MAX_UPLOAD_BYTES", "MAX_JSON_BYTE
                                "CANARY_PERCENT", "LATENCY_TARGET", "BACKLOG_HIGH_WATERMARK", "BACKLOG_LOW_WATERMARK",
                                "BACKLOG_HOLD", "BACKLOG_POLL", "WEBHOOK_ALLOW_HOSTS", "WEBHOOK_ALLOW_HTTP",
                                "WEBHOOK_MAX_IN_FLIGHT", "WEBHOOK_PER_ENDPOINT", "WEBHOOK_POLL", "WEBHOOK_SCHEDULE",
-                               "WEBHOOK_SECRET_OVERLAP", "WEBHOOK_TIMEOUT"}
+                               "WEBHOOK_SECRET_OVERLAP", "WEBHOOK_TIMEOUT", "SOURCE_ALLOW_HTTP", "SOURCE_ALLOW_HOSTS",
+                               "MAX_CONCURRENT_REQUESTS", "REQUEST_TIMEOUT", "UPLOAD_TIMEOUT", "BODY_READ_TIMEOUT",
+                               "SUBMIT_RATE_PER_MINUTE", "UPLOAD_RATE_PER_MINUTE", "MAX_WEBHOOK_ENDPOINTS",
+                               "MAX_IN_FLIGHT_SCANS"}
 WORKER_ENV = COMMON_ENV | {"QUEUE", "BACKEND", "MAX_CONCURRENT_JOBS", "SHUTDOWN_GRACE", "HEARTBEAT_INTERVAL",
                            "WORKER_NAME", "METRICS_ADDR", "DOWNSCALE_MAX", "WARM_MODEL",
                            "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"}

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dispatcher::config::DispatcherConfig;
+use dispatcher::config::{DispatcherConfig, PerTier};
+use dispatcher::keys::TierChange;
 use dispatcher::routing::RoutingMode;
 use protocol::config::ServiceConfig;
 use protocol::telemetry::LogFormat;
@@ -78,8 +79,8 @@ impl TestEnv {
 
     pub fn service_config(&self) -> ServiceConfig {
         ServiceConfig {
-            database_url: self.database_url.clone(),
-            amqp_url: self.amqp_url.clone(),
+            database_url: self.database_url.clone().into(),
+            amqp_url: self.amqp_url.clone().into(),
             delivery_limit: 5,
             gpu_max_wait: Duration::from_secs(120),
             blob_store: self.blob_dir.to_string_lossy().into_owned(),
@@ -93,6 +94,10 @@ impl TestEnv {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             max_upload_bytes: 1024 * 1024,
             max_json_bytes: 64 * 1024,
+            max_concurrent_requests: 256,
+            request_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(10),
             routing_mode: RoutingMode::Auto,
             canary_percent: 0.0,
             backlog_poll: Duration::from_millis(100),
@@ -108,7 +113,13 @@ impl TestEnv {
             webhook_allow_http: true,
             webhook_allow_hosts: vec!["127.0.0.1".to_string()],
             webhook_secret_overlap: Duration::from_secs(3600),
+            source_allow_http: true,
+            source_allow_hosts: vec!["127.0.0.1".to_string()],
             outbox_poll: Duration::from_millis(200),
+            submit_rate_per_minute: PerTier::all(0),
+            upload_rate_per_minute: PerTier::all(0),
+            max_webhook_endpoints: PerTier::all(0),
+            max_in_flight_scans: PerTier::all(0),
             database_max_connections: 16,
         }
     }
@@ -138,12 +149,12 @@ impl TestEnv {
 
     /// A new tenant with one API key.
     pub async fn api_key(&self, tenant: &str, tier: Tier) -> String {
-        dispatcher::auth::create_key(&self.pool, tenant, tier, false).await.expect("create key").key
+        dispatcher::keys::create_key(&self.pool, tenant, tier, false, TierChange::Refuse).await.expect("create key").key
     }
 
     /// An API key allowed to call the admin endpoints.
     pub async fn admin_key(&self) -> String {
-        dispatcher::auth::create_key(&self.pool, "operators", Tier::Free, true).await.expect("create key").key
+        dispatcher::keys::create_key(&self.pool, "operators", Tier::Free, true, TierChange::Refuse).await.expect("create key").key
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

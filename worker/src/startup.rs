@@ -86,13 +86,13 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
     tracing::info!(config = %config.describe(), "worker starting");
     let engine = Arc::new(engine(&config)?);
     let backend = engine.report().clone();
-    let pool = protocol::db::pool(&config.service.database_url, config.max_concurrent_jobs as u32 + 2)?;
+    let pool = protocol::db::pool(config.service.database_url.expose_secret(), config.max_concurrent_jobs as u32 + 2)?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
     let price_per_hour = if backend.used == "cuda" { config.gpu_price_per_hour } else { config.cpu_price_per_hour };
     let cache = Arc::new(ResultCache::new(pool.clone(), config.result_cache_max, config.result_cache_ttl));
     let consumer = Arc::new(Consumer {
         pool,
-        amqp_url: config.service.amqp_url.clone(),
+        amqp_url: config.service.amqp_url.expose_secret().to_string(),
         topology: config.service.topology(),
         route: config.queue.route(),
         max_concurrent_jobs: config.max_concurrent_jobs,

@@ -1,7 +1,5 @@
 //! Webhook endpoints, the delivery log and manual redelivery.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -12,7 +10,8 @@ use uuid::Uuid;
 
 use super::signing::generate_secret;
 use crate::auth::Caller;
-use crate::problem::{parse_json, ApiError, Problem};
+use crate::body::{parse_json, parse_optional_json, JsonBody};
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
 const MAX_DESCRIPTION_LEN: usize = 256;
@@ -21,8 +20,9 @@ const MAX_DESCRIPTION_LEN: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
     /// https URL that receives `scan.succeeded`, `scan.failed` and `scan.canceled`.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(format = "uri", max_length = 2048, pattern = r"^[^\u0000]*$")]
     pub url: String,
+    #[schema(max_length = 256, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -73,16 +73,46 @@ fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
 }
 
-/// Checks a callback or endpoint URL against the SSRF policy (what can be
-/// checked without DNS; names are resolved and checked again at delivery).
-pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+/// Checks a callback or endpoint URL against the SSRF policy: literal
+/// addresses in any spelling, and names that resolve to a refused address
+/// now (a bounded lookup); every name is resolved and checked again, pinned,
+/// at each delivery.
+pub async fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
     state
         .config()
         .delivery_settings()
         .destinations
-        .check_static(url)
+        .check_at_submit(url, URL_LOOKUP_PATIENCE)
+        .await
         .map(|_| ())
         .map_err(|refusal| ApiError::unprocessable("callback_url_refused", refusal.to_string()))
+}
+
+/// How long a request waits on DNS to check a URL's host name.
+pub const URL_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a new endpoint past the tenant's tier cap (MAX_WEBHOOK_ENDPOINTS):
+/// every event fans out to each endpoint, so endpoints multiply the work one
+/// tenant can cause. The tenant's row is locked so that concurrent creations
+/// cannot both pass the count. Disabled endpoints count until deleted.
+async fn check_endpoint_cap(conn: &mut sqlx::PgConnection, state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let cap = state.config().max_webhook_endpoints.get(caller.tier);
+    if cap == 0 {
+        return Ok(());
+    }
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE").bind(caller.tenant_id).execute(&mut *conn).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1")
+        .bind(caller.tenant_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if count >= i64::from(cap) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "endpoint_limit",
+            format!("the {} tier allows {cap} webhook endpoints; delete one first", caller.tier.as_str()),
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(
@@ -91,6 +121,8 @@ pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
         (status = 201, body = EndpointWithSecret),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has as many endpoints as its tier allows", body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -98,20 +130,22 @@ pub fn check_callback_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 pub async fn create_endpoint(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
-    let new: NewEndpoint = parse_json(body)?;
+    let new: NewEndpoint = parse_json(&body)?;
     if new.url.contains('\0') || new.description.as_deref().is_some_and(|d| d.contains('\0')) {
         return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
     }
     if new.url.len() > 2048 {
         return Err(ApiError::unprocessable("callback_url_refused", "url too long"));
     }
-    check_callback_url(&state, &new.url)?;
+    check_callback_url(&state, &new.url).await?;
     if new.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
         return Err(ApiError::unprocessable("invalid_body", format!("description is at most {MAX_DESCRIPTION_LEN} characters")));
     }
     let secret = generate_secret();
+    let mut tx = state.pool().begin().await?;
+    check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(
         r#"INSERT INTO webhook_endpoints (id, tenant_id, url, description, secret) VALUES ($1, $2, $3, $4, $5)
            RETURNING id, url, description, created_at"#,
@@ -121,8 +155,9 @@ pub async fn create_endpoint(
         new.description,
         secret
     )
-    .fetch_one(state.pool())
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     tracing::info!(endpoint_id = %row.id, tenant_id = %caller.tenant_id, "webhook endpoint created");
     let endpoint = EndpointView {
         id: row.id,
@@ -182,6 +217,7 @@ pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -190,11 +226,12 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let id = parse_id(&id, "webhook endpoint")?;
-    let body = body?;
-    let rotation: Rotation = if body.is_empty() { Rotation::default() } else { parse_json(Ok(body))? };
+    // No body, `null` and `{}` all mean "rotate with the default overlap",
+    // as the OpenAPI document's optional, nullable body says.
+    let rotation: Rotation = parse_optional_json(&body)?;
     let overlap = rotation.overlap_seconds.unwrap_or(state.config().webhook_secret_overlap.as_secs());
     if overlap > 30 * 24 * 3600 {
         return Err(ApiError::unprocessable("invalid_body", "overlap_seconds is at most 30 days"));

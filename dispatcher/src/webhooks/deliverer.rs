@@ -228,7 +228,14 @@ async fn send(settings: &DeliverySettings, delivery: &Claimed, secrets: &[String
         Err(error) => Outcome::ConnectError(error.to_string()),
         Ok(response) => {
             let status = response.status().as_u16();
-            let body = truncated_body(response).await;
+            let body = match capped_body(response).await {
+                Ok(body) => body,
+                // The receiver did not finish its answer within the timeout
+                // (a trickle): the same as not answering in time.
+                Err(error) if error.is_timeout() => return Outcome::Timeout,
+                // An answer cut off after its status line: the status decides.
+                Err(error) => format!("(reply body unreadable: {error})"),
+            };
             match status {
                 200..=299 => Outcome::Delivered { status, body },
                 410 => Outcome::Gone { body },
@@ -238,13 +245,27 @@ async fn send(settings: &DeliverySettings, delivery: &Claimed, secrets: &[String
     }
 }
 
-async fn truncated_body(response: reqwest::Response) -> String {
-    let bytes = response.bytes().await.unwrap_or_default();
-    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOGGED_BODY)]).into_owned();
-    if bytes.len() > MAX_LOGGED_BODY {
-        text.push_str("…");
+/// The first [`MAX_LOGGED_BODY`] bytes of the receiver's answer. Reading
+/// stops there: the rest is never read and the connection is dropped with the
+/// response, so a receiver that streams for ever costs one KiB and no time.
+/// (Reading the whole body and truncating afterwards let a hostile receiver
+/// stream into the dispatcher for the full timeout, on every delivery slot.)
+async fn capped_body(mut response: reqwest::Response) -> reqwest::Result<String> {
+    let mut kept = Vec::with_capacity(MAX_LOGGED_BODY);
+    let mut cut = false;
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_LOGGED_BODY - kept.len();
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() >= room {
+            cut = chunk.len() > room;
+            break;
+        }
     }
-    text
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if cut {
+        text.push('…');
+    }
+    Ok(text)
 }
 
 async fn record(

@@ -51,11 +51,7 @@ use std::time::Instant;
 pub const PIPELINE_VERSION: u32 = 1;
 
 use burn_tensor::Tensor;
-use opencv::{
-    core::{self, Point2f, Vector},
-    imgproc,
-    prelude::*,
-};
+use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -65,7 +61,7 @@ use crate::{
     frames::{stack_bgr, to_vec_f32, unstack_bgr},
     photo::{decode_photo, working_size, DecodeLimits, PhotoFormat},
     pipeline::{encode_jpeg, StageTiming, Timer},
-    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
+    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, apply_homography, homography, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
 };
 
 mod framed;
@@ -1603,18 +1599,6 @@ fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usiz
     }
 }
 
-/// Homography taking crop coordinates `(0,0)..(w,h)` onto `quad`.
-fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionError> {
-    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
-    let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
-    let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
-    let mut out = [0.0; 9];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = *m.at_2d::<f64>((i / 3) as i32, (i % 3) as i32)?;
-    }
-    Ok(out)
-}
-
 /// Stage 5: the perspective-corrected crop of `quad` (working pixels) as a
 /// `[1, 3, ch, cw]` BGR tensor, with its size.
 fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(Tensor<B, 4>, usize, usize), VisionError> {
@@ -1623,10 +1607,7 @@ fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(T
     let hm = homography(quad, cw as f64, ch as f64)?;
     let map: Vec<(f32, f32)> = (0..ch)
         .flat_map(|y| (0..cw).map(move |x| (x as f64 + 0.5, y as f64 + 0.5)))
-        .map(|(u, v)| {
-            let d = hm[6] * u + hm[7] * v + hm[8];
-            (((hm[0] * u + hm[1] * v + hm[2]) / d) as f32, ((hm[3] * u + hm[4] * v + hm[5]) / d) as f32)
-        })
+        .map(|(u, v)| apply_homography(&hm, u, v))
         .collect();
     Ok((remap_bilinear(bgr, &map, cw, ch), cw, ch))
 }

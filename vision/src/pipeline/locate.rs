@@ -1,12 +1,6 @@
 //! Item localisation on a golden frame, rectification and the edge
 //! profiles that measure the item and print edges (centering).
 
-use opencv::{
-    core::{self, Point2f, Vector},
-    imgproc,
-    prelude::*,
-};
-
 use super::{
     debug,
     outline::{find_outline, EdgeImage, OutlineRules},
@@ -42,18 +36,6 @@ pub(super) fn locate_item<B: ScanBackend>(frame: &GrayImage, opts: &ScanOptions,
     Ok(find_outline(&input, &OutlineRules::default())?.map(|o| o.to_frame(f)))
 }
 
-/// Homography mapping item coordinates `(0,0)..(w,h)` onto `quad`.
-pub(super) fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionError> {
-    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
-    let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
-    let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
-    let mut out = [0.0; 9];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = *m.at_2d::<f64>((i / 3) as i32, (i % 3) as i32)?;
-    }
-    Ok(out)
-}
-
 /// Intersection of two lines, each given by two points.
 pub(super) fn intersect(l1: ([f64; 2], [f64; 2]), l2: ([f64; 2], [f64; 2])) -> [f64; 2] {
     let (p, r) = (l1.0, [l1.1[0] - l1.0[0], l1.1[1] - l1.0[1]]);
@@ -64,11 +46,6 @@ pub(super) fn intersect(l1: ([f64; 2], [f64; 2]), l2: ([f64; 2], [f64; 2])) -> [
     }
     let t = ((q[0] - p[0]) * s[1] - (q[1] - p[1]) * s[0]) / cross;
     [p[0] + t * r[0], p[1] + t * r[1]]
-}
-
-pub(super) fn apply_h(h: &[f64; 9], u: f64, v: f64) -> (f32, f32) {
-    let d = h[6] * u + h[7] * v + h[8];
-    (((h[0] * u + h[1] * v + h[2]) / d) as f32, ((h[3] * u + h[4] * v + h[5]) / d) as f32)
 }
 
 /// Item edges and print-frame edges measured on the margin-rectified image.
@@ -94,18 +71,17 @@ impl Profiles {
         let row = |y: usize| median(((w as f64 * b0) as usize..(w as f64 * b1) as usize).map(|x| img[y * w + x]).collect());
         let px: Vec<f64> = (0..w).map(col).collect();
         let py: Vec<f64> = (0..h).map(row).collect();
-        let side = |p: &[f64], from_end: bool, name: &str| {
-            let expected = if name == "left" || name == "right" { margin.0 } else { margin.1 };
+        let side = |p: &[f64], from_end: bool, expected: f64, name: &str| {
             let found = steps(p, from_end, expected);
             if found.is_none() {
                 debug(|| format!("band {band:?}: no {name} item/print edges in profile {:?}", p.iter().map(|v| v.round() as i64).collect::<Vec<_>>()));
             }
             found
         };
-        let (cl, pl) = side(&px, false, "left")?;
-        let (cr, pr) = side(&px, true, "right")?;
-        let (ct, pt) = side(&py, false, "top")?;
-        let (cb, pb) = side(&py, true, "bottom")?;
+        let (cl, pl) = side(&px, false, margin.0, "left")?;
+        let (cr, pr) = side(&px, true, margin.0, "right")?;
+        let (ct, pt) = side(&py, false, margin.1, "top")?;
+        let (cb, pb) = side(&py, true, margin.1, "bottom")?;
         Some(Self { card: (cl, cr, ct, cb), print: (pl, pr, pt, pb) })
     }
 }
@@ -130,12 +106,14 @@ const STEP_SPAN: usize = 3;
 /// `from_end` scans from the far side; `expected` is where the located
 /// outline puts the item edge, in samples from that side.
 ///
-/// - The item edge is the first clear step from the outside up to a few
-///   pixels inside where the outline put it. Steps count in either
-///   direction (a white border on a grey table rises into a darker print, a
-///   black border falls from the table) and a faint one counts. Where no
-///   step is clear (a black border on its own shadow), the outline's
-///   position stands.
+/// - The item edge is the first clear step within a few pixels of where the
+///   outline put it. Steps count in either direction (a white border on a
+///   grey table rises into a darker print, a black border falls from the
+///   table) and a faint one counts. Where no step is clear there (a black
+///   border on its own shadow), the outline's position stands. Where no
+///   print edge lies inside the step found, the outline followed the print
+///   edge (the item's own edge being faint): that step is the print edge
+///   and the item edge is the nearest clear step outside it.
 /// - The print edge is the first clear step inside it, within 12 % of the
 ///   profile: the border band between the two is plain, while the art
 ///   inside the print area may hold stronger edges than the print edge.

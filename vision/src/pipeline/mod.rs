@@ -29,7 +29,7 @@ pub use defects::DefectKind;
 use decode::{sniff, Decoder};
 use defects::{consensus, find_defects};
 use grade::score;
-use locate::{apply_h, homography, intersect, locate_item, Profiles};
+use locate::{intersect, locate_item, Profiles};
 
 use crate::{
     backend::ScanBackend,
@@ -37,7 +37,7 @@ use crate::{
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
     frames::{stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage},
-    primitives::{laplacian_variance, remap_bilinear, resize, round_levels, Interpolation},
+    primitives::{apply_homography, homography, laplacian_variance, remap_bilinear, resize, round_levels, Interpolation},
 };
 
 /// The version of what `video_scan` returns. Bump it in the same commit as
@@ -516,7 +516,7 @@ fn analyze_frame<B: ScanBackend>(
     for round in 0..3 {
         let map1: Vec<(f32, f32)> = (0..mh)
             .flat_map(|y| (0..mw).map(move |x| (x as f64 - ox, y as f64 - oy)))
-            .map(|(u, v)| apply_h(&h1, u, v))
+            .map(|(u, v)| apply_homography(&h1, u, v))
             .collect();
         let r1 = to_vec_f32(remap_bilinear(img.clone(), &map1, mw, mh));
         if round == 2 {
@@ -534,7 +534,7 @@ fn analyze_frame<B: ScanBackend>(
         let bottom = ([0.3 * fw, a.card.3], [0.7 * fw, b.card.3]);
         let corners = [intersect(left, top), intersect(right, top), intersect(right, bottom), intersect(left, bottom)];
         quad = corners.map(|p| {
-            let (x, y) = apply_h(&h1, p[0] - ox, p[1] - oy);
+            let (x, y) = apply_homography(&h1, p[0] - ox, p[1] - oy);
             [x as f64, y as f64]
         });
         h1 = homography(&quad, iw as f64, ih as f64)?;
@@ -552,7 +552,7 @@ fn analyze_frame<B: ScanBackend>(
         .map(|(x, y)| {
             let u = cl + (x as f64 + 0.5) * (cr - cl) / cw as f64 - 0.5;
             let v = ct + (y as f64 + 0.5) * (cb - ct) / ch as f64 - 0.5;
-            apply_h(&h1, u, v)
+            apply_homography(&h1, u, v)
         })
         .collect();
     let card = remap_bilinear(img, &map2, cw, ch);

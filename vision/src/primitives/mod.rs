@@ -24,4 +24,4 @@ pub use filter::{
 };
 pub use morph::{close, dilate, erode, morph_host, morph_tensor, open, MorphOp, MorphShape};
 pub use resize::{resize, resize_host, resize_tensor, round_levels, Interpolation};
-pub use warp::{remap_bilinear, remap_bilinear_host, remap_bilinear_tensor};
+pub use warp::{apply_homography, homography, remap_bilinear, remap_bilinear_host, remap_bilinear_tensor};

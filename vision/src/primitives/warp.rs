@@ -3,9 +3,33 @@
 //! rectify the item with a perspective transform.
 
 use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use opencv::{
+    core::{self, Point2f, Vector},
+    imgproc,
+    prelude::*,
+};
 use rayon::prelude::*;
 
-use crate::backend::ScanBackend;
+use crate::{backend::ScanBackend, error::VisionError};
+
+/// Homography (row-major 3×3) taking rectangle coordinates `(0,0)..(w,h)`
+/// onto `quad` (corners TL, TR, BR, BL): what both scan kinds rectify with.
+pub fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionError> {
+    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
+    let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
+    let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
+    let mut out = [0.0; 9];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = *m.at_2d::<f64>((i / 3) as i32, (i % 3) as i32)?;
+    }
+    Ok(out)
+}
+
+/// `(u, v)` through homography `h`: a point of a remap coordinate map.
+pub fn apply_homography(h: &[f64; 9], u: f64, v: f64) -> (f32, f32) {
+    let d = h[6] * u + h[7] * v + h[8];
+    (((h[0] * u + h[1] * v + h[2]) / d) as f32, ((h[3] * u + h[4] * v + h[5]) / d) as f32)
+}
 
 /// Sample `img` (`[1, C, H, W]`) at `map[i] = (x, y)` for every output pixel
 /// in row-major order of an `out_w × out_h` image; outside pixels read 0.

@@ -25,17 +25,45 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         // source_url and an upload_id together, a callback URL on a private
         // network). Those answers are still checked: documented 4xx codes,
         // problem+json bodies, never a 5xx.
-        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-        .args(["--max-examples", "25", "--seed", "20261125", "--workers", "2"])
-        .args(["--no-color", "--output-truncate", "false", "--report", "junit", "--report-dir"])
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "positive_data_acceptance",
+        ])
+        .args([
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261125",
+            "--workers",
+            "2",
+        ])
+        .args([
+            "--no-color",
+            "--output-truncate",
+            "false",
+            "--report",
+            "junit",
+            "--report-dir",
+        ])
         .arg(reports.path())
         // Its caches (.schemathesis/, .hypothesis/) go to the temp dir, not the source tree.
         .current_dir(reports.path())
         .output()
         .await
-        .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", schemathesis.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} not runnable ({e}); scripts/test installs the venv",
+                schemathesis.display()
+            )
+        });
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "schemathesis found problems:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     // It really exercised the API (a run that found no operations also passes).
     let junit_path = std::fs::read_dir(reports.path())
         .unwrap()
@@ -43,7 +71,10 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .find(|path| path.extension().is_some_and(|ext| ext == "xml"))
         .expect("a JUnit report");
     let junit = std::fs::read_to_string(junit_path).unwrap();
-    assert!(junit.matches("<testcase").count() >= 8, "too few operations tested:\n{junit}");
+    assert!(
+        junit.matches("<testcase").count() >= 8,
+        "too few operations tested:\n{junit}"
+    );
     // Cases generated per phase, for the log (`--no-capture`).
     println!("{stdout}");
 

@@ -13,13 +13,26 @@ async fn metrics_parse_and_count_what_ran() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("counted", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("counted", Tier::Free).await,
+    );
     let mut ids = Vec::new();
     for _ in 0..5 {
         ids.push(api.submit(json!({"kind": "probe"})).await);
     }
-    let not_a_video: Value = api.post("/v1/uploads").body("not a video").send().await.unwrap().json().await.unwrap();
-    let bad = api.submit(json!({"kind": "video_scan", "upload_id": not_a_video["id"]})).await;
+    let not_a_video: Value = api
+        .post("/v1/uploads")
+        .body("not a video")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bad = api
+        .submit(json!({"kind": "video_scan", "upload_id": not_a_video["id"]}))
+        .await;
     for id in ids.iter().chain([&bad]) {
         wait_for("scans to finish", || async {
             matches!(env.scan_status(id).await.as_str(), "succeeded" | "failed").then_some(())
@@ -27,28 +40,68 @@ async fn metrics_parse_and_count_what_ran() {
         .await;
     }
 
-    let text = reqwest::get(format!("{}/metrics", dispatcher.base_url)).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("{}/metrics", dispatcher.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let dispatcher_metrics = harness::parse_metrics(&text);
-    assert_eq!(dispatcher_metrics["scanfleet_scans_submitted_total{reason=default,route=cpu,tier=free}"], 6.0);
-    assert_eq!(dispatcher_metrics["scanfleet_outbox_published_total{}"], 6.0);
+    assert_eq!(
+        dispatcher_metrics["scanfleet_scans_submitted_total{reason=default,route=cpu,tier=free}"],
+        6.0
+    );
+    assert_eq!(
+        dispatcher_metrics["scanfleet_outbox_published_total{}"],
+        6.0
+    );
 
     let worker_metrics = wait_for("worker counters", || async {
-        let text = reqwest::get(format!("{}/metrics", worker.metrics_url)).await.unwrap().text().await.unwrap();
+        let text = reqwest::get(format!("{}/metrics", worker.metrics_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let parsed = harness::parse_metrics(&text);
-        (parsed.get("scanfleet_worker_scans_finished_total{kind=probe,outcome=succeeded,route=cpu}") == Some(&5.0)).then_some(parsed)
+        (parsed
+            .get("scanfleet_worker_scans_finished_total{kind=probe,outcome=succeeded,route=cpu}")
+            == Some(&5.0))
+        .then_some(parsed)
     })
     .await;
-    assert_eq!(worker_metrics["scanfleet_worker_scans_finished_total{kind=video_scan,outcome=failed,route=cpu}"], 1.0);
-    assert_eq!(worker_metrics["scanfleet_worker_errors_total{code=input_not_video}"], 1.0);
-    assert_eq!(worker_metrics["scanfleet_worker_processing_seconds_count{kind=probe,route=cpu}"], 5.0);
-    assert_eq!(worker_metrics["scanfleet_worker_queue_wait_seconds_count{route=cpu}"], 6.0);
-    assert_eq!(worker_metrics["scanfleet_scan_end_to_end_seconds_count{route=cpu}"], 6.0);
-    assert_eq!(worker_metrics["scanfleet_worker_stage_seconds_count{kind=probe,stage=probe}"], 5.0);
+    assert_eq!(
+        worker_metrics
+            ["scanfleet_worker_scans_finished_total{kind=video_scan,outcome=failed,route=cpu}"],
+        1.0
+    );
+    assert_eq!(
+        worker_metrics["scanfleet_worker_errors_total{code=input_not_video}"],
+        1.0
+    );
+    assert_eq!(
+        worker_metrics["scanfleet_worker_processing_seconds_count{kind=probe,route=cpu}"],
+        5.0
+    );
+    assert_eq!(
+        worker_metrics["scanfleet_worker_queue_wait_seconds_count{route=cpu}"],
+        6.0
+    );
+    assert_eq!(
+        worker_metrics["scanfleet_scan_end_to_end_seconds_count{route=cpu}"],
+        6.0
+    );
+    assert_eq!(
+        worker_metrics["scanfleet_worker_stage_seconds_count{kind=probe,stage=probe}"],
+        5.0
+    );
     assert!(worker_metrics["scanfleet_worker_cost_usd_total{route=cpu}"] > 0.0);
     assert_eq!(worker_metrics["scanfleet_worker_scans_in_flight{}"], 0.0);
     assert_eq!(worker_metrics["scanfleet_worker_consumer_connected{}"], 1.0);
     assert!(
-        !worker_metrics.keys().any(|name| name.starts_with("scanfleet_gpu_")),
+        !worker_metrics
+            .keys()
+            .any(|name| name.starts_with("scanfleet_gpu_")),
         "no GPU here: GPU metrics are absent, not zero"
     );
 
@@ -58,7 +111,10 @@ async fn metrics_parse_and_count_what_ran() {
 }
 
 async fn status_of(url: &str) -> u16 {
-    reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0)
+    reqwest::get(url)
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,29 +122,62 @@ async fn readyz_follows_the_database_going_away_and_coming_back() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
-    let urls = [format!("{}/readyz", dispatcher.base_url), format!("{}/readyz", worker.metrics_url)];
+    let urls = [
+        format!("{}/readyz", dispatcher.base_url),
+        format!("{}/readyz", worker.metrics_url),
+    ];
     for url in &urls {
-        wait_for("ready", || async { (status_of(url).await == 200).then_some(()) }).await;
+        wait_for("ready", || async {
+            (status_of(url).await == 200).then_some(())
+        })
+        .await;
     }
 
     // Take this test's database away: refuse new connections, cut the open ones.
-    let admin = sqlx::PgPool::connect(&format!("{}/postgres", harness::POSTGRES)).await.unwrap();
-    sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", env.name)).execute(&admin).await.unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{}/postgres", harness::POSTGRES))
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        env.name
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&env.name)
         .execute(&admin)
         .await
         .unwrap();
     for url in &urls {
-        wait_for("not ready without the database", || async { (status_of(url).await == 503).then_some(()) }).await;
+        wait_for("not ready without the database", || async {
+            (status_of(url).await == 503).then_some(())
+        })
+        .await;
     }
     let body: Value = reqwest::get(&urls[1]).await.unwrap().json().await.unwrap();
     assert_ne!(body["database"], "ok");
-    assert_eq!(reqwest::get(format!("{}/healthz", dispatcher.base_url)).await.unwrap().status(), 200, "still alive");
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", dispatcher.base_url))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "still alive"
+    );
 
-    sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", env.name)).execute(&admin).await.unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        env.name
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
     for url in &urls {
-        wait_for("ready again", || async { (status_of(url).await == 200).then_some(()) }).await;
+        wait_for("ready again", || async {
+            (status_of(url).await == 200).then_some(())
+        })
+        .await;
     }
     admin.close().await;
     worker.stop().await;
@@ -96,10 +185,24 @@ async fn readyz_follows_the_database_going_away_and_coming_back() {
     env.cleanup().await;
 }
 
-fn spawn_worker_process(env: &TestEnv, name: &str, extra_env: &[(&str, &str)]) -> tokio::process::Child {
+fn spawn_worker_process(
+    env: &TestEnv,
+    name: &str,
+    extra_env: &[(&str, &str)],
+) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(harness::worker_binary());
     command
-        .args(["serve", "--queue", "cpu", "--backend", "cpu", "--worker-name", name, "--warm-model", "false"])
+        .args([
+            "serve",
+            "--queue",
+            "cpu",
+            "--backend",
+            "cpu",
+            "--worker-name",
+            name,
+            "--warm-model",
+            "false",
+        ])
         .env("DATABASE_URL", &env.database_url)
         .env("AMQP_URL", &env.amqp_url)
         .env("BLOB_STORE", &env.blob_dir)
@@ -113,7 +216,10 @@ fn spawn_worker_process(env: &TestEnv, name: &str, extra_env: &[(&str, &str)]) -
 
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -121,10 +227,22 @@ fn sigterm(child: &tokio::process::Child) {
 async fn json_logs_carry_the_scan_id_and_sigterm_finishes_in_flight_work() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("logged", Tier::Free).await);
-    let mut worker = spawn_worker_process(&env, "json-logger", &[("LOG_FORMAT", "json"), ("SHUTDOWN_GRACE", "20s")]);
-    let scan_id = api.submit(json!({"kind": "probe", "params": {"hold_ms": 1500}})).await;
-    wait_for("the scan to start", || async { (env.scan_status(&scan_id).await == "running").then_some(()) }).await;
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("logged", Tier::Free).await,
+    );
+    let mut worker = spawn_worker_process(
+        &env,
+        "json-logger",
+        &[("LOG_FORMAT", "json"), ("SHUTDOWN_GRACE", "20s")],
+    );
+    let scan_id = api
+        .submit(json!({"kind": "probe", "params": {"hold_ms": 1500}}))
+        .await;
+    wait_for("the scan to start", || async {
+        (env.scan_status(&scan_id).await == "running").then_some(())
+    })
+    .await;
 
     // SIGTERM mid-scan: the scan still finishes on this worker, then it exits 0.
     sigterm(&worker);
@@ -136,14 +254,24 @@ async fn json_logs_carry_the_scan_id_and_sigterm_finishes_in_flight_work() {
     let mut lines = tokio::io::BufReader::new(worker.stdout.take().unwrap()).lines();
     let mut scan_lines = 0;
     while let Some(line) = lines.next_line().await.unwrap() {
-        let entry: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(entry["timestamp"].is_string() && entry["level"].is_string(), "{line}");
-        if matches!(entry["message"].as_str(), Some("scan started" | "scan finished")) {
+        let entry: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            entry["timestamp"].is_string() && entry["level"].is_string(),
+            "{line}"
+        );
+        if matches!(
+            entry["message"].as_str(),
+            Some("scan started" | "scan finished")
+        ) {
             assert_eq!(entry["span"]["scan_id"], scan_id.as_str(), "{line}");
             assert!(entry["span"]["tenant_id"].is_string(), "{line}");
             scan_lines += 1;
         }
-        assert!(!line.contains("guest:guest"), "no credentials in logs: {line}");
+        assert!(
+            !line.contains("guest:guest"),
+            "no credentials in logs: {line}"
+        );
     }
     assert_eq!(scan_lines, 2);
     dispatcher.stop().await;
@@ -154,18 +282,37 @@ async fn json_logs_carry_the_scan_id_and_sigterm_finishes_in_flight_work() {
 async fn sigterm_past_the_grace_period_hands_the_scan_back_to_the_queue() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("impatient", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("impatient", Tier::Free).await,
+    );
     let mut worker = spawn_worker_process(&env, "leaving", &[("SHUTDOWN_GRACE", "300ms")]);
-    let scan_id = api.submit(json!({"kind": "probe", "params": {"hold_ms": 3000}})).await;
-    wait_for("the scan to start", || async { (env.scan_status(&scan_id).await == "running").then_some(()) }).await;
+    let scan_id = api
+        .submit(json!({"kind": "probe", "params": {"hold_ms": 3000}}))
+        .await;
+    wait_for("the scan to start", || async {
+        (env.scan_status(&scan_id).await == "running").then_some(())
+    })
+    .await;
     sigterm(&worker);
     assert!(worker.wait().await.unwrap().success());
-    assert_eq!(env.scan_status(&scan_id).await, "running", "not finished: handed back");
+    assert_eq!(
+        env.scan_status(&scan_id).await,
+        "running",
+        "not finished: handed back"
+    );
 
     let successor = Worker::start(env.worker_config(QueueChoice::Cpu, "successor")).await;
-    wait_for("the successor to finish it", || async { (env.scan_status(&scan_id).await == "succeeded").then_some(()) }).await;
+    wait_for("the successor to finish it", || async {
+        (env.scan_status(&scan_id).await == "succeeded").then_some(())
+    })
+    .await;
     assert_eq!(api.scan(&scan_id).await["worker"], "successor");
-    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'succeeded'").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM scan_events WHERE event = 'succeeded'")
+            .await,
+        1
+    );
     successor.stop().await;
     dispatcher.stop().await;
     env.cleanup().await;

@@ -18,7 +18,10 @@ async fn route_of(env: &TestEnv, scan_id: &str) -> (String, String) {
 }
 
 async fn escalated(env: &TestEnv) -> bool {
-    sqlx::query_scalar("SELECT escalated FROM backlog_state").fetch_one(&env.pool).await.unwrap()
+    sqlx::query_scalar("SELECT escalated FROM backlog_state")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
 }
 
 fn pair(route: &str, reason: &str) -> (String, String) {
@@ -38,10 +41,17 @@ async fn a_cpu_backlog_escalates_new_scans_to_gpu_and_stands_down_after_the_hold
     let mut backlog = Vec::new();
     for _ in 0..11 {
         let id = api.submit(probe.clone()).await;
-        assert_eq!(route_of(&env, &id).await, pair("cpu", "default"), "below the watermark");
+        assert_eq!(
+            route_of(&env, &id).await,
+            pair("cpu", "default"),
+            "below the watermark"
+        );
         backlog.push(id);
     }
-    wait_for("escalation", || async { escalated(&env).await.then_some(()) }).await;
+    wait_for("escalation", || async {
+        escalated(&env).await.then_some(())
+    })
+    .await;
     let mut escalated_ids = Vec::new();
     for _ in 0..5 {
         let id = api.submit(probe.clone()).await;
@@ -58,22 +68,44 @@ async fn a_cpu_backlog_escalates_new_scans_to_gpu_and_stands_down_after_the_hold
         .unwrap();
     assert_eq!(view["backlog"]["escalated"], true);
     assert!(view["backlog"]["cpu_depth"].as_i64().unwrap() > 10);
-    let metrics = reqwest::get(format!("{}/metrics", dispatcher.base_url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("scanfleet_routing_escalated 1"), "{metrics}");
-    assert!(metrics.contains("scanfleet_scans_submitted_total{reason=\"backlog\",route=\"gpu\",tier=\"free\"} 5"));
+    let metrics = reqwest::get(format!("{}/metrics", dispatcher.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scanfleet_routing_escalated 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "scanfleet_scans_submitted_total{reason=\"backlog\",route=\"gpu\",tier=\"free\"} 5"
+    ));
 
     // A CPU worker drains the queue; routing stays escalated through the hold.
     let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
     wait_for("the CPU backlog to drain", || async {
-        let done = env.count("SELECT count(*) FROM scans WHERE route = 'cpu' AND status = 'succeeded'").await;
+        let done = env
+            .count("SELECT count(*) FROM scans WHERE route = 'cpu' AND status = 'succeeded'")
+            .await;
         (done == backlog.len() as i64).then_some(())
     })
     .await;
-    assert!(escalated(&env).await, "still escalated right after the drain (hold is 3 s)");
-    wait_for("de-escalation", || async { (!escalated(&env).await).then_some(()) }).await;
+    assert!(
+        escalated(&env).await,
+        "still escalated right after the drain (hold is 3 s)"
+    );
+    wait_for("de-escalation", || async {
+        (!escalated(&env).await).then_some(())
+    })
+    .await;
     let calm = api.submit(probe.clone()).await;
     assert_eq!(route_of(&env, &calm).await, pair("cpu", "default"));
-    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'submitted'").await, 17);
+    assert_eq!(
+        env.count("SELECT count(*) FROM scan_events WHERE event = 'submitted'")
+            .await,
+        17
+    );
 
     worker.stop().await;
     dispatcher.stop().await;
@@ -88,8 +120,15 @@ async fn the_canary_share_holds_over_two_thousand_submissions() {
     config.backlog_high_watermark = 1_000_000;
     let dispatcher = Dispatcher::start(config).await;
     let admin = Api::new(&dispatcher.base_url, &env.admin_key().await);
-    let set = admin.http.put(format!("{}/v1/admin/routing", dispatcher.base_url)).bearer_auth(&admin.key);
-    let response = set.json(&json!({"mode": "auto", "canary_percent": 20})).send().await.unwrap();
+    let set = admin
+        .http
+        .put(format!("{}/v1/admin/routing", dispatcher.base_url))
+        .bearer_auth(&admin.key);
+    let response = set
+        .json(&json!({"mode": "auto", "canary_percent": 20}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
     let api = Api::new(&dispatcher.base_url, &env.api_key("many", Tier::Free).await);
@@ -103,12 +142,23 @@ async fn the_canary_share_holds_over_two_thousand_submissions() {
         .collect()
         .await;
     assert_eq!(ids.len(), total);
-    let canary = env.count("SELECT count(*) FROM scans WHERE route = 'gpu' AND route_reason = 'canary'").await as f64;
-    let others = env.count("SELECT count(*) FROM scans WHERE route = 'cpu' AND route_reason = 'default'").await as f64;
-    assert_eq!(canary + others, total as f64, "every scan is canary or default");
+    let canary = env
+        .count("SELECT count(*) FROM scans WHERE route = 'gpu' AND route_reason = 'canary'")
+        .await as f64;
+    let others = env
+        .count("SELECT count(*) FROM scans WHERE route = 'cpu' AND route_reason = 'default'")
+        .await as f64;
+    assert_eq!(
+        canary + others,
+        total as f64,
+        "every scan is canary or default"
+    );
     // Binomial(2000, 0.2): mean 400, sd 17.9; ±5 sd.
     let sd = (total as f64 * 0.2 * 0.8).sqrt();
-    assert!((canary - 400.0).abs() <= 5.0 * sd, "canary share {canary} of {total}");
+    assert!(
+        (canary - 400.0).abs() <= 5.0 * sd,
+        "canary share {canary} of {total}"
+    );
 
     dispatcher.stop().await;
     env.cleanup().await;
@@ -121,29 +171,61 @@ async fn a_runtime_mode_switch_applies_to_the_next_scan_on_every_replica_and_sur
     let replica_b = Dispatcher::start(env.dispatcher_config()).await;
     let admin_key = env.admin_key().await;
     let put = |base: &str, body: Value| {
-        reqwest::Client::new().put(format!("{base}/v1/admin/routing")).bearer_auth(&admin_key).json(&body).send()
+        reqwest::Client::new()
+            .put(format!("{base}/v1/admin/routing"))
+            .bearer_auth(&admin_key)
+            .json(&body)
+            .send()
     };
     let premium_key = env.api_key("vip", Tier::Premium).await;
     let free_key = env.api_key("free", Tier::Free).await;
-    let (premium_a, premium_b) = (Api::new(&replica_a.base_url, &premium_key), Api::new(&replica_b.base_url, &premium_key));
+    let (premium_a, premium_b) = (
+        Api::new(&replica_a.base_url, &premium_key),
+        Api::new(&replica_b.base_url, &premium_key),
+    );
     let free_a = Api::new(&replica_a.base_url, &free_key);
 
     let id = premium_b.submit(json!({"kind": "probe"})).await;
     assert_eq!(route_of(&env, &id).await, pair("gpu", "tier"));
 
     // Rollback to CPU on replica A; replica B's next scan obeys.
-    assert_eq!(put(&replica_a.base_url, json!({"mode": "cpu"})).await.unwrap().status(), 200);
+    assert_eq!(
+        put(&replica_a.base_url, json!({"mode": "cpu"}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let id = premium_b.submit(json!({"kind": "probe"})).await;
     assert_eq!(route_of(&env, &id).await, pair("cpu", "mode"));
     let id = premium_a.submit(json!({"kind": "probe"})).await;
     assert_eq!(route_of(&env, &id).await, pair("cpu", "mode"));
 
     // Everything to GPU, set on B, seen on A.
-    assert_eq!(put(&replica_b.base_url, json!({"mode": "gpu"})).await.unwrap().status(), 200);
+    assert_eq!(
+        put(&replica_b.base_url, json!({"mode": "gpu"}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let id = free_a.submit(json!({"kind": "probe"})).await;
     assert_eq!(route_of(&env, &id).await, pair("gpu", "mode"));
-    let visible: Value = premium_a.get(&format!("/v1/scans/{}", premium_a.submit(json!({"kind": "probe"})).await)).send().await.unwrap().json().await.unwrap();
-    assert_eq!((visible["route"].as_str(), visible["route_reason"].as_str()), (Some("gpu"), Some("mode")));
+    let visible: Value = premium_a
+        .get(&format!(
+            "/v1/scans/{}",
+            premium_a.submit(json!({"kind": "probe"})).await
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (visible["route"].as_str(), visible["route_reason"].as_str()),
+        (Some("gpu"), Some("mode"))
+    );
 
     // Only admins; bad bodies are problems.
     let tenant_put = reqwest::Client::new()
@@ -154,13 +236,35 @@ async fn a_runtime_mode_switch_applies_to_the_next_scan_on_every_replica_and_sur
         .await
         .unwrap();
     assert_eq!(tenant_put.status(), 403);
-    assert_eq!(put(&replica_a.base_url, json!({"mode": "fast"})).await.unwrap().status(), 422);
-    assert_eq!(put(&replica_a.base_url, json!({"mode": "auto", "canary_percent": 101})).await.unwrap().status(), 422);
+    assert_eq!(
+        put(&replica_a.base_url, json!({"mode": "fast"}))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        put(
+            &replica_a.base_url,
+            json!({"mode": "auto", "canary_percent": 101})
+        )
+        .await
+        .unwrap()
+        .status(),
+        422
+    );
 
     // A restarted replica keeps the stored mode, not its configured `auto`.
     replica_a.stop().await;
     let replica_a = Dispatcher::start(env.dispatcher_config()).await;
-    let view: Value = Api::new(&replica_a.base_url, &admin_key).get("/v1/admin/routing").send().await.unwrap().json().await.unwrap();
+    let view: Value = Api::new(&replica_a.base_url, &admin_key)
+        .get("/v1/admin/routing")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["mode"], "gpu");
 
     replica_a.stop().await;
@@ -177,7 +281,10 @@ async fn a_gpu_scan_that_no_gpu_worker_takes_completes_on_a_cpu_worker() {
     let mut worker_config = env.worker_config(QueueChoice::Cpu, "cpu-1");
     worker_config.service.gpu_max_wait = Duration::from_millis(300);
     let worker = Worker::start(worker_config).await; // no GPU worker at all
-    let api = Api::new(&dispatcher.base_url, &env.api_key("vip", Tier::Premium).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("vip", Tier::Premium).await,
+    );
 
     let scan_id = api.submit(json!({"kind": "probe"})).await;
     assert_eq!(route_of(&env, &scan_id).await, pair("gpu", "tier"));
@@ -186,9 +293,16 @@ async fn a_gpu_scan_that_no_gpu_worker_takes_completes_on_a_cpu_worker() {
     })
     .await;
     let scan = api.scan(&scan_id).await;
-    assert_eq!((scan["route"].as_str(), scan["route_reason"].as_str()), (Some("cpu"), Some("gpu_timeout_fallback")));
+    assert_eq!(
+        (scan["route"].as_str(), scan["route_reason"].as_str()),
+        (Some("cpu"), Some("gpu_timeout_fallback"))
+    );
     assert_eq!(scan["result"]["queue"], "scans.cpu");
-    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'rerouted'").await, 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM scan_events WHERE event = 'rerouted'")
+            .await,
+        1
+    );
 
     worker.stop().await;
     dispatcher.stop().await;
@@ -207,7 +321,12 @@ async fn a_scan_that_keeps_failing_on_the_gpu_worker_completes_on_a_cpu_worker()
     let delivery_limit = env.service_config().delivery_limit as usize;
     let video = {
         let dir = tempfile::tempdir().unwrap();
-        let spec = vision::synth::SynthSpec { frames: 4, width: 320, height: 240, ..Default::default() };
+        let spec = vision::synth::SynthSpec {
+            frames: 4,
+            width: 320,
+            height: 240,
+            ..Default::default()
+        };
         std::fs::read(vision::synth::generate(&spec, dir.path()).unwrap().video).unwrap()
     };
     let requests = Arc::new(AtomicUsize::new(0));
@@ -231,8 +350,13 @@ async fn a_scan_that_keeps_failing_on_the_gpu_worker_completes_on_a_cpu_worker()
 
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let gpu_worker = Worker::start(env.worker_config(QueueChoice::Gpu, "gpu-1")).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("vip", Tier::Premium).await);
-    let scan_id = api.submit(json!({"kind": "video_scan", "source_url": source})).await;
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("vip", Tier::Premium).await,
+    );
+    let scan_id = api
+        .submit(json!({"kind": "video_scan", "source_url": source}))
+        .await;
     assert_eq!(route_of(&env, &scan_id).await, pair("gpu", "tier"));
     // Only once every GPU delivery has failed does a CPU worker join.
     wait_for("every GPU delivery to be spent", || async {
@@ -245,12 +369,33 @@ async fn a_scan_that_keeps_failing_on_the_gpu_worker_completes_on_a_cpu_worker()
     })
     .await;
     let scan = api.scan(&scan_id).await;
-    assert_eq!((scan["route"].as_str(), scan["route_reason"].as_str()), (Some("cpu"), Some("gpu_failure_fallback")));
-    assert_eq!(scan["attempts"].as_i64().unwrap(), delivery_limit as i64 + 1);
+    assert_eq!(
+        (scan["route"].as_str(), scan["route_reason"].as_str()),
+        (Some("cpu"), Some("gpu_failure_fallback"))
+    );
+    assert_eq!(
+        scan["attempts"].as_i64().unwrap(),
+        delivery_limit as i64 + 1
+    );
     assert_eq!(requests.load(Ordering::SeqCst), delivery_limit + 1);
-    assert_eq!(env.count("SELECT count(*) FROM scan_events WHERE event = 'succeeded'").await, 1);
-    let gpu_metrics = harness::parse_metrics(&reqwest::get(format!("{}/metrics", gpu_worker.metrics_url)).await.unwrap().text().await.unwrap());
-    assert_eq!(gpu_metrics["scanfleet_worker_scans_finished_total{kind=video_scan,outcome=fell_back,route=gpu}"], 1.0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM scan_events WHERE event = 'succeeded'")
+            .await,
+        1
+    );
+    let gpu_metrics = harness::parse_metrics(
+        &reqwest::get(format!("{}/metrics", gpu_worker.metrics_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        gpu_metrics
+            ["scanfleet_worker_scans_finished_total{kind=video_scan,outcome=fell_back,route=gpu}"],
+        1.0
+    );
 
     cpu_worker.stop().await;
     gpu_worker.stop().await;

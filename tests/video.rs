@@ -9,7 +9,11 @@ use worker::config::QueueChoice;
 /// A short rendered scan (720p, 8 frames, one motion-blurred): its bytes.
 fn small_scan_video() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
-    let spec = vision::synth::SynthSpec { frames: 8, blurred_frames: vec![3], ..Default::default() };
+    let spec = vision::synth::SynthSpec {
+        frames: 8,
+        blurred_frames: vec![3],
+        ..Default::default()
+    };
     let truth = vision::synth::generate(&spec, dir.path()).unwrap();
     std::fs::read(truth.video).unwrap()
 }
@@ -18,7 +22,10 @@ fn small_scan_video() -> Vec<u8> {
 /// to `/scan.avi`, and `/stalled.avi` that never answers; anything else is a 404.
 async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
     let mut app = axum::Router::new()
-        .route("/moved.avi", axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }))
+        .route(
+            "/moved.avi",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }),
+        )
         .route(
             "/stalled.avi",
             axum::routing::get(|| async {
@@ -27,15 +34,16 @@ async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
             }),
         );
     for (path, bytes) in files {
-        app = app.route(path, axum::routing::get(move || async move { bytes.clone() }));
+        app = app.route(
+            path,
+            axum::routing::get(move || async move { bytes.clone() }),
+        );
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
-
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
@@ -44,12 +52,17 @@ async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
     config.max_upload_bytes = 64 * 1024 * 1024;
     let dispatcher = Dispatcher::start(config).await;
     let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("grader", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("grader", Tier::Free).await,
+    );
     let video = small_scan_video();
     let server = file_server(vec![("/scan.avi", video.clone())]).await;
 
     let uploaded = api.submit(json!({"kind": "video_scan", "upload_id": api.upload(video).await, "item_type": "trading_card"})).await;
-    let fetched = api.submit(json!({"kind": "video_scan", "source_url": format!("{server}/scan.avi")})).await;
+    let fetched = api
+        .submit(json!({"kind": "video_scan", "source_url": format!("{server}/scan.avi")}))
+        .await;
     for scan_id in [&uploaded, &fetched] {
         let scan = api.finished(&env, scan_id).await;
         assert_eq!(scan["status"], "succeeded", "{scan}");
@@ -57,14 +70,31 @@ async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
         assert_eq!(result["kind"], "video_scan");
         assert_eq!(result["backend"], "cpu-ndarray");
         assert_eq!(result["report"]["frames_decoded"], 8);
-        let golden_indices: Vec<_> = result["report"]["golden_frames"].as_array().unwrap().iter().map(|g| g["index"].as_u64().unwrap()).collect();
-        assert!(!golden_indices.contains(&3), "never a blurred golden frame: {golden_indices:?}");
-        assert!(result["report"]["timings_ms"].as_array().unwrap().len() >= 3, "per-stage timings");
+        let golden_indices: Vec<_> = result["report"]["golden_frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["index"].as_u64().unwrap())
+            .collect();
+        assert!(
+            !golden_indices.contains(&3),
+            "never a blurred golden frame: {golden_indices:?}"
+        );
+        assert!(
+            result["report"]["timings_ms"].as_array().unwrap().len() >= 3,
+            "per-stage timings"
+        );
         assert!(result["cost_usd"].as_f64().unwrap() > 0.0);
-        let grade = result["summary"]["grade"].as_f64().expect("the card is found and graded");
+        let grade = result["summary"]["grade"]
+            .as_f64()
+            .expect("the card is found and graded");
         assert!((1.0..=10.0).contains(&grade));
         // Artifacts are real images in the blob store.
-        let mask = std::fs::read(env.blob_dir.join(result["artifacts"]["defect_mask"].as_str().unwrap())).unwrap();
+        let mask = std::fs::read(
+            env.blob_dir
+                .join(result["artifacts"]["defect_mask"].as_str().unwrap()),
+        )
+        .unwrap();
         assert_eq!(&mask[..8], b"\x89PNG\r\n\x1a\n");
         let golden = result["artifacts"]["golden_frames"].as_array().unwrap();
         assert!(!golden.is_empty());
@@ -75,9 +105,20 @@ async fn a_video_scan_is_graded_with_artifacts_from_an_upload_and_from_a_url() {
     }
     // Same video, same pipeline: the same grade whichever way it came.
     let (a, b) = (api.scan(&uploaded).await, api.scan(&fetched).await);
-    assert_eq!(a["result"]["report"]["scores"], b["result"]["report"]["scores"]);
-    let metrics = reqwest::get(format!("{}/metrics", worker.metrics_url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("scanfleet_worker_stage_seconds_count{kind=\"video_scan\""), "stage histograms exported");
+    assert_eq!(
+        a["result"]["report"]["scores"],
+        b["result"]["report"]["scores"]
+    );
+    let metrics = reqwest::get(format!("{}/metrics", worker.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scanfleet_worker_stage_seconds_count{kind=\"video_scan\""),
+        "stage histograms exported"
+    );
 
     worker.stop().await;
     dispatcher.stop().await;
@@ -89,17 +130,35 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("careless", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("careless", Tier::Free).await,
+    );
     let video = small_scan_video();
     let png = one_pixel_png();
     let server = file_server(vec![("/scan.avi", video.clone())]).await;
 
     let cases: Vec<(&str, Value)> = vec![
-        ("text file", json!({"kind": "video_scan", "upload_id": api.upload(b"this is not a video at all".to_vec()).await})),
-        ("an image", json!({"kind": "video_scan", "upload_id": api.upload(png).await})),
-        ("truncated video", json!({"kind": "video_scan", "upload_id": api.upload(video[..video.len() / 3].to_vec()).await})),
-        ("missing source", json!({"kind": "video_scan", "source_url": format!("{server}/nothing-here.avi")})),
-        ("redirecting source", json!({"kind": "video_scan", "source_url": format!("{server}/moved.avi")})),
+        (
+            "text file",
+            json!({"kind": "video_scan", "upload_id": api.upload(b"this is not a video at all".to_vec()).await}),
+        ),
+        (
+            "an image",
+            json!({"kind": "video_scan", "upload_id": api.upload(png).await}),
+        ),
+        (
+            "truncated video",
+            json!({"kind": "video_scan", "upload_id": api.upload(video[..video.len() / 3].to_vec()).await}),
+        ),
+        (
+            "missing source",
+            json!({"kind": "video_scan", "source_url": format!("{server}/nothing-here.avi")}),
+        ),
+        (
+            "redirecting source",
+            json!({"kind": "video_scan", "source_url": format!("{server}/moved.avi")}),
+        ),
     ];
     for (what, body) in cases {
         let scan_id = api.submit(body).await;
@@ -118,8 +177,16 @@ async fn bad_video_input_fails_at_once_with_a_code() {
     }
     // Private and metadata addresses are refused at submit, before anything
     // is stored or queued (the worker checks again when it fetches).
-    for url in ["http://10.0.0.1/scan.avi", "http://169.254.169.254/latest/meta-data"] {
-        let response = api.post("/v1/scans").json(&json!({"kind": "video_scan", "source_url": url})).send().await.unwrap();
+    for url in [
+        "http://10.0.0.1/scan.avi",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let response = api
+            .post("/v1/scans")
+            .json(&json!({"kind": "video_scan", "source_url": url}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 422, "{url}");
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["code"], "source_url_refused", "{url}: {problem}");
@@ -140,17 +207,31 @@ async fn a_source_that_never_answers_times_out_and_fails_after_its_retries() {
     let mut config = env.worker_config(QueueChoice::Cpu, "cpu-1");
     config.download_timeout = std::time::Duration::from_millis(300);
     let worker = Worker::start(config).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("patient", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("patient", Tier::Free).await,
+    );
     let server = file_server(Vec::new()).await;
 
-    let scan_id = api.submit(json!({"kind": "video_scan", "source_url": format!("{server}/stalled.avi")})).await;
+    let scan_id = api
+        .submit(json!({"kind": "video_scan", "source_url": format!("{server}/stalled.avi")}))
+        .await;
     let scan = api.finished(&env, &scan_id).await;
     // A timeout may be the network's fault, so it is retried, but only up to
     // the delivery limit: the scan ends failed, never stuck.
     assert_eq!(scan["status"], "failed", "{scan}");
     assert_eq!(scan["error"]["code"], "retries_exhausted");
-    assert!(scan["error"]["message"].as_str().unwrap().contains("timed out"), "{scan}");
-    assert_eq!(scan["attempts"].as_i64().unwrap(), env.service_config().delivery_limit as i64);
+    assert!(
+        scan["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{scan}"
+    );
+    assert_eq!(
+        scan["attempts"].as_i64().unwrap(),
+        env.service_config().delivery_limit as i64
+    );
 
     worker.stop().await;
     dispatcher.stop().await;
@@ -168,22 +249,34 @@ async fn an_identical_scan_is_served_from_the_result_cache_and_new_parameters_re
     config.max_upload_bytes = 64 * 1024 * 1024;
     let dispatcher = Dispatcher::start(config).await;
     let first_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
-    let api = Api::new(&dispatcher.base_url, &env.api_key("repeat-customer", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("repeat-customer", Tier::Free).await,
+    );
     let video = small_scan_video();
     let scan_of = |upload_id: String, params: Value| json!({"kind": "video_scan", "upload_id": upload_id, "params": params});
 
-    let original = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let original = api
+        .submit(scan_of(api.upload(video.clone()).await, json!({})))
+        .await;
     let original_result = api.finished(&env, &original).await["result"].clone();
     assert!(original_result.get("cached").is_none(), "{original_result}");
     // A new upload of the same bytes: the key is the content, not the upload.
-    let repeat = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let repeat = api
+        .submit(scan_of(api.upload(video.clone()).await, json!({})))
+        .await;
     let repeat_result = api.finished(&env, &repeat).await["result"].clone();
     assert_eq!(repeat_result["cached"], true, "{repeat_result}");
     assert_eq!(repeat_result["cached_from"], original);
     assert_eq!(repeat_result["report"], original_result["report"]);
     assert_eq!(repeat_result["artifacts"], original_result["artifacts"]);
     // Other parameters: computed again.
-    let smaller = api.submit(scan_of(api.upload(video.clone()).await, json!({"downscale_max": 640}))).await;
+    let smaller = api
+        .submit(scan_of(
+            api.upload(video.clone()).await,
+            json!({"downscale_max": 640}),
+        ))
+        .await;
     let smaller_result = api.finished(&env, &smaller).await["result"].clone();
     assert!(smaller_result.get("cached").is_none(), "{smaller_result}");
     assert_eq!(smaller_result["report"]["frames_decoded"], 8);
@@ -193,25 +286,50 @@ async fn an_identical_scan_is_served_from_the_result_cache_and_new_parameters_re
         async move { harness::parse_metrics(&reqwest::get(url).await.unwrap().text().await.unwrap()) }
     };
     let counted = metrics_of(&first_worker).await;
-    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"], 2.0);
-    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=memory}"], 1.0);
+    assert_eq!(
+        counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"],
+        2.0
+    );
+    assert_eq!(
+        counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=memory}"],
+        1.0
+    );
     // The pipeline ran twice, not three times.
-    assert_eq!(counted["scanfleet_worker_stage_seconds_count{kind=video_scan,stage=decode}"], 2.0);
+    assert_eq!(
+        counted["scanfleet_worker_stage_seconds_count{kind=video_scan,stage=decode}"],
+        2.0
+    );
     first_worker.stop().await;
 
     // A fresh worker has an empty memory: Postgres answers.
     let second_worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-2")).await;
-    let later = api.submit(scan_of(api.upload(video.clone()).await, json!({}))).await;
+    let later = api
+        .submit(scan_of(api.upload(video.clone()).await, json!({})))
+        .await;
     let later_result = api.finished(&env, &later).await["result"].clone();
-    assert_eq!(later_result["cached_from"], original, "the original, not the repeat: {later_result}");
+    assert_eq!(
+        later_result["cached_from"], original,
+        "the original, not the repeat: {later_result}"
+    );
     // Another tenant never gets this tenant's result.
-    let other_api = Api::new(&dispatcher.base_url, &env.api_key("someone-else", Tier::Free).await);
-    let other = other_api.submit(scan_of(other_api.upload(video).await, json!({}))).await;
+    let other_api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("someone-else", Tier::Free).await,
+    );
+    let other = other_api
+        .submit(scan_of(other_api.upload(video).await, json!({})))
+        .await;
     let other_result = other_api.finished(&env, &other).await["result"].clone();
     assert!(other_result.get("cached").is_none(), "{other_result}");
     let counted = metrics_of(&second_worker).await;
-    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=database}"], 1.0);
-    assert_eq!(counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"], 1.0);
+    assert_eq!(
+        counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=database}"],
+        1.0
+    );
+    assert_eq!(
+        counted["scanfleet_worker_result_cache_lookups_total{kind=video_scan,outcome=miss}"],
+        1.0
+    );
 
     second_worker.stop().await;
     dispatcher.stop().await;
@@ -231,7 +349,8 @@ report = json.loads(run.stdout)
 print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, report["frames_decoded"]]))
 "#;
     let args = serde_json::to_vec(&json!([harness::worker_binary(), video])).unwrap();
-    let (peak_kib, decoded): (u64, u64) = serde_json::from_slice(&harness::python(script, &args)).unwrap();
+    let (peak_kib, decoded): (u64, u64) =
+        serde_json::from_slice(&harness::python(script, &args)).unwrap();
     assert_eq!(decoded, frames, "every frame decoded");
     peak_kib
 }
@@ -244,8 +363,16 @@ fn memory_stays_bounded_on_a_long_video() {
     let dir = tempfile::tempdir().unwrap();
     let peak_for = |frames: u32| {
         let out = dir.path().join(format!("frames-{frames}"));
-        let spec = vision::synth::SynthSpec { frames, width: 480, height: 270, ..Default::default() };
-        analyze_peak_rss_kib(&vision::synth::generate(&spec, &out).unwrap().video, frames.into())
+        let spec = vision::synth::SynthSpec {
+            frames,
+            width: 480,
+            height: 270,
+            ..Default::default()
+        };
+        analyze_peak_rss_kib(
+            &vision::synth::generate(&spec, &out).unwrap().video,
+            frames.into(),
+        )
     };
     let short = peak_for(24);
     let long = peak_for(240);
@@ -259,9 +386,10 @@ fn memory_stays_bounded_on_a_long_video() {
 /// A valid 1×1 grey PNG, written out so the test needs no image library.
 fn one_pixel_png() -> Vec<u8> {
     vec![
-        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01,
-        0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a, 0x7e, 0x9b, 0x55, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41,
-        0x54, 0x78, 0x9c, 0x63, 0x68, 0x00, 0x00, 0x00, 0x82, 0x00, 0x81, 0x77, 0xcd, 0x72, 0xb6, 0x00, 0x00, 0x00, 0x00, 0x49,
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x3a,
+        0x7e, 0x9b, 0x55, 0x00, 0x00, 0x00, 0x0a, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x68,
+        0x00, 0x00, 0x00, 0x82, 0x00, 0x81, 0x77, 0xcd, 0x72, 0xb6, 0x00, 0x00, 0x00, 0x00, 0x49,
         0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ]
 }

@@ -43,9 +43,20 @@ struct Fleet {
 impl Fleet {
     async fn start(workers: usize) -> Fleet {
         let env = TestEnv::new().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let key = env.api_key("faults", Tier::Free).await;
-        let mut fleet = Fleet { api: Api::new(&format!("http://127.0.0.1:{port}"), &key), env, port, dispatcher: None, workers: Vec::new(), next_worker: 0 };
+        let mut fleet = Fleet {
+            api: Api::new(&format!("http://127.0.0.1:{port}"), &key),
+            env,
+            port,
+            dispatcher: None,
+            workers: Vec::new(),
+            next_worker: 0,
+        };
         fleet.start_dispatcher().await;
         for _ in 0..workers {
             fleet.add_worker();
@@ -108,7 +119,17 @@ impl Fleet {
         self.next_worker += 1;
         let child = self
             .command("worker")
-            .args(["serve", "--queue", "cpu", "--backend", "cpu", "--warm-model", "false", "--worker-name", &name])
+            .args([
+                "serve",
+                "--queue",
+                "cpu",
+                "--backend",
+                "cpu",
+                "--warm-model",
+                "false",
+                "--worker-name",
+                &name,
+            ])
             .env("MAX_CONCURRENT_JOBS", "8")
             .spawn()
             .expect("worker starts");
@@ -137,7 +158,12 @@ impl Fleet {
 /// gets no answer (dispatcher down) resubmits the same key.
 async fn submit_until_accepted(api: &Api, key: String, body: serde_json::Value) -> String {
     loop {
-        let response = api.post("/v1/scans").header("Idempotency-Key", &key).json(&body).send().await;
+        let response = api
+            .post("/v1/scans")
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await;
         if let Ok(response) = response {
             if response.status() == 202 {
                 let accepted: serde_json::Value = response.json().await.unwrap();
@@ -160,7 +186,10 @@ const POISON_SCENARIO: &str = "poison messages on the queue";
 /// deduplicate on it). Only the same id counts as a duplicate here, and
 /// everywhere else one is a defect.
 fn duplicate_webhooks_allowed(scenario: &str) -> bool {
-    matches!(scenario, "dispatcher SIGKILL during relay and delivery" | "PostgreSQL restarted")
+    matches!(
+        scenario,
+        "dispatcher SIGKILL during relay and delivery" | "PostgreSQL restarted"
+    )
 }
 
 struct Row {
@@ -185,23 +214,37 @@ impl Row {
         let mut problems = Vec::new();
         let not_succeeded = self.accepted as i64 - self.succeeded;
         if not_succeeded != 0 {
-            problems.push(format!("{not_succeeded} of {} accepted scans did not succeed (failed: {})", self.accepted, self.failed));
+            problems.push(format!(
+                "{not_succeeded} of {} accepted scans did not succeed (failed: {})",
+                self.accepted, self.failed
+            ));
         }
         if self.lost != 0 {
-            problems.push(format!("{} accepted scans never reached a final state", self.lost));
+            problems.push(format!(
+                "{} accepted scans never reached a final state",
+                self.lost
+            ));
         }
         if self.duplicate_results != 0 {
             problems.push(format!("{} duplicate results", self.duplicate_results));
         }
         if self.webhooks_missing != 0 {
-            problems.push(format!("{} scan.succeeded webhooks missing", self.webhooks_missing));
+            problems.push(format!(
+                "{} scan.succeeded webhooks missing",
+                self.webhooks_missing
+            ));
         }
         if self.duplicate_webhooks != 0 && !duplicate_webhooks_allowed(self.scenario) {
-            problems.push(format!("{} duplicate webhook deliveries", self.duplicate_webhooks));
+            problems.push(format!(
+                "{} duplicate webhook deliveries",
+                self.duplicate_webhooks
+            ));
         }
         if let Some((seen, published)) = self.poison_dead_lettered {
             if seen != published {
-                problems.push(format!("{seen} of {published} poison messages reached the dead-letter queue"));
+                problems.push(format!(
+                    "{seen} of {published} poison messages reached the dead-letter queue"
+                ));
             }
         }
         problems
@@ -211,16 +254,23 @@ impl Row {
 /// Undecodable messages the dispatcher's dead-letter watcher has taken off
 /// `scans.dead`, from its metrics.
 async fn undecodable_dead_lettered(port: u16) -> i64 {
-    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else { return 0 };
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return 0;
+    };
     let text = response.text().await.unwrap_or_default();
     text.lines()
-        .find_map(|line| line.strip_prefix(r#"scanfleet_scans_dead_lettered_total{reason="undecodable"} "#))
+        .find_map(|line| {
+            line.strip_prefix(r#"scanfleet_scans_dead_lettered_total{reason="undecodable"} "#)
+        })
         .and_then(|value| value.trim().parse::<f64>().ok())
         .map_or(0, |value| value as i64)
 }
 
 fn shell(command: &str) {
-    let status = std::process::Command::new("sh").args(["-c", command]).status().expect("sh");
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .expect("sh");
     assert!(status.success(), "`{command}` failed");
 }
 
@@ -236,7 +286,11 @@ fn postgres_cluster() -> String {
 async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
     let started = Instant::now();
     let mut fleet = Fleet::start(2).await;
-    let receiver_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let receiver_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let response = fleet
         .api
         .post("/v1/webhook-endpoints")
@@ -246,7 +300,11 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
         .unwrap();
     assert_eq!(response.status(), 201);
     let receiver_down_for_run = scenario == "webhook receiver down, then up";
-    let receiver = if receiver_down_for_run { None } else { Some(Receiver::start_on(receiver_port, vec![]).await) };
+    let receiver = if receiver_down_for_run {
+        None
+    } else {
+        Some(Receiver::start_on(receiver_port, vec![]).await)
+    };
 
     let api = fleet.api.clone();
     let body = json!({"kind": "probe", "params": {"hold_ms": hold_ms}});
@@ -273,7 +331,10 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
             shell("rabbitmqctl -q start_app");
         }
         "PostgreSQL restarted" => {
-            shell(&format!("pg_ctlcluster --skip-systemctl-redirect {} main restart", postgres_cluster()));
+            shell(&format!(
+                "pg_ctlcluster --skip-systemctl-redirect {} main restart",
+                postgres_cluster()
+            ));
         }
         "dispatcher SIGKILL during relay and delivery" => {
             for _ in 0..3 {
@@ -284,11 +345,21 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
             }
         }
         POISON_SCENARIO => {
-            let connection = protocol::topology::connect(&fleet.env.amqp_url, "faults-poison").await.unwrap();
-            let channel = protocol::topology::confirm_channel(&connection).await.unwrap();
+            let connection = protocol::topology::connect(&fleet.env.amqp_url, "faults-poison")
+                .await
+                .unwrap();
+            let channel = protocol::topology::confirm_channel(&connection)
+                .await
+                .unwrap();
             for _ in 0..POISON_MESSAGES {
                 channel
-                    .basic_publish("scans", "cpu", BasicPublishOptions::default(), b"{not json", Default::default())
+                    .basic_publish(
+                        "scans",
+                        "cpu",
+                        BasicPublishOptions::default(),
+                        b"{not json",
+                        Default::default(),
+                    )
                     .await
                     .unwrap()
                     .await
@@ -303,7 +374,8 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
 
     // Settle: every accepted scan reaches a final state (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(180);
-    let terminal_sql = "SELECT count(*) FROM scans WHERE status IN ('succeeded', 'failed', 'canceled')";
+    let terminal_sql =
+        "SELECT count(*) FROM scans WHERE status IN ('succeeded', 'failed', 'canceled')";
     while fleet.env.count(terminal_sql).await < accepted.len() as i64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -312,12 +384,15 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
         None => Receiver::start_on(receiver_port, vec![]).await, // comes back after the run
     };
     let delivered_sql = "SELECT count(*) FROM webhook_deliveries WHERE status <> 'pending'";
-    while fleet.env.count(delivered_sql).await < accepted.len() as i64 && Instant::now() < deadline {
+    while fleet.env.count(delivered_sql).await < accepted.len() as i64 && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let env = &fleet.env;
-    let succeeded = env.count("SELECT count(*) FROM scans WHERE status = 'succeeded'").await;
+    let succeeded = env
+        .count("SELECT count(*) FROM scans WHERE status = 'succeeded'")
+        .await;
     let failures: Vec<(String, i64)> =
         sqlx::query_as("SELECT coalesce(error_code, '?'), count(*) FROM scans WHERE status = 'failed' GROUP BY 1 ORDER BY 1")
             .fetch_all(&env.pool)
@@ -326,7 +401,11 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
     let failed = if failures.is_empty() {
         "0".to_string()
     } else {
-        failures.iter().map(|(code, n)| format!("{n} {code}")).collect::<Vec<_>>().join(", ")
+        failures
+            .iter()
+            .map(|(code, n)| format!("{n} {code}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let lost = accepted.len() as i64 - env.count(terminal_sql).await;
     let duplicate_results = env
@@ -335,10 +414,18 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
     let received = receiver.received();
     let mut per_id: HashMap<String, usize> = HashMap::new();
     for request in &received {
-        *per_id.entry(request.header("webhook-id").to_string()).or_default() += 1;
+        *per_id
+            .entry(request.header("webhook-id").to_string())
+            .or_default() += 1;
     }
-    let expected_ids: HashSet<String> = accepted.iter().map(|id| format!("msg_{}_succeeded", id.replace('-', ""))).collect();
-    let webhooks_missing = expected_ids.iter().filter(|id| !per_id.contains_key(*id)).count();
+    let expected_ids: HashSet<String> = accepted
+        .iter()
+        .map(|id| format!("msg_{}_succeeded", id.replace('-', "")))
+        .collect();
+    let webhooks_missing = expected_ids
+        .iter()
+        .filter(|id| !per_id.contains_key(*id))
+        .count();
     let duplicate_webhooks = received.len() - per_id.len();
     receiver.stop();
     // The worker rejects each poison message without requeue, the broker
@@ -375,7 +462,11 @@ async fn main() {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "error");
     }
-    let (n, soak) = if args.short { (150, 1_000) } else { (600, 10_000) };
+    let (n, soak) = if args.short {
+        (150, 1_000)
+    } else {
+        (600, 10_000)
+    };
     let scenarios: [(&'static str, usize, u64); 7] = [
         ("worker SIGKILL mid-scan, repeatedly", n, 150),
         ("RabbitMQ restarted (stop_app/start_app)", n, 20),
@@ -387,7 +478,11 @@ async fn main() {
     ];
     let mut rows = Vec::new();
     for (scenario, scans, hold_ms) in scenarios {
-        if args.only.as_deref().is_some_and(|only| !scenario.contains(only)) {
+        if args
+            .only
+            .as_deref()
+            .is_some_and(|only| !scenario.contains(only))
+        {
             continue;
         }
         eprintln!("running: {scenario} ({scans} scans)");
@@ -402,7 +497,11 @@ async fn main() {
         } else {
             row.duplicate_webhooks.to_string()
         };
-        let poison = row.poison_dead_lettered.map_or("–".to_string(), |(seen, published)| format!("{seen}/{published}"));
+        let poison = row
+            .poison_dead_lettered
+            .map_or("–".to_string(), |(seen, published)| {
+                format!("{seen}/{published}")
+            });
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             row.scenario,
@@ -416,7 +515,11 @@ async fn main() {
             poison,
             row.seconds
         );
-        failures.extend(row.problems().into_iter().map(|problem| format!("{}: {problem}", row.scenario)));
+        failures.extend(
+            row.problems()
+                .into_iter()
+                .map(|problem| format!("{}: {problem}", row.scenario)),
+        );
     }
     if !failures.is_empty() {
         for failure in &failures {

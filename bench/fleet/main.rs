@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::StreamExt;
 use harness::{Api, Dispatcher, TestEnv, Worker};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use protocol::Tier;
 use serde_json::json;
@@ -37,7 +39,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn wait_succeeded(env: &TestEnv, total: i64) {
-    while env.count("SELECT count(*) FROM scans WHERE status = 'succeeded'").await < total {
+    while env
+        .count("SELECT count(*) FROM scans WHERE status = 'succeeded'")
+        .await
+        < total
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -55,20 +61,42 @@ async fn end_to_end(env: &TestEnv, api: &Api, jobs: usize, already: i64) -> f64 
 
 /// Publish→consume→ack with the fleet's durability (quorum queue, persistent
 /// messages, publisher confirms, manual acks), no database.
-async fn queue_only(env: &TestEnv, jobs: usize, workers: usize, prefetch: u16) -> anyhow::Result<f64> {
+async fn queue_only(
+    env: &TestEnv,
+    jobs: usize,
+    workers: usize,
+    prefetch: u16,
+) -> anyhow::Result<f64> {
     let queue = "bench.queue-only";
     let publisher = protocol::topology::connect(&env.amqp_url, "bench-publisher").await?;
     let channel = protocol::topology::confirm_channel(&publisher).await?;
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    channel.queue_declare(queue, QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            queue,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut consumers = Vec::new();
     for i in 0..workers {
         let connection = protocol::topology::connect(&env.amqp_url, "bench-consumer").await?;
         let channel = protocol::topology::consumer_channel(&connection, prefetch).await?;
         let mut deliveries = channel
-            .basic_consume(queue, &format!("bench-{i}"), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue,
+                &format!("bench-{i}"),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         let done = done_tx.clone();
         consumers.push(tokio::spawn(async move {
@@ -84,7 +112,17 @@ async fn queue_only(env: &TestEnv, jobs: usize, workers: usize, prefetch: u16) -
     let mut confirms = Vec::with_capacity(jobs);
     for _ in 0..jobs {
         let properties = lapin::BasicProperties::default().with_delivery_mode(2);
-        confirms.push(channel.basic_publish("", queue, BasicPublishOptions::default(), payload, properties).await?);
+        confirms.push(
+            channel
+                .basic_publish(
+                    "",
+                    queue,
+                    BasicPublishOptions::default(),
+                    payload,
+                    properties,
+                )
+                .await?,
+        );
     }
     for confirm in confirms {
         confirm.await?;
@@ -103,12 +141,26 @@ fn celery(env: &TestEnv, jobs: usize, workers: usize, prefetch: u16) -> anyhow::
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fleet/celery_peer.py");
     let python = std::env::var("SCANFLEET_VENV")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/scanfleet-venv"))
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/scanfleet-venv")
+        })
         .join("bin/python");
     let output = std::process::Command::new(python)
-        .args([script, &env.amqp_url, "15", &jobs.to_string(), &workers.to_string(), &prefetch.to_string()])
+        .args([
+            script,
+            &env.amqp_url,
+            "15",
+            &jobs.to_string(),
+            &workers.to_string(),
+            &prefetch.to_string(),
+        ])
         .output()?;
-    anyhow::ensure!(output.status.success(), "celery peer failed: {}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "celery peer failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     Ok(result["jobs_per_s"].as_f64().unwrap_or_default())
 }
@@ -125,7 +177,11 @@ async fn submit_latency(api: &Api, rate: u32, seconds: u32) -> Vec<Duration> {
             started.elapsed()
         }));
     }
-    let mut latencies: Vec<Duration> = futures::future::join_all(tasks).await.into_iter().map(|r| r.expect("submit")).collect();
+    let mut latencies: Vec<Duration> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("submit"))
+        .collect();
     latencies.sort();
     latencies
 }
@@ -148,9 +204,15 @@ async fn main() -> anyhow::Result<()> {
         worker_config.max_concurrent_jobs = args.prefetch;
         workers.push(Worker::start(worker_config).await);
     }
-    let api = Api::new(&dispatcher.base_url, &env.api_key("bench", Tier::Free).await);
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("bench", Tier::Free).await,
+    );
 
-    println!("bench/fleet: {} jobs, {} workers, prefetch {} per worker, 2-core machine", args.jobs, args.workers, args.prefetch);
+    println!(
+        "bench/fleet: {} jobs, {} workers, prefetch {} per worker, 2-core machine",
+        args.jobs, args.workers, args.prefetch
+    );
     end_to_end(&env, &api, 100, 0).await; // warm-up
     let e2e = end_to_end(&env, &api, args.jobs, 100).await;
     let latencies = submit_latency(&api, args.rate, args.latency_seconds).await;
@@ -167,7 +229,10 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|");
     println!("| ScanFleet end to end (HTTP submit → Postgres + outbox → RabbitMQ → worker → result in Postgres) | {e2e:.0} | {:.2}× |", e2e / peer);
     println!("| ScanFleet queue only (quorum queue, persistent, confirms, manual ack) | {queue:.0} | {:.2}× |", queue / peer);
-    println!("| Celery 5.4 no-op (RabbitMQ, persistent, acks_late, prefork ×{}) | {peer:.0} | 1.00× |", args.workers);
+    println!(
+        "| Celery 5.4 no-op (RabbitMQ, persistent, acks_late, prefork ×{}) | {peer:.0} | 1.00× |",
+        args.workers
+    );
     println!();
     println!(
         "submit latency at {} req/s for {} s: p50 {:.1} ms, p99 {:.1} ms ({} requests)",

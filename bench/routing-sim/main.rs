@@ -93,10 +93,20 @@ fn poisson(rng: &mut StdRng, mean: f64) -> u32 {
 
 fn simulate(args: &Args, policy: RoutingPolicy, backlog_enabled: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let burst_starts: Vec<u64> = (0..args.bursts).map(|i| (i as u64 + 1) * DAY_S / (args.bursts as u64 + 1)).collect();
+    let burst_starts: Vec<u64> = (0..args.bursts)
+        .map(|i| (i as u64 + 1) * DAY_S / (args.bursts as u64 + 1))
+        .collect();
     let marks = Watermarks {
-        high_depth: if backlog_enabled { args.high_watermark } else { u64::MAX },
-        latency_target: if backlog_enabled { Duration::from_secs(args.latency_target_s) } else { Duration::MAX },
+        high_depth: if backlog_enabled {
+            args.high_watermark
+        } else {
+            u64::MAX
+        },
+        latency_target: if backlog_enabled {
+            Duration::from_secs(args.latency_target_s)
+        } else {
+            Duration::MAX
+        },
         low_depth: args.low_watermark,
         hold: Duration::from_secs(args.hold_s),
     };
@@ -115,19 +125,35 @@ fn simulate(args: &Args, policy: RoutingPolicy, backlog_enabled: bool) -> Outcom
 
     for now in 0..DAY_S {
         // Arrivals, routed by the dispatcher's code.
-        let in_burst = burst_starts.iter().any(|&start| now >= start && now < start + 20 * 60);
+        let in_burst = burst_starts
+            .iter()
+            .any(|&start| now >= start && now < start + 20 * 60);
         let rate = args.rate_per_min / 60.0 * if in_burst { args.burst_factor } else { 1.0 };
         for _ in 0..poisson(&mut rng, rate) {
-            let tier = if rng.gen::<f64>() < args.paid_share { Tier::Pro } else { Tier::Free };
+            let tier = if rng.gen::<f64>() < args.paid_share {
+                Tier::Pro
+            } else {
+                Tier::Free
+            };
             let scan_id = uuid_from(&mut rng);
-            let job = Job { arrived: now, queued_gpu_at: None, ran_on_gpu: false };
+            let job = Job {
+                arrived: now,
+                queued_gpu_at: None,
+                ran_on_gpu: false,
+            };
             match decide(policy, tier, scan_id, escalation.is_escalated()).0 {
                 Route::Cpu => cpu_queue.push_back(job),
-                Route::Gpu => gpu_queue.push_back(Job { queued_gpu_at: Some(now), ..job }),
+                Route::Gpu => gpu_queue.push_back(Job {
+                    queued_gpu_at: Some(now),
+                    ..job
+                }),
             }
         }
         // GPU_MAX_WAIT: stranded GPU work falls back to CPU.
-        while gpu_queue.front().is_some_and(|job| now - job.queued_gpu_at.unwrap_or(now) > args.gpu_max_wait_s) {
+        while gpu_queue
+            .front()
+            .is_some_and(|job| now - job.queued_gpu_at.unwrap_or(now) > args.gpu_max_wait_s)
+        {
             let job = gpu_queue.pop_front().expect("checked");
             cpu_queue.push_back(job);
         }
@@ -158,7 +184,13 @@ fn simulate(args: &Args, policy: RoutingPolicy, backlog_enabled: bool) -> Outcom
                     if slot.is_none() {
                         if let Some(job) = gpu_queue.pop_front() {
                             let service = exponential(&mut rng, GPU_SERVICE_S).ceil() as u64;
-                            *slot = Some((now + service.max(1), Job { ran_on_gpu: true, ..job }));
+                            *slot = Some((
+                                now + service.max(1),
+                                Job {
+                                    ran_on_gpu: true,
+                                    ..job
+                                },
+                            ));
                         }
                     }
                 }
@@ -181,17 +213,29 @@ fn simulate(args: &Args, policy: RoutingPolicy, backlog_enabled: bool) -> Outcom
             cpu_depth: cpu_queue.len() as u64,
             cpu_consumers: args.cpu_workers as u64,
             gpu_depth: gpu_queue.len() as u64,
-            gpu_consumers: if gpu_up_at.is_some() { args.gpu_workers as u64 } else { 0 },
+            gpu_consumers: if gpu_up_at.is_some() {
+                args.gpu_workers as u64
+            } else {
+                0
+            },
             cpu_service_time: Some(Duration::from_secs_f64(CPU_SERVICE_S)),
         };
-        if escalation.observe(&sample, &marks, epoch + Duration::from_secs(now)) && escalation.is_escalated() {
+        if escalation.observe(&sample, &marks, epoch + Duration::from_secs(now))
+            && escalation.is_escalated()
+        {
             escalations += 1;
         }
     }
-    let cost = args.cpu_workers as f64 * 24.0 * CPU_PRICE_PER_H + gpu_seconds as f64 / 3600.0 * GPU_PRICE_PER_H;
+    let cost = args.cpu_workers as f64 * 24.0 * CPU_PRICE_PER_H
+        + gpu_seconds as f64 / 3600.0 * GPU_PRICE_PER_H;
     latencies.sort_by(f64::total_cmp);
     let gpu_share = on_gpu as f64 / latencies.len().max(1) as f64;
-    Outcome { latencies, cost, gpu_share, escalations }
+    Outcome {
+        latencies,
+        cost,
+        gpu_share,
+        escalations,
+    }
 }
 
 fn uuid_from(rng: &mut StdRng) -> uuid::Uuid {
@@ -209,17 +253,55 @@ fn main() {
     let args = Args::parse();
     let canary_bp = dispatcher::config::percent_to_bp(args.canary_percent);
     let policies = [
-        ("cpu-only", RoutingPolicy { mode: RoutingMode::Cpu, canary_bp: 0 }, false),
-        ("gpu-only", RoutingPolicy { mode: RoutingMode::Gpu, canary_bp: 0 }, false),
-        ("tier", RoutingPolicy { mode: RoutingMode::Auto, canary_bp: 0 }, false),
-        ("canary", RoutingPolicy { mode: RoutingMode::Auto, canary_bp }, false),
-        ("auto (tier + backlog)", RoutingPolicy { mode: RoutingMode::Auto, canary_bp: 0 }, true),
+        (
+            "cpu-only",
+            RoutingPolicy {
+                mode: RoutingMode::Cpu,
+                canary_bp: 0,
+            },
+            false,
+        ),
+        (
+            "gpu-only",
+            RoutingPolicy {
+                mode: RoutingMode::Gpu,
+                canary_bp: 0,
+            },
+            false,
+        ),
+        (
+            "tier",
+            RoutingPolicy {
+                mode: RoutingMode::Auto,
+                canary_bp: 0,
+            },
+            false,
+        ),
+        (
+            "canary",
+            RoutingPolicy {
+                mode: RoutingMode::Auto,
+                canary_bp,
+            },
+            false,
+        ),
+        (
+            "auto (tier + backlog)",
+            RoutingPolicy {
+                mode: RoutingMode::Auto,
+                canary_bp: 0,
+            },
+            true,
+        ),
     ];
     println!(
         "routing-sim: one day, {:.1} scans/min base with {} bursts ×{}, {} CPU workers, {} GPU workers (scale from zero), latency target {} s",
         args.rate_per_min, args.bursts, args.burst_factor, args.cpu_workers, args.gpu_workers, args.latency_target_s
     );
-    println!("watermarks: high {} / low {}, hold {} s, GPU_MAX_WAIT {} s\n", args.high_watermark, args.low_watermark, args.hold_s, args.gpu_max_wait_s);
+    println!(
+        "watermarks: high {} / low {}, hold {} s, GPU_MAX_WAIT {} s\n",
+        args.high_watermark, args.low_watermark, args.hold_s, args.gpu_max_wait_s
+    );
     println!("| policy | scans | p50 s | p99 s | cost/scan $ | GPU share | escalations |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, policy, backlog) in policies {

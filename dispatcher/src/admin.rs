@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::config::percent_to_bp;
 use crate::body::{parse_json, JsonBody};
+use crate::config::percent_to_bp;
 use crate::problem::{ApiError, Problem};
 use crate::routing::{self, RoutingMode, RoutingPolicy};
 use crate::state::AppState;
@@ -49,7 +49,11 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_admin {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this endpoint needs an admin API key"))
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this endpoint needs an admin API key",
+        ))
     }
 }
 
@@ -63,7 +67,8 @@ async fn view(state: &AppState) -> Result<RoutingView, ApiError> {
     .fetch_one(state.pool())
     .await?;
     Ok(RoutingView {
-        mode: RoutingMode::parse(&row.mode).ok_or_else(|| ApiError::internal("bad routing mode stored"))?,
+        mode: RoutingMode::parse(&row.mode)
+            .ok_or_else(|| ApiError::internal("bad routing mode stored"))?,
         canary_percent: row.canary_bp as f64 / 100.0,
         updated_at: row.updated_at,
         updated_by: row.updated_by,
@@ -89,7 +94,10 @@ async fn view(state: &AppState) -> Result<RoutingView, ApiError> {
     ),
     security(("api_key" = []))
 )]
-pub async fn get_routing(State(state): State<AppState>, caller: Caller) -> Result<Json<RoutingView>, ApiError> {
+pub async fn get_routing(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<RoutingView>, ApiError> {
     require_admin(&caller)?;
     Ok(Json(view(&state).await?))
 }
@@ -118,10 +126,23 @@ pub async fn put_routing(
     let canary_bp = match update.canary_percent {
         None => current.canary_bp,
         Some(percent) if (0.0..=100.0).contains(&percent) => percent_to_bp(percent),
-        Some(_) => return Err(ApiError::unprocessable("invalid_body", "canary_percent must be within 0–100")),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "canary_percent must be within 0–100",
+            ))
+        }
     };
-    let policy = RoutingPolicy { mode: update.mode, canary_bp };
-    routing::set_policy(state.pool(), policy, &format!("tenant {}", caller.tenant_id)).await?;
+    let policy = RoutingPolicy {
+        mode: update.mode,
+        canary_bp,
+    };
+    routing::set_policy(
+        state.pool(),
+        policy,
+        &format!("tenant {}", caller.tenant_id),
+    )
+    .await?;
     tracing::warn!(mode = policy.mode.as_str(), canary_bp, by = %caller.tenant_id, "routing policy changed");
     Ok(Json(view(&state).await?))
 }

@@ -59,22 +59,48 @@ pub fn router(state: AppState) -> Router {
                 .get(scans::list),
         )
         .route("/v1/scans/{id}", get(scans::get).delete(scans::cancel))
-        .route("/v1/webhook-endpoints", post(webhooks::create_endpoint).get(webhooks::list_endpoints))
-        .route("/v1/webhook-endpoints/callback-secret", get(webhooks::callback_secret))
-        .route("/v1/webhook-endpoints/{id}", axum::routing::delete(webhooks::delete_endpoint))
-        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create_endpoint).get(webhooks::list_endpoints),
+        )
+        .route(
+            "/v1/webhook-endpoints/callback-secret",
+            get(webhooks::callback_secret),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            axum::routing::delete(webhooks::delete_endpoint),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/v1/scans/{id}/deliveries", get(webhooks::list_deliveries))
-        .route("/v1/scans/{id}/deliveries/{delivery_id}/redeliver", post(webhooks::redeliver))
-        .route("/v1/admin/routing", get(admin::get_routing).put(admin::put_routing))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout));
+        .route(
+            "/v1/scans/{id}/deliveries/{delivery_id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route(
+            "/v1/admin/routing",
+            get(admin::get_routing).put(admin::put_routing),
+        )
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
     let uploads = Router::new()
         // The upload handler streams its body and enforces MAX_UPLOAD_BYTES itself.
         .route("/v1/uploads", post(uploads::create))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.upload_timeout));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.upload_timeout,
+        ));
     let shedding = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))
         .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(config.max_concurrent_requests));
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests,
+        ));
     let api = json
         .merge(uploads)
         .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
@@ -86,8 +112,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics));
     api.merge(probes)
         .fallback(|| async { ApiError::not_found("route") })
-        .layer(axum::middleware::map_response(crate::problem::problem_for_bare_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::http_metrics::track))
+        .layer(axum::middleware::map_response(
+            crate::problem::problem_for_bare_errors,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http_metrics::track,
+        ))
         .with_state(state)
 }
 
@@ -102,7 +133,9 @@ async fn overloaded(error: BoxError) -> Response {
         "this replica is handling as many requests as it takes; retry shortly",
     )
     .into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -118,10 +151,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "unavailable"
         }
     };
-    let broker = if state.metrics().broker_connected.get() == 1 { "ok" } else { "unavailable" };
+    let broker = if state.metrics().broker_connected.get() == 1 {
+        "ok"
+    } else {
+        "unavailable"
+    };
     let ready = database == "ok" && broker == "ok";
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": ready, "database": database, "broker": broker }))).into_response()
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": ready, "database": database, "broker": broker })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -37,11 +37,10 @@ impl FromRequestParts<AppState> for Caller {
                 "send exactly one `Authorization: Bearer <api key>` header",
             ));
         };
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(bearer_token)
-            .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <api key>`"))?;
+        let key =
+            value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+                ApiError::unauthorized("expected `Authorization: Bearer <api key>`")
+            })?;
         // A rotated-out key has a revocation time in the future and works until then.
         let row: Option<(Uuid, String, bool)> = sqlx::query_as(
             r#"SELECT t.id, t.tier, k.is_admin
@@ -51,7 +50,8 @@ impl FromRequestParts<AppState> for Caller {
         .bind(hash_key(key))
         .fetch_optional(state.pool())
         .await?;
-        let (tenant_id, tier, is_admin) = row.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        let (tenant_id, tier, is_admin) =
+            row.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
         Ok(Caller {
             tenant_id,
             tier: Tier::parse(&tier).ok_or_else(|| ApiError::internal("bad tier in database"))?,
@@ -66,10 +66,22 @@ mod tests {
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
-        for credentials in ["Bearer sf_x", "bearer sf_x", "BEARER sf_x", "bEaReR   sf_x "] {
+        for credentials in [
+            "Bearer sf_x",
+            "bearer sf_x",
+            "BEARER sf_x",
+            "bEaReR   sf_x ",
+        ] {
             assert_eq!(bearer_token(credentials), Some("sf_x"), "{credentials:?}");
         }
-        for credentials in ["Bearer", "Bearer ", "Basic sf_x", "Bearersf_x", "Token sf_x", ""] {
+        for credentials in [
+            "Bearer",
+            "Bearer ",
+            "Basic sf_x",
+            "Bearersf_x",
+            "Token sf_x",
+            "",
+        ] {
             assert_eq!(bearer_token(credentials), None, "{credentials:?}");
         }
     }

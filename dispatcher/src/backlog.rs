@@ -56,7 +56,8 @@ impl QueueSample {
     /// depth watermark alone decides then.
     pub fn predicted_cpu_wait(&self) -> Option<Duration> {
         let service_time = self.cpu_service_time?;
-        (self.cpu_consumers > 0).then(|| service_time.mul_f64(self.cpu_depth as f64 / self.cpu_consumers as f64))
+        (self.cpu_consumers > 0)
+            .then(|| service_time.mul_f64(self.cpu_depth as f64 / self.cpu_consumers as f64))
     }
 }
 
@@ -71,7 +72,10 @@ pub struct Escalation {
 
 impl Escalation {
     pub fn new(escalated: bool) -> Self {
-        Escalation { escalated, calm_since: None }
+        Escalation {
+            escalated,
+            calm_since: None,
+        }
     }
 
     pub fn is_escalated(&self) -> bool {
@@ -130,13 +134,21 @@ enum MonitorError {
 
 /// Waits for the monitor lock (refreshing this replica's gauges meanwhile),
 /// then monitors until shutdown or an error.
-async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &CancellationToken) -> Result<(), MonitorError> {
+async fn lead_when_elected(
+    state: &AppState,
+    topology: &Topology,
+    shutdown: &CancellationToken,
+) -> Result<(), MonitorError> {
     let poll = state.config().backlog_poll;
-    let mut lock_conn = PgConnection::connect(state.config().service.database_url.expose_secret()).await?;
+    let mut lock_conn =
+        PgConnection::connect(state.config().service.database_url.expose_secret()).await?;
     loop {
-        let elected: bool = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"elected!\"", MONITOR_LOCK_KEY)
-            .fetch_one(&mut lock_conn)
-            .await?;
+        let elected: bool = sqlx::query_scalar!(
+            "SELECT pg_try_advisory_lock($1) AS \"elected!\"",
+            MONITOR_LOCK_KEY
+        )
+        .fetch_one(&mut lock_conn)
+        .await?;
         if elected {
             break;
         }
@@ -148,10 +160,16 @@ async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &Can
     }
     tracing::info!("this replica now runs the backlog monitor");
     state.metrics().backlog_leader.set(1);
-    let connection = topology::connect(state.config().service.amqp_url.expose_secret(), "scanfleet-dispatcher-backlog").await?;
+    let connection = topology::connect(
+        state.config().service.amqp_url.expose_secret(),
+        "scanfleet-dispatcher-backlog",
+    )
+    .await?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
-    let stored = sqlx::query_scalar!("SELECT escalated FROM backlog_state").fetch_one(state.pool()).await?;
+    let stored = sqlx::query_scalar!("SELECT escalated FROM backlog_state")
+        .fetch_one(state.pool())
+        .await?;
     let mut escalation = Escalation::new(stored);
     let marks = state.config().watermarks();
     let mut ticks = tokio::time::interval(poll);
@@ -181,9 +199,25 @@ async fn lead_when_elected(state: &AppState, topology: &Topology, shutdown: &Can
 }
 
 async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSample, MonitorError> {
-    let passive = QueueDeclareOptions { passive: true, durable: true, ..Default::default() };
-    let cpu = channel.queue_declare(topology::queue_name(Route::Cpu), passive, FieldTable::default()).await?;
-    let gpu = channel.queue_declare(topology::queue_name(Route::Gpu), passive, FieldTable::default()).await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        durable: true,
+        ..Default::default()
+    };
+    let cpu = channel
+        .queue_declare(
+            topology::queue_name(Route::Cpu),
+            passive,
+            FieldTable::default(),
+        )
+        .await?;
+    let gpu = channel
+        .queue_declare(
+            topology::queue_name(Route::Gpu),
+            passive,
+            FieldTable::default(),
+        )
+        .await?;
     // Mean duration of the last 50 CPU scans: the service-time estimate.
     let service_seconds: Option<f64> = sqlx::query_scalar!(
         r#"SELECT avg(extract(epoch FROM finished_at - started_at))::float8 AS "seconds"
@@ -198,11 +232,17 @@ async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSampl
         cpu_consumers: cpu.consumer_count() as u64,
         gpu_depth: gpu.message_count() as u64,
         gpu_consumers: gpu.consumer_count() as u64,
-        cpu_service_time: service_seconds.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64),
+        cpu_service_time: service_seconds
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64),
     })
 }
 
-async fn store_state(state: &AppState, sample: &QueueSample, escalated: bool) -> Result<(), sqlx::Error> {
+async fn store_state(
+    state: &AppState,
+    sample: &QueueSample,
+    escalated: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE backlog_state
               SET changed_at = CASE WHEN escalated <> $1 THEN now() ELSE changed_at END,
@@ -223,15 +263,26 @@ async fn store_state(state: &AppState, sample: &QueueSample, escalated: bool) ->
 
 /// Every replica exports the shared state, whichever one measured it.
 async fn refresh_gauges(state: &AppState) -> Result<(), sqlx::Error> {
-    let row = sqlx::query!("SELECT escalated, cpu_depth, cpu_consumers, gpu_depth, gpu_consumers FROM backlog_state")
-        .fetch_one(state.pool())
-        .await?;
+    let row = sqlx::query!(
+        "SELECT escalated, cpu_depth, cpu_consumers, gpu_depth, gpu_consumers FROM backlog_state"
+    )
+    .fetch_one(state.pool())
+    .await?;
     let metrics = state.metrics();
     metrics.routing_escalated.set(row.escalated as i64);
-    for (route, depth, consumers) in [(Route::Cpu, row.cpu_depth, row.cpu_consumers), (Route::Gpu, row.gpu_depth, row.gpu_consumers)] {
+    for (route, depth, consumers) in [
+        (Route::Cpu, row.cpu_depth, row.cpu_consumers),
+        (Route::Gpu, row.gpu_depth, row.gpu_consumers),
+    ] {
         let queue = topology::queue_name(route);
-        metrics.queue_messages.with_label_values(&[queue]).set(depth);
-        metrics.queue_consumers.with_label_values(&[queue]).set(consumers);
+        metrics
+            .queue_messages
+            .with_label_values(&[queue])
+            .set(depth);
+        metrics
+            .queue_consumers
+            .with_label_values(&[queue])
+            .set(consumers);
     }
     Ok(())
 }
@@ -248,7 +299,11 @@ mod tests {
     };
 
     fn depth(cpu_depth: u64) -> QueueSample {
-        QueueSample { cpu_depth, cpu_consumers: 1, ..Default::default() }
+        QueueSample {
+            cpu_depth,
+            cpu_consumers: 1,
+            ..Default::default()
+        }
     }
 
     /// Feeds one sample per second; returns the state after each.
@@ -272,10 +327,19 @@ mod tests {
 
     #[test]
     fn escalates_on_predicted_wait_even_below_the_depth_watermark() {
-        let slow = QueueSample { cpu_depth: 8, cpu_consumers: 2, cpu_service_time: Some(Duration::from_secs(20)), ..Default::default() };
+        let slow = QueueSample {
+            cpu_depth: 8,
+            cpu_consumers: 2,
+            cpu_service_time: Some(Duration::from_secs(20)),
+            ..Default::default()
+        };
         assert_eq!(slow.predicted_cpu_wait(), Some(Duration::from_secs(80)));
         assert_eq!(run(&[slow]), [true]);
-        let no_consumers = QueueSample { cpu_depth: 8, cpu_service_time: Some(Duration::from_secs(20)), ..Default::default() };
+        let no_consumers = QueueSample {
+            cpu_depth: 8,
+            cpu_service_time: Some(Duration::from_secs(20)),
+            ..Default::default()
+        };
         assert_eq!(no_consumers.predicted_cpu_wait(), None);
         assert_eq!(run(&[no_consumers]), [false]);
     }
@@ -285,14 +349,19 @@ mod tests {
         let mut samples = vec![depth(20)];
         samples.extend(std::iter::repeat_n(depth(1), 31));
         let states = run(&samples);
-        assert!(states[..31].iter().all(|&s| s), "escalated through the hold");
+        assert!(
+            states[..31].iter().all(|&s| s),
+            "escalated through the hold"
+        );
         assert!(!states[31], "stood down after 30 s of calm");
     }
 
     #[test]
     fn depth_oscillating_around_either_watermark_does_not_flap() {
         // Around the high watermark: escalates once and stays.
-        let high: Vec<_> = (0..120).map(|i| depth(if i % 2 == 0 { 9 } else { 11 })).collect();
+        let high: Vec<_> = (0..120)
+            .map(|i| depth(if i % 2 == 0 { 9 } else { 11 }))
+            .collect();
         let states = run(&high);
         let changes = states.windows(2).filter(|w| w[0] != w[1]).count();
         assert_eq!(changes, 1);

@@ -22,14 +22,20 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let declared = declared_type(request.headers())?;
         let body = Bytes::from_request(request, state).await?;
         if declared.is_none() && !body.is_empty() {
-            return Err(unsupported("send the body with `Content-Type: application/json`"));
+            return Err(unsupported(
+                "send the body with `Content-Type: application/json`",
+            ));
         }
         Ok(JsonBody(body))
     }
 }
 
 fn unsupported(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail)
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        detail,
+    )
 }
 
 /// The declared media type if it is JSON, None if none is declared.
@@ -46,7 +52,8 @@ fn declared_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
     if is_json {
         Ok(Some(essence))
     } else {
@@ -61,8 +68,9 @@ fn declared_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// derived structs would also take an array, fields by position; the API
 /// documents objects only, so that is refused here.)
 pub fn parse_json_object(body: &[u8]) -> Result<serde_json::Value, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("request body is not JSON: {e}"))
+    })?;
     if !value.is_object() {
         return Err(ApiError::unprocessable(
             "invalid_body",
@@ -74,12 +82,15 @@ pub fn parse_json_object(body: &[u8]) -> Result<serde_json::Value, ApiError> {
 
 /// [`parse_json_object`] into `T`: an object of the wrong shape → 422 `invalid_body`.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_value(parse_json_object(body)?).map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
+    serde_json::from_value(parse_json_object(body)?)
+        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))
 }
 
 /// An optional JSON object body: empty or `null` (which the OpenAPI document
 /// declares valid for an optional body) give `T::default()`.
-pub fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.is_empty() {
         return Ok(T::default());
     }
@@ -131,13 +142,22 @@ mod tests {
 
     #[test]
     fn an_optional_body_may_be_empty_or_null() {
-        assert_eq!(parse_optional_json::<Options>(b"").unwrap(), Options::default());
-        assert_eq!(parse_optional_json::<Options>(b" null ").unwrap(), Options::default());
+        assert_eq!(
+            parse_optional_json::<Options>(b"").unwrap(),
+            Options::default()
+        );
+        assert_eq!(
+            parse_optional_json::<Options>(b" null ").unwrap(),
+            Options::default()
+        );
         assert_eq!(
             parse_optional_json::<Options>(br#"{"n": 2}"#).unwrap(),
             Options { n: Some(2) }
         );
-        assert_eq!(parse_optional_json::<Options>(b"[1]").unwrap_err().code, "invalid_body");
+        assert_eq!(
+            parse_optional_json::<Options>(b"[1]").unwrap_err().code,
+            "invalid_body"
+        );
         assert_eq!(
             parse_optional_json::<Options>(b"nul").unwrap_err().code,
             "malformed_json"

@@ -103,18 +103,34 @@ pub struct DispatcherConfig {
     /// Scans a tenant may submit per minute, by tier (`0`: no limit). A
     /// tenant past it gets `429` with `Retry-After` and `RateLimit` headers;
     /// other tenants are not slowed.
-    #[arg(long, env = "SUBMIT_RATE_PER_MINUTE", default_value = "free=120,pro=1200,premium=6000")]
+    #[arg(
+        long,
+        env = "SUBMIT_RATE_PER_MINUTE",
+        default_value = "free=120,pro=1200,premium=6000"
+    )]
     pub submit_rate_per_minute: PerTier,
     /// Uploads a tenant may make per minute, by tier (`0`: no limit).
-    #[arg(long, env = "UPLOAD_RATE_PER_MINUTE", default_value = "free=30,pro=300,premium=1200")]
+    #[arg(
+        long,
+        env = "UPLOAD_RATE_PER_MINUTE",
+        default_value = "free=30,pro=300,premium=1200"
+    )]
     pub upload_rate_per_minute: PerTier,
     /// Scans a tenant may have queued or running at once, by tier (`0`: no
     /// limit); past it, submissions are answered `429 too_many_in_flight`.
-    #[arg(long, env = "MAX_IN_FLIGHT_SCANS", default_value = "free=100,pro=1000,premium=5000")]
+    #[arg(
+        long,
+        env = "MAX_IN_FLIGHT_SCANS",
+        default_value = "free=100,pro=1000,premium=5000"
+    )]
     pub max_in_flight_scans: PerTier,
     /// Webhook endpoints a tenant may register, by tier (`0`: no limit):
     /// every event fans out to each of them.
-    #[arg(long, env = "MAX_WEBHOOK_ENDPOINTS", default_value = "free=3,pro=10,premium=25")]
+    #[arg(
+        long,
+        env = "MAX_WEBHOOK_ENDPOINTS",
+        default_value = "free=3,pro=10,premium=25"
+    )]
     pub max_webhook_endpoints: PerTier,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
@@ -130,8 +146,13 @@ impl DispatcherConfig {
         if self.max_concurrent_requests == 0 {
             return Err("MAX_CONCURRENT_REQUESTS must be positive".into());
         }
-        if self.request_timeout.is_zero() || self.upload_timeout.is_zero() || self.body_read_timeout.is_zero() {
-            return Err("REQUEST_TIMEOUT, UPLOAD_TIMEOUT and BODY_READ_TIMEOUT must be positive".into());
+        if self.request_timeout.is_zero()
+            || self.upload_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+        {
+            return Err(
+                "REQUEST_TIMEOUT, UPLOAD_TIMEOUT and BODY_READ_TIMEOUT must be positive".into(),
+            );
         }
         if !(0.0..=100.0).contains(&self.canary_percent) {
             return Err("CANARY_PERCENT must be within 0–100".into());
@@ -207,7 +228,11 @@ impl DispatcherConfig {
             max_in_flight: self.webhook_max_in_flight,
             destinations: DestinationPolicy {
                 allow_http: self.webhook_allow_http,
-                allow_hosts: self.webhook_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+                allow_hosts: self
+                    .webhook_allow_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             },
         }
     }
@@ -217,7 +242,11 @@ impl DispatcherConfig {
     pub fn source_policy(&self) -> DestinationPolicy {
         DestinationPolicy {
             allow_http: self.source_allow_http,
-            allow_hosts: self.source_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+            allow_hosts: self
+                .source_allow_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -243,7 +272,11 @@ pub struct PerTier {
 impl PerTier {
     /// The same number for every tier (`0` turns a limit off).
     pub const fn all(n: u32) -> Self {
-        PerTier { free: n, pro: n, premium: n }
+        PerTier {
+            free: n,
+            pro: n,
+            premium: n,
+        }
     }
 
     pub fn get(&self, tier: Tier) -> u32 {
@@ -264,9 +297,15 @@ impl std::str::FromStr for PerTier {
         }
         let mut values: [Option<u32>; 3] = [None; 3];
         for part in text.split(',') {
-            let (name, value) = part.split_once('=').ok_or_else(|| format!("{part:?} is not tier=number"))?;
-            let tier = Tier::parse(name.trim()).ok_or_else(|| format!("{:?} is not a tier (free, pro, premium)", name.trim()))?;
-            let value = value.trim().parse().map_err(|_| format!("{:?} is not a whole number", value.trim()))?;
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not tier=number"))?;
+            let tier = Tier::parse(name.trim())
+                .ok_or_else(|| format!("{:?} is not a tier (free, pro, premium)", name.trim()))?;
+            let value = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{:?} is not a whole number", value.trim()))?;
             if values[tier as usize].replace(value).is_some() {
                 return Err(format!("{} is given twice", tier.as_str()));
             }
@@ -280,12 +319,18 @@ impl std::str::FromStr for PerTier {
 
 impl std::fmt::Display for PerTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "free={},pro={},premium={}", self.free, self.pro, self.premium)
+        write!(
+            f,
+            "free={},pro={},premium={}",
+            self.free, self.pro, self.premium
+        )
     }
 }
 
 pub fn percent_to_bp(percent: f64) -> u16 {
-    (percent.clamp(0.0, 100.0) * 100.0).round().min(FULL_SHARE_BP as f64) as u16
+    (percent.clamp(0.0, 100.0) * 100.0)
+        .round()
+        .min(FULL_SHARE_BP as f64) as u16
 }
 
 #[cfg(test)]
@@ -295,11 +340,24 @@ mod tests {
     #[test]
     fn per_tier_numbers_parse_and_print() {
         let parsed: PerTier = "free=1, pro=20,premium=300".parse().unwrap();
-        assert_eq!(parsed, PerTier { free: 1, pro: 20, premium: 300 });
+        assert_eq!(
+            parsed,
+            PerTier {
+                free: 1,
+                pro: 20,
+                premium: 300
+            }
+        );
         assert_eq!(parsed.to_string().parse::<PerTier>().unwrap(), parsed);
         assert_eq!("0".parse::<PerTier>().unwrap(), PerTier::all(0));
         assert_eq!(parsed.get(Tier::Pro), 20);
-        for bad in ["free=1,pro=2", "free=1,pro=2,premium=x", "gold=1,pro=2,premium=3", "free=1,free=2,pro=2,premium=3", ""] {
+        for bad in [
+            "free=1,pro=2",
+            "free=1,pro=2,premium=x",
+            "gold=1,pro=2,premium=3",
+            "free=1,free=2,pro=2,premium=3",
+            "",
+        ] {
             assert!(bad.parse::<PerTier>().is_err(), "{bad:?}");
         }
     }

@@ -17,7 +17,15 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
     let amqp_url = state.config().service.amqp_url.clone();
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        match consume(&state, amqp_url.expose_secret(), &topology, &shutdown, &mut backoff).await {
+        match consume(
+            &state,
+            amqp_url.expose_secret(),
+            &topology,
+            &shutdown,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "dead-letter watcher interrupted; reconnecting");
@@ -57,7 +65,9 @@ async fn consume(
             delivery = deliveries.next() => delivery,
         };
         let Some(delivery) = delivery else {
-            return Err(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed));
+            return Err(lapin::Error::InvalidChannelState(
+                lapin::ChannelState::Closed,
+            ));
         };
         handle(state, delivery?).await?;
     }
@@ -73,9 +83,14 @@ async fn handle(state: &AppState, delivery: Delivery) -> Result<(), lapin::Error
         Err(error) => {
             // Nothing to mark: the payload names no scan we can read. Keep a
             // trace of it in the log and drop it so the queue keeps moving.
-            let preview = String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(256)]).into_owned();
+            let preview = String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(256)])
+                .into_owned();
             tracing::error!(%error, %reason, %preview, "undecodable message dead-lettered; dropped");
-            state.metrics().dead_lettered.with_label_values(&["undecodable"]).inc();
+            state
+                .metrics()
+                .dead_lettered
+                .with_label_values(&["undecodable"])
+                .inc();
             return delivery.ack(BasicAckOptions::default()).await;
         }
     };
@@ -83,7 +98,8 @@ async fn handle(state: &AppState, delivery: Delivery) -> Result<(), lapin::Error
     let detail = format!("the scan's message was dead-lettered ({reason}) before it finished");
     let marked = async {
         let mut tx = state.pool().begin().await?;
-        let marked = protocol::db::record_failure(&mut tx, scan_id, "dead_lettered", &detail).await?;
+        let marked =
+            protocol::db::record_failure(&mut tx, scan_id, "dead_lettered", &detail).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(marked)
     }
@@ -93,7 +109,11 @@ async fn handle(state: &AppState, delivery: Delivery) -> Result<(), lapin::Error
             if marked {
                 tracing::warn!(%scan_id, %reason, "scan failed: message dead-lettered");
             }
-            state.metrics().dead_lettered.with_label_values(&[&reason_label]).inc();
+            state
+                .metrics()
+                .dead_lettered
+                .with_label_values(&[&reason_label])
+                .inc();
             delivery.ack(BasicAckOptions::default()).await
         }
         Err(error) => {
@@ -101,7 +121,10 @@ async fn handle(state: &AppState, delivery: Delivery) -> Result<(), lapin::Error
             tracing::warn!(%scan_id, %error, "cannot record dead-lettered scan yet");
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             delivery
-                .nack(BasicNackOptions { requeue: true, ..Default::default() })
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
                 .await
         }
     }

@@ -92,8 +92,14 @@ impl KeyInfo {
     pub fn state(&self, now: DateTime<Utc>) -> String {
         match self.revoked_at {
             None => "active".to_string(),
-            Some(at) if at > now => format!("active until {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            Some(at) => format!("revoked {}", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            Some(at) if at > now => format!(
+                "active until {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Some(at) => format!(
+                "revoked {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
         }
     }
 }
@@ -152,7 +158,11 @@ pub async fn create_key(
     })
 }
 
-async fn insert_key(conn: &mut PgConnection, tenant_id: Uuid, is_admin: bool) -> Result<(Uuid, String), sqlx::Error> {
+async fn insert_key(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    is_admin: bool,
+) -> Result<(Uuid, String), sqlx::Error> {
     let (key_id, key) = (Uuid::now_v7(), generate_key());
     sqlx::query("INSERT INTO api_keys (id, tenant_id, key_sha256, key_prefix, is_admin) VALUES ($1, $2, $3, $4, $5)")
         .bind(key_id)
@@ -170,7 +180,10 @@ const KEY_INFO: &str =
                           FROM api_keys k JOIN tenants t ON t.id = k.tenant_id";
 
 /// Every key, or one tenant's, oldest first.
-pub async fn list_keys(pool: &PgPool, tenant_name: Option<&str>) -> Result<Vec<KeyInfo>, sqlx::Error> {
+pub async fn list_keys(
+    pool: &PgPool,
+    tenant_name: Option<&str>,
+) -> Result<Vec<KeyInfo>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{KEY_INFO} WHERE $1::text IS NULL OR t.name = $1 ORDER BY t.name, k.created_at, k.id"
     ))
@@ -209,7 +222,11 @@ pub async fn revoke_key(pool: &PgPool, key_id: Uuid) -> Result<KeyInfo, KeyError
 /// Replaces a key with a new one for the same tenant and rights. The old key
 /// keeps working for `grace` (zero: stops at once), so clients can switch
 /// without an outage.
-pub async fn rotate_key(pool: &PgPool, key_id: Uuid, grace: Duration) -> Result<RotatedKey, KeyError> {
+pub async fn rotate_key(
+    pool: &PgPool,
+    key_id: Uuid,
+    grace: Duration,
+) -> Result<RotatedKey, KeyError> {
     let mut tx = pool.begin().await?;
     let old: Option<(Uuid, bool, bool)> = sqlx::query_as(
         "SELECT tenant_id, is_admin, coalesce(revoked_at <= now(), false) FROM api_keys WHERE id = $1 FOR UPDATE",
@@ -242,7 +259,10 @@ pub async fn rotate_key(pool: &PgPool, key_id: Uuid, grace: Duration) -> Result<
 
 /// `keys list` output: one line per key, aligned columns, no secrets.
 pub fn render_table(keys: &[KeyInfo], now: DateTime<Utc>) -> String {
-    let header = ["ID", "TENANT", "TIER", "PREFIX", "ADMIN", "CREATED", "STATE"].map(String::from);
+    let header = [
+        "ID", "TENANT", "TIER", "PREFIX", "ADMIN", "CREATED", "STATE",
+    ]
+    .map(String::from);
     let rows: Vec<[String; 7]> = keys
         .iter()
         .map(|k| {
@@ -252,7 +272,8 @@ pub fn render_table(keys: &[KeyInfo], now: DateTime<Utc>) -> String {
                 k.tier.clone(),
                 format!("{}…", k.prefix),
                 if k.is_admin { "yes" } else { "no" }.to_string(),
-                k.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                k.created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 k.state(now),
             ]
         })

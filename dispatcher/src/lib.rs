@@ -4,9 +4,9 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod backlog;
 pub mod body;
-pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;

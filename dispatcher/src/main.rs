@@ -69,9 +69,16 @@ async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { id, database } => {
             let pool = migrated_pool(&database).await?;
             let revoked = keys::revoke_key(&pool, id).await?;
-            eprintln!("revoked key {id} ({}…) of tenant {}", revoked.prefix, revoked.tenant);
+            eprintln!(
+                "revoked key {id} ({}…) of tenant {}",
+                revoked.prefix, revoked.tenant
+            );
         }
-        KeysCommand::Rotate { id, grace, database } => {
+        KeysCommand::Rotate {
+            id,
+            grace,
+            database,
+        } => {
             let pool = migrated_pool(&database).await?;
             let rotated = keys::rotate_key(&pool, id, grace).await?;
             eprintln!(

@@ -1,6 +1,8 @@
 //! The dispatcher's Prometheus metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct DispatcherMetrics {
@@ -22,7 +24,10 @@ impl DispatcherMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let scans_submitted = IntCounterVec::new(
-            Opts::new("scanfleet_scans_submitted_total", "Scans accepted, by tier, route and route reason"),
+            Opts::new(
+                "scanfleet_scans_submitted_total",
+                "Scans accepted, by tier, route and route reason",
+            ),
             &["tier", "route", "reason"],
         )
         .expect("valid metric");
@@ -37,17 +42,26 @@ impl DispatcherMetrics {
         )
         .expect("valid metric");
         let dead_lettered = IntCounterVec::new(
-            Opts::new("scanfleet_scans_dead_lettered_total", "Scan messages that reached the dead-letter queue, by reason"),
+            Opts::new(
+                "scanfleet_scans_dead_lettered_total",
+                "Scan messages that reached the dead-letter queue, by reason",
+            ),
             &["reason"],
         )
         .expect("valid metric");
         let queue_messages = IntGaugeVec::new(
-            Opts::new("scanfleet_queue_messages", "Scans waiting (ready) on each queue, as last sampled"),
+            Opts::new(
+                "scanfleet_queue_messages",
+                "Scans waiting (ready) on each queue, as last sampled",
+            ),
             &["queue"],
         )
         .expect("valid metric");
         let queue_consumers = IntGaugeVec::new(
-            Opts::new("scanfleet_queue_consumers", "Consumers (workers) on each queue, as last sampled"),
+            Opts::new(
+                "scanfleet_queue_consumers",
+                "Consumers (workers) on each queue, as last sampled",
+            ),
             &["queue"],
         )
         .expect("valid metric");
@@ -62,14 +76,20 @@ impl DispatcherMetrics {
         )
         .expect("valid metric");
         let webhook_attempts = IntCounterVec::new(
-            Opts::new("scanfleet_webhook_attempts_total", "Webhook delivery attempts, by outcome"),
+            Opts::new(
+                "scanfleet_webhook_attempts_total",
+                "Webhook delivery attempts, by outcome",
+            ),
             &["outcome"],
         )
         .expect("valid metric");
         // Labelled by route template (`/v1/scans/{id}`), never the raw path,
         // so a scanner probing random paths cannot blow up the series count.
         let http_requests = IntCounterVec::new(
-            Opts::new("scanfleet_http_requests_total", "HTTP requests answered, by method, route template and status"),
+            Opts::new(
+                "scanfleet_http_requests_total",
+                "HTTP requests answered, by method, route template and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric");
@@ -78,7 +98,9 @@ impl DispatcherMetrics {
                 "scanfleet_http_request_duration_seconds",
                 "Time from request to response headers, by method and route template",
             )
-            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["method", "route"],
         )
         .expect("valid metric");
@@ -95,7 +117,9 @@ impl DispatcherMetrics {
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
         ] {
-            registry.register(collector).expect("metric registered once");
+            registry
+                .register(collector)
+                .expect("metric registered once");
         }
         DispatcherMetrics {
             registry,

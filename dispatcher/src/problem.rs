@@ -38,7 +38,10 @@ impl ApiError {
         }
     }
 
-    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (header::HeaderName, header::HeaderValue)>) -> Self {
+    pub fn with_headers(
+        mut self,
+        headers: impl IntoIterator<Item = (header::HeaderName, header::HeaderValue)>,
+    ) -> Self {
         self.headers.extend(headers);
         self
     }
@@ -52,7 +55,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -87,7 +94,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.to_problem()).expect("problem serialises");
-        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response();
         response.headers_mut().extend(self.headers);
         response
     }
@@ -162,7 +174,11 @@ pub fn caused_by_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool
 }
 
 pub fn body_timeout() -> ApiError {
-    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body stopped arriving (BODY_READ_TIMEOUT)")
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "the request body stopped arriving (BODY_READ_TIMEOUT)",
+    )
 }
 
 impl From<QueryRejection> for ApiError {

@@ -27,7 +27,8 @@ use crate::state::AppState;
 
 /// One tier's limiter, keyed by tenant. Keys are authenticated tenant ids,
 /// so the map grows with the number of tenants, not with what clients send.
-type TenantLimiter = RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
+type TenantLimiter =
+    RateLimiter<Uuid, DefaultKeyedStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
 
 /// What a limit applies to; its name is the policy name in the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +55,9 @@ pub struct RateLimits {
 
 fn limiters(per_minute: PerTier) -> [Option<TenantLimiter>; 3] {
     [Tier::Free, Tier::Pro, Tier::Premium].map(|tier| {
-        NonZeroU32::new(per_minute.get(tier))
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n)).with_middleware::<StateInformationMiddleware>())
+        NonZeroU32::new(per_minute.get(tier)).map(|n| {
+            RateLimiter::keyed(Quota::per_minute(n)).with_middleware::<StateInformationMiddleware>()
+        })
     })
 }
 
@@ -76,7 +78,12 @@ impl Allowance {
     }
 }
 
-fn rate_limit_headers(policy: &str, quota: u32, remaining: u32, reset_s: u64) -> [(HeaderName, HeaderValue); 2] {
+fn rate_limit_headers(
+    policy: &str,
+    quota: u32,
+    remaining: u32,
+    reset_s: u64,
+) -> [(HeaderName, HeaderValue); 2] {
     let value = |text: String| HeaderValue::from_str(&text).expect("ASCII header value");
     [
         (
@@ -256,7 +263,13 @@ mod tests {
         );
         let (noisy, quiet) = (caller(Tier::Free), caller(Tier::Free));
         let remaining: Vec<u32> = (0..3)
-            .map(|_| limits.check(Action::Submit, &noisy).unwrap().unwrap().remaining)
+            .map(|_| {
+                limits
+                    .check(Action::Submit, &noisy)
+                    .unwrap()
+                    .unwrap()
+                    .remaining
+            })
             .collect();
         assert_eq!(remaining, [2, 1, 0]);
         let refused = limits.check(Action::Submit, &noisy).unwrap_err();
@@ -275,13 +288,36 @@ mod tests {
         let retry: u64 = header("retry-after").unwrap().parse().unwrap();
         assert!((1..=20).contains(&retry), "{retry}");
         assert_eq!(header("ratelimit-policy"), Some("\"submit\";q=3;w=60"));
-        assert_eq!(header("ratelimit"), Some(format!("\"submit\";r=0;t={retry}").as_str()));
+        assert_eq!(
+            header("ratelimit"),
+            Some(format!("\"submit\";r=0;t={retry}").as_str())
+        );
         // Another tenant of the same tier, and the same tenant's uploads, are untouched.
-        assert_eq!(limits.check(Action::Submit, &quiet).unwrap().unwrap().remaining, 2);
-        assert_eq!(limits.check(Action::Upload, &noisy).unwrap().unwrap().remaining, 0);
+        assert_eq!(
+            limits
+                .check(Action::Submit, &quiet)
+                .unwrap()
+                .unwrap()
+                .remaining,
+            2
+        );
+        assert_eq!(
+            limits
+                .check(Action::Upload, &noisy)
+                .unwrap()
+                .unwrap()
+                .remaining,
+            0
+        );
         // Pro has no submit limit; premium its own.
-        assert_eq!(limits.check(Action::Submit, &caller(Tier::Pro)).unwrap(), None);
-        let premium = limits.check(Action::Submit, &caller(Tier::Premium)).unwrap().unwrap();
+        assert_eq!(
+            limits.check(Action::Submit, &caller(Tier::Pro)).unwrap(),
+            None
+        );
+        let premium = limits
+            .check(Action::Submit, &caller(Tier::Premium))
+            .unwrap()
+            .unwrap();
         assert_eq!(premium.headers()[0].1, "\"submit\";q=10;w=60");
         assert_eq!(premium.headers()[1].1, "\"submit\";r=9;t=6");
     }

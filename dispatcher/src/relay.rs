@@ -119,7 +119,9 @@ async fn publish_batch(state: &AppState, channel: &Channel) -> Result<usize, Rel
     for (scan_id, confirm) in confirms {
         match confirm.await? {
             // A returned message found no queue: do not mark it sent.
-            Confirmation::Ack(Some(_)) | Confirmation::Nack(_) => return Err(RelayError::Refused(scan_id)),
+            Confirmation::Ack(Some(_)) | Confirmation::Nack(_) => {
+                return Err(RelayError::Refused(scan_id))
+            }
             Confirmation::Ack(None) | Confirmation::NotRequested => {}
         }
     }

@@ -53,7 +53,8 @@ pub struct RoutingPolicy {
 pub fn in_canary(scan_id: Uuid, canary_bp: u16) -> bool {
     let bytes = scan_id.as_bytes();
     // The low 62 bits of a UUIDv7 (or v4) are random.
-    let random = u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")) & 0x3fff_ffff_ffff_ffff;
+    let random =
+        u64::from_be_bytes(bytes[8..16].try_into().expect("8 bytes")) & 0x3fff_ffff_ffff_ffff;
     random % FULL_SHARE_BP as u64 >= (FULL_SHARE_BP - canary_bp) as u64
 }
 
@@ -61,7 +62,12 @@ pub fn in_canary(scan_id: Uuid, canary_bp: u16) -> bool {
 /// In `auto`: paying tiers go to GPU (seed 002 option B); while the CPU queue
 /// is backed up everything goes to GPU (seed 001 option 3); otherwise a canary
 /// share goes to GPU (seed 002 option C) and the rest to CPU.
-pub fn decide(policy: RoutingPolicy, tier: Tier, scan_id: Uuid, backlog_escalated: bool) -> (Route, RouteReason) {
+pub fn decide(
+    policy: RoutingPolicy,
+    tier: Tier,
+    scan_id: Uuid,
+    backlog_escalated: bool,
+) -> (Route, RouteReason) {
     match policy.mode {
         RoutingMode::Cpu => (Route::Cpu, RouteReason::Mode),
         RoutingMode::Gpu => (Route::Gpu, RouteReason::Mode),
@@ -92,7 +98,11 @@ pub async fn seed_policy(pool: &PgPool, policy: RoutingPolicy) -> Result<(), sql
     Ok(())
 }
 
-pub async fn set_policy(pool: &PgPool, policy: RoutingPolicy, updated_by: &str) -> Result<(), sqlx::Error> {
+pub async fn set_policy(
+    pool: &PgPool,
+    policy: RoutingPolicy,
+    updated_by: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO routing_policy (mode, canary_bp, updated_by) VALUES ($1, $2, $3)
            ON CONFLICT (singleton) DO UPDATE
@@ -135,8 +145,14 @@ mod tests {
     fn forced_modes_ignore_tier_backlog_and_canary() {
         for tier in [Tier::Free, Tier::Pro, Tier::Premium] {
             let id = Uuid::now_v7();
-            assert_eq!(decide(policy(RoutingMode::Cpu, 10_000), tier, id, true), (Route::Cpu, RouteReason::Mode));
-            assert_eq!(decide(policy(RoutingMode::Gpu, 0), tier, id, false), (Route::Gpu, RouteReason::Mode));
+            assert_eq!(
+                decide(policy(RoutingMode::Cpu, 10_000), tier, id, true),
+                (Route::Cpu, RouteReason::Mode)
+            );
+            assert_eq!(
+                decide(policy(RoutingMode::Gpu, 0), tier, id, false),
+                (Route::Gpu, RouteReason::Mode)
+            );
         }
     }
 
@@ -144,11 +160,26 @@ mod tests {
     fn auto_prefers_tier_then_backlog_then_canary() {
         let auto = policy(RoutingMode::Auto, 0);
         let id = Uuid::now_v7();
-        assert_eq!(decide(auto, Tier::Free, id, false), (Route::Cpu, RouteReason::Default));
-        assert_eq!(decide(auto, Tier::Pro, id, false), (Route::Gpu, RouteReason::Tier));
-        assert_eq!(decide(auto, Tier::Premium, id, true), (Route::Gpu, RouteReason::Tier));
-        assert_eq!(decide(auto, Tier::Free, id, true), (Route::Gpu, RouteReason::Backlog));
-        assert_eq!(decide(policy(RoutingMode::Auto, 10_000), Tier::Free, id, false), (Route::Gpu, RouteReason::Canary));
+        assert_eq!(
+            decide(auto, Tier::Free, id, false),
+            (Route::Cpu, RouteReason::Default)
+        );
+        assert_eq!(
+            decide(auto, Tier::Pro, id, false),
+            (Route::Gpu, RouteReason::Tier)
+        );
+        assert_eq!(
+            decide(auto, Tier::Premium, id, true),
+            (Route::Gpu, RouteReason::Tier)
+        );
+        assert_eq!(
+            decide(auto, Tier::Free, id, true),
+            (Route::Gpu, RouteReason::Backlog)
+        );
+        assert_eq!(
+            decide(policy(RoutingMode::Auto, 10_000), Tier::Free, id, false),
+            (Route::Gpu, RouteReason::Canary)
+        );
     }
 
     #[test]
@@ -157,8 +188,12 @@ mod tests {
         for canary_bp in [0u16, 500, 2_500, 10_000] {
             let chosen = ids.iter().filter(|id| in_canary(**id, canary_bp)).count() as f64;
             let expected = ids.len() as f64 * canary_bp as f64 / 10_000.0;
-            let sd = (ids.len() as f64 * (canary_bp as f64 / 1e4) * (1.0 - canary_bp as f64 / 1e4)).sqrt();
-            assert!((chosen - expected).abs() <= 5.0 * sd + 0.5, "{canary_bp} bp: {chosen} vs {expected}");
+            let sd = (ids.len() as f64 * (canary_bp as f64 / 1e4) * (1.0 - canary_bp as f64 / 1e4))
+                .sqrt();
+            assert!(
+                (chosen - expected).abs() <= 5.0 * sd + 0.5,
+                "{canary_bp} bp: {chosen} vs {expected}"
+            );
         }
         // Growing the share only adds scans to the canary, never moves them out.
         for id in &ids[..1000] {

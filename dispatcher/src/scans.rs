@@ -61,14 +61,23 @@ pub struct SubmitScan {
 /// `kind` in the OpenAPI document: the protocol's list of kinds, so the
 /// document cannot fall behind when a kind is added.
 fn kind_schema() -> utoipa::openapi::Object {
-    names_schema("What the scan does.", ScanKind::ALL.iter().map(|kind| kind.as_str()))
+    names_schema(
+        "What the scan does.",
+        ScanKind::ALL.iter().map(|kind| kind.as_str()),
+    )
 }
 
 fn status_schema() -> utoipa::openapi::Object {
-    names_schema("Only scans in this status.", ScanStatus::ALL.iter().map(|status| status.as_str()))
+    names_schema(
+        "Only scans in this status.",
+        ScanStatus::ALL.iter().map(|status| status.as_str()),
+    )
 }
 
-fn names_schema<'a>(description: &str, names: impl Iterator<Item = &'a str>) -> utoipa::openapi::Object {
+fn names_schema<'a>(
+    description: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
         .enum_values(Some(names))
@@ -161,10 +170,9 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
-        (Some(value), None) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} must be visible ASCII"))),
+        (Some(value), None) => value.to_str().map(Some).map_err(|_| {
+            ApiError::bad_request("invalid_header", format!("{name} must be visible ASCII"))
+        }),
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "duplicate_header",
             format!("send at most one {name} header"),
@@ -176,7 +184,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(key) = single_header(headers, "idempotency-key")? else {
         return Ok(None);
     };
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(ApiError::bad_request(
             "invalid_idempotency_key",
             format!("Idempotency-Key must be 1–{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
@@ -201,10 +212,18 @@ async fn check_source_url(state: &AppState, raw: &str) -> Result<(), ApiError> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid("must be an http(s) URL with a host"));
     }
-    match state.config().source_policy().check_at_submit(raw, crate::webhooks::api::URL_LOOKUP_PATIENCE).await {
+    match state
+        .config()
+        .source_policy()
+        .check_at_submit(raw, crate::webhooks::api::URL_LOOKUP_PATIENCE)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(Refusal::Invalid(why)) => Err(invalid(&why)),
-        Err(refusal) => Err(ApiError::unprocessable("source_url_refused", format!("source_url: {refusal}"))),
+        Err(refusal) => Err(ApiError::unprocessable(
+            "source_url_refused",
+            format!("source_url: {refusal}"),
+        )),
     }
 }
 
@@ -238,7 +257,10 @@ fn check_params(kind: ScanKind, params: Option<Map<String, Value>>) -> Result<Va
                     _ => {
                         return Err(ApiError::unprocessable(
                             "invalid_params",
-                            format!("{} takes only downscale_max (64–4096); got {name:?}", kind.as_str()),
+                            format!(
+                                "{} takes only downscale_max (64–4096); got {name:?}",
+                                kind.as_str()
+                            ),
                         ))
                     }
                 }
@@ -272,13 +294,22 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let caller = &allowed.caller;
     let idempotency_key = idempotency_key(&headers)?;
-    check_in_flight(state.pool(), caller, state.config().max_in_flight_scans, idempotency_key).await?;
+    check_in_flight(
+        state.pool(),
+        caller,
+        state.config().max_in_flight_scans,
+        idempotency_key,
+    )
+    .await?;
     let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
     // PostgreSQL text and jsonb cannot hold U+0000.
     if contains_nul(&raw) {
-        return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "strings must not contain U+0000",
+        ));
     }
     let request_sha256 = Sha256::digest(raw.to_string().as_bytes()).to_vec();
     let request: SubmitScan = serde_json::from_value(raw)
@@ -288,7 +319,11 @@ pub async fn submit(
         let known: Vec<_> = ScanKind::ALL.iter().map(|k| k.as_str()).collect();
         ApiError::unprocessable(
             "unknown_kind",
-            format!("unknown scan kind {:?}; known kinds: {}", request.kind, known.join(", ")),
+            format!(
+                "unknown scan kind {:?}; known kinds: {}",
+                request.kind,
+                known.join(", ")
+            ),
         )
     })?;
     let params = check_params(kind, request.params)?;
@@ -309,7 +344,10 @@ pub async fn submit(
     }
     if let Some(callback_url) = &request.callback_url {
         if callback_url.len() > MAX_URL_LEN {
-            return Err(ApiError::unprocessable("callback_url_refused", "callback_url is too long"));
+            return Err(ApiError::unprocessable(
+                "callback_url_refused",
+                "callback_url is too long",
+            ));
         }
         crate::webhooks::api::check_callback_url(&state, callback_url).await?;
     }
@@ -328,13 +366,18 @@ pub async fn submit(
         (true, None, Some(upload_id)) => Some(
             store::get_upload(state.pool(), caller.tenant_id, upload_id)
                 .await?
-                .ok_or_else(|| ApiError::unprocessable("unknown_upload", format!("no upload {upload_id}")))?
+                .ok_or_else(|| {
+                    ApiError::unprocessable("unknown_upload", format!("no upload {upload_id}"))
+                })?
                 .object_path,
         ),
         (true, _, _) => {
             return Err(ApiError::unprocessable(
                 "invalid_source",
-                format!("{} scans need exactly one of source_url and upload_id", kind.as_str()),
+                format!(
+                    "{} scans need exactly one of source_url and upload_id",
+                    kind.as_str()
+                ),
             ))
         }
     };
@@ -386,12 +429,20 @@ pub async fn submit(
             tracing::info!(%scan_id, tenant_id = %caller.tenant_id, kind = kind.as_str(), route = route.as_str(), reason = route_reason.as_str(), "scan accepted");
             scan_id
         }
-        Inserted::Replay { scan_id, same_request: true } => scan_id,
-        Inserted::Replay { scan_id, same_request: false } => {
+        Inserted::Replay {
+            scan_id,
+            same_request: true,
+        } => scan_id,
+        Inserted::Replay {
+            scan_id,
+            same_request: false,
+        } => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "idempotency_conflict",
-                format!("Idempotency-Key was already used for scan {scan_id} with a different request body"),
+                format!(
+                "Idempotency-Key was already used for scan {scan_id} with a different request body"
+            ),
             ))
         }
     };
@@ -404,8 +455,12 @@ pub async fn submit(
         route: row.route,
         route_reason: row.route_reason,
     };
-    let mut response =
-        (StatusCode::ACCEPTED, [(header::LOCATION, format!("/v1/scans/{scan_id}"))], Json(accepted)).into_response();
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/scans/{scan_id}"))],
+        Json(accepted),
+    )
+        .into_response();
     response.headers_mut().extend(allowed.headers());
     Ok(response)
 }
@@ -414,7 +469,9 @@ fn contains_nul(value: &Value) -> bool {
     match value {
         Value::String(text) => text.contains('\0'),
         Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(fields) => fields.iter().any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
         _ => false,
     }
 }
@@ -491,14 +548,16 @@ pub async fn list(
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1–200"));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be 1–200",
+        ));
     }
     let before = match query.cursor.as_deref() {
         None => None,
-        Some(cursor) => Some(
-            Uuid::parse_str(cursor)
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))?,
-        ),
+        Some(cursor) => Some(Uuid::parse_str(cursor).map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "cursor is not one this API issued")
+        })?),
     };
     // One extra row tells whether another page follows.
     let mut rows = store::list_scans(
@@ -511,7 +570,9 @@ pub async fn list(
     .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|row| row.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| rows.last().map(|row| row.id.to_string()))
+        .flatten();
     Ok(Json(ScanPage {
         items: rows.into_iter().map(ScanView::from).collect(),
         next_cursor,

@@ -20,7 +20,10 @@ pub enum StartError {
     #[error("blob store: {0}")]
     Blob(#[from] protocol::blob::BlobError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A dispatcher that is serving; dropped tasks stop when `shutdown` fires.
@@ -38,27 +41,59 @@ impl RunningDispatcher {
 }
 
 /// Migrates the database, binds the listener and starts serving.
-pub async fn start(config: DispatcherConfig, shutdown: CancellationToken) -> Result<RunningDispatcher, StartError> {
+pub async fn start(
+    config: DispatcherConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningDispatcher, StartError> {
     config.validate().map_err(StartError::Config)?;
     tracing::info!(config = %config.describe(), "dispatcher starting");
-    let pool = protocol::db::pool(config.service.database_url.expose_secret(), config.database_max_connections)?;
+    let pool = protocol::db::pool(
+        config.service.database_url.expose_secret(),
+        config.database_max_connections,
+    )?;
     protocol::db::migrate(&pool).await?;
     crate::routing::seed_policy(&pool, config.routing_policy()).await?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
-        .map_err(|source| StartError::Listen { addr: config.listen_addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen_addr, source })?;
+        .map_err(|source| StartError::Listen {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen_addr,
+        source,
+    })?;
     let topology = config.service.topology();
     let state = AppState::new(pool, blobs, config);
 
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::relay::run(state.clone(), topology, shutdown.clone()));
-    tasks.spawn(crate::dead_letters::run(state.clone(), topology, shutdown.clone()));
-    tasks.spawn(crate::backlog::run(state.clone(), topology, shutdown.clone()));
-    tasks.spawn(crate::webhooks::deliverer::run(state.clone(), shutdown.clone()));
+    tasks.spawn(crate::dead_letters::run(
+        state.clone(),
+        topology,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::backlog::run(
+        state.clone(),
+        topology,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::webhooks::deliverer::run(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let app = crate::api::router(state.clone());
-    tasks.spawn(protocol::http::serve_until(listener, app, shutdown.clone(), "api"));
+    tasks.spawn(protocol::http::serve_until(
+        listener,
+        app,
+        shutdown.clone(),
+        "api",
+    ));
     tracing::info!(%local_addr, "dispatcher listening");
-    Ok(RunningDispatcher { local_addr, state, tasks })
+    Ok(RunningDispatcher {
+        local_addr,
+        state,
+        tasks,
+    })
 }

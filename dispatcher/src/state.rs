@@ -26,7 +26,8 @@ struct Inner {
 
 impl AppState {
     pub fn new(pool: PgPool, blobs: BlobStore, config: DispatcherConfig) -> Self {
-        let rate_limits = RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
+        let rate_limits =
+            RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
         AppState(Arc::new(Inner {
             pool,
             blobs,

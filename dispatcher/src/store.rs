@@ -50,7 +50,10 @@ pub enum Inserted {
     Created,
     /// The idempotency key was used before: the earlier scan and whether the
     /// earlier request body was the same.
-    Replay { scan_id: Uuid, same_request: bool },
+    Replay {
+        scan_id: Uuid,
+        same_request: bool,
+    },
 }
 
 /// Writes the scan and its outbox row in one transaction.
@@ -106,7 +109,11 @@ pub async fn insert_scan(pool: &PgPool, scan: NewScan<'_>) -> Result<Inserted, s
     Ok(Inserted::Created)
 }
 
-pub async fn get_scan(pool: &PgPool, tenant_id: Uuid, scan_id: Uuid) -> Result<Option<ScanRow>, sqlx::Error> {
+pub async fn get_scan(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    scan_id: Uuid,
+) -> Result<Option<ScanRow>, sqlx::Error> {
     sqlx::query_as!(
         ScanRow,
         r#"SELECT id, kind, input, item_type, callback_url, metadata, status, route, route_reason,
@@ -156,7 +163,11 @@ pub enum CancelOutcome {
     NotCancelable(String),
 }
 
-pub async fn cancel_scan(pool: &PgPool, tenant_id: Uuid, scan_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
+pub async fn cancel_scan(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    scan_id: Uuid,
+) -> Result<CancelOutcome, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let canceled = sqlx::query!(
         r#"UPDATE scans SET status = 'canceled', finished_at = now()
@@ -169,7 +180,8 @@ pub async fn cancel_scan(pool: &PgPool, tenant_id: Uuid, scan_id: Uuid) -> Resul
     .rows_affected();
     if canceled == 1 {
         protocol::db::record_event(&mut tx, scan_id, "canceled", Value::Null).await?;
-        protocol::db::enqueue_webhooks(&mut tx, scan_id, protocol::db::WebhookEvent::ScanCanceled).await?;
+        protocol::db::enqueue_webhooks(&mut tx, scan_id, protocol::db::WebhookEvent::ScanCanceled)
+            .await?;
         tx.commit().await?;
         return Ok(CancelOutcome::Canceled);
     }
@@ -214,7 +226,11 @@ pub async fn insert_upload(
     Ok(())
 }
 
-pub async fn get_upload(pool: &PgPool, tenant_id: Uuid, upload_id: Uuid) -> Result<Option<UploadRow>, sqlx::Error> {
+pub async fn get_upload(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    upload_id: Uuid,
+) -> Result<Option<UploadRow>, sqlx::Error> {
     sqlx::query_as!(
         UploadRow,
         "SELECT object_path FROM uploads WHERE id = $1 AND tenant_id = $2",
@@ -234,7 +250,10 @@ pub struct OutboxRow {
 }
 
 /// Locks up to `limit` unsent rows for this relay; other replicas skip them.
-pub async fn lock_unsent(tx: &mut Transaction<'_, Postgres>, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
+pub async fn lock_unsent(
+    tx: &mut Transaction<'_, Postgres>,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, sqlx::Error> {
     sqlx::query_as!(
         OutboxRow,
         r#"SELECT id, scan_id, routing_key, payload FROM outbox

@@ -46,21 +46,33 @@ pub async fn create(
     let caller = &allowed.caller;
     let max = state.config().max_upload_bytes;
     // A declared length over the limit is refused before anything is read.
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max as u64) {
         return Err(too_large(max));
     }
     let upload_id = Uuid::now_v7();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let object_path = format!("uploads/{}/{upload_id}", caller.tenant_id);
-    let mut writer = state.blobs().writer(&object_path).await.map_err(ApiError::internal)?;
+    let mut writer = state
+        .blobs()
+        .writer(&object_path)
+        .await
+        .map_err(ApiError::internal)?;
     let (size_bytes, sha256) = match copy_body(body, &mut writer, max).await {
         Ok((size, sha256)) if size > 0 => (size as i64, sha256),
         outcome => {
             if let Err(error) = writer.abort().await {
                 tracing::warn!(%error, %upload_id, "cannot abort an unfinished upload");
             }
-            return Err(outcome.err().unwrap_or_else(|| ApiError::bad_request("empty_upload", "the upload body is empty")));
+            return Err(outcome.err().unwrap_or_else(|| {
+                ApiError::bad_request("empty_upload", "the upload body is empty")
+            }));
         }
     };
     writer.finish().await.map_err(ApiError::internal)?;
@@ -75,7 +87,12 @@ pub async fn create(
     )
     .await?;
     tracing::info!(%upload_id, tenant_id = %caller.tenant_id, size_bytes, "upload stored");
-    let view = UploadView { id: upload_id, size_bytes, sha256, content_type };
+    let view = UploadView {
+        id: upload_id,
+        size_bytes,
+        sha256,
+        content_type,
+    };
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     response.headers_mut().extend(allowed.headers());
     Ok(response)
@@ -84,7 +101,11 @@ pub async fn create(
 /// Streams the request body into `writer`, hashing it on the way: memory per
 /// upload is a few parts, not the whole body (MAX_UPLOAD_BYTES × concurrent
 /// uploads, as when the body was buffered). Returns its size and SHA-256.
-async fn copy_body(body: Body, writer: &mut BlobWriter, max: usize) -> Result<(usize, String), ApiError> {
+async fn copy_body(
+    body: Body,
+    writer: &mut BlobWriter,
+    max: usize,
+) -> Result<(usize, String), ApiError> {
     let mut chunks = body.into_data_stream();
     let (mut size, mut hasher) = (0usize, Sha256::new());
     while let Some(chunk) = chunks.next().await {
@@ -92,7 +113,10 @@ async fn copy_body(body: Body, writer: &mut BlobWriter, max: usize) -> Result<(u
             if crate::problem::caused_by_body_timeout(&error) {
                 crate::problem::body_timeout()
             } else {
-                ApiError::bad_request("unreadable_body", format!("the upload body could not be read: {error}"))
+                ApiError::bad_request(
+                    "unreadable_body",
+                    format!("the upload body could not be read: {error}"),
+                )
             }
         })?;
         size += chunk.len();

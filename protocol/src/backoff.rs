@@ -20,7 +20,11 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, ceiling: Duration) -> Self {
-        Backoff { next: first, first, ceiling }
+        Backoff {
+            next: first,
+            first,
+            ceiling,
+        }
     }
 
     /// The delay to wait now; each call doubles the next one up to the ceiling.

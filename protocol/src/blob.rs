@@ -27,7 +27,9 @@ pub struct BlobStore {
 
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobStore").field("location", &self.location).finish()
+        f.debug_struct("BlobStore")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -78,7 +80,9 @@ impl BlobStore {
     /// Starts writing an object in parts, for input too large to hold whole.
     pub async fn writer(&self, path: &str) -> Result<BlobWriter, BlobError> {
         let upload = self.store.put_multipart(&Path::from(path)).await?;
-        Ok(BlobWriter { parts: WriteMultipart::new(upload) })
+        Ok(BlobWriter {
+            parts: WriteMultipart::new(upload),
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Bytes, BlobError> {
@@ -131,8 +135,14 @@ mod tests {
     async fn local_store_round_trips_and_reports_missing_objects() {
         let dir = std::env::temp_dir().join(format!("scanfleet-blob-{}", uuid::Uuid::new_v4()));
         let store = BlobStore::open(dir.to_str().unwrap()).unwrap();
-        store.put("a/b.bin", Bytes::from_static(b"hello")).await.unwrap();
-        assert_eq!(store.get("a/b.bin").await.unwrap(), Bytes::from_static(b"hello"));
+        store
+            .put("a/b.bin", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("a/b.bin").await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
         assert!(matches!(
             store.get("a/missing").await,
             Err(BlobError::NotFound { .. })
@@ -150,16 +160,32 @@ mod tests {
         for piece in content.chunks(1_000_003) {
             writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
         }
-        assert!(matches!(store.get("up/whole.bin").await, Err(BlobError::NotFound { .. })), "not before finish");
+        assert!(
+            matches!(
+                store.get("up/whole.bin").await,
+                Err(BlobError::NotFound { .. })
+            ),
+            "not before finish"
+        );
         writer.finish().await.unwrap();
-        assert_eq!(store.get("up/whole.bin").await.unwrap(), Bytes::from(content));
+        assert_eq!(
+            store.get("up/whole.bin").await.unwrap(),
+            Bytes::from(content)
+        );
 
         let mut writer = store.writer("up/aborted.bin").await.unwrap();
         writer.write(Bytes::from_static(b"partial")).await.unwrap();
         writer.abort().await.unwrap();
-        assert!(matches!(store.get("up/aborted.bin").await, Err(BlobError::NotFound { .. })));
+        assert!(matches!(
+            store.get("up/aborted.bin").await,
+            Err(BlobError::NotFound { .. })
+        ));
         let left: Vec<_> = walk(&dir);
-        assert_eq!(left, [dir.join("up/whole.bin")], "no temporary file is left behind");
+        assert_eq!(
+            left,
+            [dir.join("up/whole.bin")],
+            "no temporary file is left behind"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -76,10 +76,21 @@ impl From<String> for SecretUrl {
 pub struct ServiceConfig {
     /// PostgreSQL connection URL. (Its value from the environment is not
     /// shown in `--help`: it may hold a password.)
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scanfleet")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/scanfleet"
+    )]
     pub database_url: SecretUrl,
     /// RabbitMQ connection URL (the vhost is the path, `%2f` for `/`).
-    #[arg(long, env = "AMQP_URL", hide_env_values = true, hide_default_value = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        hide_default_value = true,
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
     pub amqp_url: SecretUrl,
     /// Deliveries of one scan message before it is dead-lettered.
     #[arg(long, env = "DELIVERY_LIMIT", default_value_t = 5)]
@@ -111,7 +122,8 @@ impl ServiceConfig {
             return Err("GPU_MAX_WAIT must be positive".into());
         }
         url::Url::parse(self.amqp_url.expose_secret()).map_err(|e| format!("AMQP_URL: {e}"))?;
-        url::Url::parse(self.database_url.expose_secret()).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        url::Url::parse(self.database_url.expose_secret())
+            .map_err(|e| format!("DATABASE_URL: {e}"))?;
         Ok(())
     }
 
@@ -144,18 +156,30 @@ mod tests {
     #[test]
     fn secret_urls_print_without_their_password() {
         let config = ServiceConfig {
-            database_url: SecretUrl::new("postgres://scanfleet:hunter2-db@db.internal:5432/scanfleet"),
+            database_url: SecretUrl::new(
+                "postgres://scanfleet:hunter2-db@db.internal:5432/scanfleet",
+            ),
             amqp_url: SecretUrl::new("amqps://fleet:hunter2-mq@mq.internal:5671/prod"),
             delivery_limit: 5,
             gpu_max_wait: Duration::from_secs(120),
             blob_store: "./data".into(),
             log_format: crate::telemetry::LogFormat::Json,
         };
-        for printed in [format!("{config:?}"), format!("{config:#?}"), config.describe().to_string()] {
+        for printed in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            config.describe().to_string(),
+        ] {
             assert!(!printed.contains("hunter2"), "{printed}");
-            assert!(printed.contains("db.internal") && printed.contains("mq.internal"), "{printed}");
+            assert!(
+                printed.contains("db.internal") && printed.contains("mq.internal"),
+                "{printed}"
+            );
         }
-        assert_eq!(config.amqp_url.expose_secret(), "amqps://fleet:hunter2-mq@mq.internal:5671/prod");
+        assert_eq!(
+            config.amqp_url.expose_secret(),
+            "amqps://fleet:hunter2-mq@mq.internal:5671/prod"
+        );
     }
 
     #[test]

@@ -104,7 +104,13 @@ pub async fn claim_scan(
     let detail = serde_json::json!({ "attempt": attempt, "worker": worker, "backend": backend });
     record_event(&mut tx, scan_id, "started", detail).await?;
     if let Some(reason) = reason {
-        record_event(&mut tx, scan_id, "rerouted", serde_json::json!({ "reason": reason })).await?;
+        record_event(
+            &mut tx,
+            scan_id,
+            "rerouted",
+            serde_json::json!({ "reason": reason }),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Claim::Running { attempt })
@@ -175,7 +181,13 @@ pub async fn cached_result(
     )
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|row| (row.id, row.result, std::time::Duration::from_secs_f64(row.age_s.max(0.0)))))
+    Ok(row.map(|row| {
+        (
+            row.id,
+            row.result,
+            std::time::Duration::from_secs_f64(row.age_s.max(0.0)),
+        )
+    }))
 }
 
 /// Marks a queued or running scan failed with a stable error code.
@@ -230,7 +242,11 @@ const MAX_INLINE_RESULT_BYTES: i32 = 8 * 1024;
 /// one to the scan's `callback_url`, inside the transaction that moved the scan
 /// to its final state: if that commits, the webhooks will be sent (the
 /// dispatcher's deliverer picks them up), and if it does not, neither happens.
-pub async fn enqueue_webhooks(conn: &mut PgConnection, scan_id: Uuid, event: WebhookEvent) -> Result<u64, sqlx::Error> {
+pub async fn enqueue_webhooks(
+    conn: &mut PgConnection,
+    scan_id: Uuid,
+    event: WebhookEvent,
+) -> Result<u64, sqlx::Error> {
     // Payload version 1; `webhook-id` = one message id per scan and event.
     let inserted = sqlx::query!(
         r#"INSERT INTO webhook_deliveries (id, message_id, scan_id, tenant_id, endpoint_id, url, event_type, payload)
@@ -282,9 +298,14 @@ pub async fn enqueue_webhooks(conn: &mut PgConnection, scan_id: Uuid, event: Web
 /// (worth waiting for), rather than a problem with the statement.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
         // Class 08: connection exceptions; 57: operator intervention (shutdown, restart).
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
         _ => false,
     }
 }

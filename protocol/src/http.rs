@@ -7,7 +7,12 @@ use tokio_util::sync::CancellationToken;
 /// Serves `app` on `listener` until `shutdown` fires, then drains in-flight
 /// requests. A failure is logged, not fatal: the process's other tasks (the
 /// consumer, the relay) keep their own lifecycle.
-pub async fn serve_until(listener: TcpListener, app: Router, shutdown: CancellationToken, what: &'static str) {
+pub async fn serve_until(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) {
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

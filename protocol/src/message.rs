@@ -262,7 +262,10 @@ mod tests {
         }
         assert_eq!(ScanKind::parse("teleport"), None);
         // The serde name is the wire and database name.
-        assert_eq!(serde_json::to_value(ScanKind::ItemCrop).unwrap(), "item_crop");
+        assert_eq!(
+            serde_json::to_value(ScanKind::ItemCrop).unwrap(),
+            "item_crop"
+        );
         assert_eq!(Tier::parse("gold"), None);
     }
 }

@@ -26,7 +26,11 @@ pub enum Refusal {
     #[error("the scheme must be https{}", if *.0 { " or http" } else { "" })]
     Scheme(bool),
     #[error("{host} resolves to {addr}, a {kind} address; only public addresses are allowed")]
-    Forbidden { host: String, addr: IpAddr, kind: &'static str },
+    Forbidden {
+        host: String,
+        addr: IpAddr,
+        kind: &'static str,
+    },
     #[error("cannot resolve {host}: {reason}")]
     Unresolvable { host: String, reason: String },
 }
@@ -114,7 +118,10 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("carrier-grade NAT")
     } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
         Some("multicast or reserved")
-    } else if ip.is_documentation() || (a == 198 && (b == 18 || b == 19)) || (a == 192 && b == 0 && ip.octets()[2] == 0) {
+    } else if ip.is_documentation()
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
         Some("reserved")
     } else if a == 192 && b == 88 && ip.octets()[2] == 99 {
         // The 6to4 relay anycast prefix (RFC 7526 deprecates it).
@@ -140,7 +147,9 @@ impl DestinationPolicy {
             "http" if self.allow_http => {}
             _ => return Err(Refusal::Scheme(self.allow_http)),
         }
-        let host = url.host().ok_or_else(|| Refusal::Invalid("no host".into()))?;
+        let host = url
+            .host()
+            .ok_or_else(|| Refusal::Invalid("no host".into()))?;
         let literal = match host {
             url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
             url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
@@ -149,7 +158,11 @@ impl DestinationPolicy {
         if let Some(ip) = literal {
             let host = url.host_str().unwrap_or_default().to_string();
             if let (Some(kind), false) = (forbidden_kind(ip), self.allowed(&host, ip)) {
-                return Err(Refusal::Forbidden { host, addr: ip, kind });
+                return Err(Refusal::Forbidden {
+                    host,
+                    addr: ip,
+                    kind,
+                });
             }
         }
         Ok(url)
@@ -161,7 +174,11 @@ impl DestinationPolicy {
     /// resolve (yet) is left to the check at connection time, so that a slow
     /// or failing resolver does not fail submissions. That later check is the
     /// one that counts: DNS may answer differently by then.
-    pub async fn check_at_submit(&self, raw: &str, patience: std::time::Duration) -> Result<Url, Refusal> {
+    pub async fn check_at_submit(
+        &self,
+        raw: &str,
+        patience: std::time::Duration,
+    ) -> Result<Url, Refusal> {
         let url = self.check_static(raw)?;
         if !matches!(url.host(), Some(url::Host::Domain(_))) {
             return Ok(url);
@@ -175,30 +192,53 @@ impl DestinationPolicy {
     /// Resolves and checks every address; the first one is used to connect.
     pub async fn resolve(&self, raw: &str) -> Result<Destination, Refusal> {
         let url = self.check_static(raw)?;
-        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_string();
         let port = url.port_or_known_default().unwrap_or(443);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|e| Refusal::Unresolvable { host: host.clone(), reason: e.to_string() })?
+            .map_err(|e| Refusal::Unresolvable {
+                host: host.clone(),
+                reason: e.to_string(),
+            })?
             .collect();
         if addrs.is_empty() {
-            return Err(Refusal::Unresolvable { host, reason: "no addresses".into() });
+            return Err(Refusal::Unresolvable {
+                host,
+                reason: "no addresses".into(),
+            });
         }
         // Every address must pass: a name that resolves to one public and one
         // private address could otherwise be steered to the private one.
         for addr in &addrs {
-            if let (Some(kind), false) = (forbidden_kind(addr.ip()), self.allowed(&host, addr.ip())) {
-                return Err(Refusal::Forbidden { host, addr: addr.ip(), kind });
+            if let (Some(kind), false) = (forbidden_kind(addr.ip()), self.allowed(&host, addr.ip()))
+            {
+                return Err(Refusal::Forbidden {
+                    host,
+                    addr: addr.ip(),
+                    kind,
+                });
             }
         }
-        Ok(Destination { addr: addrs[0], url, host })
+        Ok(Destination {
+            addr: addrs[0],
+            url,
+            host,
+        })
     }
 }
 
 impl Destination {
     /// An HTTP client that connects only to the checked address (no second
     /// DNS lookup), follows no redirects and ignores proxy settings.
-    pub fn pinned_client(&self, timeout: std::time::Duration, user_agent: &str) -> reqwest::Result<reqwest::Client> {
+    pub fn pinned_client(
+        &self,
+        timeout: std::time::Duration,
+        user_agent: &str,
+    ) -> reqwest::Result<reqwest::Client> {
         reqwest::Client::builder()
             .resolve(&self.host, self.addr)
             .redirect(reqwest::redirect::Policy::none())
@@ -216,9 +256,23 @@ mod tests {
     #[test]
     fn refuses_every_non_public_address() {
         for ip in [
-            "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "127.0.0.1", "0.0.0.0", "100.64.0.1",
-            "224.0.0.1", "255.255.255.255", "::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "fd00:ec2::254", "fe80::1",
-            "::", "ff02::1", "64:ff9b::a00:1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "127.0.0.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::",
+            "ff02::1",
+            "64:ff9b::a00:1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(forbidden_kind(ip).is_some(), "{ip} must be refused");
@@ -231,21 +285,44 @@ mod tests {
     #[test]
     fn static_check_covers_scheme_and_literal_addresses() {
         let strict = DestinationPolicy::default();
-        assert!(matches!(strict.check_static("http://example.com/hook"), Err(Refusal::Scheme(false))));
+        assert!(matches!(
+            strict.check_static("http://example.com/hook"),
+            Err(Refusal::Scheme(false))
+        ));
         assert!(strict.check_static("https://example.com/hook").is_ok());
-        for url in ["https://10.0.0.1/x", "https://[::1]/x", "https://[::ffff:127.0.0.1]/x", "https://0.0.0.0/x"] {
-            assert!(matches!(strict.check_static(url), Err(Refusal::Forbidden { .. })), "{url}");
+        for url in [
+            "https://10.0.0.1/x",
+            "https://[::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://0.0.0.0/x",
+        ] {
+            assert!(
+                matches!(strict.check_static(url), Err(Refusal::Forbidden { .. })),
+                "{url}"
+            );
         }
-        let local = DestinationPolicy { allow_http: true, allow_hosts: ["127.0.0.1".to_string()].into() };
+        let local = DestinationPolicy {
+            allow_http: true,
+            allow_hosts: ["127.0.0.1".to_string()].into(),
+        };
         assert!(local.check_static("http://127.0.0.1:9000/hook").is_ok());
         assert!(local.check_static("http://10.0.0.1/hook").is_err());
     }
 
     #[tokio::test]
     async fn a_name_resolving_to_loopback_is_refused_unless_allowed() {
-        let strict = DestinationPolicy { allow_http: true, ..Default::default() };
-        assert!(matches!(strict.resolve("http://localhost:1/x").await, Err(Refusal::Forbidden { .. })));
-        let local = DestinationPolicy { allow_http: true, allow_hosts: ["localhost".to_string()].into() };
+        let strict = DestinationPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
+        assert!(matches!(
+            strict.resolve("http://localhost:1/x").await,
+            Err(Refusal::Forbidden { .. })
+        ));
+        let local = DestinationPolicy {
+            allow_http: true,
+            allow_hosts: ["localhost".to_string()].into(),
+        };
         let destination = local.resolve("http://localhost:1/x").await.unwrap();
         assert!(destination.addr.ip().is_loopback());
     }
@@ -273,10 +350,20 @@ mod tests {
             assert_eq!(forbidden_kind(ip.parse().unwrap()), Some(kind), "{ip}");
         }
         for ip in ["192.88.99.1", "198.18.0.1", "192.0.0.8", "0.1.2.3"] {
-            assert!(forbidden_kind(ip.parse().unwrap()).is_some(), "{ip} must be refused");
+            assert!(
+                forbidden_kind(ip.parse().unwrap()).is_some(),
+                "{ip} must be refused"
+            );
         }
         // Neighbours of the refused ranges stay public.
-        for ip in ["2001:4860:4860::8888", "2003::1", "64:ff9b:2::1", "::ffff:1.1.1.1", "fbff::1", "192.88.98.1"] {
+        for ip in [
+            "2001:4860:4860::8888",
+            "2003::1",
+            "64:ff9b:2::1",
+            "::ffff:1.1.1.1",
+            "fbff::1",
+            "192.88.98.1",
+        ] {
             assert_eq!(forbidden_kind(ip.parse().unwrap()), None, "{ip} is public");
         }
     }
@@ -286,7 +373,10 @@ mod tests {
     /// each spelling meets the same check.
     #[test]
     fn every_literal_spelling_of_a_private_address_is_refused() {
-        let policy = DestinationPolicy { allow_http: true, ..Default::default() };
+        let policy = DestinationPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
         for url in [
             "http://127.0.0.1/",
             "http://2130706433/",
@@ -321,14 +411,28 @@ mod tests {
             "HTTP://[FE80::1]/",
         ] {
             let refused = policy.check_static(url);
-            assert!(matches!(refused, Err(Refusal::Forbidden { .. })), "{url} must be refused, got {refused:?}");
+            assert!(
+                matches!(refused, Err(Refusal::Forbidden { .. })),
+                "{url} must be refused, got {refused:?}"
+            );
         }
         // The user-info part is not the host: this one goes to good.example.
-        let url = policy.check_static("http://127.0.0.1@good.example/").unwrap();
+        let url = policy
+            .check_static("http://127.0.0.1@good.example/")
+            .unwrap();
         assert_eq!(url.host_str(), Some("good.example"));
-        for url in ["http://", "http://[::1/", "http://0x1ffffffff/", "http://256.0.0.1/", "file:///etc/passwd"] {
+        for url in [
+            "http://",
+            "http://[::1/",
+            "http://0x1ffffffff/",
+            "http://256.0.0.1/",
+            "file:///etc/passwd",
+        ] {
             assert!(
-                matches!(policy.check_static(url), Err(Refusal::Invalid(_) | Refusal::Scheme(_))),
+                matches!(
+                    policy.check_static(url),
+                    Err(Refusal::Invalid(_) | Refusal::Scheme(_))
+                ),
                 "{url} is not a usable URL"
             );
         }
@@ -336,19 +440,39 @@ mod tests {
 
     #[tokio::test]
     async fn names_are_checked_at_submit_when_they_resolve() {
-        let policy = DestinationPolicy { allow_http: true, ..Default::default() };
+        let policy = DestinationPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
         let patience = std::time::Duration::from_secs(2);
-        for url in ["http://localhost:1/x", "http://LOCALHOST/x", "http://2130706433/", "https://[2002:a00:1::]/"] {
+        for url in [
+            "http://localhost:1/x",
+            "http://LOCALHOST/x",
+            "http://2130706433/",
+            "https://[2002:a00:1::]/",
+        ] {
             assert!(
-                matches!(policy.check_at_submit(url, patience).await, Err(Refusal::Forbidden { .. })),
+                matches!(
+                    policy.check_at_submit(url, patience).await,
+                    Err(Refusal::Forbidden { .. })
+                ),
                 "{url} must be refused at submit"
             );
         }
         // A name that does not resolve now is left to the check at fetch time.
-        assert!(policy.check_at_submit("http://no-such-host.invalid/x", patience).await.is_ok());
+        assert!(policy
+            .check_at_submit("http://no-such-host.invalid/x", patience)
+            .await
+            .is_ok());
         // A trailing dot names the same host: never reachable unless allowed.
         assert!(policy.resolve("http://localhost./x").await.is_err());
-        let local = DestinationPolicy { allow_http: true, allow_hosts: ["localhost".to_string()].into() };
-        assert!(local.check_at_submit("http://localhost.:1/x", patience).await.is_ok());
+        let local = DestinationPolicy {
+            allow_http: true,
+            allow_hosts: ["localhost".to_string()].into(),
+        };
+        assert!(local
+            .check_at_submit("http://localhost.:1/x", patience)
+            .await
+            .is_ok());
     }
 }

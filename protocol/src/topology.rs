@@ -157,10 +157,9 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Con
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio)
         .with_connection_name(connection_name.into());
-    properties.client_properties.insert(
-        "product".into(),
-        long_string("scanfleet"),
-    );
+    properties
+        .client_properties
+        .insert("product".into(), long_string("scanfleet"));
     Connection::connect(amqp_url, properties).await
 }
 
@@ -224,9 +223,5 @@ pub fn first_death(properties: &BasicProperties) -> Option<(String, String)> {
 }
 
 fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
-    properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(name)
+    properties.headers().as_ref()?.inner().get(name)
 }

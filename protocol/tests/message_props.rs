@@ -33,7 +33,8 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn timestamp() -> impl Strategy<Value = DateTime<Utc>> {
     // 2000-01-01 .. 2100-01-01, microsecond precision like Postgres.
-    (946_684_800_000_000i64..4_102_444_800_000_000).prop_map(|micros| Utc.timestamp_micros(micros).unwrap())
+    (946_684_800_000_000i64..4_102_444_800_000_000)
+        .prop_map(|micros| Utc.timestamp_micros(micros).unwrap())
 }
 
 fn scan_job() -> impl Strategy<Value = ScanJob> {
@@ -47,16 +48,18 @@ fn scan_job() -> impl Strategy<Value = ScanJob> {
         prop::sample::select(vec![Route::Cpu, Route::Gpu]),
         timestamp(),
     )
-        .prop_map(|(scan, tenant, kind, upload_path, source_url, params, route, submitted_at)| ScanJob {
-            scan_id: Uuid::from_u128(scan),
-            tenant_id: Uuid::from_u128(tenant),
-            kind,
-            upload_path,
-            source_url,
-            params: Value::Object(params.into_iter().collect()),
-            route,
-            submitted_at,
-        })
+        .prop_map(
+            |(scan, tenant, kind, upload_path, source_url, params, route, submitted_at)| ScanJob {
+                scan_id: Uuid::from_u128(scan),
+                tenant_id: Uuid::from_u128(tenant),
+                kind,
+                upload_path,
+                source_url,
+                params: Value::Object(params.into_iter().collect()),
+                route,
+                submitted_at,
+            },
+        )
 }
 
 proptest! {

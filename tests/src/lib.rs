@@ -35,13 +35,23 @@ pub struct TestEnv {
 impl TestEnv {
     pub async fn new() -> TestEnv {
         init_logging();
-        let name = format!("sf_test_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let admin = PgPool::connect(&format!("{POSTGRES}/postgres")).await.expect("postgres is up");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create database");
+        let name = format!(
+            "sf_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let admin = PgPool::connect(&format!("{POSTGRES}/postgres"))
+            .await
+            .expect("postgres is up");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
         admin.close().await;
         let database_url = format!("{POSTGRES}/{name}");
         let pool = protocol::db::pool(&database_url, 8).expect("pool");
-        protocol::db::migrate(&pool).await.expect("migrations apply");
+        protocol::db::migrate(&pool)
+            .await
+            .expect("migrations apply");
         let env = TestEnv {
             amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
             blob_dir: std::env::temp_dir().join(&name),
@@ -56,25 +66,47 @@ impl TestEnv {
 
     /// Creates this test's vhost (again, after `delete_vhost`).
     pub async fn create_vhost(&self) {
-        self.rabbit_api(reqwest::Method::PUT, &format!("vhosts/{}", self.name), None).await;
-        let permissions = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
-        self.rabbit_api(reqwest::Method::PUT, &format!("permissions/{}/guest", self.name), Some(permissions))
+        self.rabbit_api(reqwest::Method::PUT, &format!("vhosts/{}", self.name), None)
             .await;
+        let permissions = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
+        self.rabbit_api(
+            reqwest::Method::PUT,
+            &format!("permissions/{}/guest", self.name),
+            Some(permissions),
+        )
+        .await;
     }
 
     /// Deletes this test's vhost: every connection to it drops and new ones
     /// are refused, which is a broker outage as far as this test's processes see.
     pub async fn delete_vhost(&self) {
-        self.rabbit_api(reqwest::Method::DELETE, &format!("vhosts/{}", self.name), None).await;
+        self.rabbit_api(
+            reqwest::Method::DELETE,
+            &format!("vhosts/{}", self.name),
+            None,
+        )
+        .await;
     }
 
-    async fn rabbit_api(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) {
-        let mut request = self.http.request(method, format!("{RABBIT_API}/{path}")).basic_auth("guest", Some("guest"));
+    async fn rabbit_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) {
+        let mut request = self
+            .http
+            .request(method, format!("{RABBIT_API}/{path}"))
+            .basic_auth("guest", Some("guest"));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("RabbitMQ management API is up");
-        assert!(response.status().is_success(), "RabbitMQ API {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "RabbitMQ API {path}: {}",
+            response.status()
+        );
     }
 
     pub fn service_config(&self) -> ServiceConfig {
@@ -105,7 +137,11 @@ impl TestEnv {
             backlog_low_watermark: 3,
             backlog_hold: Duration::from_secs(30),
             latency_target: Duration::from_secs(120),
-            webhook_schedule: vec![Duration::ZERO, Duration::from_millis(200), Duration::from_millis(400)],
+            webhook_schedule: vec![
+                Duration::ZERO,
+                Duration::from_millis(200),
+                Duration::from_millis(400),
+            ],
             webhook_timeout: Duration::from_secs(2),
             webhook_poll: Duration::from_millis(50),
             webhook_per_endpoint: 4,
@@ -149,16 +185,31 @@ impl TestEnv {
 
     /// A new tenant with one API key.
     pub async fn api_key(&self, tenant: &str, tier: Tier) -> String {
-        dispatcher::keys::create_key(&self.pool, tenant, tier, false, TierChange::Refuse).await.expect("create key").key
+        dispatcher::keys::create_key(&self.pool, tenant, tier, false, TierChange::Refuse)
+            .await
+            .expect("create key")
+            .key
     }
 
     /// An API key allowed to call the admin endpoints.
     pub async fn admin_key(&self) -> String {
-        dispatcher::keys::create_key(&self.pool, "operators", Tier::Free, true, TierChange::Refuse).await.expect("create key").key
+        dispatcher::keys::create_key(
+            &self.pool,
+            "operators",
+            Tier::Free,
+            true,
+            TierChange::Refuse,
+        )
+        .await
+        .expect("create key")
+        .key
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sql).fetch_one(&self.pool).await.expect(sql)
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
     }
 
     pub async fn scan_status(&self, scan_id: &str) -> String {
@@ -172,11 +223,16 @@ impl TestEnv {
     /// Drops the database, vhost and blob directory.
     pub async fn cleanup(self) {
         self.pool.close().await;
-        let admin = PgPool::connect(&format!("{POSTGRES}/postgres")).await.expect("postgres is up");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&admin)
+        let admin = PgPool::connect(&format!("{POSTGRES}/postgres"))
             .await
-            .expect("drop database");
+            .expect("postgres is up");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await
+        .expect("drop database");
         self.delete_vhost().await;
         let _ = std::fs::remove_dir_all(&self.blob_dir);
     }
@@ -197,7 +253,9 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub async fn start(config: DispatcherConfig) -> Dispatcher {
         let shutdown = CancellationToken::new();
-        let running = dispatcher::startup::start(config, shutdown.clone()).await.expect("dispatcher starts");
+        let running = dispatcher::startup::start(config, shutdown.clone())
+            .await
+            .expect("dispatcher starts");
         Dispatcher {
             base_url: format!("http://{}", running.local_addr),
             state: running.state.clone(),
@@ -222,7 +280,9 @@ pub struct Worker {
 impl Worker {
     pub async fn start(config: WorkerConfig) -> Worker {
         let shutdown = CancellationToken::new();
-        let running = worker::startup::start(config, shutdown.clone()).await.expect("worker starts");
+        let running = worker::startup::start(config, shutdown.clone())
+            .await
+            .expect("worker starts");
         Worker {
             metrics_url: format!("http://{}", running.metrics_addr.expect("metrics enabled")),
             shutdown,
@@ -246,7 +306,10 @@ pub fn worker_binary() -> PathBuf {
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("own path");
     let dir = exe.parent().expect("target dir");
-    let candidates = [dir.join(name), dir.parent().map(|d| d.join(name)).unwrap_or_default()];
+    let candidates = [
+        dir.join(name),
+        dir.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ];
     candidates
         .into_iter()
         .find(|path| path.is_file())
@@ -264,7 +327,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -279,24 +345,39 @@ pub struct Api {
 
 impl Api {
     pub fn new(base_url: &str, key: &str) -> Api {
-        Api { base_url: base_url.to_string(), key: key.to_string(), http: reqwest::Client::new() }
+        Api {
+            base_url: base_url.to_string(),
+            key: key.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+        self.http
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key)
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key)
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.delete(format!("{}{path}", self.base_url)).bearer_auth(&self.key)
+        self.http
+            .delete(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key)
     }
 
     /// Submits a scan and returns its id, asserting the 202.
     pub async fn submit(&self, body: serde_json::Value) -> String {
-        let response = self.post("/v1/scans").json(&body).send().await.expect("dispatcher answers");
+        let response = self
+            .post("/v1/scans")
+            .json(&body)
+            .send()
+            .await
+            .expect("dispatcher answers");
         let status = response.status();
         let text = response.text().await.unwrap();
         assert_eq!(status, 202, "submit answered {status}: {text}");
@@ -305,7 +386,11 @@ impl Api {
     }
 
     pub async fn scan(&self, scan_id: &str) -> serde_json::Value {
-        let response = self.get(&format!("/v1/scans/{scan_id}")).send().await.expect("dispatcher answers");
+        let response = self
+            .get(&format!("/v1/scans/{scan_id}"))
+            .send()
+            .await
+            .expect("dispatcher answers");
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
@@ -321,7 +406,11 @@ impl Api {
     /// The scan once it has succeeded or failed.
     pub async fn finished(&self, env: &TestEnv, scan_id: &str) -> serde_json::Value {
         wait_for(&format!("scan {scan_id} to finish"), || async {
-            matches!(env.scan_status(scan_id).await.as_str(), "succeeded" | "failed").then_some(())
+            matches!(
+                env.scan_status(scan_id).await.as_str(),
+                "succeeded" | "failed"
+            )
+            .then_some(())
         })
         .await;
         self.scan(scan_id).await
@@ -338,7 +427,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or_default()
+        self.headers
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -370,16 +462,25 @@ impl Receiver {
 
     /// Starts on a given port (a receiver that comes back up).
     pub async fn start_on(port: u16, script: Vec<Reply>) -> Receiver {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         Self::serve(listener, script)
     }
 
     fn serve(listener: tokio::net::TcpListener, script: Vec<Reply>) -> Receiver {
         use axum::extract::State;
-        type Shared = (std::sync::Arc<std::sync::Mutex<Vec<Received>>>, std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>);
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+            std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+        );
         let addr = listener.local_addr().unwrap();
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let script = std::sync::Arc::new(std::sync::Mutex::new(script.into_iter().collect::<std::collections::VecDeque<_>>()));
+        let script = std::sync::Arc::new(std::sync::Mutex::new(
+            script
+                .into_iter()
+                .collect::<std::collections::VecDeque<_>>(),
+        ));
         async fn record(
             State((received, script)): State<Shared>,
             uri: axum::http::Uri,
@@ -388,7 +489,10 @@ impl Receiver {
         ) -> axum::http::StatusCode {
             received.lock().unwrap().push(Received {
                 path: uri.path().to_string(),
-                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                    .collect(),
                 body: body.to_vec(),
             });
             let reply = script.lock().unwrap().pop_front();
@@ -401,13 +505,22 @@ impl Receiver {
                 None => axum::http::StatusCode::OK,
             }
         }
-        let app = axum::Router::new().fallback(record).with_state((received.clone(), script));
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state((received.clone(), script));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await.unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .unwrap();
         });
-        Receiver { addr, received, shutdown }
+        Receiver {
+            addr,
+            received,
+            shutdown,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -420,10 +533,13 @@ impl Receiver {
 
     /// Waits until at least `count` requests arrived; returns them all.
     pub async fn wait_for(&self, count: usize) -> Vec<Received> {
-        wait_for(&format!("{count} webhook requests at {}", self.addr), || async {
-            let received = self.received();
-            (received.len() >= count).then_some(received)
-        })
+        wait_for(
+            &format!("{count} webhook requests at {}", self.addr),
+            || async {
+                let received = self.received();
+                (received.len() >= count).then_some(received)
+            },
+        )
         .await
     }
 
@@ -460,7 +576,9 @@ for case in cases:
 print(f"standardwebhooks verified {len(cases)} signatures")
 "#;
     let output = python(script, serde_json::to_string(&cases).unwrap().as_bytes());
-    assert!(String::from_utf8_lossy(&output).contains(&format!("verified {} signatures", cases.len())));
+    assert!(
+        String::from_utf8_lossy(&output).contains(&format!("verified {} signatures", cases.len()))
+    );
 }
 
 /// A program installed in the test venv (scripts/lib.sh creates it from
@@ -468,7 +586,9 @@ print(f"standardwebhooks verified {len(cases)} signatures")
 pub fn venv_bin(name: &str) -> PathBuf {
     std::env::var("SCANFLEET_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv"))
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/scanfleet-venv")
+        })
         .join("bin")
         .join(name)
 }
@@ -478,17 +598,30 @@ pub fn venv_bin(name: &str) -> PathBuf {
 pub fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let venv_python = venv_bin("python");
-    let interpreter = if venv_python.exists() { venv_python } else { PathBuf::from("python3") };
+    let interpreter = if venv_python.exists() {
+        venv_python
+    } else {
+        PathBuf::from("python3")
+    };
     let mut child = std::process::Command::new(&interpreter)
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{} not runnable ({e}); scripts/test installs the venv", interpreter.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} not runnable ({e}); scripts/test installs the venv",
+                interpreter.display()
+            )
+        });
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     output.stdout
 }
 

@@ -14,13 +14,17 @@ use std::time::Instant;
 use burn_tensor::Tensor;
 use opencv::{
     core::{self, Mat, Point, Size},
-    imgproc, prelude::*, video, videoio,
+    imgproc,
+    prelude::*,
+    video, videoio,
 };
 use vision::{
     canny,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
     frames::{stack_bgr, stack_gray_from_bgr, to_vec_f32},
-    primitives::{bgr_to_gray, close, laplacian_variance, resize, round_levels, Interpolation, MorphShape},
+    primitives::{
+        bgr_to_gray, close, laplacian_variance, resize, round_levels, Interpolation, MorphShape,
+    },
     synth::{self, SynthSpec},
     Cpu, ScanBackend,
 };
@@ -42,7 +46,13 @@ fn decode(path: &str, n: usize) -> Vec<Mat> {
 const BATCH: usize = 8;
 
 /// The per-frame stages, in the order both sides time them.
-const STAGES: [&str; 5] = ["gray", "sharpness (laplacian var)", "canny 15/60", "close 5x5", "farneback"];
+const STAGES: [&str; 5] = [
+    "gray",
+    "sharpness (laplacian var)",
+    "canny 15/60",
+    "close 5x5",
+    "farneback",
+];
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -50,7 +60,14 @@ fn ms(t: Instant) -> f64 {
 
 fn flow_size(w: usize, h: usize) -> (usize, usize) {
     let s = 320.0 / w.max(h) as f64;
-    if s >= 1.0 { (w, h) } else { ((w as f64 * s).round() as usize, (h as f64 * s).round() as usize) }
+    if s >= 1.0 {
+        (w, h)
+    } else {
+        (
+            (w as f64 * s).round() as usize,
+            (h as f64 * s).round() as usize,
+        )
+    }
 }
 
 /// The burn pipeline's stages on `B`, batch by batch: ms per frame for each
@@ -69,7 +86,9 @@ fn burn_stages<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> ([f64; 5],
         checksum += to_vec_f32(gray.clone().slice([0..1, 0..1, 0..1, 0..1]))[0] as f64;
         total[0] += ms(t);
         let t = Instant::now();
-        checksum += to_vec_f32(laplacian_variance(gray.clone())).iter().sum::<f32>() as f64;
+        checksum += to_vec_f32(laplacian_variance(gray.clone()))
+            .iter()
+            .sum::<f32>() as f64;
         total[1] += ms(t);
         let t = Instant::now();
         let edges = canny::canny(gray.clone(), canny::LOW, canny::HIGH);
@@ -87,7 +106,12 @@ fn burn_stages<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> ([f64; 5],
             None => small.clone(),
         };
         if seq.dims()[0] > 1 {
-            checksum += to_vec_f32(mean_magnitude(farneback_sequence(seq, &FarnebackParams::default()))).iter().sum::<f32>() as f64;
+            checksum += to_vec_f32(mean_magnitude(farneback_sequence(
+                seq,
+                &FarnebackParams::default(),
+            )))
+            .iter()
+            .sum::<f32>() as f64;
         }
         prev = Some(small.narrow(0, k - 1, 1));
         total[4] += ms(t);
@@ -101,7 +125,9 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
     let (fw, fh) = flow_size(w, h);
     let mut total = [0.0; 5];
     let mut prev_small: Option<Mat> = None;
-    let kernel = imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(5, 5), Point::new(-1, -1)).unwrap();
+    let kernel =
+        imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(5, 5), Point::new(-1, -1))
+            .unwrap();
     for f in frames {
         let t = Instant::now();
         let mut g = Mat::default();
@@ -109,7 +135,16 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
         total[0] += ms(t);
         let t = Instant::now();
         let mut lap = Mat::default();
-        imgproc::laplacian(&g, &mut lap, core::CV_64F, 1, 1.0, 0.0, core::BORDER_DEFAULT).unwrap();
+        imgproc::laplacian(
+            &g,
+            &mut lap,
+            core::CV_64F,
+            1,
+            1.0,
+            0.0,
+            core::BORDER_DEFAULT,
+        )
+        .unwrap();
         let (mut mean, mut sd) = (Mat::default(), Mat::default());
         core::mean_std_dev(&lap, &mut mean, &mut sd, &core::no_array()).unwrap();
         total[1] += ms(t);
@@ -120,11 +155,29 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
         total[2] += ms(t);
         let t = Instant::now();
         let mut c = Mat::default();
-        imgproc::morphology_ex(&e, &mut c, imgproc::MORPH_CLOSE, &kernel, Point::new(-1, -1), 1, core::BORDER_CONSTANT, imgproc::morphology_default_border_value().unwrap()).unwrap();
+        imgproc::morphology_ex(
+            &e,
+            &mut c,
+            imgproc::MORPH_CLOSE,
+            &kernel,
+            Point::new(-1, -1),
+            1,
+            core::BORDER_CONSTANT,
+            imgproc::morphology_default_border_value().unwrap(),
+        )
+        .unwrap();
         total[3] += ms(t);
         let t = Instant::now();
         let mut s = Mat::default();
-        imgproc::resize(&g, &mut s, Size::new(fw as i32, fh as i32), 0.0, 0.0, imgproc::INTER_AREA).unwrap();
+        imgproc::resize(
+            &g,
+            &mut s,
+            Size::new(fw as i32, fh as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .unwrap();
         if let Some(p) = prev_small.take() {
             let mut fl = Mat::default();
             video::calc_optical_flow_farneback(&p, &s, &mut fl, 0.5, 3, 15, 3, 5, 1.2, 0).unwrap();
@@ -138,7 +191,9 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
 /// The CUDA device when this build has CUDA and a GPU answers; says why not otherwise.
 #[cfg(feature = "cuda")]
 fn cuda_device() -> Option<burn_cuda::CudaDevice> {
-    vision::backend::cuda_device().map_err(|why| println!("CUDA: not run: {why}")).ok()
+    vision::backend::cuda_device()
+        .map_err(|why| println!("CUDA: not run: {why}"))
+        .ok()
 }
 
 /// ms per frame of the gray stage as it was before frames went up as gray
@@ -179,7 +234,10 @@ fn bench(name: &str, frames: &[Mat]) {
     }
     let cv = opencv_stages(frames);
 
-    println!("\n== {name}: {} frames {w}x{h}, flow at {fw}x{fh} ==", frames.len());
+    println!(
+        "\n== {name}: {} frames {w}x{h}, flow at {fw}x{fh} ==",
+        frames.len()
+    );
     for (label, _, checksum) in &burn {
         println!("{label} checksum {checksum:.1}");
     }
@@ -215,22 +273,50 @@ fn whole_scan<B: ScanBackend>(video: &std::path::Path, device: &B::Device) {
     let t = Instant::now();
     let out = vision::analyze_video::<B>(video, &Default::default(), device).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!("\n== whole video_scan on {}, synthetic 720p, {} frames: {:.2} s, {:.2} frames/s ==", B::NAME, out.report.frames_processed, secs, out.report.frames_processed as f64 / secs);
+    println!(
+        "\n== whole video_scan on {}, synthetic 720p, {} frames: {:.2} s, {:.2} frames/s ==",
+        B::NAME,
+        out.report.frames_processed,
+        secs,
+        out.report.frames_processed as f64 / secs
+    );
     for s in &out.report.timings_ms {
-        println!("{:<14} {:>10.1} ms  {:>8.2} ms/frame", s.stage, s.ms, s.ms / out.report.frames_processed as f64);
+        println!(
+            "{:<14} {:>10.1} ms  {:>8.2} ms/frame",
+            s.stage,
+            s.ms,
+            s.ms / out.report.frames_processed as f64
+        );
     }
 }
 
 fn main() {
-    let frames: usize = std::env::var("BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let synth_frames: u32 = std::env::var("BENCH_SYNTH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
-    let vtest = std::env::var("BENCH_VTEST").unwrap_or_else(|_| "/usr/share/doc/opencv-doc/examples/data/vtest.avi".into());
+    let frames: usize = std::env::var("BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let synth_frames: u32 = std::env::var("BENCH_SYNTH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let vtest = std::env::var("BENCH_VTEST")
+        .unwrap_or_else(|_| "/usr/share/doc/opencv-doc/examples/data/vtest.avi".into());
     bench("vtest.avi", &decode(&vtest, frames));
 
     let dir = std::env::temp_dir().join("scanfleet-bench-synth");
-    let gt = synth::generate(&SynthSpec { frames: synth_frames, ..SynthSpec::default() }, &dir).unwrap();
+    let gt = synth::generate(
+        &SynthSpec {
+            frames: synth_frames,
+            ..SynthSpec::default()
+        },
+        &dir,
+    )
+    .unwrap();
     let video = gt.video.to_str().unwrap().to_string();
-    bench("synthetic 720p scan", &decode(&video, synth_frames as usize));
+    bench(
+        "synthetic 720p scan",
+        &decode(&video, synth_frames as usize),
+    );
 
     whole_scan::<Cpu>(&gt.video, &Default::default());
     #[cfg(feature = "cuda")]

@@ -10,10 +10,20 @@ fn main() {
         Some("small") => vision::synth::SynthSpec::small(),
         _ => vision::synth::SynthSpec::default(),
     };
-    let w: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(base.width);
-    let spec = vision::synth::SynthSpec { seed, width: w, height: w * 3 / 4, ..base };
+    let w: u32 = args
+        .get(4)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(base.width);
+    let spec = vision::synth::SynthSpec {
+        seed,
+        width: w,
+        height: w * 3 / 4,
+        ..base
+    };
     let gt = vision::synth::generate(&spec, &out).expect("generate");
-    let res = vision::analyze_video::<vision::Cpu>(&gt.video, &Default::default(), &Default::default()).expect("analyze");
+    let res =
+        vision::analyze_video::<vision::Cpu>(&gt.video, &Default::default(), &Default::default())
+            .expect("analyze");
     let mut report = res.report.clone();
     report.frame_stats.truncate(0);
     println!("{}", serde_json::to_string_pretty(&report).unwrap());

@@ -51,22 +51,33 @@ pub trait ScanBackend: Backend {
     fn gray_frames(mats: &[Mat], device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
         let (gray, dims) = frames::gray_from_bgr_host::<u8>(mats)?;
         let data = TensorData::new(gray, dims);
-        Ok(if Self::dtype_usage(device, DType::U8).contains(DTypeUsage::Storage) {
-            Tensor::<Self, 4, Int>::from_data(data, (device, DType::U8)).float()
-        } else {
-            Tensor::from_data(data, device)
-        })
+        Ok(
+            if Self::dtype_usage(device, DType::U8).contains(DTypeUsage::Storage) {
+                Tensor::<Self, 4, Int>::from_data(data, (device, DType::U8)).float()
+            } else {
+                Tensor::from_data(data, device)
+            },
+        )
     }
 
     /// [`primitives::resize`] (only called when the size changes).
-    fn resize(x: Tensor<Self, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<Self, 4> {
+    fn resize(
+        x: Tensor<Self, 4>,
+        out_w: usize,
+        out_h: usize,
+        interp: Interpolation,
+    ) -> Tensor<Self, 4> {
         primitives::resize_tensor(x, out_w, out_h, interp)
     }
 
     /// The 2-D convolution (no bias) the portable filters are built from:
     /// [`primitives::sep_filter`], [`primitives::laplacian`] and
     /// [`flow::poly_expand_tensor`].
-    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+    fn filter_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
         burn_tensor::module::conv2d(x, weight, None, options)
     }
 
@@ -88,12 +99,24 @@ pub trait ScanBackend: Backend {
     /// Dilations and erosions applied in order, all with the same
     /// structuring element ([`primitives::dilate`], [`primitives::close`], ...):
     /// one op per sequence, so that a backend can fuse it.
-    fn morph(x: Tensor<Self, 4>, ops: &[MorphOp], shape: MorphShape, kw: usize, kh: usize) -> Tensor<Self, 4> {
-        ops.iter().fold(x, |x, &op| primitives::morph_tensor(x, op, shape, kw, kh))
+    fn morph(
+        x: Tensor<Self, 4>,
+        ops: &[MorphOp],
+        shape: MorphShape,
+        kw: usize,
+        kh: usize,
+    ) -> Tensor<Self, 4> {
+        ops.iter()
+            .fold(x, |x, &op| primitives::morph_tensor(x, op, shape, kw, kh))
     }
 
     /// [`primitives::remap_bilinear`].
-    fn remap_bilinear(img: Tensor<Self, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<Self, 4> {
+    fn remap_bilinear(
+        img: Tensor<Self, 4>,
+        map: &[(f32, f32)],
+        out_w: usize,
+        out_h: usize,
+    ) -> Tensor<Self, 4> {
         primitives::remap_bilinear_tensor(img, map, out_w, out_h)
     }
 
@@ -110,7 +133,12 @@ pub trait ScanBackend: Backend {
     /// One Farneback iteration: the per-pixel systems from the current flow
     /// ([`flow::update_matrices_tensor`]), then blur-and-solve
     /// ([`flow::update_flow_tensor`]).
-    fn flow_iteration(r0: Tensor<Self, 4>, r1: Tensor<Self, 4>, flow: Tensor<Self, 4>, winsize: usize) -> Tensor<Self, 4> {
+    fn flow_iteration(
+        r0: Tensor<Self, 4>,
+        r1: Tensor<Self, 4>,
+        flow: Tensor<Self, 4>,
+        winsize: usize,
+    ) -> Tensor<Self, 4> {
         flow::update_flow_tensor(flow::update_matrices_tensor(r0, r1, flow), winsize)
     }
 }
@@ -123,7 +151,11 @@ pub type Cuda = burn_cuda::Cuda<f32, i32>;
 impl ScanBackend for Cuda {
     const NAME: &'static str = "cuda";
 
-    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+    fn filter_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
         direct_conv2d(x, weight, options)
     }
 }
@@ -132,7 +164,11 @@ impl ScanBackend for Cuda {
 impl ScanBackend for burn_wgpu::Wgpu<f32, i32> {
     const NAME: &'static str = "wgpu";
 
-    fn filter_conv2d(x: Tensor<Self, 4>, weight: Tensor<Self, 4>, options: ConvOptions<2>) -> Tensor<Self, 4> {
+    fn filter_conv2d(
+        x: Tensor<Self, 4>,
+        weight: Tensor<Self, 4>,
+        options: ConvOptions<2>,
+    ) -> Tensor<Self, 4> {
         direct_conv2d(x, weight, options)
     }
 }
@@ -144,15 +180,25 @@ impl ScanBackend for burn_wgpu::Wgpu<f32, i32> {
 /// 1e-4 (on an H100 one run did and the next did not). The direct kernel
 /// sums in f32 in a fixed order, and there is no tuning pass on first use.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn direct_conv2d<B, R>(x: Tensor<B, 4>, weight: Tensor<B, 4>, options: ConvOptions<2>) -> Tensor<B, 4>
+fn direct_conv2d<B, R>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4>
 where
     B: Backend<FloatTensorPrimitive = burn_cubecl::tensor::CubeTensor<R>>,
     R: burn_cubecl::CubeRuntime,
 {
     use burn_cubecl::kernel::conv::{conv_forward, ConvStrategy};
     use burn_tensor::TensorPrimitive;
-    let out = conv_forward::<R, 2>(x.into_primitive().tensor(), weight.into_primitive().tensor(), None, options, ConvStrategy::Direct)
-        .expect("the direct convolution kernel takes any shape");
+    let out = conv_forward::<R, 2>(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        None,
+        options,
+        ConvStrategy::Direct,
+    )
+    .expect("the direct convolution kernel takes any shape");
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
@@ -172,7 +218,9 @@ impl FromStr for BackendChoice {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
             "auto" => Ok(Self::Auto),
-            o => Err(format!("unknown backend {o:?} (expected cpu, cuda or auto)")),
+            o => Err(format!(
+                "unknown backend {o:?} (expected cpu, cuda or auto)"
+            )),
         }
     }
 }
@@ -209,9 +257,12 @@ pub fn probe_cuda() -> Result<i32, String> {
         let lib = libloading::Library::new("libcuda.so.1")
             .or_else(|_| libloading::Library::new("libcuda.so"))
             .map_err(|e| format!("libcuda not loadable: {e}"))?;
-        let init: libloading::Symbol<CuInit> = lib.get(b"cuInit\0").map_err(|e| format!("cuInit missing: {e}"))?;
-        let count_fn: libloading::Symbol<CuDeviceGetCount> =
-            lib.get(b"cuDeviceGetCount\0").map_err(|e| format!("cuDeviceGetCount missing: {e}"))?;
+        let init: libloading::Symbol<CuInit> = lib
+            .get(b"cuInit\0")
+            .map_err(|e| format!("cuInit missing: {e}"))?;
+        let count_fn: libloading::Symbol<CuDeviceGetCount> = lib
+            .get(b"cuDeviceGetCount\0")
+            .map_err(|e| format!("cuDeviceGetCount missing: {e}"))?;
         let rc = init(0);
         if rc != 0 {
             return Err(format!("cuInit failed with CUresult {rc}"));
@@ -293,7 +344,9 @@ impl ScanEngine {
                             cuda_devices: n,
                         },
                     }),
-                    Err(why) if choice == BackendChoice::Cuda => Err(VisionError::BackendUnavailable(why)),
+                    Err(why) if choice == BackendChoice::Cuda => {
+                        Err(VisionError::BackendUnavailable(why))
+                    }
                     Err(why) => Ok(cpu(format!("auto: {why}; using cpu"), 0)),
                 }
             }
@@ -317,14 +370,22 @@ impl ScanEngine {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VideoScanOutput, VisionError> {
         match self.resolved {
-            Resolved::Cpu => analyze_video_with_progress::<crate::Cpu>(path, opts, &Default::default(), progress),
+            Resolved::Cpu => {
+                analyze_video_with_progress::<crate::Cpu>(path, opts, &Default::default(), progress)
+            }
             #[cfg(feature = "cuda")]
-            Resolved::Cuda => analyze_video_with_progress::<Cuda>(path, opts, &first_cuda_device(), progress),
+            Resolved::Cuda => {
+                analyze_video_with_progress::<Cuda>(path, opts, &first_cuda_device(), progress)
+            }
         }
     }
 
     /// Run one `item_crop` on the resolved backend; `photo` is the encoded file.
-    pub fn crop_items(&self, photo: &[u8], opts: &ItemCropOptions) -> Result<ItemCropOutput, VisionError> {
+    pub fn crop_items(
+        &self,
+        photo: &[u8],
+        opts: &ItemCropOptions,
+    ) -> Result<ItemCropOutput, VisionError> {
         match self.resolved {
             Resolved::Cpu => crop_items::<crate::Cpu>(photo, opts, &Default::default()),
             #[cfg(feature = "cuda")]

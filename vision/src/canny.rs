@@ -30,7 +30,11 @@ const SOBEL_S: [f32; 3] = [1.0, 2.0, 1.0];
 /// Weak (`m > low` and locally maximal) and strong (`m > high`) edge maps,
 /// as 0/1 float tensors `[N, 1, H, W]`: element-wise tensor ops on shifted
 /// copies of the magnitude.
-pub fn canny_candidates_tensor<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, high: f32) -> (Tensor<B, 4>, Tensor<B, 4>) {
+pub fn canny_candidates_tensor<B: ScanBackend>(
+    gray: Tensor<B, 4>,
+    low: f32,
+    high: f32,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let [n, c, h, w] = gray.dims();
     let (dx, dy) = (
         sep_filter_tensor(gray.clone(), &SOBEL_D, &SOBEL_S, Border::Replicate),
@@ -55,11 +59,25 @@ pub fn canny_candidates_tensor<B: ScanBackend>(gray: Tensor<B, 4>, low: f32, hig
     let opposite = (dx * dy).lower_elem(0.0);
 
     let m = mag;
-    let keep_h = m.clone().greater(left).bool_and(m.clone().greater_equal(right));
-    let keep_v = m.clone().greater(up).bool_and(m.clone().greater_equal(down));
-    let keep_same = m.clone().greater(up_left).bool_and(m.clone().greater(down_right));
-    let keep_opp = m.clone().greater(up_right).bool_and(m.clone().greater(down_left));
-    let keep_d = keep_same.bool_and(opposite.clone().bool_not()).bool_or(keep_opp.bool_and(opposite));
+    let keep_h = m
+        .clone()
+        .greater(left)
+        .bool_and(m.clone().greater_equal(right));
+    let keep_v = m
+        .clone()
+        .greater(up)
+        .bool_and(m.clone().greater_equal(down));
+    let keep_same = m
+        .clone()
+        .greater(up_left)
+        .bool_and(m.clone().greater(down_right));
+    let keep_opp = m
+        .clone()
+        .greater(up_right)
+        .bool_and(m.clone().greater(down_left));
+    let keep_d = keep_same
+        .bool_and(opposite.clone().bool_not())
+        .bool_or(keep_opp.bool_and(opposite));
     let is_max = horizontal
         .bool_and(keep_h)
         .bool_or(vertical.bool_and(keep_v))
@@ -111,24 +129,31 @@ pub fn canny_host(gray: &[f32], h: usize, w: usize, low: f32, high: f32) -> Vec<
     let (low, high) = (low.floor(), high.floor());
     let n = gray.len() / plane;
     // Enough work items for every thread, bands of at least 8 rows.
-    let bands = (2 * rayon::current_num_threads()).div_ceil(n).min(h.div_ceil(8)).max(1);
+    let bands = (2 * rayon::current_num_threads())
+        .div_ceil(n)
+        .min(h.div_ceil(8))
+        .max(1);
     let band_rows = h.div_ceil(bands);
     let pw = w + 2;
-    out.par_chunks_mut(plane).zip(gray.par_chunks(plane)).for_each(|(out, src)| {
-        // One pixel of never-weak padding around the frame: neighbours need no bounds checks.
-        with_scratch::<u8, _>(pw * (h + 2), |state| {
-            state[..pw].fill(0);
-            state[(h + 1) * pw..].fill(0);
-            state[pw..(h + 1) * pw]
-                .par_chunks_mut(band_rows * pw)
-                .enumerate()
-                .for_each(|(b, rows)| classify_band(src, h, w, b * band_rows, rows, low, high));
-            grow_edges(state, pw);
-            for (o, s) in out.chunks_exact_mut(w).zip(state[pw..].chunks_exact(pw)) {
-                o.iter_mut().zip(&s[1..]).for_each(|(o, &s)| *o = f32::from(u8::from(s >= STRONG)));
-            }
-        })
-    });
+    out.par_chunks_mut(plane)
+        .zip(gray.par_chunks(plane))
+        .for_each(|(out, src)| {
+            // One pixel of never-weak padding around the frame: neighbours need no bounds checks.
+            with_scratch::<u8, _>(pw * (h + 2), |state| {
+                state[..pw].fill(0);
+                state[(h + 1) * pw..].fill(0);
+                state[pw..(h + 1) * pw]
+                    .par_chunks_mut(band_rows * pw)
+                    .enumerate()
+                    .for_each(|(b, rows)| classify_band(src, h, w, b * band_rows, rows, low, high));
+                grow_edges(state, pw);
+                for (o, s) in out.chunks_exact_mut(w).zip(state[pw..].chunks_exact(pw)) {
+                    o.iter_mut()
+                        .zip(&s[1..])
+                        .for_each(|(o, &s)| *o = f32::from(u8::from(s >= STRONG)));
+                }
+            })
+        });
     out
 }
 
@@ -159,7 +184,11 @@ fn classify_band(src: &[f32], h: usize, w: usize, y0: usize, rows: &mut [u8], lo
         let (ul, uc, ur) = shifts(&ring.mag[(y + 2) % 3], w);
         let (ml, mm, mr) = shifts(&ring.mag[y % 3], w);
         let (dl, dc, dr) = shifts(&ring.mag[(y + 1) % 3], w);
-        let (dx, dy, out) = (&ring.dx[y % 3][..w], &ring.dy[y % 3][..w], &mut state[1..=w]);
+        let (dx, dy, out) = (
+            &ring.dx[y % 3][..w],
+            &ring.dy[y % 3][..w],
+            &mut state[1..=w],
+        );
         // Branch-free per pixel: every test is computed and the sector's
         // one selected with bit logic.
         for x in 0..w {
@@ -178,7 +207,8 @@ fn classify_band(src: &[f32], h: usize, w: usize, y0: usize, rows: &mut [u8], lo
             let keep_same = (mc > ul[x]) & (mc > dr[x]);
             let keep_opp = (mc > ur[x]) & (mc > dl[x]);
             let keep_d = (opposite & keep_opp) | (!opposite & keep_same);
-            let is_max = (horizontal & keep_h) | (!horizontal & ((vertical & keep_v) | (!vertical & keep_d)));
+            let is_max = (horizontal & keep_h)
+                | (!horizontal & ((vertical & keep_v) | (!vertical & keep_d)));
             out[x] = u8::from(is_max & (mc > low)) + u8::from(is_max & (mc > high));
         }
         (state[0], state[w + 1]) = (0, 0);
@@ -201,7 +231,13 @@ struct SobelRing {
 impl SobelRing {
     fn new(w: usize) -> Self {
         let row = |len| [vec![0f32; len], vec![0f32; len], vec![0f32; len]];
-        Self { mag: row(w + 2), dx: row(w), dy: row(w), vs: vec![0f32; w + 2], vd: vec![0f32; w + 2] }
+        Self {
+            mag: row(w + 2),
+            dx: row(w),
+            dy: row(w),
+            vs: vec![0f32; w + 2],
+            vd: vec![0f32; w + 2],
+        }
     }
 
     /// The same integers as two [`crate::primitives::sep_filter_host`]
@@ -211,13 +247,22 @@ impl SobelRing {
         let row = |yy: usize| &src[yy * w..(yy + 1) * w];
         let (a, b, c) = (row(y.saturating_sub(1)), row(y), row((y + 1).min(h - 1)));
         let (vs, vd) = (&mut self.vs, &mut self.vd);
-        for (((s, d), (&a, &b)), &c) in vs[1..=w].iter_mut().zip(&mut vd[1..=w]).zip(a.iter().zip(b)).zip(c) {
+        for (((s, d), (&a, &b)), &c) in vs[1..=w]
+            .iter_mut()
+            .zip(&mut vd[1..=w])
+            .zip(a.iter().zip(b))
+            .zip(c)
+        {
             *s = a + 2.0 * b + c;
             *d = c - a;
         }
         (vs[0], vs[w + 1], vd[0], vd[w + 1]) = (vs[1], vs[w], vd[1], vd[w]);
         let slot = y % 3;
-        let (m, dx, dy) = (&mut self.mag[slot][1..=w], &mut self.dx[slot], &mut self.dy[slot]);
+        let (m, dx, dy) = (
+            &mut self.mag[slot][1..=w],
+            &mut self.dx[slot],
+            &mut self.dy[slot],
+        );
         for x in 0..w {
             let gx = vs[x + 2] - vs[x];
             let gy = vd[x] + 2.0 * vd[x + 1] + vd[x + 2];
@@ -243,7 +288,9 @@ fn grow_edges(state: &mut [u8], pw: usize) {
     const STRONG_BITS: u64 = u64::from_ne_bytes([STRONG; 8]);
     for base in (0..state.len()).step_by(8) {
         let chunk = &state[base..(base + 8).min(state.len())];
-        if chunk.len() == 8 && u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) & STRONG_BITS == 0 {
+        if chunk.len() == 8
+            && u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) & STRONG_BITS == 0
+        {
             continue;
         }
         for p in base..base + chunk.len() {

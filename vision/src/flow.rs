@@ -46,7 +46,14 @@ pub struct FarnebackParams {
 impl Default for FarnebackParams {
     /// DESIGN.md: pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5, poly_sigma 1.2.
     fn default() -> Self {
-        Self { pyr_scale: 0.5, levels: 3, winsize: 15, iterations: 3, poly_n: 5, poly_sigma: 1.2 }
+        Self {
+            pyr_scale: 0.5,
+            levels: 3,
+            winsize: 15,
+            iterations: 3,
+            poly_n: 5,
+            poly_sigma: 1.2,
+        }
     }
 }
 
@@ -55,18 +62,29 @@ fn cv_round(v: f64) -> usize {
 }
 
 /// Dense flow from `prev` to `next` (`[N, 1, H, W]`, 0..255) as `[N, 2, H, W]` (dx, dy).
-pub fn farneback<B: ScanBackend>(prev: Tensor<B, 4>, next: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+pub fn farneback<B: ScanBackend>(
+    prev: Tensor<B, 4>,
+    next: Tensor<B, 4>,
+    p: &FarnebackParams,
+) -> Tensor<B, 4> {
     let n = prev.dims()[0];
-    farneback_pairs(Tensor::cat(vec![prev, next], 0), p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, n, n)))
+    farneback_pairs(Tensor::cat(vec![prev, next], 0), p, |r| {
+        (r.clone().narrow(0, 0, n), r.narrow(0, n, n))
+    })
 }
 
 /// Dense flow between consecutive frames of `frames` (`[N + 1, 1, H, W]`):
 /// `[N, 2, H, W]`, the same as `farneback(frames[..N], frames[1..])`, but
 /// every frame's pyramid and polynomial expansion is computed once instead
 /// of twice (once as `next`, once as `prev`).
-pub fn farneback_sequence<B: ScanBackend>(frames: Tensor<B, 4>, p: &FarnebackParams) -> Tensor<B, 4> {
+pub fn farneback_sequence<B: ScanBackend>(
+    frames: Tensor<B, 4>,
+    p: &FarnebackParams,
+) -> Tensor<B, 4> {
     let n = frames.dims()[0] - 1;
-    farneback_pairs(frames, p, |r| (r.clone().narrow(0, 0, n), r.narrow(0, 1, n)))
+    farneback_pairs(frames, p, |r| {
+        (r.clone().narrow(0, 0, n), r.narrow(0, 1, n))
+    })
 }
 
 /// Farneback over the frame pairs that `pairs` picks out of the expansion
@@ -96,7 +114,11 @@ fn farneback_pairs<B: ScanBackend>(
         let smooth = ((sigma * 5.0).round_ties_even() as usize | 1).max(3);
         let (lw, lh) = (cv_round(w as f64 * scale), cv_round(h as f64 * scale));
         let blurred = gaussian_blur(frames.clone(), smooth, sigma, Border::Reflect101);
-        let (r0, r1) = pairs(B::poly_expand(resize(blurred, lw, lh, Interpolation::Linear), p.poly_n, p.poly_sigma));
+        let (r0, r1) = pairs(B::poly_expand(
+            resize(blurred, lw, lh, Interpolation::Linear),
+            p.poly_n,
+            p.poly_sigma,
+        ));
         let mut f = match flow.take() {
             None => Tensor::<B, 4>::zeros([r0.dims()[0], 2, lh, lw], &r0.device()),
             Some(f) => resize(f, lw, lh, Interpolation::Linear).mul_scalar(1.0 / p.pyr_scale),
@@ -133,15 +155,25 @@ struct PolyBasis {
 
 impl PolyBasis {
     fn new(n: usize, sigma: f64) -> Self {
-        let sigma = if sigma < f32::EPSILON as f64 { n as f64 * 0.3 } else { sigma };
+        let sigma = if sigma < f32::EPSILON as f64 {
+            n as f64 * 0.3
+        } else {
+            sigma
+        };
         let ni = n as i32;
-        let mut g: Vec<f32> = (-ni..=ni).map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+        let mut g: Vec<f32> = (-ni..=ni)
+            .map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32)
+            .collect();
         let s: f64 = 1.0 / g.iter().map(|&v| v as f64).sum::<f64>();
         for v in g.iter_mut() {
             *v = (*v as f64 * s) as f32;
         }
-        let xg: Vec<f32> = (-ni..=ni).map(|x| x as f32 * g[(x + ni) as usize]).collect();
-        let xxg: Vec<f32> = (-ni..=ni).map(|x| (x * x) as f32 * g[(x + ni) as usize]).collect();
+        let xg: Vec<f32> = (-ni..=ni)
+            .map(|x| x as f32 * g[(x + ni) as usize])
+            .collect();
+        let xxg: Vec<f32> = (-ni..=ni)
+            .map(|x| (x * x) as f32 * g[(x + ni) as usize])
+            .collect();
         let (mut g00, mut g11, mut g33, mut g55) = (0f64, 0f64, 0f64, 0f64);
         for y in -ni..=ni {
             for x in -ni..=ni {
@@ -157,7 +189,16 @@ impl PolyBasis {
         // [[g00, g11, g11], [g11, g33, g55], [g11, g55, g33]].
         let a = [[g00, g11, g11], [g11, g33, g55], [g11, g55, g33]];
         let inv = invert3(a);
-        Self { n, g, xg, xxg, ig11: 1.0 / g11, ig03: inv[0][1], ig33: inv[1][1], ig55: 1.0 / g55 }
+        Self {
+            n,
+            g,
+            xg,
+            xxg,
+            ig11: 1.0 / g11,
+            ig03: inv[0][1],
+            ig33: inv[1][1],
+            ig55: 1.0 / g55,
+        }
     }
 
     /// Filters of `FarnebackPolyExp` as two passes: vertical `wv[i]` (g,
@@ -165,7 +206,10 @@ impl PolyBasis {
     /// vertical outputs straight into the 5 coefficients (`5 × 3 × k`).
     fn weights(&self) -> (Vec<f32>, Vec<f32>) {
         let k = 2 * self.n + 1;
-        let wv: Vec<f32> = [&self.g, &self.xg, &self.xxg].iter().flat_map(|v| v.iter().copied()).collect();
+        let wv: Vec<f32> = [&self.g, &self.xg, &self.xxg]
+            .iter()
+            .flat_map(|v| v.iter().copied())
+            .collect();
         // Horizontal pass straight into the 5 coefficients:
         //   r0 = ig11·(g ⊗ v_xg)           (y)
         //   r1 = ig11·(xg ⊗ v_g)           (x)
@@ -191,15 +235,27 @@ impl PolyBasis {
 
 /// `FarnebackPolyExp`: `[N, 1, H, W]` → `[N, 5, H, W]` with OpenCV's channel
 /// order (y, x, yy, xx, xy coefficients), replicated border.
-pub fn poly_expand_tensor<B: ScanBackend>(img: Tensor<B, 4>, poly_n: usize, poly_sigma: f64) -> Tensor<B, 4> {
+pub fn poly_expand_tensor<B: ScanBackend>(
+    img: Tensor<B, 4>,
+    poly_n: usize,
+    poly_sigma: f64,
+) -> Tensor<B, 4> {
     let poly = PolyBasis::new(poly_n, poly_sigma);
     let (wv, wh) = poly.weights();
     let device = img.device();
     let (n, k) = (poly.n, 2 * poly.n + 1);
     let wv = Tensor::<B, 4>::from_data(TensorData::new(wv, [3, 1, k, 1]), &device);
-    let v = B::filter_conv2d(pad2d(img, (0, 0, n, n), Border::Replicate), wv, ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    let v = B::filter_conv2d(
+        pad2d(img, (0, 0, n, n), Border::Replicate),
+        wv,
+        ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+    );
     let wh = Tensor::<B, 4>::from_data(TensorData::new(wh, [5, 3, 1, k]), &device);
-    B::filter_conv2d(pad2d(v, (n, n, 0, 0), Border::Replicate), wh, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+    B::filter_conv2d(
+        pad2d(v, (n, n, 0, 0), Border::Replicate),
+        wh,
+        ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+    )
 }
 
 /// Host [`poly_expand_tensor`] over `[N, 1, H, W]` planes, parallel over
@@ -208,69 +264,93 @@ pub fn poly_expand_tensor<B: ScanBackend>(img: Tensor<B, 4>, poly_n: usize, poly
 /// once and multiplies once per tap pair, half the multiply-adds of the
 /// plain correlation. Within 1e-5 relative of the tensor version (the sums
 /// are taken in another order).
-pub fn poly_expand_host(img: &[f32], h: usize, w: usize, poly_n: usize, poly_sigma: f64) -> Vec<f32> {
+pub fn poly_expand_host(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    poly_n: usize,
+    poly_sigma: f64,
+) -> Vec<f32> {
     let poly = PolyBasis::new(poly_n, poly_sigma);
     let n = poly.n;
     let (g, xg, xxg) = (&poly.g[n..], &poly.xg[n..], &poly.xxg[n..]);
-    let (ig11, ig03, ig33, ig55) = (poly.ig11 as f32, poly.ig03 as f32, poly.ig33 as f32, poly.ig55 as f32);
+    let (ig11, ig03, ig33, ig55) = (
+        poly.ig11 as f32,
+        poly.ig03 as f32,
+        poly.ig33 as f32,
+        poly.ig55 as f32,
+    );
     let plane = h * w;
     let mut out = vec![0f32; img.len() * 5];
-    out.par_chunks_mut(5 * plane).zip(img.par_chunks(plane)).for_each(|(out, src)| {
-        let pw = w + 2 * n;
-        // Vertical sums with g, x·g, x²·g, padded by n replicated pixels; then
-        // the six horizontal sums OpenCV names b1..b6.
-        let mut v = vec![0f32; 3 * pw];
-        let mut b = vec![0f32; 6 * w];
-        for y in 0..h {
-            let (vg, rest) = v.split_at_mut(pw);
-            let (vxg, vxxg) = rest.split_at_mut(pw);
-            let row = |yy: usize| &src[yy * w..(yy + 1) * w];
-            for (x, &c) in row(y).iter().enumerate() {
-                vg[n + x] = c * g[0];
-            }
-            vxg.fill(0.0);
-            vxxg.fill(0.0);
-            for t in 1..=n {
-                let (up, down) = (row(y.saturating_sub(t)), row((y + t).min(h - 1)));
-                let it = vg[n..n + w].iter_mut().zip(&mut vxg[n..n + w]).zip(&mut vxxg[n..n + w]).zip(up.iter().zip(down));
-                for (((vg, vxg), vxxg), (&u, &d)) in it {
-                    let (even, odd) = (d + u, d - u);
-                    *vg += g[t] * even;
-                    *vxg += xg[t] * odd;
-                    *vxxg += xxg[t] * even;
+    out.par_chunks_mut(5 * plane)
+        .zip(img.par_chunks(plane))
+        .for_each(|(out, src)| {
+            let pw = w + 2 * n;
+            // Vertical sums with g, x·g, x²·g, padded by n replicated pixels; then
+            // the six horizontal sums OpenCV names b1..b6.
+            let mut v = vec![0f32; 3 * pw];
+            let mut b = vec![0f32; 6 * w];
+            for y in 0..h {
+                let (vg, rest) = v.split_at_mut(pw);
+                let (vxg, vxxg) = rest.split_at_mut(pw);
+                let row = |yy: usize| &src[yy * w..(yy + 1) * w];
+                for (x, &c) in row(y).iter().enumerate() {
+                    vg[n + x] = c * g[0];
                 }
-            }
-            for v in [&mut *vg, &mut *vxg, &mut *vxxg] {
-                let (first, last) = (v[n], v[n + w - 1]);
-                v[..n].fill(first);
-                v[n + w..].fill(last);
-            }
-            let [b1, b2, b3, b4, b5, b6] = split6(&mut b, w);
-            for x in 0..w {
-                (b1[x], b2[x], b3[x], b4[x], b5[x], b6[x]) = (vg[n + x] * g[0], 0.0, vxg[n + x] * g[0], 0.0, vxxg[n + x] * g[0], 0.0);
-            }
-            for t in 1..=n {
+                vxg.fill(0.0);
+                vxxg.fill(0.0);
+                for t in 1..=n {
+                    let (up, down) = (row(y.saturating_sub(t)), row((y + t).min(h - 1)));
+                    let it = vg[n..n + w]
+                        .iter_mut()
+                        .zip(&mut vxg[n..n + w])
+                        .zip(&mut vxxg[n..n + w])
+                        .zip(up.iter().zip(down));
+                    for (((vg, vxg), vxxg), (&u, &d)) in it {
+                        let (even, odd) = (d + u, d - u);
+                        *vg += g[t] * even;
+                        *vxg += xg[t] * odd;
+                        *vxxg += xxg[t] * even;
+                    }
+                }
+                for v in [&mut *vg, &mut *vxg, &mut *vxxg] {
+                    let (first, last) = (v[n], v[n + w - 1]);
+                    v[..n].fill(first);
+                    v[n + w..].fill(last);
+                }
+                let [b1, b2, b3, b4, b5, b6] = split6(&mut b, w);
                 for x in 0..w {
-                    let (l, r) = (n + x - t, n + x + t);
-                    let (eg, og) = (vg[r] + vg[l], vg[r] - vg[l]);
-                    b1[x] += g[t] * eg;
-                    b2[x] += xg[t] * og;
-                    b3[x] += g[t] * (vxg[r] + vxg[l]);
-                    b4[x] += xxg[t] * eg;
-                    b5[x] += g[t] * (vxxg[r] + vxxg[l]);
-                    b6[x] += xg[t] * (vxg[r] - vxg[l]);
+                    (b1[x], b2[x], b3[x], b4[x], b5[x], b6[x]) = (
+                        vg[n + x] * g[0],
+                        0.0,
+                        vxg[n + x] * g[0],
+                        0.0,
+                        vxxg[n + x] * g[0],
+                        0.0,
+                    );
+                }
+                for t in 1..=n {
+                    for x in 0..w {
+                        let (l, r) = (n + x - t, n + x + t);
+                        let (eg, og) = (vg[r] + vg[l], vg[r] - vg[l]);
+                        b1[x] += g[t] * eg;
+                        b2[x] += xg[t] * og;
+                        b3[x] += g[t] * (vxg[r] + vxg[l]);
+                        b4[x] += xxg[t] * eg;
+                        b5[x] += g[t] * (vxxg[r] + vxxg[l]);
+                        b6[x] += xg[t] * (vxg[r] - vxg[l]);
+                    }
+                }
+                let [o0, o1, o2, o3, o4] = [0, 1, 2, 3, 4].map(|o| y * w + o * plane);
+                for x in 0..w {
+                    out[o0 + x] = b3[x] * ig11;
+                    out[o1 + x] = b2[x] * ig11;
+                    out[o2 + x] = b1[x] * ig03 + b5[x] * ig33;
+                    out[o3 + x] = b1[x] * ig03 + b4[x] * ig33;
+                    out[o4 + x] = b6[x] * ig55;
                 }
             }
-            let [o0, o1, o2, o3, o4] = [0, 1, 2, 3, 4].map(|o| y * w + o * plane);
-            for x in 0..w {
-                out[o0 + x] = b3[x] * ig11;
-                out[o1 + x] = b2[x] * ig11;
-                out[o2 + x] = b1[x] * ig03 + b5[x] * ig33;
-                out[o3 + x] = b1[x] * ig03 + b4[x] * ig33;
-                out[o4 + x] = b6[x] * ig55;
-            }
-        }
-    });
+        });
     out
 }
 
@@ -281,7 +361,8 @@ fn split6(b: &mut [f32], w: usize) -> [&mut [f32]; 6] {
 }
 
 fn invert3(a: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
-    let det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+    let det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+        - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
         + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
     let mut r = [[0.0; 3]; 3];
     for i in 0..3 {
@@ -311,7 +392,9 @@ fn border_factor(i: usize, len: usize) -> f32 {
 }
 
 fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<B, 4> {
-    let v: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| border_factor(x, w) * border_factor(y, h))).collect();
+    let v: Vec<f32> = (0..h)
+        .flat_map(|y| (0..w).map(move |x| border_factor(x, w) * border_factor(y, h)))
+        .collect();
     Tensor::from_data(TensorData::new(v, [1, 1, h, w]), device)
 }
 
@@ -323,17 +406,27 @@ fn channel<B: Backend>(t: &Tensor<B, 4>, c: usize) -> Tensor<B, 4> {
 /// `FarnebackUpdateMatrices` for the whole image: the five entries
 /// (G11, G12, G22, h1, h2) of each pixel's 2×2 system, from the two frames'
 /// coefficients `r0`, `r1` (`[N, 5, H, W]`) and the current `flow`.
-pub fn update_matrices_tensor<B: Backend>(r0: Tensor<B, 4>, r1: Tensor<B, 4>, flow: Tensor<B, 4>) -> Tensor<B, 4> {
+pub fn update_matrices_tensor<B: Backend>(
+    r0: Tensor<B, 4>,
+    r1: Tensor<B, 4>,
+    flow: Tensor<B, 4>,
+) -> Tensor<B, 4> {
     let [n, _, h, w] = flow.dims();
     let device = flow.device();
     let border = &border_weights::<B>(w, h, &device);
     let (r0, flow) = (&r0, &flow);
     let dx = channel(flow, 0);
     let dy = channel(flow, 1);
-    let gx = Tensor::<B, 1>::from_data(TensorData::new((0..w).map(|v| v as f32).collect::<Vec<_>>(), [w]), &device)
-        .reshape([1, 1, 1, w]);
-    let gy = Tensor::<B, 1>::from_data(TensorData::new((0..h).map(|v| v as f32).collect::<Vec<_>>(), [h]), &device)
-        .reshape([1, 1, h, 1]);
+    let gx = Tensor::<B, 1>::from_data(
+        TensorData::new((0..w).map(|v| v as f32).collect::<Vec<_>>(), [w]),
+        &device,
+    )
+    .reshape([1, 1, 1, w]);
+    let gy = Tensor::<B, 1>::from_data(
+        TensorData::new((0..h).map(|v| v as f32).collect::<Vec<_>>(), [h]),
+        &device,
+    )
+    .reshape([1, 1, h, 1]);
     let fx = dx.clone() + gx;
     let fy = dy.clone() + gy;
     let x1 = fx.clone().floor();
@@ -352,7 +445,11 @@ pub fn update_matrices_tensor<B: Backend>(r0: Tensor<B, 4>, r1: Tensor<B, 4>, fl
         .reshape([n, 1, h * w])
         .expand([n, 5, h * w]);
     let r1f = r1.reshape([n, 5, h * w]);
-    let at = |off: i64| r1f.clone().gather(2, idx.clone().add_scalar(off)).reshape([n, 5, h, w]);
+    let at = |off: i64| {
+        r1f.clone()
+            .gather(2, idx.clone().add_scalar(off))
+            .reshape([n, 5, h, w])
+    };
     let one_ax = ax.clone().neg().add_scalar(1.0);
     let one_ay = ay.clone().neg().add_scalar(1.0);
     let interp = at(0) * (one_ax.clone() * one_ay.clone())
@@ -392,7 +489,14 @@ pub fn update_matrices_tensor<B: Backend>(r0: Tensor<B, 4>, r1: Tensor<B, 4>, fl
 /// Host [`update_matrices_tensor`] for one frame (`r0`, `r1`: 5 planes of
 /// `h × w`, `flow`: 2) into `m` (5 planes); the same f32 operations in the
 /// same order.
-pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: usize, m: &mut [f32]) {
+pub fn update_matrices_host(
+    r0: &[f32],
+    r1: &[f32],
+    flow: &[f32],
+    h: usize,
+    w: usize,
+    m: &mut [f32],
+) {
     let plane = h * w;
     let border_x: Vec<f32> = (0..w).map(|x| border_factor(x, w)).collect();
     for y in 0..h {
@@ -413,9 +517,18 @@ pub fn update_matrices_host(r0: &[f32], r1: &[f32], flow: &[f32], h: usize, w: u
                 let (one_ax, one_ay) = (1.0 - ax, 1.0 - ay);
                 let c1 = |c: usize| {
                     let r = &r1[c * plane..];
-                    r[j] * (one_ax * one_ay) + r[j + 1] * (ax * one_ay) + r[j + w] * (one_ax * ay) + r[j + w + 1] * (ax * ay)
+                    r[j] * (one_ax * one_ay)
+                        + r[j + 1] * (ax * one_ay)
+                        + r[j + w] * (one_ax * ay)
+                        + r[j + w + 1] * (ax * ay)
                 };
-                (c1(0), c1(1), (c0(2) + c1(2)) * 0.5, (c0(3) + c1(3)) * 0.5, (c0(4) + c1(4)) * 0.25)
+                (
+                    c1(0),
+                    c1(1),
+                    (c0(2) + c1(2)) * 0.5,
+                    (c0(3) + c1(3)) * 0.5,
+                    (c0(4) + c1(4)) * 0.25,
+                )
             } else {
                 (0.0, 0.0, c0(2), c0(3), c0(4) * 0.5)
             };
@@ -442,7 +555,9 @@ pub fn update_flow_tensor<B: ScanBackend>(m: Tensor<B, 4>, winsize: usize) -> Te
     let g22 = channel(&b, 2);
     let h1 = channel(&b, 3);
     let h2 = channel(&b, 4);
-    let idet = (g11.clone() * g22.clone() - g12.clone() * g12.clone()).add_scalar(1e-3).recip();
+    let idet = (g11.clone() * g22.clone() - g12.clone() * g12.clone())
+        .add_scalar(1e-3)
+        .recip();
     let fx = (g11 * h2.clone() - g12.clone() * h1.clone()) * idet.clone();
     let fy = (g22 * h1 - g12 * h2) * idet;
     Tensor::cat(vec![fx, fy], 1)
@@ -464,7 +579,10 @@ pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize, flow: &mu
     let mut col = vec![0f64; 5 * pw];
     for (c, col) in col.chunks_exact_mut(pw).enumerate() {
         for t in -(r as isize)..=r as isize {
-            col[r..r + w].iter_mut().zip(row(c, clamp(t, h))).for_each(|(s, &v)| *s += v as f64);
+            col[r..r + w]
+                .iter_mut()
+                .zip(row(c, clamp(t, h)))
+                .for_each(|(s, &v)| *s += v as f64);
         }
     }
     let norm = 1.0 / (winsize * winsize) as f64;
@@ -486,7 +604,10 @@ pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize, flow: &mu
                 *acc += col[c * pw + x + winsize] - col[c * pw + x];
             }
         }
-        let (add, sub) = (clamp(y as isize + r as isize + 1, h), clamp(y as isize - r as isize, h));
+        let (add, sub) = (
+            clamp(y as isize + r as isize + 1, h),
+            clamp(y as isize - r as isize, h),
+        );
         for (c, col) in col.chunks_exact_mut(pw).enumerate() {
             for ((s, &a), &b) in col[r..r + w].iter_mut().zip(row(c, add)).zip(row(c, sub)) {
                 *s += a as f64 - b as f64;
@@ -498,15 +619,24 @@ pub fn update_flow_host(m: &[f32], h: usize, w: usize, winsize: usize, flow: &mu
 /// Host [`ScanBackend::flow_iteration`] over `[N, 5, H, W]` coefficients
 /// and `[N, 2, H, W]` flow, which is updated in place; parallel over
 /// frames, the per-pixel systems in a per-thread scratch plane.
-pub fn flow_iteration_host(r0: &[f32], r1: &[f32], flow: &mut [f32], h: usize, w: usize, winsize: usize) {
+pub fn flow_iteration_host(
+    r0: &[f32],
+    r1: &[f32],
+    flow: &mut [f32],
+    h: usize,
+    w: usize,
+    winsize: usize,
+) {
     let plane = h * w;
     if plane == 0 {
         return;
     }
-    flow.par_chunks_mut(2 * plane).zip(r0.par_chunks(5 * plane).zip(r1.par_chunks(5 * plane))).for_each(|(f, (r0, r1))| {
-        with_scratch::<f32, _>(5 * plane, |m| {
-            update_matrices_host(r0, r1, f, h, w, m);
-            update_flow_host(m, h, w, winsize, f);
-        })
-    });
+    flow.par_chunks_mut(2 * plane)
+        .zip(r0.par_chunks(5 * plane).zip(r1.par_chunks(5 * plane)))
+        .for_each(|(f, (r0, r1))| {
+            with_scratch::<f32, _>(5 * plane, |m| {
+                update_matrices_host(r0, r1, f, h, w, m);
+                update_flow_host(m, h, w, winsize, f);
+            })
+        });
 }

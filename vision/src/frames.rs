@@ -17,14 +17,25 @@ pub struct GrayImage {
 
 impl GrayImage {
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Self {
-        assert_eq!(data.len(), width * height, "buffer does not match {width}x{height}");
-        Self { width, height, data }
+        assert_eq!(
+            data.len(),
+            width * height,
+            "buffer does not match {width}x{height}"
+        );
+        Self {
+            width,
+            height,
+            data,
+        }
     }
 
     /// Copy out of a continuous or strided CV_8UC1 `Mat`.
     pub fn from_mat(mat: &Mat) -> Result<Self, VisionError> {
         if mat.typ() != opencv::core::CV_8UC1 {
-            return Err(VisionError::Internal(format!("expected CV_8UC1, got type {}", mat.typ())));
+            return Err(VisionError::Internal(format!(
+                "expected CV_8UC1, got type {}",
+                mat.typ()
+            )));
         }
         let (h, w) = (mat.rows() as usize, mat.cols() as usize);
         let mut data = Vec::with_capacity(w * h);
@@ -48,7 +59,11 @@ pub fn stack_gray<B: Backend>(frames: &[&GrayImage], device: &B::Device) -> Tens
     let (w, h) = (frames[0].width, frames[0].height);
     let mut buf = Vec::with_capacity(frames.len() * w * h);
     for f in frames {
-        assert_eq!((f.width, f.height), (w, h), "frames in a batch must share a size");
+        assert_eq!(
+            (f.width, f.height),
+            (w, h),
+            "frames in a batch must share a size"
+        );
         buf.extend(f.data.iter().map(|&v| v as f32));
     }
     Tensor::from_data(TensorData::new(buf, [frames.len(), 1, h, w]), device)
@@ -57,7 +72,10 @@ pub fn stack_gray<B: Backend>(frames: &[&GrayImage], device: &B::Device) -> Tens
 /// Host f32 copy of a tensor, row-major (a move, not a copy, when an
 /// NdArray tensor owns its contiguous data).
 pub fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 tensor data")
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 tensor data")
 }
 
 /// Round-and-saturate a `[N, 1, H, W]` tensor back into 8-bit images
@@ -95,16 +113,29 @@ impl BgrImage {
 
 /// Check that `mats` are CV_8UC3 frames of one size and run `f` on their
 /// interleaved bytes (strided Mats, e.g. ROIs, are copied first) and size `(h, w)`.
-fn with_bgr_bytes<R>(mats: &[Mat], f: impl FnOnce(&[&[u8]], usize, usize) -> R) -> Result<R, VisionError> {
+fn with_bgr_bytes<R>(
+    mats: &[Mat],
+    f: impl FnOnce(&[&[u8]], usize, usize) -> R,
+) -> Result<R, VisionError> {
     let (h, w) = (mats[0].rows() as usize, mats[0].cols() as usize);
-    let copies: Vec<Mat> = mats.iter().filter(|m| !m.is_continuous()).map(|m| m.try_clone()).collect::<Result<_, _>>()?;
+    let copies: Vec<Mat> = mats
+        .iter()
+        .filter(|m| !m.is_continuous())
+        .map(|m| m.try_clone())
+        .collect::<Result<_, _>>()?;
     let mut copies = copies.iter();
     let mut bytes: Vec<&[u8]> = Vec::with_capacity(mats.len());
     for m in mats {
         if m.typ() != opencv::core::CV_8UC3 || m.rows() as usize != h || m.cols() as usize != w {
-            return Err(VisionError::Internal("BGR frames in a batch must be CV_8UC3 of one size".into()));
+            return Err(VisionError::Internal(
+                "BGR frames in a batch must be CV_8UC3 of one size".into(),
+            ));
         }
-        let m = if m.is_continuous() { m } else { copies.next().expect("one copy per strided Mat") };
+        let m = if m.is_continuous() {
+            m
+        } else {
+            copies.next().expect("one copy per strided Mat")
+        };
         bytes.push(m.data_bytes()?);
     }
     Ok(f(&bytes, h, w))
@@ -112,19 +143,24 @@ fn with_bgr_bytes<R>(mats: &[Mat], f: impl FnOnce(&[&[u8]], usize, usize) -> R) 
 
 /// Split a `[N, 3, H, W]` stack of BGR frames (as decoded by OpenCV) from
 /// interleaved host `Mat`s.
-pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+pub fn stack_bgr<B: Backend>(
+    mats: &[Mat],
+    device: &B::Device,
+) -> Result<Tensor<B, 4>, VisionError> {
     with_bgr_bytes(mats, |bytes, h, w| {
         let plane = h * w;
         let mut buf = vec![0f32; mats.len() * 3 * plane];
-        buf.par_chunks_mut(3 * plane).zip(bytes).for_each(|(planes, px)| {
-            let (b, rest) = planes.split_at_mut(plane);
-            let (g, r) = rest.split_at_mut(plane);
-            for (i, p) in px.chunks_exact(3).enumerate() {
-                b[i] = p[0] as f32;
-                g[i] = p[1] as f32;
-                r[i] = p[2] as f32;
-            }
-        });
+        buf.par_chunks_mut(3 * plane)
+            .zip(bytes)
+            .for_each(|(planes, px)| {
+                let (b, rest) = planes.split_at_mut(plane);
+                let (g, r) = rest.split_at_mut(plane);
+                for (i, p) in px.chunks_exact(3).enumerate() {
+                    b[i] = p[0] as f32;
+                    g[i] = p[1] as f32;
+                    r[i] = p[2] as f32;
+                }
+            });
         Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device)
     })
 }
@@ -132,7 +168,10 @@ pub fn stack_bgr<B: Backend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<
 /// Gray `[N, 1, H, W]` frames from decoded BGR `Mat`s: the values of
 /// `bgr_to_gray(stack_bgr(mats))`, computed on the host as the bytes are
 /// copied out and uploaded as gray ([`ScanBackend::gray_frames`]).
-pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+pub fn stack_gray_from_bgr<B: ScanBackend>(
+    mats: &[Mat],
+    device: &B::Device,
+) -> Result<Tensor<B, 4>, VisionError> {
     B::gray_frames(mats, device)
 }
 
@@ -140,7 +179,9 @@ pub fn stack_gray_from_bgr<B: ScanBackend>(mats: &[Mat], device: &B::Device) -> 
 /// [`crate::primitives::bgr_to_gray`]) straight from the interleaved bytes,
 /// with no planar BGR copy; `[N, 1, H, W]` data as `T` (bytes to upload,
 /// `f32` to use in place).
-pub fn gray_from_bgr_host<T: From<u8> + Copy + Default + Send>(mats: &[Mat]) -> Result<(Vec<T>, [usize; 4]), VisionError> {
+pub fn gray_from_bgr_host<T: From<u8> + Copy + Default + Send>(
+    mats: &[Mat],
+) -> Result<(Vec<T>, [usize; 4]), VisionError> {
     with_bgr_bytes(mats, |bytes, h, w| {
         let mut out = vec![T::default(); mats.len() * h * w];
         out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
@@ -164,8 +205,14 @@ pub fn unstack_bgr<B: Backend>(t: Tensor<B, 4>) -> Vec<BgrImage> {
     (0..n)
         .map(|i| {
             let f = &v[i * 3 * plane..(i + 1) * 3 * plane];
-            let data = (0..plane).flat_map(|p| (0..3).map(move |ch| saturate_u8(f[ch * plane + p]))).collect();
-            BgrImage { width: w, height: h, data }
+            let data = (0..plane)
+                .flat_map(|p| (0..3).map(move |ch| saturate_u8(f[ch * plane + p])))
+                .collect();
+            BgrImage {
+                width: w,
+                height: h,
+                data,
+            }
         })
         .collect()
 }

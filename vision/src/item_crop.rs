@@ -61,7 +61,11 @@ use crate::{
     frames::{stack_bgr, to_vec_f32, unstack_bgr},
     photo::{decode_photo, working_size, DecodeLimits, PhotoFormat},
     pipeline::{encode_jpeg, StageTiming, Timer},
-    primitives::{bgr_to_gray, close, dilate, gaussian_blur, label_mask, remap_bilinear, resize, apply_homography, homography, round_levels, morph_host, Border, Interpolation, MorphOp, MorphShape},
+    primitives::{
+        apply_homography, bgr_to_gray, close, dilate, gaussian_blur, homography, label_mask,
+        morph_host, remap_bilinear, resize, round_levels, Border, Interpolation, MorphOp,
+        MorphShape,
+    },
 };
 
 mod framed;
@@ -71,7 +75,9 @@ mod hidden;
 mod test_walls;
 
 use geometry::{
-    convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, normal_facing, orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside, step, towards, Line, MinRect,
+    convex_hull, dist, dot, fit_line_trimmed, grow_quad, intersect, min_area_rect, normal_facing,
+    orient, point_in_convex, polygon_area, quad_bbox, quad_centre, quad_distance, share_inside,
+    step, towards, Line, MinRect,
 };
 
 /// Per-scan knobs.
@@ -171,12 +177,20 @@ pub struct ItemCropOutput {
 const MIN_WORKING_SIDE: usize = 16;
 
 /// Run one `item_crop` on backend `B`.
-pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: &B::Device) -> Result<ItemCropOutput, VisionError> {
+pub fn crop_items<B: ScanBackend>(
+    bytes: &[u8],
+    opts: &ItemCropOptions,
+    device: &B::Device,
+) -> Result<ItemCropOutput, VisionError> {
     let start = Instant::now();
     let mut timer = Timer::default();
 
     let t = Instant::now();
-    let limits = DecodeLimits { downscale_max: opts.downscale_max, max_decoded_pixels: opts.max_decoded_pixels, max_bytes: opts.max_bytes };
+    let limits = DecodeLimits {
+        downscale_max: opts.downscale_max,
+        max_decoded_pixels: opts.max_decoded_pixels,
+        max_bytes: opts.max_bytes,
+    };
     let photo = decode_photo(bytes, &limits)?;
     timer.add("decode", t);
     let (ww, wh) = (photo.working.cols() as usize, photo.working.rows() as usize);
@@ -205,7 +219,12 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
             let (crop, cw, ch) = rectify::<B>(bgr.clone(), &quad_w)?;
             let image = unstack_bgr(crop).pop().expect("one crop");
             crops.push(encode_jpeg(&image.to_mat()?, opts.jpeg_quality)?);
-            items.push(describe(index, quad_w.map(to_source), item.confidence, [cw, ch]));
+            items.push(describe(
+                index,
+                quad_w.map(to_source),
+                item.confidence,
+                [cw, ch],
+            ));
         }
         timer.add("crop", t);
     }
@@ -226,11 +245,22 @@ pub fn crop_items<B: ScanBackend>(bytes: &[u8], opts: &ItemCropOptions, device: 
 }
 
 /// Stage 2 on the device: the wall mask at detection size, read back once.
-pub fn edge_walls<B: ScanBackend>(bgr: Tensor<B, 4>, dw: usize, dh: usize, opts: &ItemCropOptions) -> Vec<bool> {
+pub fn edge_walls<B: ScanBackend>(
+    bgr: Tensor<B, 4>,
+    dw: usize,
+    dh: usize,
+    opts: &ItemCropOptions,
+) -> Vec<bool> {
     let gray = round_levels(resize(bgr_to_gray(bgr), dw, dh, Interpolation::Area));
     let smooth = gaussian_blur(gray, 0, opts.blur_sigma, Border::Reflect101);
     let edges = canny(smooth, opts.canny_low, opts.canny_high);
-    let walls = dilate(close(edges, MorphShape::Rect, 3, 3), MorphShape::Rect, 2, 2, 1);
+    let walls = dilate(
+        close(edges, MorphShape::Rect, 3, 3),
+        MorphShape::Rect,
+        2,
+        2,
+        1,
+    );
     to_vec_f32(walls).iter().map(|&v| v > 0.5).collect()
 }
 
@@ -284,21 +314,38 @@ fn fit_shape(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions
 /// [`fit_shape`] for a shape that may lie partly under items on top of it
 /// (`over`): the part of its rectangle they cover counts as the shape's
 /// own, as an item with a corner hidden under another is still a rectangle.
-fn fit_shape_under(region: &Region, offset: f64, min_area: f64, opts: &ItemCropOptions, over: &[[[f64; 2]; 4]]) -> Option<Shape> {
+fn fit_shape_under(
+    region: &Region,
+    offset: f64,
+    min_area: f64,
+    opts: &ItemCropOptions,
+    over: &[[[f64; 2]; 4]],
+) -> Option<Shape> {
     let boundary = &region.boundary;
     let hull = convex_hull(boundary);
     if hull.len() < 3 {
         return None;
     }
     let rect = min_area_rect(&hull);
-    let (long, short) = (rect.half[0].max(rect.half[1]) * 2.0, rect.half[0].min(rect.half[1]) * 2.0);
+    let (long, short) = (
+        rect.half[0].max(rect.half[1]) * 2.0,
+        rect.half[0].min(rect.half[1]) * 2.0,
+    );
     let hidden = hidden_under(&rect, &hull, over);
     let rectangularity = (polygon_area(&hull) + hidden) / (long * short).max(1e-9);
-    if long * short < min_area || rect.aspect() < opts.min_aspect || rectangularity < opts.min_rectangularity {
+    if long * short < min_area
+        || rect.aspect() < opts.min_aspect
+        || rectangularity < opts.min_rectangularity
+    {
         return None;
     }
     let quad = fit_quad(&rect, boundary, offset);
-    Some(Shape { solidity: (region.pixels as f64 + hidden) / rect.area().max(1.0), rect, rectangularity, quad })
+    Some(Shape {
+        solidity: (region.pixels as f64 + hidden) / rect.area().max(1.0),
+        rect,
+        rectangularity,
+        quad,
+    })
 }
 
 /// Area of `rect` outside `hull` that lies under one of the quads `over`,
@@ -313,7 +360,8 @@ fn hidden_under(rect: &MinRect, hull: &[[f64; 2]], over: &[[[f64; 2]; 4]]) -> f6
         for u in 0..(2.0 * a).ceil() as usize {
             let p = rect.point(u as f64 + 0.5 - a, v as f64 + 0.5 - b);
             // The quads first: four sides against the hull's many.
-            hidden += (over.iter().any(|q| point_in_convex(q, p)) && !point_in_convex(hull, p)) as usize;
+            hidden +=
+                (over.iter().any(|q| point_in_convex(q, p)) && !point_in_convex(hull, p)) as usize;
         }
     }
     hidden as f64
@@ -329,7 +377,9 @@ struct Region {
 impl Region {
     /// Boundary found in a window whose top left is `origin`, moved to image coordinates.
     fn moved_to(mut self, origin: [usize; 2]) -> Self {
-        self.boundary.iter_mut().for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
+        self.boundary
+            .iter_mut()
+            .for_each(|p| *p = [p[0] + origin[0] as f64, p[1] + origin[1] as f64]);
         self
     }
 }
@@ -337,7 +387,10 @@ impl Region {
 /// Image coordinates of the pixels of group `g` in `group`, a window `bw`
 /// wide whose top left is `origin`.
 fn group_pixels(group: &[usize], g: usize, bw: usize, origin: [usize; 2]) -> Vec<(usize, usize)> {
-    (0..group.len()).filter(|&i| group[i] == g).map(|i| (origin[0] + i % bw, origin[1] + i / bw)).collect()
+    (0..group.len())
+        .filter(|&i| group[i] == g)
+        .map(|i| (origin[0] + i % bw, origin[1] + i / bw))
+        .collect()
 }
 
 /// The boundary pixels (a 4-neighbour differs, or lies outside the image)
@@ -348,7 +401,13 @@ fn boundaries(group: &[usize], groups: usize, w: usize, h: usize) -> Vec<Region>
 
 /// [`boundaries`] when every grouped pixel lies in `window` (`[x0, y0, x1, y1)`):
 /// only the window is scanned.
-fn boundaries_in(group: &[usize], groups: usize, w: usize, h: usize, window: [usize; 4]) -> Vec<Region> {
+fn boundaries_in(
+    group: &[usize],
+    groups: usize,
+    w: usize,
+    h: usize,
+    window: [usize; 4],
+) -> Vec<Region> {
     let mut out = vec![Region::default(); groups];
     for y in window[1]..window[3] {
         for x in window[0]..window[2] {
@@ -358,10 +417,18 @@ fn boundaries_in(group: &[usize], groups: usize, w: usize, h: usize, window: [us
             }
             out[g].pixels += 1;
             let differs = |xx: isize, yy: isize| {
-                xx < 0 || yy < 0 || xx as usize >= w || yy as usize >= h || group[yy as usize * w + xx as usize] != g
+                xx < 0
+                    || yy < 0
+                    || xx as usize >= w
+                    || yy as usize >= h
+                    || group[yy as usize * w + xx as usize] != g
             };
             let (xi, yi) = (x as isize, y as isize);
-            if differs(xi - 1, yi) || differs(xi + 1, yi) || differs(xi, yi - 1) || differs(xi, yi + 1) {
+            if differs(xi - 1, yi)
+                || differs(xi + 1, yi)
+                || differs(xi, yi - 1)
+                || differs(xi, yi + 1)
+            {
                 out[g].boundary.push([x as f64, y as f64]);
             }
         }
@@ -390,11 +457,22 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     // Cores: enclosed regions big enough to be an item's band or print area.
     let mut core_slot = vec![usize::MAX; comps.len() + 1];
     let mut n_regions = 0;
-    for c in comps.iter().filter(|c| !background[c.label as usize] && ((c.width * c.height) as f64) >= min_area * 0.5) {
+    for c in comps.iter().filter(|c| {
+        !background[c.label as usize] && ((c.width * c.height) as f64) >= min_area * 0.5
+    }) {
         core_slot[c.label as usize] = n_regions;
         n_regions += 1;
     }
-    let region_of: Vec<usize> = labels.iter().map(|&l| if l == 0 { usize::MAX } else { core_slot[l as usize] }).collect();
+    let region_of: Vec<usize> = labels
+        .iter()
+        .map(|&l| {
+            if l == 0 {
+                usize::MAX
+            } else {
+                core_slot[l as usize]
+            }
+        })
+        .collect();
     let mut cores: Vec<Shape> = boundaries(&region_of, n_regions, w, h)
         .iter()
         .filter_map(|b| fit_shape(b, REGION_OFFSET, min_area, opts))
@@ -408,26 +486,42 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let mut outer: Vec<Shape> = Vec::new();
     let mut in_ring: Vec<Vec<Shape>> = Vec::new();
     for core in cores {
-        match outer.iter().position(|o| point_in_convex(&o.quad, core.rect.centre)) {
+        match outer
+            .iter()
+            .position(|o| point_in_convex(&o.quad, core.rect.centre))
+        {
             None => {
                 outer.push(core);
                 in_ring.push(Vec::new());
             }
             Some(i) => {
                 let ring = &outer[i];
-                let apart = in_ring[i].iter().all(|c| !point_in_convex(&c.quad, core.rect.centre));
-                if ring.solidity < 0.5 && core.rect.area() < 0.55 * ring.rect.area() && core.rect.area() > 0.2 * ring.rect.area() && apart {
+                let apart = in_ring[i]
+                    .iter()
+                    .all(|c| !point_in_convex(&c.quad, core.rect.centre));
+                if ring.solidity < 0.5
+                    && core.rect.area() < 0.55 * ring.rect.area()
+                    && core.rect.area() > 0.2 * ring.rect.area()
+                    && apart
+                {
                     in_ring[i].push(core);
                 }
             }
         }
     }
-    let outer: Vec<Shape> = outer.into_iter().zip(in_ring).flat_map(|(ring, inner)| if inner.len() >= 2 { inner } else { vec![ring] }).collect();
+    let outer: Vec<Shape> = outer
+        .into_iter()
+        .zip(in_ring)
+        .flat_map(|(ring, inner)| if inner.len() >= 2 { inner } else { vec![ring] })
+        .collect();
 
     let near_wall = within_a_pixel(walls, w, h);
 
     // Blobs: everything that is not background.
-    let solid: Vec<bool> = labels.iter().map(|&l| l == 0 || !background[l as usize]).collect();
+    let solid: Vec<bool> = labels
+        .iter()
+        .map(|&l| l == 0 || !background[l as usize])
+        .collect();
     // The same where the background may not pass through a gap of up to two
     // pixels in a wall: a card whose border band (or print area) leaks out
     // through a break in its edge line is still solid there. Only the
@@ -438,11 +532,17 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let mut items = Vec::new();
     // Every blob's items, with the cores each holds.
     let mut parts_found: Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)> = Vec::new();
-    for blob in blobs.iter().filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5) {
+    for blob in blobs
+        .iter()
+        .filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5)
+    {
         let inside: Vec<&Shape> = outer
             .iter()
             .filter(|c| {
-                let (cx, cy) = (c.rect.centre[0].round() as usize, c.rect.centre[1].round() as usize);
+                let (cx, cy) = (
+                    c.rect.centre[0].round() as usize,
+                    c.rect.centre[1].round() as usize,
+                );
                 cx < w && cy < h && blob_labels[cy * w + cx] == blob.label
             })
             .collect();
@@ -452,30 +552,64 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         // largest core.
         let largest = inside.iter().map(|c| c.rect.area()).fold(0.0, f64::max);
         let floor = (0.12 * blob.area as f64).min(0.35 * largest);
-        let big: Vec<&Shape> = inside.into_iter().filter(|c| c.rect.area() >= floor).collect();
+        let big: Vec<&Shape> = inside
+            .into_iter()
+            .filter(|c| c.rect.area() >= floor)
+            .collect();
         let whole_blob = || {
-            let group: Vec<usize> = blob_labels.iter().map(|&l| if l == blob.label { 0 } else { usize::MAX }).collect();
-            boundaries_in(&group, 1, w, h, blob.window()).iter().find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
+            let group: Vec<usize> = blob_labels
+                .iter()
+                .map(|&l| if l == blob.label { 0 } else { usize::MAX })
+                .collect();
+            boundaries_in(&group, 1, w, h, blob.window())
+                .iter()
+                .find_map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
         };
         let sealed_label = (blob.top..blob.top + blob.height)
             .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
             .find(|&i| blob_labels[i] == blob.label)
             .map_or(0, |i| sealed_labels[i]);
-        let Some(sealed) = sealed_blobs.iter().find(|b| b.label == sealed_label) else { continue };
-        let scan = BlobScan { blob_labels: &blob_labels, blob, sealed_labels: &sealed_labels, sealed, walls, near_wall: &near_wall, w, h, min_area, opts };
-        let split = if big.len() >= 2 { split_blob(&blob_labels, blob, &big, &near_wall, w, h, min_area, opts) } else { None };
+        let Some(sealed) = sealed_blobs.iter().find(|b| b.label == sealed_label) else {
+            continue;
+        };
+        let scan = BlobScan {
+            blob_labels: &blob_labels,
+            blob,
+            sealed_labels: &sealed_labels,
+            sealed,
+            walls,
+            near_wall: &near_wall,
+            w,
+            h,
+            min_area,
+            opts,
+        };
+        let split = if big.len() >= 2 {
+            split_blob(&blob_labels, blob, &big, &near_wall, w, h, min_area, opts)
+        } else {
+            None
+        };
         // Where a core stands alone, a print area grows to the item's outline.
         let outline = |core: &Shape| outline_from_core(core, &near_wall, w, h, 3);
         // Three sides that agree make an outline to trust; where a core stands
         // for its item regardless, two are still better than the core alone
         // (a piece of print area grows to the item's edge on those sides).
-        let alone = |core: &Shape| outline(core).or_else(|| outline_from_core(core, &near_wall, w, h, 2)).unwrap_or_else(|| core.clone());
+        let alone = |core: &Shape| {
+            outline(core)
+                .or_else(|| outline_from_core(core, &near_wall, w, h, 2))
+                .unwrap_or_else(|| core.clone())
+        };
         // Clutter stuck to an item widens its part beyond the outline its
         // print area shows — but then the part's outline is not all wall:
         // one that is, is the item's, and the core only a piece of its
         // print area.
         let unless_cluttered = |part: Shape, core: &Shape| match outline(core) {
-            Some(o) if part.rect.area() > 1.12 * o.rect.area() && edge_support(&part.quad, walls, w, h) < WALLED => o,
+            Some(o)
+                if part.rect.area() > 1.12 * o.rect.area()
+                    && edge_support(&part.quad, walls, w, h) < WALLED =>
+            {
+                o
+            }
             _ => part,
         };
         // The item of a blob's only core: the blob with strips narrower
@@ -489,12 +623,16 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 .flat_map(|y| (blob.left..blob.left + blob.width).map(move |x| y * w + x))
                 .map(|i| blob_labels[i] == blob.label)
                 .collect();
-            let (piece, _) = without_strips(&mask, blob.width, blob.height, [blob.left, blob.top], STRIP)?;
-            fit_shape(&piece, BLOB_OFFSET, min_area, opts).filter(|s| edge_support(&s.quad, walls, w, h) >= OUTLINED)
+            let (piece, _) =
+                without_strips(&mask, blob.width, blob.height, [blob.left, blob.top], STRIP)?;
+            fit_shape(&piece, BLOB_OFFSET, min_area, opts)
+                .filter(|s| edge_support(&s.quad, walls, w, h) >= OUTLINED)
         };
         let only_core_item = |core: &Shape| {
             let outlined = alone(core);
-            trimmed_blob().filter(|t| t.fits_around(core) && t.rect.area() >= outlined.rect.area()).unwrap_or(outlined)
+            trimmed_blob()
+                .filter(|t| t.fits_around(core) && t.rect.area() >= outlined.rect.area())
+                .unwrap_or(outlined)
         };
         let parts: Vec<Shape> = if let Some(split) = split {
             // Each core's part gives the outline (walls included); where a
@@ -502,7 +640,10 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
             split
                 .into_iter()
                 .zip(&big)
-                .map(|(part, core)| part.filter(|p| p.fits_around(core)).map_or_else(|| alone(core), |p| unless_cluttered(p, core)))
+                .map(|(part, core)| {
+                    part.filter(|p| p.fits_around(core))
+                        .map_or_else(|| alone(core), |p| unless_cluttered(p, core))
+                })
                 .collect()
         } else {
             match (whole_blob(), big.first()) {
@@ -514,9 +655,17 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
                 // area (cut off by its art; an art line parallel to the
                 // item's edge can fake an outline) and the blob is the item.
                 (Some(part), Some(core)) if !part.fits_around(core) => {
-                    let own: Vec<Shape> = if big.len() == 1 { vec![only_core_item(core)] } else { big.iter().map(|c| alone(c)).collect() };
+                    let own: Vec<Shape> = if big.len() == 1 {
+                        vec![only_core_item(core)]
+                    } else {
+                        big.iter().map(|c| alone(c)).collect()
+                    };
                     let walled = || edge_support(&part.quad, walls, w, h) >= WALLED;
-                    if big.len() == 1 && part.solidity >= 0.8 && (outline(core).is_none() || walled()) && scan.leftovers(&own).is_empty() {
+                    if big.len() == 1
+                        && part.solidity >= 0.8
+                        && (outline(core).is_none() || walled())
+                        && scan.leftovers(&own).is_empty()
+                    {
                         vec![part]
                     } else {
                         own
@@ -538,7 +687,11 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
         let parts = scan.rejoin_halves(parts);
         let parts = scan.with_framed(parts);
         for part in parts {
-            let own_cores: Vec<[[f64; 2]; 4]> = big.iter().filter(|c| point_in_convex(&part.quad, c.rect.centre)).map(|c| c.quad).collect();
+            let own_cores: Vec<[[f64; 2]; 4]> = big
+                .iter()
+                .filter(|c| point_in_convex(&part.quad, c.rect.centre))
+                .map(|c| c.quad)
+                .collect();
             parts_found.push((part, own_cores, blob.label));
         }
     }
@@ -547,10 +700,19 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     // leak out through gaps in their edge, and their walls fall apart into
     // pieces too small to be a blob. Four straight walls still frame them
     // all round, clear of every item found.
-    let found: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, ..)| grow_quad(&p.quad, 3.0)).collect();
-    let free = |i: usize| !found.iter().any(|q| point_in_convex(q, [(i % w) as f64, (i / w) as f64]));
+    let found: Vec<[[f64; 2]; 4]> = parts_found
+        .iter()
+        .map(|(p, ..)| grow_quad(&p.quad, 3.0))
+        .collect();
+    let free = |i: usize| {
+        !found
+            .iter()
+            .any(|q| point_in_convex(q, [(i % w) as f64, (i / w) as f64]))
+    };
     for q in framed::framed_quads(walls, w, h, [0, 0, w, h], &free, min_area, opts.min_aspect) {
-        let clear = parts_found.iter().all(|(p, ..)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
+        let clear = parts_found
+            .iter()
+            .all(|(p, ..)| share_inside(&q, &p.quad) < 0.1 && share_inside(&p.quad, &q) < 0.1);
         if clear {
             parts_found.push((item_of_frame(q, &near_wall, w, h), Vec::new(), 0));
         }
@@ -560,13 +722,21 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     // hides that one's edge just the same.
     let quads: Vec<[[f64; 2]; 4]> = parts_found.iter().map(|(p, ..)| p.quad).collect();
     for (i, (part, own_cores, _)) in parts_found.iter().enumerate() {
-        let others: Vec<[[f64; 2]; 4]> = quads.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, q)| *q).collect();
+        let others: Vec<[[f64; 2]; 4]> = quads
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, q)| *q)
+            .collect();
         let outline = snap_in_weak_sides(part.quad, &others, own_cores, walls, w, h);
         let outline = grow_along_walled_sides(outline, &others, walls, w, h);
         let outline = hidden::restore_hidden_sides(outline, &others, walls, w, h);
         let support = edge_support(&outline, walls, w, h);
         let quad = orient(outline.map(|p| [p[0] + WALL_SHIFT, p[1] + WALL_SHIFT]));
-        items.push(FoundItem { quad, confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0) });
+        items.push(FoundItem {
+            quad,
+            confidence: (support * part.rectangularity.min(1.0)).clamp(0.0, 1.0),
+        });
     }
     drop_nested(&mut items);
     // Reading order: top to bottom, then left to right, by centre.
@@ -583,7 +753,13 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
 /// (`OUTLINED`: its inner side runs through the open); together the halves
 /// fill an item whose outline walls do. `parts` holds each part with its
 /// cores and its blob's label.
-fn rejoin_across_blobs(parts: &mut Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)>, walls: &[bool], w: usize, h: usize, min_aspect: f64) {
+fn rejoin_across_blobs(
+    parts: &mut Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)>,
+    walls: &[bool],
+    w: usize,
+    h: usize,
+    min_aspect: f64,
+) {
     let outlined = |s: &Shape| edge_support(&s.quad, walls, w, h) >= OUTLINED;
     'again: loop {
         for i in 0..parts.len() {
@@ -592,7 +768,8 @@ fn rejoin_across_blobs(parts: &mut Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)>, walls:
                 if a.2 == b.2 || outlined(&a.0) || outlined(&b.0) {
                     continue;
                 }
-                if let Some(whole) = union_of(&a.0, &b.0, min_aspect, walls, w, h).filter(outlined) {
+                if let Some(whole) = union_of(&a.0, &b.0, min_aspect, walls, w, h).filter(outlined)
+                {
                     let (_, cores, _) = parts.swap_remove(j);
                     parts[i].0 = whole;
                     parts[i].1.extend(cores);
@@ -618,8 +795,14 @@ fn sealed_solid(near_wall: &[bool], w: usize, h: usize) -> Vec<bool> {
     for c in &comps {
         outside[c.label as usize] = touches_border(c, w, h);
     }
-    let background: Vec<bool> = labels.iter().map(|&l| l != 0 && outside[l as usize]).collect();
-    within_a_pixel(&background, w, h).into_iter().map(|v| !v).collect()
+    let background: Vec<bool> = labels
+        .iter()
+        .map(|&l| l != 0 && outside[l as usize])
+        .collect();
+    within_a_pixel(&background, w, h)
+        .into_iter()
+        .map(|v| !v)
+        .collect()
 }
 
 /// One blob (an item, or items that touch or overlap) and what the item
@@ -722,28 +905,55 @@ impl BlobScan<'_> {
             // Boundary pixels on a cut lie just outside a taken quad.
             let cut_zone: Vec<[[f64; 2]; 4]> = taken.iter().map(|q| grow_quad(q, 1.5)).collect();
             let origin = [blob.left, blob.top];
-            let regions: Vec<Region> = boundaries(&group, n, bw, bh).into_iter().map(|r| r.moved_to(origin)).collect();
+            let regions: Vec<Region> = boundaries(&group, n, bw, bh)
+                .into_iter()
+                .map(|r| r.moved_to(origin))
+                .collect();
             let mut new: Vec<Shape> = Vec::new();
             for (g, r) in regions.iter().enumerate() {
-                let cut: Vec<&[f64; 2]> = r.boundary.iter().filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p))).collect();
-                let on_wall = cut.iter().filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize]).count();
+                let cut: Vec<&[f64; 2]> = r
+                    .boundary
+                    .iter()
+                    .filter(|p| cut_zone.iter().any(|q| point_in_convex(q, **p)))
+                    .collect();
+                let on_wall = cut
+                    .iter()
+                    .filter(|p| self.near_wall[p[1] as usize * w + p[0] as usize])
+                    .count();
                 let support = |s: &Shape| edge_support(&s.quad, self.walls, w, h);
                 let apart = |s: &Shape| taken.iter().all(|q| share_inside(&s.quad, q) < 0.25);
                 // The largest piece of the leftover once strips narrower
                 // than `strip` are opened off it, and its pixels.
-                let opened = |strip: usize| without_strips(&group.iter().map(|&v| v == g).collect::<Vec<bool>>(), bw, bh, origin, strip);
-                let walled_item = |piece: &Region| fit_shape_under(piece, BLOB_OFFSET, self.min_area, self.opts, &taken).filter(|s| s.solidity >= 0.6 && support(s) >= OUTLINED);
+                let opened = |strip: usize| {
+                    without_strips(
+                        &group.iter().map(|&v| v == g).collect::<Vec<bool>>(),
+                        bw,
+                        bh,
+                        origin,
+                        strip,
+                    )
+                };
+                let walled_item = |piece: &Region| {
+                    fit_shape_under(piece, BLOB_OFFSET, self.min_area, self.opts, &taken)
+                        .filter(|s| s.solidity >= 0.6 && support(s) >= OUTLINED)
+                };
                 // An item beside a found one whose quad fell short of its
                 // edge (taken from its print area): the rest of that one's
                 // border band runs into this one's region.
-                let beside_short_item = || opened(WIDE_STRIP).and_then(|(piece, _)| walled_item(&piece)).filter(apart);
+                let beside_short_item = || {
+                    opened(WIDE_STRIP)
+                        .and_then(|(piece, _)| walled_item(&piece))
+                        .filter(apart)
+                };
                 if (on_wall as f64) < 0.5 * cut.len() as f64 {
                     new.extend(self.lying_on_top(r, &taken).or_else(beside_short_item));
                     continue;
                 }
                 // The same once a found item's rim is trimmed off.
                 let trimmed = || -> Vec<Shape> {
-                    let Some((piece, pixels)) = opened(STRIP) else { return vec![] };
+                    let Some((piece, pixels)) = opened(STRIP) else {
+                        return vec![];
+                    };
                     if let Some(s) = walled_item(&piece) {
                         return vec![s];
                     }
@@ -751,7 +961,9 @@ impl BlobScan<'_> {
                     // trimming leaves of a messy blob can part into two
                     // strips, which walls do not outline.
                     let rect = min_area_rect(&convex_hull(&piece.boundary));
-                    let halves = self.halves(&pixels, &rect, blob.window(), &taken, true).filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
+                    let halves = self
+                        .halves(&pixels, &rect, blob.window(), &taken, true)
+                        .filter(|pair| pair.iter().all(|s| support(s) >= HALF_OUTLINED));
                     halves.into_iter().flatten().collect()
                 };
                 match fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, &taken) {
@@ -763,9 +975,14 @@ impl BlobScan<'_> {
                         // A leftover holding a found item is that item's rim
                         // (its quad came from its print area) run together
                         // with an item beside it: trimmed off, the rest.
-                        let holds_found = |s: &Shape| found.iter().any(|f| share_inside(&f.quad, &s.quad) > 0.5);
+                        let holds_found =
+                            |s: &Shape| found.iter().any(|f| share_inside(&f.quad, &s.quad) > 0.5);
                         if holds_found(&s) {
-                            let rest = [STRIP, WIDE_STRIP].into_iter().find_map(|strip| opened(strip).and_then(|(piece, _)| walled_item(&piece)).filter(|p| !holds_found(p)));
+                            let rest = [STRIP, WIDE_STRIP].into_iter().find_map(|strip| {
+                                opened(strip)
+                                    .and_then(|(piece, _)| walled_item(&piece))
+                                    .filter(|p| !holds_found(p))
+                            });
                             if let Some(rest) = rest {
                                 new.push(rest);
                                 continue;
@@ -806,7 +1023,8 @@ impl BlobScan<'_> {
     /// line, its outline is walled (`OUTLINED`) and holds no found item.
     fn lying_on_top(&self, r: &Region, taken: &[[[f64; 2]; 4]]) -> Option<Shape> {
         let (w, h) = (self.w, self.h);
-        let mut s = fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, taken).filter(|s| s.solidity >= 0.6)?;
+        let mut s = fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, taken)
+            .filter(|s| s.solidity >= 0.6)?;
         let centre = quad_centre(&s.quad);
         for k in 0..4 {
             let (p, q) = (s.quad[k], s.quad[(k + 1) % 4]);
@@ -815,7 +1033,19 @@ impl BlobScan<'_> {
             }
             let along = towards(p, q).0;
             let outward = normal_facing(along, [p[0] - centre[0], p[1] - centre[1]]);
-            let moved = (1..=CUT_SLACK).find_map(|d| walled_side_on(&s.quad, k, Line { point: step(p, outward, d as f64), direction: along }, self.walls, w, h));
+            let moved = (1..=CUT_SLACK).find_map(|d| {
+                walled_side_on(
+                    &s.quad,
+                    k,
+                    Line {
+                        point: step(p, outward, d as f64),
+                        direction: along,
+                    },
+                    self.walls,
+                    w,
+                    h,
+                )
+            });
             if let Some((a, b)) = moved {
                 s.quad[k] = a;
                 s.quad[(k + 1) % 4] = b;
@@ -823,7 +1053,9 @@ impl BlobScan<'_> {
         }
         s.rect = min_area_rect(&s.quad);
         let quad = s.quad;
-        (edge_support(&quad, self.walls, w, h) >= OUTLINED && taken.iter().all(|t| share_inside(t, &quad) < 0.5)).then_some(s)
+        (edge_support(&quad, self.walls, w, h) >= OUTLINED
+            && taken.iter().all(|t| share_inside(t, &quad) < 0.5))
+        .then_some(s)
     }
 
     /// `parts` with the items framed by straight walls (see [`framed`])
@@ -846,17 +1078,34 @@ impl BlobScan<'_> {
         let (w, h) = (self.w, self.h);
         // Parts all walled, with no room for another item beside them:
         // nothing for a frame to add or replace (and the search is costly).
-        let walled: Vec<bool> = parts.iter().map(|p| edge_support(&p.quad, self.walls, w, h) >= OUTLINED).collect();
-        if !parts.is_empty() && walled.iter().all(|&ok| ok) && (self.uncovered(&parts) as f64) < self.min_area {
+        let walled: Vec<bool> = parts
+            .iter()
+            .map(|p| edge_support(&p.quad, self.walls, w, h) >= OUTLINED)
+            .collect();
+        if !parts.is_empty()
+            && walled.iter().all(|&ok| ok)
+            && (self.uncovered(&parts) as f64) < self.min_area
+        {
             return parts;
         }
         let in_blob = |i: usize| self.blob_labels[i] == self.blob.label;
-        let frames = framed::framed_quads(self.walls, w, h, self.blob.window(), &in_blob, self.min_area, self.opts.min_aspect);
+        let frames = framed::framed_quads(
+            self.walls,
+            w,
+            h,
+            self.blob.window(),
+            &in_blob,
+            self.min_area,
+            self.opts.min_aspect,
+        );
         let inside = |a: &[[f64; 2]; 4], b: &[[f64; 2]; 4]| share_inside(a, b) > 0.5;
         // One frame per item, to count the items a part holds.
         let mut distinct: Vec<&[[f64; 2]; 4]> = Vec::new();
         for frame in &frames {
-            if distinct.iter().all(|f| !inside(frame, f) && !inside(f, frame)) {
+            if distinct
+                .iter()
+                .all(|f| !inside(frame, f) && !inside(f, frame))
+            {
                 distinct.push(frame);
             }
         }
@@ -864,7 +1113,10 @@ impl BlobScan<'_> {
         let mut found: Vec<(Shape, bool)> = parts.into_iter().zip(walled).collect();
         let mut added = false;
         for q in &frames {
-            if found.iter().any(|(p, walled)| *walled && (inside(q, &p.quad) || inside(&p.quad, q))) {
+            if found
+                .iter()
+                .any(|(p, walled)| *walled && (inside(q, &p.quad) || inside(&p.quad, q)))
+            {
                 continue;
             }
             let loose = |i: &usize| !found[*i].1;
@@ -872,19 +1124,41 @@ impl BlobScan<'_> {
             // it: it is a piece of the frame's item (the rule for pieces
             // below decides).
             let walled_frame = edge_support(q, self.walls, w, h) >= WALLED;
-            let holds = |i: usize| inside(q, &found[i].0.quad) && !(walled_frame && polygon_area(&found[i].0.quad) < polygon_area(q));
-            let holders: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| holds(i)).collect();
+            let holds = |i: usize| {
+                inside(q, &found[i].0.quad)
+                    && !(walled_frame && polygon_area(&found[i].0.quad) < polygon_area(q))
+            };
+            let holders: Vec<usize> = (0..found.len())
+                .filter(loose)
+                .filter(|&i| holds(i))
+                .collect();
             // A frame walled all round stands for the item of a loose part
             // holding no other frame: the part is that item with the rim
             // of one lying under it run into it through a gap in the seam.
-            if !walled_frame && holders.iter().any(|&i| distinct.iter().filter(|f| inside(f, &found[i].0.quad)).count() < 2) {
+            if !walled_frame
+                && holders.iter().any(|&i| {
+                    distinct
+                        .iter()
+                        .filter(|f| inside(f, &found[i].0.quad))
+                        .count()
+                        < 2
+                })
+            {
                 continue;
             }
-            let pieces: Vec<usize> = (0..found.len()).filter(loose).filter(|&i| inside(&found[i].0.quad, q)).collect();
+            let pieces: Vec<usize> = (0..found.len())
+                .filter(loose)
+                .filter(|&i| inside(&found[i].0.quad, q))
+                .collect();
             if (pieces.len() > 1 && !walled_frame) || self.splits(q) {
                 continue;
             }
-            found = found.into_iter().enumerate().filter(|(i, _)| !holders.contains(i) && !pieces.contains(i)).map(|(_, f)| f).collect();
+            found = found
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !holders.contains(i) && !pieces.contains(i))
+                .map(|(_, f)| f)
+                .collect();
             found.push((item_of_frame(*q, self.near_wall, w, h), true));
             added = true;
         }
@@ -911,7 +1185,12 @@ impl BlobScan<'_> {
         let b = self.blob;
         (b.top..b.top + b.height)
             .flat_map(|y| (b.left..b.left + b.width).map(move |x| (x, y)))
-            .filter(|&(x, y)| self.blob_labels[y * self.w + x] == b.label && !parts.iter().any(|p| point_in_convex(&p.quad, [x as f64, y as f64])))
+            .filter(|&(x, y)| {
+                self.blob_labels[y * self.w + x] == b.label
+                    && !parts
+                        .iter()
+                        .any(|p| point_in_convex(&p.quad, [x as f64, y as f64]))
+            })
             .count()
     }
 
@@ -920,15 +1199,26 @@ impl BlobScan<'_> {
     /// lines of two items lined up, one of them in another blob.
     fn splits(&self, quad: &[[f64; 2]; 4]) -> bool {
         let (pixels, window) = self.pixels_inside(quad, |_| true);
-        self.halves(&pixels, &min_area_rect(quad), window, &[], true).is_some()
+        self.halves(&pixels, &min_area_rect(quad), window, &[], true)
+            .is_some()
     }
 
     /// The image pixels inside `quad` whose index `keep` accepts, and the
     /// window (`[x0, y0, x1, y1)`) of the quad's box that holds them.
-    fn pixels_inside(&self, quad: &[[f64; 2]; 4], keep: impl Fn(usize) -> bool) -> (Vec<(usize, usize)>, [usize; 4]) {
+    fn pixels_inside(
+        &self,
+        quad: &[[f64; 2]; 4],
+        keep: impl Fn(usize) -> bool,
+    ) -> (Vec<(usize, usize)>, [usize; 4]) {
         let [bx0, by0, bx1, by1] = quad_bbox(quad);
-        let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil().max(0.0) as usize).min(self.w - 1));
-        let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil().max(0.0) as usize).min(self.h - 1));
+        let (x0, x1) = (
+            bx0.floor().max(0.0) as usize,
+            (bx1.ceil().max(0.0) as usize).min(self.w - 1),
+        );
+        let (y0, y1) = (
+            by0.floor().max(0.0) as usize,
+            (by1.ceil().max(0.0) as usize).min(self.h - 1),
+        );
         let pixels = (y0..=y1)
             .flat_map(|y| (x0..=x1).map(move |x| (x, y)))
             .filter(|&(x, y)| keep(y * self.w + x) && point_in_convex(quad, [x as f64, y as f64]))
@@ -952,7 +1242,8 @@ impl BlobScan<'_> {
         // Two items overlapping at an angle make no outline walled all round:
         // a part that is walled all round is not split into a wedge and the rest.
         let wedges = edge_support(&part.quad, self.walls, self.w, self.h) < WALLED;
-        let (pixels, window) = self.pixels_inside(&grown, |i| self.blob_labels[i] == self.blob.label);
+        let (pixels, window) =
+            self.pixels_inside(&grown, |i| self.blob_labels[i] == self.blob.label);
         // Where items' print areas leak out into the background, their
         // halves are item-shaped only with the background they seal in
         // counted; then the halves must be outlined too, as an art line
@@ -963,11 +1254,20 @@ impl BlobScan<'_> {
             if sealed_pixels.len() == pixels.len() {
                 return None;
             }
-            let outlined = |s: &Shape| edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED;
-            self.halves(&sealed_pixels, &part.rect, window, &[], wedges).filter(|pair| pair.iter().all(outlined))
+            let outlined =
+                |s: &Shape| edge_support(&s.quad, self.walls, self.w, self.h) >= OUTLINED;
+            self.halves(&sealed_pixels, &part.rect, window, &[], wedges)
+                .filter(|pair| pair.iter().all(outlined))
         };
-        match self.halves(&pixels, &part.rect, window, &[], wedges).or_else(sealed_in) {
-            Some([a, b]) => self.split(a, depth - 1).into_iter().chain(self.split(b, depth - 1)).collect(),
+        match self
+            .halves(&pixels, &part.rect, window, &[], wedges)
+            .or_else(sealed_in)
+        {
+            Some([a, b]) => self
+                .split(a, depth - 1)
+                .into_iter()
+                .chain(self.split(b, depth - 1))
+                .collect(),
             None => vec![part],
         }
     }
@@ -980,7 +1280,10 @@ impl BlobScan<'_> {
     fn rejoin_halves(&self, mut parts: Vec<Shape>) -> Vec<Shape> {
         'again: loop {
             // How well walls outline each part.
-            let support: Vec<f64> = parts.iter().map(|p| edge_support(&p.quad, self.walls, self.w, self.h)).collect();
+            let support: Vec<f64> = parts
+                .iter()
+                .map(|p| edge_support(&p.quad, self.walls, self.w, self.h))
+                .collect();
             for i in 0..parts.len() {
                 for j in i + 1..parts.len() {
                     // Halves cut apart by art run into the cut with ragged
@@ -989,9 +1292,21 @@ impl BlobScan<'_> {
                     // the halves' outer sides, walled no worse than they are
                     // on average (two items lined up, out of line, make a
                     // worse one).
-                    let outlined = if support[i].max(support[j]) < WALLED { HALVES_OUTLINED } else { OUTLINED };
+                    let outlined = if support[i].max(support[j]) < WALLED {
+                        HALVES_OUTLINED
+                    } else {
+                        OUTLINED
+                    };
                     let outlined = outlined.max((support[i] + support[j]) / 2.0);
-                    let Some(whole) = union_of(&parts[i], &parts[j], self.opts.min_aspect, self.walls, self.w, self.h).filter(|u| edge_support(&u.quad, self.walls, self.w, self.h) >= outlined) else {
+                    let Some(whole) = union_of(
+                        &parts[i],
+                        &parts[j],
+                        self.opts.min_aspect,
+                        self.walls,
+                        self.w,
+                        self.h,
+                    )
+                    .filter(|u| edge_support(&u.quad, self.walls, self.w, self.h) >= outlined) else {
                         continue;
                     };
                     if self.split(whole.clone(), 1).len() == 1 {
@@ -1009,7 +1324,14 @@ impl BlobScan<'_> {
     /// `pixels` (whose rectangle is `rect`, all inside `window`) parts them
     /// into, if any seam does; `over` as for [`fit_shape_under`]. With
     /// `wedges`, a half may be a wedge of an item lying under the other.
-    fn halves(&self, pixels: &[(usize, usize)], rect: &MinRect, window: [usize; 4], over: &[[[f64; 2]; 4]], wedges: bool) -> Option<[Shape; 2]> {
+    fn halves(
+        &self,
+        pixels: &[(usize, usize)],
+        rect: &MinRect,
+        window: [usize; 4],
+        over: &[[[f64; 2]; 4]],
+        wedges: bool,
+    ) -> Option<[Shape; 2]> {
         let (w, h) = (self.w, self.h);
         let mut mask = vec![false; w * h];
         for &(x, y) in pixels {
@@ -1023,17 +1345,30 @@ impl BlobScan<'_> {
         for y in window[1]..window[3] {
             for x in window[0]..window[2] {
                 let i = y * w + x;
-                if self.blob_labels[i] == 0 && self.owns(i) && point_in_convex(&corners, [x as f64, y as f64]) {
+                if self.blob_labels[i] == 0
+                    && self.owns(i)
+                    && point_in_convex(&corners, [x as f64, y as f64])
+                {
                     mask[i] = true;
                 }
             }
         }
         let c = rect.centre;
-        let rotate = |v: [f64; 2], th: f64| [v[0] * th.cos() - v[1] * th.sin(), v[0] * th.sin() + v[1] * th.cos()];
+        let rotate = |v: [f64; 2], th: f64| {
+            [
+                v[0] * th.cos() - v[1] * th.sin(),
+                v[0] * th.sin() + v[1] * th.cos(),
+            ]
+        };
         // (coverage, a point on the seam, its normal)
         let mut seams: Vec<(f64, [f64; 2], [f64; 2])> = Vec::new();
         for axis in 0..2 {
-            let (n0, d0, half_n, half_d) = (rect.axes[axis], rect.axes[1 - axis], rect.half[axis], rect.half[1 - axis]);
+            let (n0, d0, half_n, half_d) = (
+                rect.axes[axis],
+                rect.axes[1 - axis],
+                rect.half[axis],
+                rect.half[1 - axis],
+            );
             // Overlapping items lie up to about 12° apart.
             for step in -8..=8 {
                 let th = (step as f64 * 1.5).to_radians();
@@ -1084,7 +1419,8 @@ impl BlobScan<'_> {
             let regions = boundaries_in(&group, 2, w, h, window);
             let fit = |r: &Region, over: &[[[f64; 2]; 4]]| {
                 let big_enough = r.pixels as f64 >= 0.2 * pixels.len() as f64;
-                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over).filter(|s| big_enough && s.solidity >= 0.6 && s.rect.aspect() >= HALF_ASPECT)
+                fit_shape_under(r, BLOB_OFFSET, self.min_area, self.opts, over)
+                    .filter(|s| big_enough && s.solidity >= 0.6 && s.rect.aspect() >= HALF_ASPECT)
             };
             let halves: Vec<Option<Shape>> = regions.iter().map(|r| fit(r, over)).collect();
             match &halves[..] {
@@ -1095,9 +1431,19 @@ impl BlobScan<'_> {
                 // itself (a strip cut off an item by its art, such as a
                 // title band, is much smaller than the rest).
                 [Some(a), None] | [None, Some(a)] if wedges => {
-                    let under = if halves[0].is_none() { &regions[0] } else { &regions[1] };
-                    let over_too: Vec<[[f64; 2]; 4]> = over.iter().copied().chain([grow_quad(&a.quad, 2.0)]).collect();
-                    if let Some(b) = fit(under, &over_too).filter(|b| b.rect.area() >= 0.5 * a.rect.area()) {
+                    let under = if halves[0].is_none() {
+                        &regions[0]
+                    } else {
+                        &regions[1]
+                    };
+                    let over_too: Vec<[[f64; 2]; 4]> = over
+                        .iter()
+                        .copied()
+                        .chain([grow_quad(&a.quad, 2.0)])
+                        .collect();
+                    if let Some(b) =
+                        fit(under, &over_too).filter(|b| b.rect.area() >= 0.5 * a.rect.area())
+                    {
                         return Some([a.clone(), b]);
                     }
                 }
@@ -1112,7 +1458,14 @@ impl BlobScan<'_> {
 /// a rectangle (within 15 %) of an item's shape. Its outline is that
 /// rectangle or the quadrilateral round both (perspective takes an item off
 /// its rectangle), whichever runs along more wall.
-fn union_of(a: &Shape, b: &Shape, min_aspect: f64, walls: &[bool], w: usize, h: usize) -> Option<Shape> {
+fn union_of(
+    a: &Shape,
+    b: &Shape,
+    min_aspect: f64,
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> Option<Shape> {
     let corners: Vec<[f64; 2]> = a.quad.iter().chain(&b.quad).copied().collect();
     let hull = convex_hull(&corners);
     let rect = min_area_rect(&hull);
@@ -1134,8 +1487,17 @@ fn union_of(a: &Shape, b: &Shape, min_aspect: f64, walls: &[bool], w: usize, h: 
         })
         .collect();
     let (fitted, rectangle) = (fit_quad(&rect, &outline, 0.0), rect.corners());
-    let quad = if edge_support(&rectangle, walls, w, h) > edge_support(&fitted, walls, w, h) { rectangle } else { fitted };
-    Some(Shape { rect, rectangularity: filled, solidity: filled, quad })
+    let quad = if edge_support(&rectangle, walls, w, h) > edge_support(&fitted, walls, w, h) {
+        rectangle
+    } else {
+        fitted
+    };
+    Some(Shape {
+        rect,
+        rectangularity: filled,
+        solidity: filled,
+        quad,
+    })
 }
 
 /// The largest piece of `mask` (`bw` × `bh`, its top left at
@@ -1143,14 +1505,33 @@ fn union_of(a: &Shape, b: &Shape, min_aspect: f64, walls: &[bool], w: usize, h: 
 /// and its pixels: a card with, stuck to it, the rim of a found item
 /// whose quad (from its print area) fell short of its edge, or a stick of
 /// clutter.
-fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], strip: usize) -> Option<(Region, Vec<(usize, usize)>)> {
+fn without_strips(
+    mask: &[bool],
+    bw: usize,
+    bh: usize,
+    origin: [usize; 2],
+    strip: usize,
+) -> Option<(Region, Vec<(usize, usize)>)> {
     let mut plane: Vec<f32> = mask.iter().map(|&v| v as u8 as f32).collect();
-    morph_host(&mut plane, bh, bw, &[MorphOp::Erode, MorphOp::Dilate], MorphShape::Rect, strip, strip);
+    morph_host(
+        &mut plane,
+        bh,
+        bw,
+        &[MorphOp::Erode, MorphOp::Dilate],
+        MorphShape::Rect,
+        strip,
+        strip,
+    );
     let opened: Vec<bool> = plane.iter().map(|&v| v > 0.5).collect();
     let (labels, comps) = label_mask(&opened, bw, bh);
     let biggest = comps.iter().max_by_key(|c| c.area)?;
-    let group: Vec<usize> = labels.iter().map(|&l| if l == biggest.label { 0 } else { usize::MAX }).collect();
-    let region = boundaries_in(&group, 1, bw, bh, biggest.window()).pop()?.moved_to(origin);
+    let group: Vec<usize> = labels
+        .iter()
+        .map(|&l| if l == biggest.label { 0 } else { usize::MAX })
+        .collect();
+    let region = boundaries_in(&group, 1, bw, bh, biggest.window())
+        .pop()?
+        .moved_to(origin);
     Some((region, group_pixels(&group, 0, bw, origin)))
 }
 
@@ -1158,7 +1539,12 @@ fn without_strips(mask: &[bool], bw: usize, bh: usize, origin: [usize; 2], strip
 /// frame, grown to the item's edge where it is a print area, as a core is.
 fn item_of_frame(quad: [[f64; 2]; 4], near_wall: &[bool], w: usize, h: usize) -> Shape {
     let rect = min_area_rect(&quad);
-    let frame = Shape { rectangularity: polygon_area(&quad) / rect.area().max(1.0), solidity: 1.0, rect, quad };
+    let frame = Shape {
+        rectangularity: polygon_area(&quad) / rect.area().max(1.0),
+        solidity: 1.0,
+        rect,
+        quad,
+    };
     outline_from_core(&frame, near_wall, w, h, 3).unwrap_or(frame)
 }
 
@@ -1167,7 +1553,13 @@ fn item_of_frame(quad: [[f64; 2]; 4], near_wall: &[bool], w: usize, h: usize) ->
 /// border band: each side moves out, off the print frame's wall and across
 /// the band, to the next wall running along most of it (the item's edge).
 /// At least `agree` sides must find that edge at about the same width.
-fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree: usize) -> Option<Shape> {
+fn outline_from_core(
+    core: &Shape,
+    near_wall: &[bool],
+    w: usize,
+    h: usize,
+    agree: usize,
+) -> Option<Shape> {
     if core.solidity < 0.5 {
         return Some(core.clone());
     }
@@ -1197,8 +1589,15 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
                 let hits = (0..steps)
                     .filter(|&i| {
                         let t = 0.15 + 0.7 * (i as f64 + 0.5) / steps as f64;
-                        let (x, y) = ((p[0] + t * (r[0] - p[0]) + d * n[0]).round(), (p[1] + t * (r[1] - p[1]) + d * n[1]).round());
-                        x >= 0.0 && y >= 0.0 && (x as usize) < w && (y as usize) < h && near_wall[y as usize * w + x as usize]
+                        let (x, y) = (
+                            (p[0] + t * (r[0] - p[0]) + d * n[0]).round(),
+                            (p[1] + t * (r[1] - p[1]) + d * n[1]).round(),
+                        );
+                        x >= 0.0
+                            && y >= 0.0
+                            && (x as usize) < w
+                            && (y as usize) < h
+                            && near_wall[y as usize * w + x as usize]
                     })
                     .count();
                 hits as f64 / steps as f64
@@ -1214,7 +1613,12 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
                 }
                 d += 0.5;
             }
-            Side { mid, dir, normal: n, edge }
+            Side {
+                mid,
+                dir,
+                normal: n,
+                edge,
+            }
         })
         .collect();
     // A border band is about as wide on every side: sides that agree with
@@ -1224,18 +1628,33 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
     let mut widths: Vec<f64> = sides.iter().filter_map(|s| s.edge).collect();
     widths.sort_by(f64::total_cmp);
     let median = *widths.get(widths.len() / 2)?;
-    if widths.iter().filter(|&&d| (d - median).abs() <= 2.5).count() < agree {
+    if widths
+        .iter()
+        .filter(|&&d| (d - median).abs() <= 2.5)
+        .count()
+        < agree
+    {
         return None;
     }
     let lines: Vec<Line> = sides
         .iter()
-        .map(|&Side { mid, dir, normal: n, edge }| {
-            let d = edge.filter(|d| (d - median).abs() <= 2.5).unwrap_or(median);
-            // The wall is found a pixel before the Canny line, which lies on
-            // the step; the blob fits' offset puts the outline there.
-            let shift = d + 1.0 - BLOB_OFFSET;
-            Line { point: [mid[0] + shift * n[0], mid[1] + shift * n[1]], direction: dir }
-        })
+        .map(
+            |&Side {
+                 mid,
+                 dir,
+                 normal: n,
+                 edge,
+             }| {
+                let d = edge.filter(|d| (d - median).abs() <= 2.5).unwrap_or(median);
+                // The wall is found a pixel before the Canny line, which lies on
+                // the step; the blob fits' offset puts the outline there.
+                let shift = d + 1.0 - BLOB_OFFSET;
+                Line {
+                    point: [mid[0] + shift * n[0], mid[1] + shift * n[1]],
+                    direction: dir,
+                }
+            },
+        )
         .collect();
     let mut quad = q;
     for k in 0..4 {
@@ -1245,7 +1664,12 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
         }
     }
     let rect = min_area_rect(&convex_hull(&quad));
-    Some(Shape { rect, rectangularity: core.rectangularity, solidity: 1.0, quad })
+    Some(Shape {
+        rect,
+        rectangularity: core.rectangularity,
+        solidity: 1.0,
+        quad,
+    })
 }
 
 /// Drop every item that lies mostly (over half its area) inside a larger
@@ -1260,16 +1684,32 @@ fn outline_from_core(core: &Shape, near_wall: &[bool], w: usize, h: usize, agree
 fn drop_nested(items: &mut Vec<FoundItem>) {
     let holds_many = |outer: &FoundItem| {
         let mut held: Vec<&FoundItem> = Vec::new();
-        for i in items.iter().filter(|i| i.confidence > outer.confidence && polygon_area(&i.quad) < polygon_area(&outer.quad) && share_inside(&i.quad, &outer.quad) > 0.5) {
+        for i in items.iter().filter(|i| {
+            i.confidence > outer.confidence
+                && polygon_area(&i.quad) < polygon_area(&outer.quad)
+                && share_inside(&i.quad, &outer.quad) > 0.5
+        }) {
             // One item found twice (through two blobs) counts once.
             if held.iter().all(|j| share_inside(&i.quad, &j.quad) < 0.8) {
                 held.push(i);
             }
         }
-        let apart = held.iter().enumerate().all(|(a, i)| held[a + 1..].iter().all(|j| share_inside(&i.quad, &j.quad) < 0.25 && share_inside(&j.quad, &i.quad) < 0.25));
-        let filled: f64 = held.iter().map(|i| polygon_area(&i.quad) * share_inside(&i.quad, &outer.quad)).sum::<f64>() / polygon_area(&outer.quad).max(1.0);
+        let apart = held.iter().enumerate().all(|(a, i)| {
+            held[a + 1..].iter().all(|j| {
+                share_inside(&i.quad, &j.quad) < 0.25 && share_inside(&j.quad, &i.quad) < 0.25
+            })
+        });
+        let filled: f64 = held
+            .iter()
+            .map(|i| polygon_area(&i.quad) * share_inside(&i.quad, &outer.quad))
+            .sum::<f64>()
+            / polygon_area(&outer.quad).max(1.0);
         // One poorly walled (`HALF_OUTLINED`) is no item: less will do.
-        let enough = if outer.confidence < HALF_OUTLINED { 0.6 } else { 0.8 };
+        let enough = if outer.confidence < HALF_OUTLINED {
+            0.6
+        } else {
+            0.8
+        };
         held.len() >= 2 && apart && filled >= enough
     };
     let unions: Vec<bool> = items.iter().map(holds_many).collect();
@@ -1308,7 +1748,9 @@ fn split_blob(
                 continue;
             }
             let p = [x as f64, y as f64];
-            let nearest = (0..cores.len()).min_by(|&a, &b| quad_distance(&cores[a].quad, p).total_cmp(&quad_distance(&cores[b].quad, p)));
+            let nearest = (0..cores.len()).min_by(|&a, &b| {
+                quad_distance(&cores[a].quad, p).total_cmp(&quad_distance(&cores[b].quad, p))
+            });
             group[y * w + x] = nearest.unwrap_or(0);
         }
     }
@@ -1317,8 +1759,14 @@ fn split_blob(
     let (mut seam, mut on_wall) = (0usize, 0usize);
     for y in blob.top.max(1)..(blob.top + blob.height).min(h - 1) {
         for x in blob.left.max(1)..(blob.left + blob.width).min(w - 1) {
-            let (g, right, down) = (group[y * w + x], group[y * w + x + 1], group[(y + 1) * w + x]);
-            if g == usize::MAX || !((right != g && right != usize::MAX) || (down != g && down != usize::MAX)) {
+            let (g, right, down) = (
+                group[y * w + x],
+                group[y * w + x + 1],
+                group[(y + 1) * w + x],
+            );
+            if g == usize::MAX
+                || !((right != g && right != usize::MAX) || (down != g && down != usize::MAX))
+            {
                 continue;
             }
             seam += 1;
@@ -1328,7 +1776,12 @@ fn split_blob(
     if seam == 0 || (on_wall as f64) < 0.5 * seam as f64 {
         return None;
     }
-    Some(boundaries(&group, cores.len(), w, h).iter().map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts)).collect())
+    Some(
+        boundaries(&group, cores.len(), w, h)
+            .iter()
+            .map(|b| fit_shape(b, BLOB_OFFSET, min_area, opts))
+            .collect(),
+    )
 }
 
 /// Four lines fitted to the boundary points that lie along each side of the
@@ -1339,7 +1792,12 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
     let [a, b] = rect.half;
     // Sides in order: v = -b, u = +a, v = +b, u = -a; each as (outward normal in
     // local coordinates, half extent across, half length along).
-    let sides: [([f64; 2], f64, f64); 4] = [([0.0, -1.0], b, a), ([1.0, 0.0], a, b), ([0.0, 1.0], b, a), ([-1.0, 0.0], a, b)];
+    let sides: [([f64; 2], f64, f64); 4] = [
+        ([0.0, -1.0], b, a),
+        ([1.0, 0.0], a, b),
+        ([0.0, 1.0], b, a),
+        ([-1.0, 0.0], a, b),
+    ];
     let tol = 2.0 + 0.04 * (2.0 * a.min(b));
     let mut buckets: [Vec<[f64; 2]>; 4] = Default::default();
     for &p in boundary {
@@ -1356,13 +1814,25 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
         .iter()
         .zip(&buckets)
         .map(|(&(n, across, along), pts)| {
-            let world_n = [n[0] * rect.axes[0][0] + n[1] * rect.axes[1][0], n[0] * rect.axes[0][1] + n[1] * rect.axes[1][1]];
+            let world_n = [
+                n[0] * rect.axes[0][0] + n[1] * rect.axes[1][0],
+                n[0] * rect.axes[0][1] + n[1] * rect.axes[1][1],
+            ];
             let line = if pts.len() as f64 >= 0.4 * along {
                 fit_line_trimmed(pts)
             } else {
-                Line { point: rect.point(n[0] * across, n[1] * across), direction: [-world_n[1], world_n[0]] }
+                Line {
+                    point: rect.point(n[0] * across, n[1] * across),
+                    direction: [-world_n[1], world_n[0]],
+                }
             };
-            Line { point: [line.point[0] + offset * world_n[0], line.point[1] + offset * world_n[1]], direction: line.direction }
+            Line {
+                point: [
+                    line.point[0] + offset * world_n[0],
+                    line.point[1] + offset * world_n[1],
+                ],
+                direction: line.direction,
+            }
         })
         .collect();
     // Corner k joins side k-1 and side k.
@@ -1375,10 +1845,17 @@ fn fit_quad(rect: &MinRect, boundary: &[[f64; 2]], offset: f64) -> [[f64; 2]; 4]
             let d = [c[0] - rect.centre[0], c[1] - rect.centre[1]];
             let len = (d[0] * d[0] + d[1] * d[1]).sqrt().max(1e-9);
             // Out by the offset along both sides' normals (√2 along the diagonal).
-            [c[0] + d[0] / len * offset * 2f64.sqrt(), c[1] + d[1] / len * offset * 2f64.sqrt()]
+            [
+                c[0] + d[0] / len * offset * 2f64.sqrt(),
+                c[1] + d[1] / len * offset * 2f64.sqrt(),
+            ]
         };
         quad[k] = match intersect(lines[(k + 3) % 4], lines[k]) {
-            Some(p) if ((p[0] - fallback[0]).powi(2) + (p[1] - fallback[1]).powi(2)).sqrt() < limit => p,
+            Some(p)
+                if ((p[0] - fallback[0]).powi(2) + (p[1] - fallback[1]).powi(2)).sqrt() < limit =>
+            {
+                p
+            }
             _ => fallback,
         };
     }
@@ -1404,12 +1881,21 @@ const BAND_MIN: f64 = 4.0;
 /// its print area's edge, which is no place to stop. Parallel lines go
 /// first because a line of text beside an item can be a tilted wall. The
 /// ends stay on the neighbouring sides.
-fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
+fn snap_in_weak_sides(
+    quad: [[f64; 2]; 4],
+    others: &[[[f64; 2]; 4]],
+    cores: &[[[f64; 2]; 4]],
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> [[f64; 2]; 4] {
     let mut quad = quad;
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
         let mid = [(p[0] + q[0]) / 2.0, (p[1] + q[1]) / 2.0];
-        if side_support(p, q, walls, w, h) >= WEAK_SIDE || others.iter().any(|o| point_in_convex(o, mid)) {
+        if side_support(p, q, walls, w, h) >= WEAK_SIDE
+            || others.iter().any(|o| point_in_convex(o, mid))
+        {
             continue;
         }
         let centre = quad_centre(&quad);
@@ -1420,7 +1906,8 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
         // (perspective); then moves that tilt the side about one end.
         // (dp, dq): how far each end moves in, nearest first within each kind.
         let parallel = (1..=reach).map(|d| (d, d));
-        let skewed = (1..=reach).flat_map(|d| (1..=3.min(d - 1)).flat_map(move |e| [(d - e, d), (d, d - e)]));
+        let skewed = (1..=reach)
+            .flat_map(|d| (1..=3.min(d - 1)).flat_map(move |e| [(d - e, d), (d, d - e)]));
         let tilted = (4..=reach).flat_map(|d| (0..=3).flat_map(move |e| [(e, d), (d, e)]));
         // The side moved onto the line through its ends moved in by (dp, dq),
         // with that line's wall support, if it is walled and clear of the cores.
@@ -1428,20 +1915,40 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
             let (a, b) = (step(p, inward, dp as f64), step(q, inward, dq as f64));
             let (along, _) = towards(a, b);
             let normal = normal_facing(along, inward);
-            if !cores.iter().flatten().all(|&v| dot(normal, [v[0] - a[0], v[1] - a[1]]) >= BAND_MIN) {
+            if !cores
+                .iter()
+                .flatten()
+                .all(|&v| dot(normal, [v[0] - a[0], v[1] - a[1]]) >= BAND_MIN)
+            {
                 return None;
             }
-            let (a, b) = walled_side_on(&quad, k, Line { point: a, direction: along }, walls, w, h)?;
+            let (a, b) = walled_side_on(
+                &quad,
+                k,
+                Line {
+                    point: a,
+                    direction: along,
+                },
+                walls,
+                w,
+                h,
+            )?;
             Some((side_support(a, b, walls, w, h), a, b))
         };
         // A line within a pixel of the wall already counts as walled; the
         // best-supported line near the first one found lies on it (ties:
         // the nearest to the first).
-        let first = parallel.chain(skewed).chain(tilted).find(|&m| move_in(m).is_some());
+        let first = parallel
+            .chain(skewed)
+            .chain(tilted)
+            .find(|&m| move_in(m).is_some());
         let moved = first.and_then(|(dp, dq)| {
-            let near = (dp.saturating_sub(2)..=(dp + 2).min(reach)).flat_map(|i| (dq.saturating_sub(2)..=(dq + 2).min(reach)).map(move |j| (i, j)));
+            let near = (dp.saturating_sub(2)..=(dp + 2).min(reach))
+                .flat_map(|i| (dq.saturating_sub(2)..=(dq + 2).min(reach)).map(move |j| (i, j)));
             let off = |(i, j): (usize, usize)| i.abs_diff(dp) + j.abs_diff(dq);
-            let best = near.filter_map(|m| move_in(m).map(|found| (found, off(m)))).min_by(|(x, ox), (y, oy)| y.0.total_cmp(&x.0).then(ox.cmp(oy)));
+            let best = near
+                .filter_map(|m| move_in(m).map(|found| (found, off(m))))
+                .min_by(|(x, ox), (y, oy)| y.0.total_cmp(&x.0).then(ox.cmp(oy)));
             best.map(|((_, a, b), _)| (a, b))
         });
         if let Some((a, b)) = moved {
@@ -1458,7 +1965,13 @@ fn snap_in_weak_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], cores: &[[[
 /// up to the item's real edge. The fourth side moves out along them to the
 /// end of that run when a mostly walled (≥ `HALF_OUTLINED`) parallel line
 /// closes it there, and the grown outline takes in no other item.
-fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls: &[bool], w: usize, h: usize) -> [[f64; 2]; 4] {
+fn grow_along_walled_sides(
+    quad: [[f64; 2]; 4],
+    others: &[[[f64; 2]; 4]],
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> [[f64; 2]; 4] {
     let mut quad = quad;
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
@@ -1489,7 +2002,19 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
         if run < 2 * STRIP {
             continue;
         }
-        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| walled_side_on(&quad, k, Line { point: step(p, out_p, d as f64), direction: along }, walls, w, h));
+        let closed = (run.saturating_sub(4)..=run + 2).rev().find_map(|d| {
+            walled_side_on(
+                &quad,
+                k,
+                Line {
+                    point: step(p, out_p, d as f64),
+                    direction: along,
+                },
+                walls,
+                w,
+                h,
+            )
+        });
         if let Some((a, b)) = closed {
             let mut grown = quad;
             grown[k] = a;
@@ -1506,12 +2031,28 @@ fn grow_along_walled_sides(quad: [[f64; 2]; 4], others: &[[[f64; 2]; 4]], walls:
 /// `quad[k + 1]`), each through that side's end and pointing out past it.
 fn neighbour_lines(quad: &[[f64; 2]; 4], k: usize) -> (Line, Line) {
     let (p, q) = (quad[k], quad[(k + 1) % 4]);
-    (Line { point: p, direction: towards(quad[(k + 3) % 4], p).0 }, Line { point: q, direction: towards(quad[(k + 2) % 4], q).0 })
+    (
+        Line {
+            point: p,
+            direction: towards(quad[(k + 3) % 4], p).0,
+        },
+        Line {
+            point: q,
+            direction: towards(quad[(k + 2) % 4], q).0,
+        },
+    )
 }
 
 /// Side `k` moved onto `line`, its ends on the neighbouring sides' lines,
 /// if that line is mostly wall (≥ `HALF_OUTLINED`).
-fn walled_side_on(quad: &[[f64; 2]; 4], k: usize, line: Line, walls: &[bool], w: usize, h: usize) -> Option<([f64; 2], [f64; 2])> {
+fn walled_side_on(
+    quad: &[[f64; 2]; 4],
+    k: usize,
+    line: Line,
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> Option<([f64; 2], [f64; 2])> {
     let (before, after) = neighbour_lines(quad, k);
     let (a, b) = (intersect(before, line)?, intersect(line, after)?);
     (side_support(a, b, walls, w, h) >= HALF_OUTLINED).then_some((a, b))
@@ -1526,20 +2067,39 @@ fn side_support(p: [f64; 2], q: [f64; 2], walls: &[bool], w: usize, h: usize) ->
 
 /// Share of the outline's length that has a wall pixel within one pixel.
 fn edge_support(quad: &[[f64; 2]; 4], walls: &[bool], w: usize, h: usize) -> f64 {
-    let (hit, total) = (0..4).map(|k| wall_hits(quad[k], quad[(k + 1) % 4], 0.0, 1.0, walls, w, h)).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    let (hit, total) = (0..4)
+        .map(|k| wall_hits(quad[k], quad[(k + 1) % 4], 0.0, 1.0, walls, w, h))
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
     hit as f64 / total.max(1) as f64
 }
 
 /// Samples one pixel apart along the stretch of segment `p`–`q` that starts
 /// `from` of the way along and spans `span` of it: how many have a wall
 /// pixel within one pixel, and how many there are (at least one).
-fn wall_hits(p: [f64; 2], q: [f64; 2], from: f64, span: f64, walls: &[bool], w: usize, h: usize) -> (usize, usize) {
+fn wall_hits(
+    p: [f64; 2],
+    q: [f64; 2],
+    from: f64,
+    span: f64,
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> (usize, usize) {
     wall_hits_within(p, q, from, span, 1, walls, w, h)
 }
 
 /// [`wall_hits`] with a wall pixel within `reach` pixels (0: on it).
 #[allow(clippy::too_many_arguments)]
-fn wall_hits_within(p: [f64; 2], q: [f64; 2], from: f64, span: f64, reach: isize, walls: &[bool], w: usize, h: usize) -> (usize, usize) {
+fn wall_hits_within(
+    p: [f64; 2],
+    q: [f64; 2],
+    from: f64,
+    span: f64,
+    reach: isize,
+    walls: &[bool],
+    w: usize,
+    h: usize,
+) -> (usize, usize) {
     let samples = (span * (q[0] - p[0]).hypot(q[1] - p[1])).ceil().max(1.0) as usize;
     let hits = (0..samples)
         .filter(|&s| {
@@ -1557,7 +2117,9 @@ fn within_a_pixel(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
     let mut across = vec![false; w * h];
     for (row_in, row_out) in mask.chunks_exact(w).zip(across.chunks_exact_mut(w)) {
         for x in 0..w {
-            row_out[x] = row_in[x.saturating_sub(1)..(x + 2).min(w)].iter().any(|&v| v);
+            row_out[x] = row_in[x.saturating_sub(1)..(x + 2).min(w)]
+                .iter()
+                .any(|&v| v);
         }
     }
     (0..w * h)
@@ -1579,21 +2141,37 @@ fn wall_within(walls: &[bool], w: usize, h: usize, x: isize, y: isize, reach: is
     (-reach..=reach).any(|dy| {
         (-reach..=reach).any(|dx| {
             let (xx, yy) = (x + dx, y + dy);
-            xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h && walls[yy as usize * w + xx as usize]
+            xx >= 0
+                && yy >= 0
+                && (xx as usize) < w
+                && (yy as usize) < h
+                && walls[yy as usize * w + xx as usize]
         })
     })
 }
 
-fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usize; 2]) -> CroppedItem {
+fn describe(
+    index: usize,
+    quad: [[f64; 2]; 4],
+    confidence: f64,
+    crop_size: [usize; 2],
+) -> CroppedItem {
     let width = (dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0;
     let height = (dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0;
     // Angle of the mean TL→TR / BL→BR direction.
-    let (dx, dy) = (quad[1][0] - quad[0][0] + quad[2][0] - quad[3][0], quad[1][1] - quad[0][1] + quad[2][1] - quad[3][1]);
+    let (dx, dy) = (
+        quad[1][0] - quad[0][0] + quad[2][0] - quad[3][0],
+        quad[1][1] - quad[0][1] + quad[2][1] - quad[3][1],
+    );
     CroppedItem {
         index,
         bbox: quad_bbox(&quad),
         quad,
-        rotated_rect: RotatedRect { center: quad_centre(&quad), size: [width, height], angle_deg: dy.atan2(dx).to_degrees() },
+        rotated_rect: RotatedRect {
+            center: quad_centre(&quad),
+            size: [width, height],
+            angle_deg: dy.atan2(dx).to_degrees(),
+        },
         confidence,
         crop_size,
     }
@@ -1601,9 +2179,16 @@ fn describe(index: usize, quad: [[f64; 2]; 4], confidence: f64, crop_size: [usiz
 
 /// Stage 5: the perspective-corrected crop of `quad` (working pixels) as a
 /// `[1, 3, ch, cw]` BGR tensor, with its size.
-fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(Tensor<B, 4>, usize, usize), VisionError> {
-    let cw = ((dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0).round().max(1.0) as usize;
-    let ch = ((dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0).round().max(1.0) as usize;
+fn rectify<B: ScanBackend>(
+    bgr: Tensor<B, 4>,
+    quad: &[[f64; 2]; 4],
+) -> Result<(Tensor<B, 4>, usize, usize), VisionError> {
+    let cw = ((dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0)
+        .round()
+        .max(1.0) as usize;
+    let ch = ((dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0)
+        .round()
+        .max(1.0) as usize;
     let hm = homography(quad, cw as f64, ch as f64)?;
     let map: Vec<(f32, f32)> = (0..ch)
         .flat_map(|y| (0..cw).map(move |x| (x as f64 + 0.5, y as f64 + 0.5)))
@@ -1611,7 +2196,6 @@ fn rectify<B: ScanBackend>(bgr: Tensor<B, 4>, quad: &[[f64; 2]; 4]) -> Result<(T
         .collect();
     Ok((remap_bilinear(bgr, &map, cw, ch), cw, ch))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1627,7 +2211,10 @@ mod tests {
         let slope = |l: Line| l.direction[1] / l.direction[0];
         assert!(slope(fit_line(&points)).abs() > 0.005, "a plain fit tilts");
         let trimmed = fit_line_trimmed(&points);
-        assert!(slope(trimmed).abs() < 1e-9 && (trimmed.point[1] - 10.0).abs() < 1e-9, "{trimmed:?}");
+        assert!(
+            slope(trimmed).abs() < 1e-9 && (trimmed.point[1] - 10.0).abs() < 1e-9,
+            "{trimmed:?}"
+        );
     }
 
     #[test]
@@ -1646,7 +2233,10 @@ mod tests {
             }
         }
         pts.push([20.0, 10.0]);
-        let rotated: Vec<[f64; 2]> = pts.iter().map(|p| [100.0 + p[0] * c - p[1] * s, 50.0 + p[0] * s + p[1] * c]).collect();
+        let rotated: Vec<[f64; 2]> = pts
+            .iter()
+            .map(|p| [100.0 + p[0] * c - p[1] * s, 50.0 + p[0] * s + p[1] * c])
+            .collect();
         let hull = convex_hull(&rotated);
         assert!((polygon_area(&hull) - 800.0).abs() < 1e-6);
         let rect = min_area_rect(&hull);
@@ -1686,11 +2276,20 @@ mod tests {
         }
         let items = find_items(&walls, w, h, &ItemCropOptions::default());
         assert_eq!(items.len(), 2, "{items:?}");
-        let sizes: Vec<[f64; 2]> = items.iter().map(|i| [dist(i.quad[0], i.quad[1]), dist(i.quad[0], i.quad[3])]).collect();
+        let sizes: Vec<[f64; 2]> = items
+            .iter()
+            .map(|i| [dist(i.quad[0], i.quad[1]), dist(i.quad[0], i.quad[3])])
+            .collect();
         // The enclosed regions span 37×57 and 47×37 pixel centres; the outline
         // lies REGION_OFFSET beyond them on every side.
-        assert!((sizes[0][0] - 39.0).abs() < 0.5 && (sizes[0][1] - 59.0).abs() < 0.5, "{sizes:?}");
-        assert!((sizes[1][0] - 49.0).abs() < 0.5 && (sizes[1][1] - 39.0).abs() < 0.5, "{sizes:?}");
+        assert!(
+            (sizes[0][0] - 39.0).abs() < 0.5 && (sizes[0][1] - 59.0).abs() < 0.5,
+            "{sizes:?}"
+        );
+        assert!(
+            (sizes[1][0] - 49.0).abs() < 0.5 && (sizes[1][1] - 39.0).abs() < 0.5,
+            "{sizes:?}"
+        );
         assert!(items.iter().all(|i| i.confidence > 0.9), "{items:?}");
     }
 
@@ -1701,15 +2300,24 @@ mod tests {
         let (walls, w, h) = frame_with_gap(0);
         let pulled = [[8.0, 10.0], [80.0, 10.0], [80.0, 50.0], [8.0, 50.0]];
         let snapped = snap_in_weak_sides(pulled, &[], &[], &walls, w, h);
-        assert!(snapped[0][0] >= 18.0 && snapped[3][0] <= 21.0, "{snapped:?}");
+        assert!(
+            snapped[0][0] >= 18.0 && snapped[3][0] <= 21.0,
+            "{snapped:?}"
+        );
         assert_eq!(snapped[1], pulled[1], "walled sides stay");
         // A side under another item is hidden, not pulled out.
         let over = [[0.0, 0.0], [14.0, 0.0], [14.0, 60.0], [0.0, 60.0]];
-        assert_eq!(snap_in_weak_sides(pulled, &[over], &[], &walls, w, h), pulled);
+        assert_eq!(
+            snap_in_weak_sides(pulled, &[over], &[], &walls, w, h),
+            pulled
+        );
         // The walled line inside is the core's (print area's) edge: the
         // item's own edge is only faint, so the side stays.
         let core = [[21.0, 11.0], [79.0, 11.0], [79.0, 49.0], [21.0, 49.0]];
-        assert_eq!(snap_in_weak_sides(pulled, &[], &[core], &walls, w, h), pulled);
+        assert_eq!(
+            snap_in_weak_sides(pulled, &[], &[core], &walls, w, h),
+            pulled
+        );
     }
 
     #[test]
@@ -1719,8 +2327,15 @@ mod tests {
         let (walls, w, h) = frame_with_gap(0);
         let tilted = [[20.0, 10.0], [80.0, 10.0], [94.0, 50.0], [20.0, 50.0]];
         let snapped = snap_in_weak_sides(tilted, &[], &[], &walls, w, h);
-        assert!((snapped[2][0] - 80.0).abs() <= 1.5 && (snapped[1][0] - 80.0).abs() <= 1.5, "{snapped:?}");
-        assert_eq!((snapped[0], snapped[3]), (tilted[0], tilted[3]), "walled sides stay");
+        assert!(
+            (snapped[2][0] - 80.0).abs() <= 1.5 && (snapped[1][0] - 80.0).abs() <= 1.5,
+            "{snapped:?}"
+        );
+        assert_eq!(
+            (snapped[0], snapped[3]),
+            (tilted[0], tilted[3]),
+            "walled sides stay"
+        );
     }
 
     #[test]
@@ -1733,8 +2348,15 @@ mod tests {
         }
         let piece = [[50.0, 10.0], [80.0, 10.0], [80.0, 50.0], [50.0, 50.0]];
         let grown = grow_along_walled_sides(piece, &[], &walls, w, h);
-        assert!((grown[0][0] - 20.0).abs() <= 2.0 && (grown[3][0] - 20.0).abs() <= 2.0, "{grown:?}");
-        assert_eq!((grown[1], grown[2]), (piece[1], piece[2]), "the other sides stay");
+        assert!(
+            (grown[0][0] - 20.0).abs() <= 2.0 && (grown[3][0] - 20.0).abs() <= 2.0,
+            "{grown:?}"
+        );
+        assert_eq!(
+            (grown[1], grown[2]),
+            (piece[1], piece[2]),
+            "the other sides stay"
+        );
         // Not over another item.
         let left = [[21.0, 11.0], [49.0, 11.0], [49.0, 49.0], [21.0, 49.0]];
         assert_eq!(grow_along_walled_sides(piece, &[left], &walls, w, h), piece);
@@ -1761,7 +2383,11 @@ mod tests {
             let (walls, w, h) = frame_with_gap(gap);
             let near_wall = within_a_pixel(&walls, w, h);
             let solid = sealed_solid(&near_wall, w, h);
-            assert_eq!(solid[30 * w + 50], sealed, "gap {gap}: the middle of the frame");
+            assert_eq!(
+                solid[30 * w + 50],
+                sealed,
+                "gap {gap}: the middle of the frame"
+            );
             assert!(!solid[5 * w + 5], "gap {gap}: the outside");
             // Walls are solid whatever the gap, and the outside is grown back
             // to the wall: the pixel just outside the frame is background.
@@ -1780,20 +2406,29 @@ mod tests {
             for x in 0..60 {
                 if inside(x, y) {
                     region.pixels += 1;
-                    let edge = [(-1, 0), (1, 0), (0, -1), (0, 1)].iter().any(|(dx, dy)| !inside(x + dx, y + dy));
+                    let edge = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+                        .iter()
+                        .any(|(dx, dy)| !inside(x + dx, y + dy));
                     if edge {
                         region.boundary.push([x as f64, y as f64]);
                     }
                 }
             }
         }
-        let opts = ItemCropOptions { min_rectangularity: 0.95, ..Default::default() };
+        let opts = ItemCropOptions {
+            min_rectangularity: 0.95,
+            ..Default::default()
+        };
         assert!(fit_shape(&region, 0.0, 100.0, &opts).is_none());
         let on_top = [[35.0, -10.0], [70.0, -10.0], [70.0, 25.0], [35.0, 25.0]];
-        let shape = fit_shape_under(&region, 0.0, 100.0, &opts, &[on_top]).expect("a rectangle with a hidden corner");
+        let shape = fit_shape_under(&region, 0.0, 100.0, &opts, &[on_top])
+            .expect("a rectangle with a hidden corner");
         let mut half = shape.rect.half;
         half.sort_by(f64::total_cmp);
-        assert!((half[0] - 19.5).abs() < 0.01 && (half[1] - 29.5).abs() < 0.01, "{half:?}");
+        assert!(
+            (half[0] - 19.5).abs() < 0.01 && (half[1] - 29.5).abs() < 0.01,
+            "{half:?}"
+        );
         assert!(shape.solidity > 0.97, "{}", shape.solidity);
     }
 }

@@ -33,7 +33,9 @@ pub mod synth_photo;
 pub use backend::{BackendChoice, BackendReport, ScanBackend};
 pub use error::VisionError;
 pub use item_crop::{crop_items, ItemCropOptions, ItemCropOutput};
-pub use pipeline::{analyze_video, analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput};
+pub use pipeline::{
+    analyze_video, analyze_video_with_progress, Progress, ScanOptions, VideoScanOutput,
+};
 
 /// The CPU backend used by CPU workers.
 pub type Cpu = burn_ndarray::NdArray<f32>;

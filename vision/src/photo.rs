@@ -49,7 +49,11 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     fn default() -> Self {
         // 50 MP covers every phone camera (and 150 MB of BGR at most).
-        Self { downscale_max: 1280, max_decoded_pixels: 50_000_000, max_bytes: 64 << 20 }
+        Self {
+            downscale_max: 1280,
+            max_decoded_pixels: 50_000_000,
+            max_bytes: 64 << 20,
+        }
     }
 }
 
@@ -79,7 +83,11 @@ fn be32(b: &[u8], at: usize) -> Option<usize> {
 
 fn le_bytes(b: &[u8], at: usize, n: usize) -> Option<usize> {
     let s = b.get(at..at + n)?;
-    Some(s.iter().rev().fold(0usize, |acc, &v| (acc << 8) | v as usize))
+    Some(
+        s.iter()
+            .rev()
+            .fold(0usize, |acc, &v| (acc << 8) | v as usize),
+    )
 }
 
 /// Walk the JPEG marker segments up to the first start-of-frame.
@@ -155,8 +163,14 @@ pub fn read_header(bytes: &[u8]) -> Result<PhotoHeader, VisionError> {
         return Err(not_image("not a JPEG, PNG or WebP image"));
     };
     match size {
-        Some((width, height)) if width > 0 && height > 0 => Ok(PhotoHeader { format, width, height }),
-        _ => Err(not_image(format!("{format:?} header is truncated or corrupt"))),
+        Some((width, height)) if width > 0 && height > 0 => Ok(PhotoHeader {
+            format,
+            width,
+            height,
+        }),
+        _ => Err(not_image(format!(
+            "{format:?} header is truncated or corrupt"
+        ))),
     }
 }
 
@@ -167,7 +181,10 @@ pub fn working_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
         return (w, h);
     }
     let s = max_side as f64 / long as f64;
-    (((w as f64 * s).round() as usize).max(1), ((h as f64 * s).round() as usize).max(1))
+    (
+        ((w as f64 * s).round() as usize).max(1),
+        ((h as f64 * s).round() as usize).max(1),
+    )
 }
 
 /// The JPEG DCT reduction to decode with: the largest of 1, 2, 4, 8 that
@@ -191,7 +208,11 @@ fn jpeg_reduction(header: &PhotoHeader, limits: &DecodeLimits) -> Option<usize> 
 /// Decode a JPEG, PNG or WebP photo to a BGR working image.
 pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedPhoto, VisionError> {
     if bytes.len() > limits.max_bytes {
-        return Err(VisionError::InputTooLarge(format!("{} bytes > {} allowed", bytes.len(), limits.max_bytes)));
+        return Err(VisionError::InputTooLarge(format!(
+            "{} bytes > {} allowed",
+            bytes.len(),
+            limits.max_bytes
+        )));
     }
     let header = read_header(bytes)?;
     let too_large = || {
@@ -212,9 +233,13 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedPhoto,
         _ => imgcodecs::IMREAD_REDUCED_COLOR_8,
     };
     let buf = Vector::<u8>::from_slice(bytes);
-    let decoded = imgcodecs::imdecode(&buf, flags).map_err(|e| not_image(format!("decode failed: {e}")))?;
+    let decoded =
+        imgcodecs::imdecode(&buf, flags).map_err(|e| not_image(format!("decode failed: {e}")))?;
     if decoded.empty() || decoded.typ() != opencv::core::CV_8UC3 {
-        return Err(not_image(format!("{:?} data could not be decoded", header.format)));
+        return Err(not_image(format!(
+            "{:?} data could not be decoded",
+            header.format
+        )));
     }
     let (dw, dh) = (decoded.cols() as usize, decoded.rows() as usize);
     let (ww, wh) = working_size(dw, dh, limits.downscale_max);
@@ -222,7 +247,14 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedPhoto,
         decoded
     } else {
         let mut small = Mat::default();
-        imgproc::resize(&decoded, &mut small, Size::new(ww as i32, wh as i32), 0.0, 0.0, imgproc::INTER_AREA)?;
+        imgproc::resize(
+            &decoded,
+            &mut small,
+            Size::new(ww as i32, wh as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )?;
         small
     };
     // EXIF orientation may have swapped the axes relative to the header.
@@ -231,7 +263,12 @@ pub fn decode_photo(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedPhoto,
     } else {
         (header.height, header.width)
     };
-    Ok(DecodedPhoto { header, reduction, working, scale: (sw as f64 / ww as f64, sh as f64 / wh as f64) })
+    Ok(DecodedPhoto {
+        header,
+        reduction,
+        working,
+        scale: (sw as f64 / ww as f64, sh as f64 / wh as f64),
+    })
 }
 
 #[cfg(test)]
@@ -243,20 +280,51 @@ mod tests {
         let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
         png.extend_from_slice(&20000u32.to_be_bytes());
         png.extend_from_slice(&300u32.to_be_bytes());
-        assert_eq!(read_header(&png).unwrap(), PhotoHeader { format: PhotoFormat::Png, width: 20000, height: 300 });
+        assert_eq!(
+            read_header(&png).unwrap(),
+            PhotoHeader {
+                format: PhotoFormat::Png,
+                width: 20000,
+                height: 300
+            }
+        );
 
         // SOI, an APP0 segment of length 4, then SOF0 with height 480, width 640.
-        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01, 0xE0, 0x02, 0x80];
-        assert_eq!(read_header(&jpeg).unwrap(), PhotoHeader { format: PhotoFormat::Jpeg, width: 640, height: 480 });
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x01,
+            0xE0, 0x02, 0x80,
+        ];
+        assert_eq!(
+            read_header(&jpeg).unwrap(),
+            PhotoHeader {
+                format: PhotoFormat::Jpeg,
+                width: 640,
+                height: 480
+            }
+        );
 
         let mut webp = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
         webp.extend_from_slice(&[0x1F, 0x4E, 0x00, 0xFF, 0x00, 0x00]); // 19999+1, 255+1
-        assert_eq!(read_header(&webp).unwrap(), PhotoHeader { format: PhotoFormat::Webp, width: 20000, height: 256 });
+        assert_eq!(
+            read_header(&webp).unwrap(),
+            PhotoHeader {
+                format: PhotoFormat::Webp,
+                width: 20000,
+                height: 256
+            }
+        );
     }
 
     #[test]
     fn non_images_and_truncated_headers_are_refused() {
-        for bad in [&b""[..], b"hello world", b"\x89PNG\r\n\x1a\n", b"\xFF\xD8\xFF\xE0\x00\x10JFIF", b"GIF89a....", b"RIFF\0\0\0\0AVI LIST"] {
+        for bad in [
+            &b""[..],
+            b"hello world",
+            b"\x89PNG\r\n\x1a\n",
+            b"\xFF\xD8\xFF\xE0\x00\x10JFIF",
+            b"GIF89a....",
+            b"RIFF\0\0\0\0AVI LIST",
+        ] {
             let err = read_header(bad).unwrap_err();
             assert_eq!(err.code(), "input_not_image", "{bad:?}");
         }
@@ -264,8 +332,16 @@ mod tests {
 
     #[test]
     fn jpeg_reduction_keeps_working_resolution_and_respects_the_limit() {
-        let limits = DecodeLimits { downscale_max: 1280, max_decoded_pixels: 50_000_000, max_bytes: 1 << 30 };
-        let h = |w, h| PhotoHeader { format: PhotoFormat::Jpeg, width: w, height: h };
+        let limits = DecodeLimits {
+            downscale_max: 1280,
+            max_decoded_pixels: 50_000_000,
+            max_bytes: 1 << 30,
+        };
+        let h = |w, h| PhotoHeader {
+            format: PhotoFormat::Jpeg,
+            width: w,
+            height: h,
+        };
         assert_eq!(jpeg_reduction(&h(1000, 800), &limits), Some(1));
         assert_eq!(jpeg_reduction(&h(4000, 3000), &limits), Some(2));
         assert_eq!(jpeg_reduction(&h(20000, 20000), &limits), Some(8));

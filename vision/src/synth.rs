@@ -77,10 +77,20 @@ impl Default for SynthSpec {
 impl SynthSpec {
     /// A small scan for slow backends (the Wgpu equivalence test).
     pub fn small() -> Self {
-        Self { width: 320, height: 240, frames: 4, blurred_frames: vec![1], scratches: 1, creases: 1, stains: 1, corner_wear: 1, edge_wear: 1, ..Self::default() }
+        Self {
+            width: 320,
+            height: 240,
+            frames: 4,
+            blurred_frames: vec![1],
+            scratches: 1,
+            creases: 1,
+            stains: 1,
+            corner_wear: 1,
+            edge_wear: 1,
+            ..Self::default()
+        }
     }
 }
-
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GtDefect {
@@ -141,25 +151,53 @@ type RenderedCard = (Mat, Vec<(DefectKind, [f64; 4])>, [f64; 4]);
 fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionError> {
     let ch = (spec.height as f64 * spec.card_height_frac).round() as i32;
     let cw = (ch as f64 * 63.0 / 88.0).round() as i32;
-    let mut card = Mat::new_rows_cols_with_default(ch, cw, CV_8UC3, Scalar::new(95.0, 105.0, 115.0, 0.0))?;
+    let mut card =
+        Mat::new_rows_cols_with_default(ch, cw, CV_8UC3, Scalar::new(95.0, 105.0, 115.0, 0.0))?;
     // Print area: total border 16% of the width / 12% of the height, split by the centering.
     let (mh, mv) = (0.16 * cw as f64, 0.12 * ch as f64);
     let (l, r) = (mh * spec.centering_lr, mh * (1.0 - spec.centering_lr));
     let (t, b) = (mv * spec.centering_tb, mv * (1.0 - spec.centering_tb));
-    let print = core::Rect::new(l.round() as i32, t.round() as i32, (cw as f64 - l - r).round() as i32, (ch as f64 - t - b).round() as i32);
-    imgproc::rectangle(&mut card, print, Scalar::new(205.0, 185.0, 165.0, 0.0), -1, imgproc::LINE_8, 0)?;
+    let print = core::Rect::new(
+        l.round() as i32,
+        t.round() as i32,
+        (cw as f64 - l - r).round() as i32,
+        (ch as f64 - t - b).round() as i32,
+    );
+    imgproc::rectangle(
+        &mut card,
+        print,
+        Scalar::new(205.0, 185.0, 165.0, 0.0),
+        -1,
+        imgproc::LINE_8,
+        0,
+    )?;
     // A large soft shape in the art (wide enough not to look like a defect).
     let art_c = Point::new(print.x + print.width / 2, print.y + print.height / 3);
-    imgproc::circle(&mut card, art_c, print.width / 4, Scalar::new(150.0, 170.0, 190.0, 0.0), -1, imgproc::LINE_AA, 0)?;
+    imgproc::circle(
+        &mut card,
+        art_c,
+        print.width / 4,
+        Scalar::new(150.0, 170.0, 190.0, 0.0),
+        -1,
+        imgproc::LINE_AA,
+        0,
+    )?;
     let mut smooth = Mat::default();
     imgproc::gaussian_blur_def(&card, &mut smooth, Size::new(5, 5), 1.2)?;
     let mut card = smooth;
     // Exact border widths after rounding, for ground truth.
-    let borders = [print.x as f64, (cw - print.x - print.width) as f64, print.y as f64, (ch - print.y - print.height) as f64];
+    let borders = [
+        print.x as f64,
+        (cw - print.x - print.width) as f64,
+        print.y as f64,
+        (ch - print.y - print.height) as f64,
+    ];
 
     let mut defects: Vec<(DefectKind, [f64; 4])> = Vec::new();
     let free = |bb: &[f64; 4], defects: &[(DefectKind, [f64; 4])]| {
-        defects.iter().all(|(_, o)| bb[2] + 20.0 < o[0] || o[2] + 20.0 < bb[0] || bb[3] + 20.0 < o[1] || o[3] + 20.0 < bb[1])
+        defects.iter().all(|(_, o)| {
+            bb[2] + 20.0 < o[0] || o[2] + 20.0 < bb[0] || bb[3] + 20.0 < o[1] || o[3] + 20.0 < bb[1]
+        })
     };
     let inner = |rng: &mut Rng, pad: f64| {
         (
@@ -167,7 +205,10 @@ fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionEr
             rng.range(print.y as f64 + pad, (print.y + print.height) as f64 - pad),
         )
     };
-    let lines = [(DefectKind::Scratch, spec.scratches, 60.0, 120.0, 245.0, 2), (DefectKind::Crease, spec.creases, 130.0, 200.0, 55.0, 3)];
+    let lines = [
+        (DefectKind::Scratch, spec.scratches, 60.0, 120.0, 245.0, 2),
+        (DefectKind::Crease, spec.creases, 130.0, 200.0, 55.0, 3),
+    ];
     for (kind, count, lmin, lmax, value, thick) in lines {
         let mut placed = 0;
         for _ in 0..500 {
@@ -178,7 +219,12 @@ fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionEr
             let ang = rng.range(0.0, std::f64::consts::PI);
             let (cx, cy) = inner(rng, len / 2.0 + 8.0);
             let (dx, dy) = (ang.cos() * len / 2.0, ang.sin() * len / 2.0);
-            let bb = [cx - dx.abs() - 2.0, cy - dy.abs() - 2.0, cx + dx.abs() + 2.0, cy + dy.abs() + 2.0];
+            let bb = [
+                cx - dx.abs() - 2.0,
+                cy - dy.abs() - 2.0,
+                cx + dx.abs() + 2.0,
+                cy + dy.abs() + 2.0,
+            ];
             if !free(&bb, &defects) {
                 continue;
             }
@@ -216,13 +262,31 @@ fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionEr
         placed += 1;
     }
     // Corner wear: a whitened quarter disc at distinct corners.
-    let corners = [(0.0, 0.0), (cw as f64, 0.0), (cw as f64, ch as f64), (0.0, ch as f64)];
+    let corners = [
+        (0.0, 0.0),
+        (cw as f64, 0.0),
+        (cw as f64, ch as f64),
+        (0.0, ch as f64),
+    ];
     let first = (rng.next() % 4) as usize;
     for i in 0..spec.corner_wear.min(4) as usize {
         let (x, y) = corners[(first + i) % 4];
         let rad = rng.range(7.0, 10.0);
-        imgproc::circle(&mut card, Point::new(x as i32, y as i32), rad.round() as i32, bgr(235.0), -1, imgproc::LINE_8, 0)?;
-        let bb = [(x - rad).max(0.0), (y - rad).max(0.0), (x + rad).min(cw as f64), (y + rad).min(ch as f64)];
+        imgproc::circle(
+            &mut card,
+            Point::new(x as i32, y as i32),
+            rad.round() as i32,
+            bgr(235.0),
+            -1,
+            imgproc::LINE_8,
+            0,
+        )?;
+        let bb = [
+            (x - rad).max(0.0),
+            (y - rad).max(0.0),
+            (x + rad).min(cw as f64),
+            (y + rad).min(ch as f64),
+        ];
         defects.push((DefectKind::CornerWear, bb));
     }
     // Edge wear: whitened chips along an edge, away from the corners.
@@ -234,17 +298,35 @@ fn render_card(spec: &SynthSpec, rng: &mut Rng) -> Result<RenderedCard, VisionEr
         let edge = rng.next() % 4;
         let len = rng.range(25.0, 45.0);
         let depth = rng.range(3.0, 4.5);
-        let along = |size: i32, rng: &mut Rng| rng.range(0.2 * size as f64, 0.8 * size as f64 - len);
+        let along =
+            |size: i32, rng: &mut Rng| rng.range(0.2 * size as f64, 0.8 * size as f64 - len);
         let bb = match edge {
-            0 => { let x = along(cw, rng); [x, 0.0, x + len, depth] }
-            1 => { let y = along(ch, rng); [cw as f64 - depth, y, cw as f64, y + len] }
-            2 => { let x = along(cw, rng); [x, ch as f64 - depth, x + len, ch as f64] }
-            _ => { let y = along(ch, rng); [0.0, y, depth, y + len] }
+            0 => {
+                let x = along(cw, rng);
+                [x, 0.0, x + len, depth]
+            }
+            1 => {
+                let y = along(ch, rng);
+                [cw as f64 - depth, y, cw as f64, y + len]
+            }
+            2 => {
+                let x = along(cw, rng);
+                [x, ch as f64 - depth, x + len, ch as f64]
+            }
+            _ => {
+                let y = along(ch, rng);
+                [0.0, y, depth, y + len]
+            }
         };
         if !free(&bb, &defects) {
             continue;
         }
-        let rect = core::Rect::new(bb[0].round() as i32, bb[1].round() as i32, (bb[2] - bb[0]).round() as i32, (bb[3] - bb[1]).round() as i32);
+        let rect = core::Rect::new(
+            bb[0].round() as i32,
+            bb[1].round() as i32,
+            (bb[2] - bb[0]).round() as i32,
+            (bb[3] - bb[1]).round() as i32,
+        );
         imgproc::rectangle(&mut card, rect, bgr(230.0), -1, imgproc::LINE_8, 0)?;
         defects.push((DefectKind::EdgeWear, bb));
         placed += 1;
@@ -268,7 +350,8 @@ fn background(spec: &SynthSpec) -> Result<Mat, VisionError> {
 
 /// Render the scan into `out_dir/scan.avi` and `out_dir/ground_truth.json`.
 pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| VisionError::Internal(format!("create {out_dir:?}: {e}")))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| VisionError::Internal(format!("create {out_dir:?}: {e}")))?;
     let mut rng = Rng(spec.seed);
     let (card, defects_px, borders) = render_card(spec, &mut rng)?;
     let (cw, ch) = (card.cols() as f64, card.rows() as f64);
@@ -276,30 +359,74 @@ pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionE
     let (fw, fh) = (spec.width as f64, spec.height as f64);
     let video = out_dir.join("scan.avi");
     let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G')?;
-    let mut writer = videoio::VideoWriter::new(video.to_str().unwrap_or_default(), fourcc, spec.fps, Size::new(spec.width as i32, spec.height as i32), true)?;
+    let mut writer = videoio::VideoWriter::new(
+        video.to_str().unwrap_or_default(),
+        fourcc,
+        spec.fps,
+        Size::new(spec.width as i32, spec.height as i32),
+        true,
+    )?;
     if !writer.is_opened()? {
-        return Err(VisionError::Internal(format!("VideoWriter could not open {video:?}")));
+        return Err(VisionError::Internal(format!(
+            "VideoWriter could not open {video:?}"
+        )));
     }
-    let card_mask = Mat::new_rows_cols_with_default(ch as i32, cw as i32, CV_8UC1, Scalar::all(255.0))?;
+    let card_mask =
+        Mat::new_rows_cols_with_default(ch as i32, cw as i32, CV_8UC1, Scalar::all(255.0))?;
     let mut quads = Vec::new();
     let n = spec.frames.max(1) as f64;
     for t in 0..spec.frames {
         let phase = t as f64 / n * std::f64::consts::TAU;
-        let (cx, cy) = (fw / 2.0 + 0.03 * fw * phase.sin(), fh / 2.0 + 0.01 * fh * (2.0 * phase).sin());
+        let (cx, cy) = (
+            fw / 2.0 + 0.03 * fw * phase.sin(),
+            fh / 2.0 + 0.01 * fh * (2.0 * phase).sin(),
+        );
         let theta = spec.max_tilt_deg.to_radians() * (phase + 0.7).sin();
         // Tilt towards the camera: the far edge shrinks a little.
         let persp = 0.03 * (phase * 1.3).cos();
-        let local = [(-cw / 2.0 * (1.0 - persp), -ch / 2.0), (cw / 2.0 * (1.0 - persp), -ch / 2.0), (cw / 2.0, ch / 2.0), (-cw / 2.0, ch / 2.0)];
-        let quad: [[f64; 2]; 4] = local.map(|(x, y)| [cx + x * theta.cos() - y * theta.sin(), cy + x * theta.sin() + y * theta.cos()]);
+        let local = [
+            (-cw / 2.0 * (1.0 - persp), -ch / 2.0),
+            (cw / 2.0 * (1.0 - persp), -ch / 2.0),
+            (cw / 2.0, ch / 2.0),
+            (-cw / 2.0, ch / 2.0),
+        ];
+        let quad: [[f64; 2]; 4] = local.map(|(x, y)| {
+            [
+                cx + x * theta.cos() - y * theta.sin(),
+                cy + x * theta.sin() + y * theta.cos(),
+            ]
+        });
         quads.push(quad);
-        let src: Vector<Point2f> = [(0.0, 0.0), (cw, 0.0), (cw, ch), (0.0, ch)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
-        let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
+        let src: Vector<Point2f> = [(0.0, 0.0), (cw, 0.0), (cw, ch), (0.0, ch)]
+            .iter()
+            .map(|&(x, y)| Point2f::new(x as f32, y as f32))
+            .collect();
+        let dst: Vector<Point2f> = quad
+            .iter()
+            .map(|p| Point2f::new(p[0] as f32, p[1] as f32))
+            .collect();
         let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
         let size = Size::new(spec.width as i32, spec.height as i32);
         let mut warped = Mat::default();
-        imgproc::warp_perspective(&card, &mut warped, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        imgproc::warp_perspective(
+            &card,
+            &mut warped,
+            &m,
+            size,
+            imgproc::INTER_LINEAR,
+            core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
         let mut mask = Mat::default();
-        imgproc::warp_perspective(&card_mask, &mut mask, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        imgproc::warp_perspective(
+            &card_mask,
+            &mut mask,
+            &m,
+            size,
+            imgproc::INTER_LINEAR,
+            core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
         let frame = bg.try_clone()?;
         // Alpha-blend with the anti-aliased mask so the card edge is smooth.
         let mut mask_f = Mat::default();
@@ -321,14 +448,32 @@ pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionE
         sum.convert_to(&mut lit, CV_32F, gain, 0.0)?;
         if spec.blurred_frames.contains(&t) {
             let k = 15;
-            let kernel = Mat::new_rows_cols_with_default(1, k, CV_32F, Scalar::all(1.0 / k as f64))?;
+            let kernel =
+                Mat::new_rows_cols_with_default(1, k, CV_32F, Scalar::all(1.0 / k as f64))?;
             let mut blurred = Mat::default();
-            imgproc::filter_2d(&lit, &mut blurred, -1, &kernel, Point::new(-1, -1), 0.0, core::BORDER_REFLECT_101)?;
+            imgproc::filter_2d(
+                &lit,
+                &mut blurred,
+                -1,
+                &kernel,
+                Point::new(-1, -1),
+                0.0,
+                core::BORDER_REFLECT_101,
+            )?;
             lit = blurred;
         }
-        let mut noise = Mat::new_rows_cols_with_default(spec.height as i32, spec.width as i32, CV_32F, Scalar::all(0.0))?;
+        let mut noise = Mat::new_rows_cols_with_default(
+            spec.height as i32,
+            spec.width as i32,
+            CV_32F,
+            Scalar::all(0.0),
+        )?;
         let mut noise3 = Mat::default();
-        core::randn(&mut noise, &Scalar::all(0.0), &Scalar::all(spec.noise_sigma))?;
+        core::randn(
+            &mut noise,
+            &Scalar::all(0.0),
+            &Scalar::all(spec.noise_sigma),
+        )?;
         imgproc::cvt_color_def(&noise, &mut noise3, imgproc::COLOR_GRAY2BGR)?;
         let mut noisy = Mat::default();
         core::add(&lit, &noise3, &mut noisy, &core::no_array(), -1)?;
@@ -340,7 +485,10 @@ pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionE
 
     let defects = defects_px
         .iter()
-        .map(|(kind, bb)| GtDefect { kind: *kind, bbox: [bb[0] / cw, bb[1] / ch, bb[2] / cw, bb[3] / ch] })
+        .map(|(kind, bb)| GtDefect {
+            kind: *kind,
+            bbox: [bb[0] / cw, bb[1] / ch, bb[2] / cw, bb[3] / ch],
+        })
         .collect();
     let gt = GroundTruth {
         spec: spec.clone(),
@@ -353,6 +501,7 @@ pub fn generate(spec: &SynthSpec, out_dir: &Path) -> Result<GroundTruth, VisionE
         card_quads: quads,
     };
     let json = serde_json::to_vec_pretty(&gt).map_err(|e| VisionError::Internal(e.to_string()))?;
-    std::fs::write(out_dir.join("ground_truth.json"), json).map_err(|e| VisionError::Internal(e.to_string()))?;
+    std::fs::write(out_dir.join("ground_truth.json"), json)
+        .map_err(|e| VisionError::Internal(e.to_string()))?;
     Ok(gt)
 }

@@ -102,14 +102,17 @@ pub struct PhotoTruth {
     pub photo: PathBuf,
 }
 
-
 fn internal(e: impl std::fmt::Display) -> VisionError {
     VisionError::Internal(e.to_string())
 }
 
 /// BGR colour with the given luminance (roughly), hue from the RNG.
 fn colour(rng: &mut Rng, luma: f64) -> [f64; 3] {
-    let tint = [rng.range(-40.0, 40.0), rng.range(-40.0, 40.0), rng.range(-40.0, 40.0)];
+    let tint = [
+        rng.range(-40.0, 40.0),
+        rng.range(-40.0, 40.0),
+        rng.range(-40.0, 40.0),
+    ];
     let mean = (tint[0] * 0.114 + tint[1] * 0.587 + tint[2] * 0.299).clamp(-40.0, 40.0);
     tint.map(|t| (luma + t - mean).clamp(0.0, 255.0))
 }
@@ -123,7 +126,12 @@ fn scalar(c: [f64; 3]) -> Scalar {
 }
 
 /// Background as interleaved BGR f32, plus its mean luminance.
-fn background(kind: BackgroundKind, w: usize, h: usize, rng: &mut Rng) -> Result<(Vec<f32>, f64), VisionError> {
+fn background(
+    kind: BackgroundKind,
+    w: usize,
+    h: usize,
+    rng: &mut Rng,
+) -> Result<(Vec<f32>, f64), VisionError> {
     let base_luma = match kind {
         BackgroundKind::Wood => rng.range(70.0, 130.0),
         BackgroundKind::Fabric => rng.range(30.0, 110.0),
@@ -131,18 +139,27 @@ fn background(kind: BackgroundKind, w: usize, h: usize, rng: &mut Rng) -> Result
         BackgroundKind::Paper => rng.range(190.0, 235.0),
     };
     let base = match kind {
-        BackgroundKind::Wood => [base_luma * 0.55, base_luma * 0.9, base_luma * 1.3].map(|v| v.min(255.0)),
+        BackgroundKind::Wood => {
+            [base_luma * 0.55, base_luma * 0.9, base_luma * 1.3].map(|v| v.min(255.0))
+        }
         _ => colour(rng, base_luma),
     };
     let mut out = vec![0f32; w * h * 3];
-    let (freq, phase, warp) = (rng.range(0.04, 0.12), rng.range(0.0, 6.0), rng.range(5.0, 25.0));
+    let (freq, phase, warp) = (
+        rng.range(0.04, 0.12),
+        rng.range(0.0, 6.0),
+        rng.range(5.0, 25.0),
+    );
     let (gx, gy) = (rng.range(-0.15, 0.15), rng.range(-0.15, 0.15));
     for y in 0..h {
         for x in 0..w {
             let (fx, fy) = (x as f64 / w as f64 - 0.5, y as f64 / h as f64 - 0.5);
             let pattern = match kind {
                 // Grain: stripes along x, bent by a slow wave.
-                BackgroundKind::Wood => 0.12 * ((y as f64 + warp * (x as f64 * 0.01 + phase).sin()) * freq).sin() + 0.05 * (y as f64 * freq * 3.1).sin(),
+                BackgroundKind::Wood => {
+                    0.12 * ((y as f64 + warp * (x as f64 * 0.01 + phase).sin()) * freq).sin()
+                        + 0.05 * (y as f64 * freq * 3.1).sin()
+                }
                 BackgroundKind::Fabric => 0.0,
                 BackgroundKind::Plain => gx * fx + gy * fy,
                 BackgroundKind::Paper => 0.3 * (gx * fx + gy * fy),
@@ -177,7 +194,13 @@ fn blur_plane(v: &[f32], h: usize, sigma: f64) -> Result<Vec<f32>, VisionError> 
 }
 
 /// An item drawn in its own coordinates: BGR image and 0/255 mask (rounded corners).
-fn render_item(kind: ItemKind, iw: i32, ih: i32, border: [f64; 3], rng: &mut Rng) -> Result<(Mat, Mat), VisionError> {
+fn render_item(
+    kind: ItemKind,
+    iw: i32,
+    ih: i32,
+    border: [f64; 3],
+    rng: &mut Rng,
+) -> Result<(Mat, Mat), VisionError> {
     let mut img = Mat::new_rows_cols_with_default(ih, iw, CV_8UC3, scalar(border))?;
     let bw = match kind {
         ItemKind::Card => (iw as f64 * rng.range(0.045, 0.07)).round() as i32,
@@ -187,15 +210,40 @@ fn render_item(kind: ItemKind, iw: i32, ih: i32, border: [f64; 3], rng: &mut Rng
     let print = Rect::new(bw, bw, iw - 2 * bw, ih - 2 * bw);
     let bl = luma(border);
     // The print area contrasts with the border (else there is no border to speak of).
-    let print_luma = if bl > 128.0 { rng.range(40.0, bl - 50.0) } else { rng.range(bl + 50.0, 230.0) };
-    imgproc::rectangle(&mut img, print, scalar(colour(rng, print_luma)), -1, imgproc::LINE_8, 0)?;
+    let print_luma = if bl > 128.0 {
+        rng.range(40.0, bl - 50.0)
+    } else {
+        rng.range(bl + 50.0, 230.0)
+    };
+    imgproc::rectangle(
+        &mut img,
+        print,
+        scalar(colour(rng, print_luma)),
+        -1,
+        imgproc::LINE_8,
+        0,
+    )?;
     let px = |rng: &mut Rng| print.x + (rng.f() * print.width as f64) as i32;
-    let py = |rng: &mut Rng, lo: f64, hi: f64| print.y + (rng.range(lo, hi) * print.height as f64) as i32;
+    let py = |rng: &mut Rng, lo: f64, hi: f64| {
+        print.y + (rng.range(lo, hi) * print.height as f64) as i32
+    };
     if kind == ItemKind::Comic {
         // Title band across the top of the cover.
-        let band = Rect::new(print.x, print.y, print.width, (print.height as f64 * rng.range(0.12, 0.2)) as i32);
+        let band = Rect::new(
+            print.x,
+            print.y,
+            print.width,
+            (print.height as f64 * rng.range(0.12, 0.2)) as i32,
+        );
         let band_luma = rng.range(30.0, 220.0);
-        imgproc::rectangle(&mut img, band, scalar(colour(rng, band_luma)), -1, imgproc::LINE_8, 0)?;
+        imgproc::rectangle(
+            &mut img,
+            band,
+            scalar(colour(rng, band_luma)),
+            -1,
+            imgproc::LINE_8,
+            0,
+        )?;
     }
     // Art: a few shapes, some of them reaching the print frame.
     for _ in 0..3 + rng.below(4) {
@@ -206,16 +254,42 @@ fn render_item(kind: ItemKind, iw: i32, ih: i32, border: [f64; 3], rng: &mut Rng
             let r = (print.width as f64 * rng.range(0.08, 0.3)) as i32;
             imgproc::circle(&mut img, centre, r, c, -1, imgproc::LINE_AA, 0)?;
         } else {
-            let size = Size::new((print.width as f64 * rng.range(0.1, 0.4)) as i32, (print.height as f64 * rng.range(0.05, 0.2)) as i32);
-            imgproc::ellipse(&mut img, centre, size, rng.range(0.0, 180.0), 0.0, 360.0, c, -1, imgproc::LINE_AA, 0)?;
+            let size = Size::new(
+                (print.width as f64 * rng.range(0.1, 0.4)) as i32,
+                (print.height as f64 * rng.range(0.05, 0.2)) as i32,
+            );
+            imgproc::ellipse(
+                &mut img,
+                centre,
+                size,
+                rng.range(0.0, 180.0),
+                0.0,
+                360.0,
+                c,
+                -1,
+                imgproc::LINE_AA,
+                0,
+            )?;
         }
     }
     // Text lines in the lower part (cards) — thin dark or light bars.
-    let text = scalar(if print_luma > 128.0 { [30.0; 3] } else { [230.0; 3] });
+    let text = scalar(if print_luma > 128.0 {
+        [30.0; 3]
+    } else {
+        [230.0; 3]
+    });
     for k in 0..rng.below(4) as i32 {
         let y = print.y + (print.height as f64 * (0.75 + 0.05 * k as f64)) as i32;
         let x1 = print.x + (print.width as f64 * rng.range(0.5, 0.9)) as i32;
-        imgproc::line(&mut img, Point::new(print.x + 6, y), Point::new(x1, y), text, 1, imgproc::LINE_8, 0)?;
+        imgproc::line(
+            &mut img,
+            Point::new(print.x + 6, y),
+            Point::new(x1, y),
+            text,
+            1,
+            imgproc::LINE_8,
+            0,
+        )?;
     }
     let mut smooth = Mat::default();
     imgproc::gaussian_blur_def(&img, &mut smooth, Size::new(3, 3), 0.7)?;
@@ -223,15 +297,40 @@ fn render_item(kind: ItemKind, iw: i32, ih: i32, border: [f64; 3], rng: &mut Rng
     // The cut edge of card stock reads as a thin darker line in photos.
     if rng.f() < 0.6 {
         let edge = scalar(border.map(|v| v * 0.6));
-        imgproc::rectangle(&mut img, Rect::new(0, 0, iw, ih), edge, 1, imgproc::LINE_8, 0)?;
+        imgproc::rectangle(
+            &mut img,
+            Rect::new(0, 0, iw, ih),
+            edge,
+            1,
+            imgproc::LINE_8,
+            0,
+        )?;
     }
     let mut mask = Mat::new_rows_cols_with_default(ih, iw, CV_8UC1, Scalar::all(255.0))?;
     if kind == ItemKind::Card {
         let r = (iw as f64 * 0.035).round() as i32;
-        for (cx, cy) in [(r, r), (iw - 1 - r, r), (iw - 1 - r, ih - 1 - r), (r, ih - 1 - r)] {
-            let corner = Rect::new(if cx < iw / 2 { 0 } else { cx }, if cy < ih / 2 { 0 } else { cy }, r + 1, r + 1);
+        for (cx, cy) in [
+            (r, r),
+            (iw - 1 - r, r),
+            (iw - 1 - r, ih - 1 - r),
+            (r, ih - 1 - r),
+        ] {
+            let corner = Rect::new(
+                if cx < iw / 2 { 0 } else { cx },
+                if cy < ih / 2 { 0 } else { cy },
+                r + 1,
+                r + 1,
+            );
             imgproc::rectangle(&mut mask, corner, Scalar::all(0.0), -1, imgproc::LINE_8, 0)?;
-            imgproc::circle(&mut mask, Point::new(cx, cy), r, Scalar::all(255.0), -1, imgproc::LINE_AA, 0)?;
+            imgproc::circle(
+                &mut mask,
+                Point::new(cx, cy),
+                r,
+                Scalar::all(255.0),
+                -1,
+                imgproc::LINE_AA,
+                0,
+            )?;
         }
     }
     Ok((img, mask))
@@ -239,25 +338,48 @@ fn render_item(kind: ItemKind, iw: i32, ih: i32, border: [f64; 3], rng: &mut Rng
 
 /// Corners of an item of size `iw × ih` centred at `c`, rotated by `angle`,
 /// with the side `keystone_side` shrunk by `persp`.
-fn item_quad(c: [f64; 2], iw: f64, ih: f64, angle: f64, persp: f64, keystone_side: usize) -> [[f64; 2]; 4] {
-    let mut local = [[-iw / 2.0, -ih / 2.0], [iw / 2.0, -ih / 2.0], [iw / 2.0, ih / 2.0], [-iw / 2.0, ih / 2.0]];
+fn item_quad(
+    c: [f64; 2],
+    iw: f64,
+    ih: f64,
+    angle: f64,
+    persp: f64,
+    keystone_side: usize,
+) -> [[f64; 2]; 4] {
+    let mut local = [
+        [-iw / 2.0, -ih / 2.0],
+        [iw / 2.0, -ih / 2.0],
+        [iw / 2.0, ih / 2.0],
+        [-iw / 2.0, ih / 2.0],
+    ];
     // Shrink the two corners of one side towards its midpoint.
     let (a, b) = (keystone_side, (keystone_side + 1) % 4);
-    let mid = [(local[a][0] + local[b][0]) / 2.0, (local[a][1] + local[b][1]) / 2.0];
+    let mid = [
+        (local[a][0] + local[b][0]) / 2.0,
+        (local[a][1] + local[b][1]) / 2.0,
+    ];
     for k in [a, b] {
-        local[k] = [mid[0] + (local[k][0] - mid[0]) * (1.0 - persp), mid[1] + (local[k][1] - mid[1]) * (1.0 - persp)];
+        local[k] = [
+            mid[0] + (local[k][0] - mid[0]) * (1.0 - persp),
+            mid[1] + (local[k][1] - mid[1]) * (1.0 - persp),
+        ];
     }
     let (s, co) = angle.sin_cos();
     local.map(|p| [c[0] + p[0] * co - p[1] * s, c[1] + p[0] * s + p[1] * co])
 }
 
-
 /// Pixels of the photo whose centre lies inside `q` grown by `margin` about its centre.
 fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
     let grown = grow_quad(q, margin);
     let [bx0, by0, bx1, by1] = quad_bbox(&grown);
-    let (x0, x1) = (bx0.floor().max(0.0) as usize, (bx1.ceil() as usize).min(w - 1));
-    let (y0, y1) = (by0.floor().max(0.0) as usize, (by1.ceil() as usize).min(h - 1));
+    let (x0, x1) = (
+        bx0.floor().max(0.0) as usize,
+        (bx1.ceil() as usize).min(w - 1),
+    );
+    let (y0, y1) = (
+        by0.floor().max(0.0) as usize,
+        (by1.ceil() as usize).min(h - 1),
+    );
     let mut out = Vec::new();
     for y in y0..=y1 {
         for x in x0..=x1 {
@@ -268,7 +390,6 @@ fn raster(q: &[[f64; 2]; 4], margin: f64, w: usize, h: usize) -> Vec<usize> {
     }
     out
 }
-
 
 struct Placed {
     kind: ItemKind,
@@ -294,10 +415,19 @@ fn place(spec: &PhotoSpec, n: usize, rng: &mut Rng) -> Vec<Placed> {
     let mut taken = vec![false; w * h];
     let mut placed: Vec<Placed> = Vec::new();
     'items: for i in 0..n {
-        let kind = if rng.f() < 0.7 { ItemKind::Card } else { ItemKind::Comic };
-        let aspect = if kind == ItemKind::Card { 63.0 / 88.0 } else { rng.range(0.64, 0.68) };
+        let kind = if rng.f() < 0.7 {
+            ItemKind::Card
+        } else {
+            ItemKind::Comic
+        };
+        let aspect = if kind == ItemKind::Card {
+            63.0 / 88.0
+        } else {
+            rng.range(0.64, 0.68)
+        };
         for attempt in 0..400 {
-            let ih = fh * rng.range(size_frac.0, size_frac.1) * if attempt > 200 { 0.8 } else { 1.0 };
+            let ih =
+                fh * rng.range(size_frac.0, size_frac.1) * if attempt > 200 { 0.8 } else { 1.0 };
             let iw = ih * aspect;
             let persp = rng.range(0.0, spec.max_perspective);
             let keystone = rng.below(4) as usize;
@@ -308,20 +438,48 @@ fn place(spec: &PhotoSpec, n: usize, rng: &mut Rng) -> Vec<Placed> {
                 // at a slightly different angle.
                 let prev = &placed[i - 1];
                 let overlap = rng.f() < 0.4;
-                let gap = if overlap { -rng.range(0.04, 0.12) * iw } else { rng.range(0.0, 1.0) };
+                let gap = if overlap {
+                    -rng.range(0.04, 0.12) * iw
+                } else {
+                    rng.range(0.0, 1.0)
+                };
                 let side = if rng.f() < 0.5 { 1.0 } else { -1.0 };
                 let reach = side * (prev.size[0] / 2.0 + iw / 2.0 + gap);
-                let pc = [prev.quad.iter().map(|p| p[0]).sum::<f64>() / 4.0, prev.quad.iter().map(|p| p[1]).sum::<f64>() / 4.0];
+                let pc = [
+                    prev.quad.iter().map(|p| p[0]).sum::<f64>() / 4.0,
+                    prev.quad.iter().map(|p| p[1]).sum::<f64>() / 4.0,
+                ];
                 let angle = prev.angle + if overlap { rng.range(-0.2, 0.2) } else { 0.0 };
-                ([pc[0] + reach * prev.angle.cos(), pc[1] + reach * prev.angle.sin()], angle)
+                (
+                    [
+                        pc[0] + reach * prev.angle.cos(),
+                        pc[1] + reach * prev.angle.sin(),
+                    ],
+                    angle,
+                )
             } else {
-                ([rng.range(0.0, fw), rng.range(0.0, fh)], rng.range(-std::f64::consts::PI, std::f64::consts::PI))
+                (
+                    [rng.range(0.0, fw), rng.range(0.0, fh)],
+                    rng.range(-std::f64::consts::PI, std::f64::consts::PI),
+                )
             };
             // Contact items stay upright-rectangular so that their seam is a
             // straight shared edge.
-            let quad = item_quad(centre, iw, ih, angle, if contact { 0.0 } else { persp }, keystone);
+            let quad = item_quad(
+                centre,
+                iw,
+                ih,
+                angle,
+                if contact { 0.0 } else { persp },
+                keystone,
+            );
             let margin = 10.0;
-            if quad.iter().any(|p| p[0] < margin || p[1] < margin || p[0] > fw - 1.0 - margin || p[1] > fh - 1.0 - margin) {
+            if quad.iter().any(|p| {
+                p[0] < margin
+                    || p[1] < margin
+                    || p[0] > fw - 1.0 - margin
+                    || p[1] > fh - 1.0 - margin
+            }) {
                 continue;
             }
             let pixels = raster(&quad, if contact { 0.0 } else { 8.0 }, w, h);
@@ -333,11 +491,20 @@ fn place(spec: &PhotoSpec, n: usize, rng: &mut Rng) -> Vec<Placed> {
             for &p in &raster(&quad, 8.0, w, h) {
                 taken[p] = true;
             }
-            let size = [(dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0, (dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0];
+            let size = [
+                (dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0,
+                (dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0,
+            ];
             if contact {
                 placed[i - 1].in_contact = true;
             }
-            placed.push(Placed { kind, quad, size, angle, in_contact: contact });
+            placed.push(Placed {
+                kind,
+                quad,
+                size,
+                angle,
+                in_contact: contact,
+            });
             continue 'items;
         }
     }
@@ -348,7 +515,12 @@ fn place(spec: &PhotoSpec, n: usize, rng: &mut Rng) -> Vec<Placed> {
 pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
     let (w, h) = (spec.width as usize, spec.height as usize);
     let mut rng = Rng(spec.seed ^ 0x1738_c0de);
-    let bg_kind = [BackgroundKind::Wood, BackgroundKind::Fabric, BackgroundKind::Plain, BackgroundKind::Paper][rng.below(4) as usize];
+    let bg_kind = [
+        BackgroundKind::Wood,
+        BackgroundKind::Fabric,
+        BackgroundKind::Plain,
+        BackgroundKind::Paper,
+    ][rng.below(4) as usize];
     let (mut photo, bg_luma) = background(bg_kind, w, h, &mut rng)?;
     let n = match spec.items {
         None => 1 + rng.below(6) as usize,
@@ -358,17 +530,30 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
 
     // Clutter first: items lie on top of it.
     if spec.clutter {
-        let mut layer = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
-        let mut alpha = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC1, Scalar::all(0.0))?;
+        let mut layer =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC3, Scalar::all(0.0))?;
+        let mut alpha =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_8UC1, Scalar::all(0.0))?;
         for _ in 0..rng.below(6) {
             let clutter_luma = rng.range(40.0, 220.0);
             let c = scalar(colour(&mut rng, clutter_luma));
-            let p = Point::new(rng.range(0.0, w as f64) as i32, rng.range(0.0, h as f64) as i32);
+            let p = Point::new(
+                rng.range(0.0, w as f64) as i32,
+                rng.range(0.0, h as f64) as i32,
+            );
             match rng.below(3) {
                 0 => {
                     let r = rng.range(8.0, 22.0) as i32;
                     imgproc::circle(&mut layer, p, r, c, -1, imgproc::LINE_AA, 0)?;
-                    imgproc::circle(&mut alpha, p, r, Scalar::all(255.0), -1, imgproc::LINE_AA, 0)?;
+                    imgproc::circle(
+                        &mut alpha,
+                        p,
+                        r,
+                        Scalar::all(255.0),
+                        -1,
+                        imgproc::LINE_AA,
+                        0,
+                    )?;
                 }
                 1 => {
                     let (len, a) = (rng.range(60.0, 200.0), rng.range(0.0, std::f64::consts::PI));
@@ -381,8 +566,28 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
                     let words = ["receipt", "TODO", "$4.99", "near mint", "#1"];
                     let word = words[rng.below(words.len() as u64) as usize];
                     let scale = rng.range(0.5, 1.0);
-                    imgproc::put_text(&mut layer, word, p, imgproc::FONT_HERSHEY_SIMPLEX, scale, c, 1, imgproc::LINE_AA, false)?;
-                    imgproc::put_text(&mut alpha, word, p, imgproc::FONT_HERSHEY_SIMPLEX, scale, Scalar::all(255.0), 1, imgproc::LINE_AA, false)?;
+                    imgproc::put_text(
+                        &mut layer,
+                        word,
+                        p,
+                        imgproc::FONT_HERSHEY_SIMPLEX,
+                        scale,
+                        c,
+                        1,
+                        imgproc::LINE_AA,
+                        false,
+                    )?;
+                    imgproc::put_text(
+                        &mut alpha,
+                        word,
+                        p,
+                        imgproc::FONT_HERSHEY_SIMPLEX,
+                        scale,
+                        Scalar::all(255.0),
+                        1,
+                        imgproc::LINE_AA,
+                        false,
+                    )?;
                 }
             }
         }
@@ -392,9 +597,14 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
     if spec.shadows && !placed.is_empty() {
         // One light for the photo: every shadow falls the same way.
         let (dx, dy) = (rng.range(-8.0, 8.0), rng.range(2.0, 9.0));
-        let mut shadow = Mat::new_rows_cols_with_default(h as i32, w as i32, CV_32F, Scalar::all(0.0))?;
+        let mut shadow =
+            Mat::new_rows_cols_with_default(h as i32, w as i32, CV_32F, Scalar::all(0.0))?;
         for item in &placed {
-            let pts: Vector<Point> = item.quad.iter().map(|p| Point::new((p[0] + dx).round() as i32, (p[1] + dy).round() as i32)).collect();
+            let pts: Vector<Point> = item
+                .quad
+                .iter()
+                .map(|p| Point::new((p[0] + dx).round() as i32, (p[1] + dy).round() as i32))
+                .collect();
             imgproc::fill_convex_poly(&mut shadow, &pts, Scalar::all(1.0), imgproc::LINE_AA, 0)?;
         }
         let sigma = rng.range(3.0, 7.0);
@@ -428,16 +638,41 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
         let cw = item.size[0].ceil().max(8.0) as i32;
         let ch = item.size[1].ceil().max(8.0) as i32;
         let (img, mask) = render_item(item.kind, cw, ch, border, &mut rng)?;
-        let src: Vector<Point2f> = [(-0.5, -0.5), (cw as f64 - 0.5, -0.5), (cw as f64 - 0.5, ch as f64 - 0.5), (-0.5, ch as f64 - 0.5)]
+        let src: Vector<Point2f> = [
+            (-0.5, -0.5),
+            (cw as f64 - 0.5, -0.5),
+            (cw as f64 - 0.5, ch as f64 - 0.5),
+            (-0.5, ch as f64 - 0.5),
+        ]
+        .iter()
+        .map(|&(x, y)| Point2f::new(x as f32, y as f32))
+        .collect();
+        let dst: Vector<Point2f> = item
+            .quad
             .iter()
-            .map(|&(x, y)| Point2f::new(x as f32, y as f32))
+            .map(|p| Point2f::new(p[0] as f32, p[1] as f32))
             .collect();
-        let dst: Vector<Point2f> = item.quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
         let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
         let size = Size::new(w as i32, h as i32);
         let (mut warped, mut wmask) = (Mat::default(), Mat::default());
-        imgproc::warp_perspective(&img, &mut warped, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
-        imgproc::warp_perspective(&mask, &mut wmask, &m, size, imgproc::INTER_LINEAR, core::BORDER_CONSTANT, Scalar::all(0.0))?;
+        imgproc::warp_perspective(
+            &img,
+            &mut warped,
+            &m,
+            size,
+            imgproc::INTER_LINEAR,
+            core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
+        imgproc::warp_perspective(
+            &mask,
+            &mut wmask,
+            &m,
+            size,
+            imgproc::INTER_LINEAR,
+            core::BORDER_CONSTANT,
+            Scalar::all(0.0),
+        )?;
         composite(&mut photo, &warped, &wmask)?;
         for p in raster(&item.quad, 0.0, w, h) {
             owner[p] = index;
@@ -445,7 +680,11 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
     }
 
     // Uneven light, sensor noise, 8 bits.
-    let (lx, ly, lv) = (rng.range(-0.2, 0.2), rng.range(-0.2, 0.2), rng.range(0.0, 0.25));
+    let (lx, ly, lv) = (
+        rng.range(-0.2, 0.2),
+        rng.range(-0.2, 0.2),
+        rng.range(0.0, 0.25),
+    );
     let mut bytes = vec![0u8; w * h * 3];
     for y in 0..h {
         for x in 0..w {
@@ -453,11 +692,21 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
             let gain = 1.0 + lx * fx + ly * fy - lv * (fx * fx + fy * fy);
             for c in 0..3 {
                 let i = (y * w + x) * 3 + c;
-                bytes[i] = (photo[i] as f64 * gain + rng.gauss() * spec.noise_sigma).round().clamp(0.0, 255.0) as u8;
+                bytes[i] = (photo[i] as f64 * gain + rng.gauss() * spec.noise_sigma)
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
             }
         }
     }
-    let jpeg = encode_jpeg(&BgrImage { width: w, height: h, data: bytes }.to_mat()?, spec.jpeg_quality)?;
+    let jpeg = encode_jpeg(
+        &BgrImage {
+            width: w,
+            height: h,
+            data: bytes,
+        }
+        .to_mat()?,
+        spec.jpeg_quality,
+    )?;
 
     let items = placed
         .iter()
@@ -475,7 +724,15 @@ pub fn render(spec: &PhotoSpec) -> Result<(Vec<u8>, PhotoTruth), VisionError> {
             }
         })
         .collect();
-    Ok((jpeg, PhotoTruth { spec: spec.clone(), background: bg_kind, items, photo: PathBuf::new() }))
+    Ok((
+        jpeg,
+        PhotoTruth {
+            spec: spec.clone(),
+            background: bg_kind,
+            items,
+            photo: PathBuf::new(),
+        },
+    ))
 }
 
 /// Intersection over union of two axis-aligned boxes `[x0, y0, x1, y1]`.
@@ -489,11 +746,19 @@ pub fn box_iou(a: [f64; 4], b: [f64; 4]) -> f64 {
 
 /// Score found items against the truth: greedy one-to-one matching by box
 /// IoU (pairs under 0.3 never match), as (truth index, found index, IoU).
-pub fn match_items(truth: &[GtItem], found: &[crate::item_crop::CroppedItem]) -> Vec<(usize, usize, f64)> {
+pub fn match_items(
+    truth: &[GtItem],
+    found: &[crate::item_crop::CroppedItem],
+) -> Vec<(usize, usize, f64)> {
     let mut pairs: Vec<(usize, usize, f64)> = truth
         .iter()
         .enumerate()
-        .flat_map(|(t, g)| found.iter().enumerate().map(move |(f, d)| (t, f, box_iou(g.bbox, d.bbox))))
+        .flat_map(|(t, g)| {
+            found
+                .iter()
+                .enumerate()
+                .map(move |(f, d)| (t, f, box_iou(g.bbox, d.bbox)))
+        })
         .filter(|p| p.2 > 0.3)
         .collect();
     pairs.sort_by(|a, b| b.2.total_cmp(&a.2));

@@ -45,7 +45,9 @@ pub fn read_color(name: &str) -> Mat {
 
 /// First `n` frames of vtest.avi, BGR.
 pub fn vtest_frames(n: usize) -> Vec<Mat> {
-    let mut cap = videoio::VideoCapture::from_file(sample("vtest.avi").to_str().unwrap(), videoio::CAP_ANY).unwrap();
+    let mut cap =
+        videoio::VideoCapture::from_file(sample("vtest.avi").to_str().unwrap(), videoio::CAP_ANY)
+            .unwrap();
     let mut out = Vec::new();
     while out.len() < n {
         let mut m = Mat::default();
@@ -69,7 +71,8 @@ pub fn to_tensor(m: &Mat) -> Tensor<Cpu, 4> {
 /// Any single-channel Mat as f32 values, row-major.
 pub fn mat_f32(m: &Mat) -> Vec<f32> {
     let mut f = Mat::default();
-    m.convert_to(&mut f, opencv::core::CV_32F, 1.0, 0.0).unwrap();
+    m.convert_to(&mut f, opencv::core::CV_32F, 1.0, 0.0)
+        .unwrap();
     let mut out = Vec::with_capacity((f.rows() * f.cols()) as usize);
     for y in 0..f.rows() {
         out.extend_from_slice(f.at_row::<f32>(y).unwrap());

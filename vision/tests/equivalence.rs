@@ -9,9 +9,10 @@
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
 use vision::{
+    analyze_video,
     pipeline::{ScanOptions, ScanReport},
     synth::{self, SynthSpec},
-    analyze_video, Cpu, ScanBackend,
+    Cpu, ScanBackend,
 };
 
 /// Absolute 1e-4 for small numbers, relative 1e-4 for large ones (f32
@@ -28,7 +29,10 @@ fn compare(a: &ScanReport, b: &ScanReport) {
         close(x.edge_density, y.edge_density, "edge density");
         close(x.motion, y.motion, "motion");
     }
-    assert_eq!(a.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>(), b.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>());
+    assert_eq!(
+        a.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>(),
+        b.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>()
+    );
     assert_eq!(a.item.is_some(), b.item.is_some());
     if let (Some(x), Some(y)) = (&a.item, &b.item) {
         assert_eq!(x.size, y.size);
@@ -70,12 +74,24 @@ fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
     let cpu = analyze_video::<Cpu>(&gt.video, &opts, &Default::default()).unwrap();
     let t = std::time::Instant::now();
     let gpu = analyze_video::<Gpu>(&gt.video, &opts, device).unwrap();
-    println!("{} scan took {:.1} s; cpu defects {} gpu defects {}", Gpu::NAME, t.elapsed().as_secs_f64(), cpu.report.defects.len(), gpu.report.defects.len());
+    println!(
+        "{} scan took {:.1} s; cpu defects {} gpu defects {}",
+        Gpu::NAME,
+        t.elapsed().as_secs_f64(),
+        cpu.report.defects.len(),
+        gpu.report.defects.len()
+    );
     for (x, y) in cpu.report.frame_stats.iter().zip(&gpu.report.frame_stats) {
-        println!("frame {}: sharpness {} / {}, edges {} / {}, motion {} / {}", x.index, x.sharpness, y.sharpness, x.edge_density, y.edge_density, x.motion, y.motion);
+        println!(
+            "frame {}: sharpness {} / {}, edges {} / {}, motion {} / {}",
+            x.index, x.sharpness, y.sharpness, x.edge_density, y.edge_density, x.motion, y.motion
+        );
     }
     assert_eq!(gpu.report.backend, Gpu::NAME);
-    assert!(cpu.report.item.is_some(), "the small scan must localise the item");
+    assert!(
+        cpu.report.item.is_some(),
+        "the small scan must localise the item"
+    );
     compare(&cpu.report, &gpu.report);
 }
 
@@ -83,33 +99,71 @@ fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
 fn primitives_match<Gpu: ScanBackend>(device: &Gpu::Device) {
     use burn_tensor::Tensor;
     use vision::{canny, flow, frames, primitives};
-    fn run<B: vision::ScanBackend>(mats: &[opencv::core::Mat], device: &B::Device) -> Vec<(&'static str, Vec<f32>)> {
+    fn run<B: vision::ScanBackend>(
+        mats: &[opencv::core::Mat],
+        device: &B::Device,
+    ) -> Vec<(&'static str, Vec<f32>)> {
         let bgr: Tensor<B, 4> = frames::stack_bgr::<B>(mats, device).unwrap();
         let gray = primitives::bgr_to_gray(bgr);
-        let small = primitives::round_levels(primitives::resize(gray.clone(), 160, 120, primitives::Interpolation::Area));
+        let small = primitives::round_levels(primitives::resize(
+            gray.clone(),
+            160,
+            120,
+            primitives::Interpolation::Area,
+        ));
         let [n, ..] = gray.dims();
         let mut out = vec![
             ("gray", frames::to_vec_f32(gray.clone())),
             // The pipeline's own path: gray bytes from the host, cast on the device.
-            ("gray_frames", frames::to_vec_f32(frames::stack_gray_from_bgr::<B>(mats, device).unwrap())),
+            (
+                "gray_frames",
+                frames::to_vec_f32(frames::stack_gray_from_bgr::<B>(mats, device).unwrap()),
+            ),
             ("resize", frames::to_vec_f32(small.clone())),
-            ("laplacian", frames::to_vec_f32(primitives::laplacian(gray.clone()))),
-            ("lapvar", frames::to_vec_f32(primitives::laplacian_variance(gray.clone()))),
-            ("canny", frames::to_vec_f32(canny::canny(gray.clone(), canny::LOW, canny::HIGH))),
-            ("close", frames::to_vec_f32(primitives::close(gray.clone(), primitives::MorphShape::Ellipse, 15, 15))),
+            (
+                "laplacian",
+                frames::to_vec_f32(primitives::laplacian(gray.clone())),
+            ),
+            (
+                "lapvar",
+                frames::to_vec_f32(primitives::laplacian_variance(gray.clone())),
+            ),
+            (
+                "canny",
+                frames::to_vec_f32(canny::canny(gray.clone(), canny::LOW, canny::HIGH)),
+            ),
+            (
+                "close",
+                frames::to_vec_f32(primitives::close(
+                    gray.clone(),
+                    primitives::MorphShape::Ellipse,
+                    15,
+                    15,
+                )),
+            ),
         ];
-        let f = flow::farneback(small.clone().narrow(0, 0, n - 1), small.narrow(0, 1, n - 1), &flow::FarnebackParams::default());
+        let f = flow::farneback(
+            small.clone().narrow(0, 0, n - 1),
+            small.narrow(0, 1, n - 1),
+            &flow::FarnebackParams::default(),
+        );
         out.push(("flow", frames::to_vec_f32(f)));
         out
     }
     let dir = tempfile::tempdir().unwrap();
     let gt = synth::generate(&SynthSpec::small(), dir.path()).unwrap();
-    let mut cap = opencv::videoio::VideoCapture::from_file(gt.video.to_str().unwrap(), opencv::videoio::CAP_ANY).unwrap();
+    let mut cap = opencv::videoio::VideoCapture::from_file(
+        gt.video.to_str().unwrap(),
+        opencv::videoio::CAP_ANY,
+    )
+    .unwrap();
     let mut mats = vec![];
     use opencv::prelude::*;
     loop {
         let mut m = opencv::core::Mat::default();
-        if !cap.read(&mut m).unwrap() || m.empty() { break; }
+        if !cap.read(&mut m).unwrap() || m.empty() {
+            break;
+        }
         mats.push(m);
     }
     let a = run::<Cpu>(&mats, &Default::default());
@@ -117,8 +171,21 @@ fn primitives_match<Gpu: ScanBackend>(device: &Gpu::Device) {
     let mut bad = vec![];
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         let plane = x.len() / mats.len().max(1);
-        let max = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-        let per_frame: Vec<usize> = (0..mats.len()).map(|i| x.iter().zip(y).skip(i * plane).take(plane).filter(|(p, q)| (*p - *q).abs() > 1e-3 * p.abs().max(1.0)).count()).collect();
+        let max = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        let per_frame: Vec<usize> = (0..mats.len())
+            .map(|i| {
+                x.iter()
+                    .zip(y)
+                    .skip(i * plane)
+                    .take(plane)
+                    .filter(|(p, q)| (*p - *q).abs() > 1e-3 * p.abs().max(1.0))
+                    .count()
+            })
+            .collect();
         println!("{name}: max abs diff {max}, differing per frame {per_frame:?}");
         // Integer-valued images and masks must be identical; the raw flow
         // field carries f32 summation-order noise (its scan-level mean
@@ -128,7 +195,9 @@ fn primitives_match<Gpu: ScanBackend>(device: &Gpu::Device) {
             "lapvar" => 1e-4 * x.iter().fold(1f32, |m, v| m.max(v.abs())),
             _ => 0.0,
         };
-        if max > tol { bad.push(*name); }
+        if max > tol {
+            bad.push(*name);
+        }
     }
     assert!(bad.is_empty(), "differ: {bad:?}");
 }
@@ -138,7 +207,15 @@ fn sample_photos() -> Vec<Vec<u8>> {
     use vision::synth_photo::{render, PhotoSpec};
     [(3, None), (13, None), (227, Some(6))]
         .into_iter()
-        .map(|(seed, items)| render(&PhotoSpec { seed, items, ..PhotoSpec::default() }).unwrap().0)
+        .map(|(seed, items)| {
+            render(&PhotoSpec {
+                seed,
+                items,
+                ..PhotoSpec::default()
+            })
+            .unwrap()
+            .0
+        })
         .collect()
 }
 
@@ -147,16 +224,25 @@ fn sample_photos() -> Vec<Vec<u8>> {
 fn item_crop_gap(a: &vision::ItemCropOutput, b: &vision::ItemCropOutput) -> (f64, f64) {
     use opencv::{core::Vector, imgcodecs, prelude::MatTraitConst};
     let (x, y) = (&a.report.items, &b.report.items);
-    assert_eq!(x.len(), y.len(), "item count: {} vs {}", a.report.backend, b.report.backend);
+    assert_eq!(
+        x.len(),
+        y.len(),
+        "item count: {} vs {}",
+        a.report.backend,
+        b.report.backend
+    );
     let (mut corner, mut pixel) = (0f64, 0f64);
     for ((p, q), (cp, cq)) in x.iter().zip(y).zip(a.crops.iter().zip(&b.crops)) {
         for (u, v) in p.quad.iter().zip(&q.quad) {
             corner = corner.max((u[0] - v[0]).hypot(u[1] - v[1]));
         }
         assert_eq!(p.crop_size, q.crop_size, "crop size");
-        let decode = |jpeg: &[u8]| imgcodecs::imdecode(&Vector::from_slice(jpeg), imgcodecs::IMREAD_COLOR).unwrap();
+        let decode = |jpeg: &[u8]| {
+            imgcodecs::imdecode(&Vector::from_slice(jpeg), imgcodecs::IMREAD_COLOR).unwrap()
+        };
         let (mp, mq) = (decode(cp), decode(cq));
-        let diff = opencv::core::norm2(&mp, &mq, opencv::core::NORM_L1, &opencv::core::no_array()).unwrap();
+        let diff = opencv::core::norm2(&mp, &mq, opencv::core::NORM_L1, &opencv::core::no_array())
+            .unwrap();
         pixel = pixel.max(diff / (mp.total() * 3) as f64);
     }
     (corner, pixel)
@@ -171,7 +257,10 @@ fn item_crop_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
         let cpu = crop_items::<Cpu>(&photo, &opts, &Default::default()).unwrap();
         let gpu = crop_items::<Gpu>(&photo, &opts, device).unwrap();
         let (corner, pixel) = item_crop_gap(&cpu, &gpu);
-        println!("{} items: corners differ by ≤ {corner:.2e} px, crops by ≤ {pixel:.3} levels", cpu.report.items.len());
+        println!(
+            "{} items: corners differ by ≤ {corner:.2e} px, crops by ≤ {pixel:.3} levels",
+            cpu.report.items.len()
+        );
         assert!(corner <= 1e-3, "corners moved {corner} px");
         assert!(pixel <= 0.5, "crops differ by {pixel} levels on average");
     }
@@ -204,7 +293,8 @@ mod cuda {
     /// The GPU scans run on. These tests are for a GPU host (CI filters them
     /// out), so a missing driver fails them rather than passing them unrun.
     fn device() -> burn_cuda::CudaDevice {
-        vision::backend::cuda_device().unwrap_or_else(|why| panic!("the CUDA equivalence tests need an NVIDIA GPU: {why}"))
+        vision::backend::cuda_device()
+            .unwrap_or_else(|why| panic!("the CUDA equivalence tests need an NVIDIA GPU: {why}"))
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use vision::{
-    crop_items, item_crop,
+    analyze_video, crop_items, item_crop,
     pipeline::{self, ScanOptions},
     synth::{self, SynthSpec},
     synth_photo::{self, PhotoSpec},
-    analyze_video, Cpu, ItemCropOptions,
+    Cpu, ItemCropOptions,
 };
 
 /// In whole units of `step`, so that the golden file speaks of results, not
@@ -23,9 +23,15 @@ fn r(v: f64, step: f64) -> i64 {
 
 fn video_summary() -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SynthSpec { seed: 7, frames: 24, ..SynthSpec::default() };
+    let spec = SynthSpec {
+        seed: 7,
+        frames: 24,
+        ..SynthSpec::default()
+    };
     let gt = synth::generate(&spec, dir.path()).unwrap();
-    let report = analyze_video::<Cpu>(&gt.video, &ScanOptions::default(), &Default::default()).unwrap().report;
+    let report = analyze_video::<Cpu>(&gt.video, &ScanOptions::default(), &Default::default())
+        .unwrap()
+        .report;
     json!({
         "golden_frames": report.golden_frames.iter().map(|g| g.index).collect::<Vec<_>>(),
         "item": report.item.as_ref().map(|i| i.quad.iter().map(|p| [r(p[0], 0.5), r(p[1], 0.5)]).collect::<Vec<_>>()),
@@ -43,10 +49,16 @@ fn video_summary() -> Value {
 
 fn item_crop_summary() -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let spec = PhotoSpec { seed: 3, items: Some(3), ..PhotoSpec::default() };
+    let spec = PhotoSpec {
+        seed: 3,
+        items: Some(3),
+        ..PhotoSpec::default()
+    };
     let truth = synth_photo::generate(&spec, dir.path()).unwrap();
     let bytes = std::fs::read(&truth.photo).unwrap();
-    let report = crop_items::<Cpu>(&bytes, &ItemCropOptions::default(), &Default::default()).unwrap().report;
+    let report = crop_items::<Cpu>(&bytes, &ItemCropOptions::default(), &Default::default())
+        .unwrap()
+        .report;
     json!({
         "items": report.items.iter().map(|i| json!({
             "quad": i.quad.iter().map(|p| [r(p[0], 1.0), r(p[1], 1.0)]).collect::<Vec<_>>(),
@@ -56,7 +68,9 @@ fn item_crop_summary() -> Value {
 }
 
 fn golden_path(kind: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{kind}.json"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{kind}.json"))
 }
 
 fn check(kind: &str, version: u32, summary: Value) {
@@ -86,5 +100,9 @@ fn video_scan_outputs_match_their_pipeline_version() {
 
 #[test]
 fn item_crop_outputs_match_their_pipeline_version() {
-    check("item_crop", item_crop::PIPELINE_VERSION, item_crop_summary());
+    check(
+        "item_crop",
+        item_crop::PIPELINE_VERSION,
+        item_crop_summary(),
+    );
 }

@@ -66,24 +66,44 @@ impl Tally {
 fn tally_seeds(seeds: std::ops::Range<u64>) -> (Tally, Tally) {
     let (mut apart, mut contact) = (Tally::default(), Tally::default());
     for seed in seeds {
-        let spec = PhotoSpec { seed, ..PhotoSpec::default() };
+        let spec = PhotoSpec {
+            seed,
+            ..PhotoSpec::default()
+        };
         let (jpeg, truth) = synth_photo::render(&spec).unwrap();
         let out = run(&jpeg).unwrap();
         let found = &out.report.items;
         assert_eq!(out.crops.len(), found.len());
-        let tally = if truth.items.iter().any(|i| i.in_contact) { &mut contact } else { &mut apart };
+        let tally = if truth.items.iter().any(|i| i.in_contact) {
+            &mut contact
+        } else {
+            &mut apart
+        };
         tally.photos += 1;
         if found.len() == truth.items.len() {
             tally.count_exact += 1;
         } else {
-            tally.misses.push(format!("seed {seed}: {}/{}", found.len(), truth.items.len()));
+            tally.misses.push(format!(
+                "seed {seed}: {}/{}",
+                found.len(),
+                truth.items.len()
+            ));
         }
         for (t, f, v) in match_items(&truth.items, found) {
             tally.ious.push(v);
-            tally.size_errors.push(size_error(&truth.items[t], &found[f]));
+            tally
+                .size_errors
+                .push(size_error(&truth.items[t], &found[f]));
             // The crop is a real JPEG of the reported size.
-            let crop = imgcodecs::imdecode(&Vector::<u8>::from_slice(&out.crops[f]), imgcodecs::IMREAD_COLOR).unwrap();
-            assert_eq!([crop.cols() as usize, crop.rows() as usize], found[f].crop_size);
+            let crop = imgcodecs::imdecode(
+                &Vector::<u8>::from_slice(&out.crops[f]),
+                imgcodecs::IMREAD_COLOR,
+            )
+            .unwrap();
+            assert_eq!(
+                [crop.cols() as usize, crop.rows() as usize],
+                found[f].crop_size
+            );
         }
     }
     (apart, contact)
@@ -92,9 +112,16 @@ fn tally_seeds(seeds: std::ops::Range<u64>) -> (Tally, Tally) {
 /// Prints both tallies' reports; the share of all photos whose count is
 /// exact, and the reports for a failure message.
 fn report_both(apart: &Tally, contact: &Tally) -> (f64, String) {
-    let both = format!("{}\n{}", apart.report("items apart"), contact.report("items in contact"));
+    let both = format!(
+        "{}\n{}",
+        apart.report("items apart"),
+        contact.report("items in contact")
+    );
     eprintln!("{both}");
-    ((apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64, both)
+    (
+        (apart.count_exact + contact.count_exact) as f64 / (apart.photos + contact.photos) as f64,
+        both,
+    )
 }
 
 #[test]
@@ -107,11 +134,31 @@ fn items_are_found_and_cropped_on_sixty_synthetic_photos() {
     // the detector reaches (IoU ≥ 0.9 for 98.3 % of the items apart, 92.4 %
     // in contact) so that a regression fails: the "every IoU ≥ 0.9"
     // is NOT met.
-    assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
-    assert!(apart.count_exact_rate() >= 0.97, "{}", apart.report("items apart"));
-    assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
-    assert!(contact.count_exact_rate() >= 0.95, "{}", contact.report("items in contact"));
-    assert!(contact.share_at_least(0.9) >= 0.91, "{}", contact.report("items in contact"));
+    assert!(
+        exact >= 0.98,
+        "count exact on {:.1} % of photos\n{both}",
+        100.0 * exact
+    );
+    assert!(
+        apart.count_exact_rate() >= 0.97,
+        "{}",
+        apart.report("items apart")
+    );
+    assert!(
+        apart.share_at_least(0.9) >= 0.97,
+        "{}",
+        apart.report("items apart")
+    );
+    assert!(
+        contact.count_exact_rate() >= 0.95,
+        "{}",
+        contact.report("items in contact")
+    );
+    assert!(
+        contact.share_at_least(0.9) >= 0.91,
+        "{}",
+        contact.report("items in contact")
+    );
 }
 
 #[test]
@@ -125,20 +172,41 @@ fn item_count_holds_on_two_hundred_photos_never_tuned_on() {
     // the IoU bars sit under today's figures, to catch a regression.
     let (apart, contact) = tally_seeds(1700..1900);
     let (exact, both) = report_both(&apart, &contact);
-    assert!(exact >= 0.98, "count exact on {:.1} % of photos\n{both}", 100.0 * exact);
-    assert!(apart.share_at_least(0.9) >= 0.97, "{}", apart.report("items apart"));
-    assert!(contact.share_at_least(0.9) >= 0.9, "{}", contact.report("items in contact"));
+    assert!(
+        exact >= 0.98,
+        "count exact on {:.1} % of photos\n{both}",
+        100.0 * exact
+    );
+    assert!(
+        apart.share_at_least(0.9) >= 0.97,
+        "{}",
+        apart.report("items apart")
+    );
+    assert!(
+        contact.share_at_least(0.9) >= 0.9,
+        "{}",
+        contact.report("items in contact")
+    );
 }
 
 #[test]
 fn png_and_webp_photos_give_the_same_items_as_jpeg() {
-    let spec = PhotoSpec { seed: 101, items: Some(3), ..PhotoSpec::default() };
+    let spec = PhotoSpec {
+        seed: 101,
+        items: Some(3),
+        ..PhotoSpec::default()
+    };
     let (jpeg, truth) = synth_photo::render(&spec).unwrap();
-    let decoded = imgcodecs::imdecode(&Vector::<u8>::from_slice(&jpeg), imgcodecs::IMREAD_COLOR).unwrap();
+    let decoded =
+        imgcodecs::imdecode(&Vector::<u8>::from_slice(&jpeg), imgcodecs::IMREAD_COLOR).unwrap();
     for (ext, format) in [(".png", PhotoFormat::Png), (".webp", PhotoFormat::Webp)] {
         let mut buf = Vector::<u8>::new();
         // WebP quality above 100 is lossless.
-        let params = if ext == ".webp" { Vector::from_slice(&[imgcodecs::IMWRITE_WEBP_QUALITY, 101]) } else { Vector::new() };
+        let params = if ext == ".webp" {
+            Vector::from_slice(&[imgcodecs::IMWRITE_WEBP_QUALITY, 101])
+        } else {
+            Vector::new()
+        };
         imgcodecs::imencode(ext, &decoded, &mut buf, &params).unwrap();
         let out = run(buf.as_slice()).unwrap();
         assert_eq!(out.report.format, format);
@@ -154,11 +222,20 @@ fn png_and_webp_photos_give_the_same_items_as_jpeg() {
 
 #[test]
 fn a_large_jpeg_is_decoded_reduced_and_reported_in_source_pixels() {
-    let spec = PhotoSpec { seed: 7, width: 2800, height: 2100, items: Some(2), ..PhotoSpec::default() };
+    let spec = PhotoSpec {
+        seed: 7,
+        width: 2800,
+        height: 2100,
+        items: Some(2),
+        ..PhotoSpec::default()
+    };
     let (jpeg, truth) = synth_photo::render(&spec).unwrap();
     let out = run(&jpeg).unwrap();
     assert_eq!(out.report.source_size, [2800, 2100]);
-    assert_eq!(out.report.decode_reduction, 2, "1400 px is still above the 1280 working size");
+    assert_eq!(
+        out.report.decode_reduction, 2,
+        "1400 px is still above the 1280 working size"
+    );
     assert_eq!(out.report.working_size, [1280, 960]);
     let matched = match_items(&truth.items, &out.report.items);
     assert_eq!(matched.len(), 2, "{:?}", out.report.items);
@@ -218,11 +295,19 @@ fn a_side_hidden_under_another_card_is_restored() {
 fn a_piece_of_a_card_gives_way_to_the_walled_frame_round_it() {
     every_item_found(&[55, 176], 0.9);
     for seed in [208, 335] {
-        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, items: Some(6), ..PhotoSpec::default() }).unwrap();
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec {
+            seed,
+            items: Some(6),
+            ..PhotoSpec::default()
+        })
+        .unwrap();
         let out = run(&jpeg).unwrap();
         let matched = match_items(&truth.items, &out.report.items);
         assert_eq!(out.report.items.len(), 6, "seed {seed}");
-        assert!(matched.len() == 6 && matched.iter().all(|m| m.2 >= 0.9), "seed {seed}: {matched:?}");
+        assert!(
+            matched.len() == 6 && matched.iter().all(|m| m.2 >= 0.9),
+            "seed {seed}: {matched:?}"
+        );
     }
 }
 
@@ -232,7 +317,12 @@ fn a_piece_of_a_card_gives_way_to_the_walled_frame_round_it() {
 /// the pair came out as one item in a first draft).
 #[test]
 fn a_frame_around_two_cards_lined_up_is_not_taken() {
-    let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed: 247, items: Some(6), ..PhotoSpec::default() }).unwrap();
+    let (jpeg, truth) = synth_photo::render(&PhotoSpec {
+        seed: 247,
+        items: Some(6),
+        ..PhotoSpec::default()
+    })
+    .unwrap();
     let out = run(&jpeg).unwrap();
     assert_eq!(out.report.items.len(), 6);
     let matched = match_items(&truth.items, &out.report.items);
@@ -244,12 +334,19 @@ fn a_frame_around_two_cards_lined_up_is_not_taken() {
 /// matched to a true one at an IoU of at least `min_iou`.
 fn every_item_found(seeds: &[u64], min_iou: f64) {
     for &seed in seeds {
-        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, ..PhotoSpec::default() }).unwrap();
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec {
+            seed,
+            ..PhotoSpec::default()
+        })
+        .unwrap();
         let out = run(&jpeg).unwrap();
         assert_eq!(out.report.items.len(), truth.items.len(), "seed {seed}");
         let matched = match_items(&truth.items, &out.report.items);
         assert_eq!(matched.len(), truth.items.len(), "seed {seed}");
-        assert!(matched.iter().all(|m| m.2 >= min_iou), "seed {seed}: {matched:?}");
+        assert!(
+            matched.iter().all(|m| m.2 >= min_iou),
+            "seed {seed}: {matched:?}"
+        );
     }
 }
 
@@ -293,7 +390,12 @@ fn thin_clutter_stuck_to_a_lone_card_is_trimmed_off() {
 #[test]
 fn halves_of_a_card_cut_by_its_art_are_one_item() {
     for seed in [235, 253] {
-        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, items: Some(6), ..PhotoSpec::default() }).unwrap();
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec {
+            seed,
+            items: Some(6),
+            ..PhotoSpec::default()
+        })
+        .unwrap();
         let found = run(&jpeg).unwrap().report.items;
         assert_eq!(found.len(), truth.items.len(), "seed {seed}: {found:?}");
     }
@@ -308,11 +410,19 @@ fn halves_of_a_card_cut_by_its_art_are_one_item() {
 #[test]
 fn overlapping_halves_of_a_card_are_one_item_and_two_whole_cards_are_not() {
     for (seed, items) in [(442, Some(1)), (743, None), (811, None)] {
-        let (jpeg, truth) = synth_photo::render(&PhotoSpec { seed, items, ..PhotoSpec::default() }).unwrap();
+        let (jpeg, truth) = synth_photo::render(&PhotoSpec {
+            seed,
+            items,
+            ..PhotoSpec::default()
+        })
+        .unwrap();
         let out = run(&jpeg).unwrap();
         assert_eq!(out.report.items.len(), truth.items.len(), "seed {seed}");
         let matched = match_items(&truth.items, &out.report.items);
-        assert!(matched.len() == truth.items.len() && matched.iter().all(|m| m.2 >= 0.9), "seed {seed}: {matched:?}");
+        assert!(
+            matched.len() == truth.items.len() && matched.iter().all(|m| m.2 >= 0.9),
+            "seed {seed}: {matched:?}"
+        );
     }
 }
 
@@ -342,11 +452,19 @@ fn a_side_tilted_by_clutter_lies_on_the_card_edge() {
 #[test]
 fn a_photo_with_no_item_is_a_success_with_zero_items() {
     for seed in 0..4 {
-        let spec = PhotoSpec { seed, items: Some(0), ..PhotoSpec::default() };
+        let spec = PhotoSpec {
+            seed,
+            items: Some(0),
+            ..PhotoSpec::default()
+        };
         let (jpeg, truth) = synth_photo::render(&spec).unwrap();
         assert!(truth.items.is_empty());
         let out = run(&jpeg).unwrap();
-        assert!(out.report.items.is_empty(), "seed {seed}: clutter taken for items: {:?}", out.report.items);
+        assert!(
+            out.report.items.is_empty(),
+            "seed {seed}: clutter taken for items: {:?}",
+            out.report.items
+        );
         assert!(out.crops.is_empty());
     }
 }
@@ -354,7 +472,11 @@ fn a_photo_with_no_item_is_a_success_with_zero_items() {
 #[test]
 fn non_images_are_refused_with_input_not_image() {
     let truncated_jpeg = {
-        let (jpeg, _) = synth_photo::render(&PhotoSpec { seed: 3, ..PhotoSpec::default() }).unwrap();
+        let (jpeg, _) = synth_photo::render(&PhotoSpec {
+            seed: 3,
+            ..PhotoSpec::default()
+        })
+        .unwrap();
         jpeg[..600].to_vec()
     };
     let cases: [(&str, Vec<u8>); 5] = [
@@ -373,7 +495,13 @@ fn non_images_are_refused_with_input_not_image() {
 
 #[test]
 fn a_one_pixel_image_has_no_items() {
-    let one = opencv::core::Mat::new_rows_cols_with_default(1, 1, opencv::core::CV_8UC3, opencv::core::Scalar::all(128.0)).unwrap();
+    let one = opencv::core::Mat::new_rows_cols_with_default(
+        1,
+        1,
+        opencv::core::CV_8UC3,
+        opencv::core::Scalar::all(128.0),
+    )
+    .unwrap();
     let mut png = Vector::<u8>::new();
     imgcodecs::imencode(".png", &one, &mut png, &Vector::new()).unwrap();
     let out = run(png.as_slice()).unwrap();
@@ -413,9 +541,16 @@ fn huge_png(side: u32) -> Vec<u8> {
 #[test]
 fn a_20000_pixel_square_png_is_refused_from_its_header() {
     let png = huge_png(20_000);
-    assert!(png.len() < 1 << 20, "the file itself is small: {} bytes", png.len());
+    assert!(
+        png.len() < 1 << 20,
+        "the file itself is small: {} bytes",
+        png.len()
+    );
     let header = read_header(&png).unwrap();
-    assert_eq!((header.format, header.width, header.height), (PhotoFormat::Png, 20_000, 20_000));
+    assert_eq!(
+        (header.format, header.width, header.height),
+        (PhotoFormat::Png, 20_000, 20_000)
+    );
     let err = decode_photo(&png, &DecodeLimits::default()).unwrap_err();
     assert_eq!(err.code(), "input_too_large", "{err}");
     assert!(err.is_bad_input());

@@ -3,11 +3,17 @@
 
 use std::path::Path;
 
-use opencv::{core::{Mat, Scalar, Size, CV_8UC3}, imgcodecs, prelude::*, videoio};
+use opencv::{
+    core::{Mat, Scalar, Size, CV_8UC3},
+    imgcodecs,
+    prelude::*,
+    videoio,
+};
 use vision::{
+    analyze_video,
     pipeline::{Defect, ScanOptions},
     synth::{self, GroundTruth, SynthSpec},
-    analyze_video, BackendChoice, Cpu, VisionError,
+    BackendChoice, Cpu, VisionError,
 };
 
 fn overlaps(a: &[f64; 4], b: &[f64; 4], e: f64) -> bool {
@@ -17,9 +23,27 @@ fn overlaps(a: &[f64; 4], b: &[f64; 4], e: f64) -> bool {
 /// (recall, precision) of typed defects against ground truth.
 fn match_defects(gt: &GroundTruth, found: &[Defect]) -> (f64, f64) {
     let e = 0.01;
-    let hit_gt = gt.defects.iter().filter(|g| found.iter().any(|d| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))).count();
-    let hit_found = found.iter().filter(|d| gt.defects.iter().any(|g| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))).count();
-    (hit_gt as f64 / gt.defects.len().max(1) as f64, hit_found as f64 / found.len().max(1) as f64)
+    let hit_gt = gt
+        .defects
+        .iter()
+        .filter(|g| {
+            found
+                .iter()
+                .any(|d| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))
+        })
+        .count();
+    let hit_found = found
+        .iter()
+        .filter(|d| {
+            gt.defects
+                .iter()
+                .any(|g| d.kind == g.kind && overlaps(&d.bbox, &g.bbox, e))
+        })
+        .count();
+    (
+        hit_gt as f64 / gt.defects.len().max(1) as f64,
+        hit_found as f64 / found.len().max(1) as f64,
+    )
 }
 
 #[test]
@@ -28,13 +52,20 @@ fn synthetic_scans_meet_accuracy_targets() {
     let (mut gt_total, mut gt_hit, mut found_total, mut found_hit) = (0usize, 0.0, 0usize, 0.0);
     let mut worst_centering: f64 = 0.0;
     for seed in [7u64, 11, 23] {
-        let spec = SynthSpec { seed, centering_lr: 0.5 + 0.04 * (seed % 5) as f64, ..SynthSpec::default() };
+        let spec = SynthSpec {
+            seed,
+            centering_lr: 0.5 + 0.04 * (seed % 5) as f64,
+            ..SynthSpec::default()
+        };
         let gt = synth::generate(&spec, &dir.path().join(seed.to_string())).unwrap();
-        let out = analyze_video::<Cpu>(&gt.video, &ScanOptions::default(), &Default::default()).unwrap();
+        let out =
+            analyze_video::<Cpu>(&gt.video, &ScanOptions::default(), &Default::default()).unwrap();
         let r = &out.report;
         let scores = r.scores.as_ref().expect("item found");
         let (recall, precision) = match_defects(&gt, &r.defects);
-        let c_err = (scores.centering_lr - gt.centering_lr).abs().max((scores.centering_tb - gt.centering_tb).abs());
+        let c_err = (scores.centering_lr - gt.centering_lr)
+            .abs()
+            .max((scores.centering_tb - gt.centering_tb).abs());
         worst_centering = worst_centering.max(c_err);
         println!(
             "seed {seed}: recall {recall:.3} precision {precision:.3} centering lr {:.4} (gt {:.4}) tb {:.4} (gt {:.4}) golden {:?} grade {} timings {:?}",
@@ -43,16 +74,26 @@ fn synthetic_scans_meet_accuracy_targets() {
             r.timings_ms.iter().map(|t| format!("{}={:.0}", t.stage, t.ms)).collect::<Vec<_>>()
         );
         for d in &r.defects {
-            println!("  found {:?} {:?} {:.3?} sev {:.2}", d.kind, d.location, d.bbox, d.severity);
+            println!(
+                "  found {:?} {:?} {:.3?} sev {:.2}",
+                d.kind, d.location, d.bbox, d.severity
+            );
         }
         for g in &gt.defects {
             println!("  truth {:?} {:.3?}", g.kind, g.bbox);
         }
         for g in &r.golden_frames {
-            assert!(!gt.blurred_frames.contains(&(g.index as u32)), "seed {seed}: golden frame {} is blurred", g.index);
+            assert!(
+                !gt.blurred_frames.contains(&(g.index as u32)),
+                "seed {seed}: golden frame {} is blurred",
+                g.index
+            );
         }
         assert_eq!(r.frames_processed, spec.frames as usize);
-        assert!(!out.artifacts.defect_mask_png.is_empty() && out.artifacts.golden_jpegs.len() == r.golden_frames.len());
+        assert!(
+            !out.artifacts.defect_mask_png.is_empty()
+                && out.artifacts.golden_jpegs.len() == r.golden_frames.len()
+        );
         assert!(r.timings_ms.iter().any(|t| t.stage == "flow"));
         assert!((1.0..=10.0).contains(&scores.overall));
         gt_total += gt.defects.len();
@@ -60,7 +101,10 @@ fn synthetic_scans_meet_accuracy_targets() {
         found_total += r.defects.len();
         found_hit += precision * r.defects.len() as f64;
     }
-    let (recall, precision) = (gt_hit / gt_total as f64, found_hit / found_total.max(1) as f64);
+    let (recall, precision) = (
+        gt_hit / gt_total as f64,
+        found_hit / found_total.max(1) as f64,
+    );
     println!("overall recall {recall:.3} precision {precision:.3} worst centering error {worst_centering:.4}");
     assert!(recall >= 0.95, "recall {recall}");
     assert!(precision >= 0.95, "precision {precision}");
@@ -74,32 +118,63 @@ fn synthetic_scans_meet_accuracy_targets() {
 #[test]
 fn downscaled_scan_still_localises_the_item() {
     let dir = tempfile::tempdir().unwrap();
-    let gt = synth::generate(&SynthSpec { frames: 12, blurred_frames: vec![3, 8], ..SynthSpec::default() }, dir.path()).unwrap();
+    let gt = synth::generate(
+        &SynthSpec {
+            frames: 12,
+            blurred_frames: vec![3, 8],
+            ..SynthSpec::default()
+        },
+        dir.path(),
+    )
+    .unwrap();
     for max in [640, 480] {
-        let opts = ScanOptions { downscale_max: max, ..ScanOptions::default() };
+        let opts = ScanOptions {
+            downscale_max: max,
+            ..ScanOptions::default()
+        };
         let out = analyze_video::<Cpu>(&gt.video, &opts, &Default::default()).unwrap();
         let r = &out.report;
         assert_eq!(r.processed_size[0], max);
-        let scores = r.scores.as_ref().unwrap_or_else(|| panic!("{max}: item not found"));
+        let scores = r
+            .scores
+            .as_ref()
+            .unwrap_or_else(|| panic!("{max}: item not found"));
         let (recall, precision) = match_defects(&gt, &r.defects);
-        let c_err = (scores.centering_lr - gt.centering_lr).abs().max((scores.centering_tb - gt.centering_tb).abs());
+        let c_err = (scores.centering_lr - gt.centering_lr)
+            .abs()
+            .max((scores.centering_tb - gt.centering_tb).abs());
         println!("{max}: recall {recall:.3} precision {precision:.3} centering error {c_err:.4} defects {:?}", r.defects.iter().map(|d| d.kind).collect::<Vec<_>>());
         // Golden frames are stored in colour at the processed size.
         for (index, jpeg) in &out.artifacts.golden_jpegs {
-            let img = imgcodecs::imdecode(&opencv::core::Vector::<u8>::from_slice(jpeg), imgcodecs::IMREAD_UNCHANGED).unwrap();
-            assert_eq!((img.cols() as usize, img.rows() as usize, img.channels()), (r.processed_size[0], r.processed_size[1], 3), "golden {index}");
+            let img = imgcodecs::imdecode(
+                &opencv::core::Vector::<u8>::from_slice(jpeg),
+                imgcodecs::IMREAD_UNCHANGED,
+            )
+            .unwrap();
+            assert_eq!(
+                (img.cols() as usize, img.rows() as usize, img.channels()),
+                (r.processed_size[0], r.processed_size[1], 3),
+                "golden {index}"
+            );
             // The card is coloured (blue-ish border, warm print): B and R means differ.
             let m = opencv::core::mean_def(&img).unwrap();
-            assert!((m[0] - m[2]).abs() > 3.0, "golden {index} looks gray: mean BGR {m:?}");
+            assert!(
+                (m[0] - m[2]).abs() > 3.0,
+                "golden {index} looks gray: mean BGR {m:?}"
+            );
         }
         // The same targets as at full resolution.
         assert!(c_err <= 0.01, "{max}: centering error {c_err}");
-        assert!(recall >= 0.95 && precision >= 0.95, "{max}: recall {recall} precision {precision}");
+        assert!(
+            recall >= 0.95 && precision >= 0.95,
+            "{max}: recall {recall} precision {precision}"
+        );
     }
 }
 
 fn expect_code(path: &Path, code: &str) {
-    let err = analyze_video::<Cpu>(path, &ScanOptions::default(), &Default::default()).expect_err("bad input must fail");
+    let err = analyze_video::<Cpu>(path, &ScanOptions::default(), &Default::default())
+        .expect_err("bad input must fail");
     assert_eq!(err.code(), code, "{path:?}: {err}");
     assert!(err.is_bad_input());
 }
@@ -127,33 +202,67 @@ fn bad_inputs_fail_with_a_code() {
     let empty = dir.path().join("empty.avi");
     {
         let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
-        let mut w = videoio::VideoWriter::new(empty.to_str().unwrap(), fourcc, 10.0, Size::new(64, 64), true).unwrap();
+        let mut w = videoio::VideoWriter::new(
+            empty.to_str().unwrap(),
+            fourcc,
+            10.0,
+            Size::new(64, 64),
+            true,
+        )
+        .unwrap();
         assert!(w.is_opened().unwrap());
         w.release().unwrap();
     }
     expect_code(&empty, "input_empty");
     // A truncated video: the first 60 % of a good one.
-    let gt = synth::generate(&SynthSpec { width: 320, height: 240, frames: 10, ..SynthSpec::small() }, &dir.path().join("good")).unwrap();
+    let gt = synth::generate(
+        &SynthSpec {
+            width: 320,
+            height: 240,
+            frames: 10,
+            ..SynthSpec::small()
+        },
+        &dir.path().join("good"),
+    )
+    .unwrap();
     let bytes = std::fs::read(&gt.video).unwrap();
     let cut = dir.path().join("cut.avi");
     std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
     expect_code(&cut, "input_truncated");
     // Too large.
-    let err = analyze_video::<Cpu>(&gt.video, &ScanOptions { max_frames: 3, ..ScanOptions::default() }, &Default::default()).unwrap_err();
+    let err = analyze_video::<Cpu>(
+        &gt.video,
+        &ScanOptions {
+            max_frames: 3,
+            ..ScanOptions::default()
+        },
+        &Default::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "input_too_large");
     // A decompression bomb: a few hundred KB whose frames decode to 108 MB
     // each. Refused from the declared size, before any frame is decoded.
     let bomb = dir.path().join("bomb.avi");
     {
         let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
-        let mut w = videoio::VideoWriter::new(bomb.to_str().unwrap(), fourcc, 10.0, Size::new(6000, 6000), true).unwrap();
+        let mut w = videoio::VideoWriter::new(
+            bomb.to_str().unwrap(),
+            fourcc,
+            10.0,
+            Size::new(6000, 6000),
+            true,
+        )
+        .unwrap();
         let black = Mat::new_rows_cols_with_default(6000, 6000, CV_8UC3, Scalar::all(0.0)).unwrap();
         for _ in 0..3 {
             w.write(&black).unwrap();
         }
         w.release().unwrap();
     }
-    assert!(std::fs::metadata(&bomb).unwrap().len() < 2 << 20, "the bomb is small on disk");
+    assert!(
+        std::fs::metadata(&bomb).unwrap().len() < 2 << 20,
+        "the bomb is small on disk"
+    );
     expect_code(&bomb, "input_too_large");
 }
 
@@ -165,16 +274,30 @@ fn backend_choice_is_resolved_at_the_edge() {
     // This machine has no NVIDIA driver: auto must fall back and say why.
     if vision::backend::probe_cuda().is_err() {
         assert_eq!(auto.report().used, "cpu-ndarray");
-        assert!(auto.report().reason.contains("cpu"), "{}", auto.report().reason);
+        assert!(
+            auto.report().reason.contains("cpu"),
+            "{}",
+            auto.report().reason
+        );
     }
     // Asking for CUDA where it cannot run is an error, never a quiet CPU run.
-    let why_not = if cfg!(feature = "cuda") { vision::backend::probe_cuda().err() } else { Some("built without cuda".into()) };
+    let why_not = if cfg!(feature = "cuda") {
+        vision::backend::probe_cuda().err()
+    } else {
+        Some("built without cuda".into())
+    };
     if let Some(why_not) = why_not {
         let err = vision::backend::ScanEngine::new(BackendChoice::Cuda).unwrap_err();
         assert_eq!(err.code(), "backend_unavailable");
-        assert!(err.to_string().contains(&why_not), "{err} should say {why_not}");
+        assert!(
+            err.to_string().contains(&why_not),
+            "{err} should say {why_not}"
+        );
         assert!(!err.is_bad_input());
     }
-    assert_eq!("auto".parse::<BackendChoice>().unwrap(), BackendChoice::Auto);
+    assert_eq!(
+        "auto".parse::<BackendChoice>().unwrap(),
+        BackendChoice::Auto
+    );
     let _ = VisionError::InputEmpty;
 }

@@ -100,7 +100,8 @@ impl ResultCache {
     /// `capacity` results kept in memory, each served for at most `ttl`; a
     /// capacity of 0 switches the cache off entirely.
     pub fn new(pool: PgPool, capacity: usize, ttl: Duration) -> Self {
-        let memory = NonZeroUsize::new(capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
+        let memory =
+            NonZeroUsize::new(capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
         ResultCache { pool, memory, ttl }
     }
 
@@ -112,7 +113,9 @@ impl ResultCache {
         {
             let mut memory = memory.lock().expect("cache lock");
             match memory.get(&entry) {
-                Some((stored, hit)) if stored.elapsed() < self.ttl => return Some((hit.clone(), CacheSource::Memory)),
+                Some((stored, hit)) if stored.elapsed() < self.ttl => {
+                    return Some((hit.clone(), CacheSource::Memory))
+                }
                 Some(_) => {
                     memory.pop(&entry);
                 }
@@ -124,7 +127,10 @@ impl ResultCache {
                 let hit = CachedResult { scan_id, result };
                 // Kept in memory only for what is left of its time to live.
                 let stored = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                memory.lock().expect("cache lock").put(entry, (stored, hit.clone()));
+                memory
+                    .lock()
+                    .expect("cache lock")
+                    .put(entry, (stored, hit.clone()));
                 Some((hit, CacheSource::Database))
             }
             Ok(None) => None,
@@ -138,8 +144,14 @@ impl ResultCache {
     /// Keeps a result this process just committed.
     pub fn remember(&self, tenant_id: Uuid, key: &str, scan_id: Uuid, result: &Value) {
         if let Some(memory) = &self.memory {
-            let entry = CachedResult { scan_id, result: result.clone() };
-            memory.lock().expect("cache lock").put((tenant_id, key.to_string()), (Instant::now(), entry));
+            let entry = CachedResult {
+                scan_id,
+                result: result.clone(),
+            };
+            memory
+                .lock()
+                .expect("cache lock")
+                .put((tenant_id, key.to_string()), (Instant::now(), entry));
         }
     }
 }
@@ -152,13 +164,29 @@ mod tests {
     fn the_key_changes_with_every_part_and_only_then() {
         let params = serde_json::json!({"downscale_max": 640, "b": [1, 2]});
         let base = cache_key(ScanKind::VideoScan, &params, "downscale_max=640", b"video");
-        assert_eq!(base, cache_key(ScanKind::VideoScan, &params, "downscale_max=640", b"video"));
+        assert_eq!(
+            base,
+            cache_key(ScanKind::VideoScan, &params, "downscale_max=640", b"video")
+        );
         // Key order in the submitted JSON does not matter.
         let reordered: Value = serde_json::from_str(r#"{"b":[1,2],"downscale_max":640}"#).unwrap();
-        assert_eq!(base, cache_key(ScanKind::VideoScan, &reordered, "downscale_max=640", b"video"));
+        assert_eq!(
+            base,
+            cache_key(
+                ScanKind::VideoScan,
+                &reordered,
+                "downscale_max=640",
+                b"video"
+            )
+        );
         for other in [
             cache_key(ScanKind::Probe, &params, "downscale_max=640", b"video"),
-            cache_key(ScanKind::VideoScan, &serde_json::json!({}), "downscale_max=640", b"video"),
+            cache_key(
+                ScanKind::VideoScan,
+                &serde_json::json!({}),
+                "downscale_max=640",
+                b"video",
+            ),
             cache_key(ScanKind::VideoScan, &params, "downscale_max=1280", b"video"),
             cache_key(ScanKind::VideoScan, &params, "downscale_max=640", b"videO"),
         ] {
@@ -174,7 +202,10 @@ mod tests {
     #[test]
     fn a_served_result_names_the_scan_that_computed_it() {
         let original = Uuid::now_v7();
-        let cached = CachedResult { scan_id: original, result: serde_json::json!({"kind": "video_scan", "grade": 8.5}) };
+        let cached = CachedResult {
+            scan_id: original,
+            result: serde_json::json!({"kind": "video_scan", "grade": 8.5}),
+        };
         let served = cached.served();
         assert_eq!(served["cached"], true);
         assert_eq!(served["cached_from"], original.to_string());

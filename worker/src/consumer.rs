@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
 use protocol::backoff::Backoff;
 use protocol::db::{self, Claim};
@@ -70,11 +72,21 @@ impl Consumer {
         let queue = topology::queue_name(self.route);
         while !shutdown.is_cancelled() {
             let session = async {
-                let connection = topology::connect(&self.amqp_url, &format!("scanfleet-worker {}", self.job_context.worker_name)).await?;
-                let channel = topology::consumer_channel(&connection, self.max_concurrent_jobs).await?;
+                let connection = topology::connect(
+                    &self.amqp_url,
+                    &format!("scanfleet-worker {}", self.job_context.worker_name),
+                )
+                .await?;
+                let channel =
+                    topology::consumer_channel(&connection, self.max_concurrent_jobs).await?;
                 self.topology.declare(&channel).await?;
                 let deliveries = channel
-                    .basic_consume(queue, &self.job_context.worker_name, BasicConsumeOptions::default(), FieldTable::default())
+                    .basic_consume(
+                        queue,
+                        &self.job_context.worker_name,
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
                     .await?;
                 Ok::<_, lapin::Error>((connection, channel, deliveries))
             };
@@ -118,7 +130,9 @@ impl Consumer {
             };
             self.metrics.consumer_connected.set(0);
             if stopped {
-                let _ = channel.basic_cancel(&self.job_context.worker_name, BasicCancelOptions::default()).await;
+                let _ = channel
+                    .basic_cancel(&self.job_context.worker_name, BasicCancelOptions::default())
+                    .await;
                 let in_flight = jobs.len();
                 tracing::info!(in_flight, grace = ?self.shutdown_grace, "stopping: finishing in-flight scans");
                 let drained = tokio::time::timeout(self.shutdown_grace, async {
@@ -126,7 +140,10 @@ impl Consumer {
                 })
                 .await;
                 if drained.is_err() {
-                    tracing::warn!(left = jobs.len(), "grace period over; unfinished scans go back to the queue");
+                    tracing::warn!(
+                        left = jobs.len(),
+                        "grace period over; unfinished scans go back to the queue"
+                    );
                     jobs.abort_all();
                 }
             } else {
@@ -145,7 +162,10 @@ impl Consumer {
                 // A poison message: no redelivery can fix it. Rejecting without
                 // requeue dead-letters it, and the consumer keeps going.
                 tracing::error!(%error, "rejecting undecodable message");
-                self.metrics.scans_finished.with_label_values(&["unknown", self.route.as_str(), "undecodable"]).inc();
+                self.metrics
+                    .scans_finished
+                    .with_label_values(&["unknown", self.route.as_str(), "undecodable"])
+                    .inc();
                 if let Err(error) = delivery.reject(BasicRejectOptions { requeue: false }).await {
                     tracing::warn!(%error, "reject failed");
                 }
@@ -222,8 +242,13 @@ impl Consumer {
         tracing::info!(attempt, previous_deliveries, "scan started");
         let kind = job.kind.as_str();
         let route = self.route.as_str();
-        let waited = (chrono::Utc::now() - job.submitted_at).to_std().unwrap_or_default();
-        self.metrics.queue_wait_seconds.with_label_values(&[route]).observe(waited.as_secs_f64());
+        let waited = (chrono::Utc::now() - job.submitted_at)
+            .to_std()
+            .unwrap_or_default();
+        self.metrics
+            .queue_wait_seconds
+            .with_label_values(&[route])
+            .observe(waited.as_secs_f64());
         let started = Instant::now();
         let outcome = {
             // Both guards end with the run, also when it panics.
@@ -233,20 +258,38 @@ impl Consumer {
         };
         let processing = started.elapsed();
         let cost_usd = processing.as_secs_f64() * self.price_per_hour / 3600.0;
-        self.metrics.processing_seconds.with_label_values(&[kind, route]).observe(processing.as_secs_f64());
-        self.metrics.cost_usd.with_label_values(&[route]).inc_by(cost_usd);
+        self.metrics
+            .processing_seconds
+            .with_label_values(&[kind, route])
+            .observe(processing.as_secs_f64());
+        self.metrics
+            .cost_usd
+            .with_label_values(&[route])
+            .inc_by(cost_usd);
         let outcome = outcome.map(|output| {
             for (stage, ms) in &output.stage_ms {
-                self.metrics.stage_seconds.with_label_values(&[kind, stage]).observe(ms / 1e3);
+                self.metrics
+                    .stage_seconds
+                    .with_label_values(&[kind, stage])
+                    .observe(ms / 1e3);
             }
             if let Some(cache) = &output.cache {
                 let lookup = cache.hit.map_or("miss", |source| source.as_str());
-                self.metrics.cache_lookups.with_label_values(&[kind, lookup]).inc();
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&[kind, lookup])
+                    .inc();
             }
             // Only computed results become cache entries, so `cached_from`
             // always names the scan that did the work.
-            let cache_key = output.cache.filter(|cache| cache.hit.is_none()).map(|cache| cache.key);
-            (self.with_accounting(output.result, processing, cost_usd), cache_key)
+            let cache_key = output
+                .cache
+                .filter(|cache| cache.hit.is_none())
+                .map(|cache| cache.key);
+            (
+                self.with_accounting(output.result, processing, cost_usd),
+                cache_key,
+            )
         });
         if let Err(error) = &outcome {
             self.metrics.errors.with_label_values(&[error.code()]).inc();
@@ -254,9 +297,13 @@ impl Consumer {
 
         let recorded = match &outcome {
             Ok((result, cache_key)) => {
-                let wrote = self.write_success(job.scan_id, result, cache_key.as_deref()).await;
+                let wrote = self
+                    .write_success(job.scan_id, result, cache_key.as_deref())
+                    .await;
                 if let (Ok(true), Some(key)) = (&wrote, cache_key) {
-                    self.job_context.cache.remember(job.tenant_id, key, job.scan_id, result);
+                    self.job_context
+                        .cache
+                        .remember(job.tenant_id, key, job.scan_id, result);
                 }
                 wrote
             }
@@ -267,17 +314,27 @@ impl Consumer {
             Err(JobError::Transient(message)) => {
                 if previous_deliveries + 1 < self.topology.delivery_limit {
                     tracing::warn!(%message, "transient failure; requeueing");
-                    self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), "retried"]).inc();
+                    self.metrics
+                        .scans_finished
+                        .with_label_values(&[kind, self.route.as_str(), "retried"])
+                        .inc();
                     return Disposition::Requeue;
                 }
                 if self.route == Route::Gpu {
                     tracing::warn!(%message, "transient failure on the last GPU delivery; handing the scan to the CPU queue");
-                    self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), "fell_back"]).inc();
+                    self.metrics
+                        .scans_finished
+                        .with_label_values(&[kind, self.route.as_str(), "fell_back"])
+                        .inc();
                     return Disposition::DeadLetter;
                 }
                 tracing::error!(%message, "transient failure on the last allowed delivery; failing the scan");
-                let message = format!("gave up after {} deliveries: {message}", previous_deliveries + 1);
-                self.write_failure(job.scan_id, "retries_exhausted", &message).await
+                let message = format!(
+                    "gave up after {} deliveries: {message}",
+                    previous_deliveries + 1
+                );
+                self.write_failure(job.scan_id, "retries_exhausted", &message)
+                    .await
             }
         };
         match recorded {
@@ -287,12 +344,25 @@ impl Consumer {
                     (Ok(_), true) => "succeeded",
                     (Err(_), true) => "failed",
                 };
-                tracing::info!(outcome = outcome_label, elapsed_ms = processing.as_millis() as u64, cost_usd, "scan finished");
+                tracing::info!(
+                    outcome = outcome_label,
+                    elapsed_ms = processing.as_millis() as u64,
+                    cost_usd,
+                    "scan finished"
+                );
                 if wrote {
-                    let total = (chrono::Utc::now() - job.submitted_at).to_std().unwrap_or_default();
-                    self.metrics.end_to_end_seconds.with_label_values(&[route]).observe(total.as_secs_f64());
+                    let total = (chrono::Utc::now() - job.submitted_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    self.metrics
+                        .end_to_end_seconds
+                        .with_label_values(&[route])
+                        .observe(total.as_secs_f64());
                 }
-                self.metrics.scans_finished.with_label_values(&[kind, self.route.as_str(), outcome_label]).inc();
+                self.metrics
+                    .scans_finished
+                    .with_label_values(&[kind, self.route.as_str(), outcome_label])
+                    .inc();
                 Disposition::Ack
             }
             Err(error) => self.database_unavailable(error).await,
@@ -301,10 +371,18 @@ impl Consumer {
 
     /// Adds what every result reports: backend, processing time and cost
     /// (processing seconds × the backend's hourly price, seed 001).
-    fn with_accounting(&self, mut result: serde_json::Value, processing: std::time::Duration, cost_usd: f64) -> serde_json::Value {
+    fn with_accounting(
+        &self,
+        mut result: serde_json::Value,
+        processing: std::time::Duration,
+        cost_usd: f64,
+    ) -> serde_json::Value {
         if let Some(fields) = result.as_object_mut() {
             fields.insert("backend".into(), self.job_context.backend_name().into());
-            fields.insert("processing_ms".into(), (processing.as_secs_f64() * 1e3).into());
+            fields.insert(
+                "processing_ms".into(),
+                (processing.as_secs_f64() * 1e3).into(),
+            );
             fields.insert("cost_usd".into(), cost_usd.into());
         }
         result
@@ -329,7 +407,12 @@ impl Consumer {
 
     /// Commits a failure (waiting out a database restart); true if this
     /// write finished the scan.
-    async fn write_failure(&self, scan_id: uuid::Uuid, code: &str, message: &str) -> Result<bool, sqlx::Error> {
+    async fn write_failure(
+        &self,
+        scan_id: uuid::Uuid,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, sqlx::Error> {
         db::retrying(DATABASE_PATIENCE, || async {
             let mut tx = self.pool.begin().await?;
             let wrote = db::record_failure(&mut tx, scan_id, code, message).await?;

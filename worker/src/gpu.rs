@@ -73,13 +73,31 @@ impl GpuGauges {
     pub fn register(registry: &prometheus::Registry) -> Option<Self> {
         read()?;
         let gauges = GpuGauges {
-            memory_used: prometheus::IntGauge::new("scanfleet_gpu_memory_used_bytes", "GPU memory in use").ok()?,
-            memory_total: prometheus::IntGauge::new("scanfleet_gpu_memory_total_bytes", "GPU memory in all").ok()?,
-            utilization: prometheus::Gauge::new("scanfleet_gpu_utilization_ratio", "GPU busy share over the last sample (0–1)").ok()?,
+            memory_used: prometheus::IntGauge::new(
+                "scanfleet_gpu_memory_used_bytes",
+                "GPU memory in use",
+            )
+            .ok()?,
+            memory_total: prometheus::IntGauge::new(
+                "scanfleet_gpu_memory_total_bytes",
+                "GPU memory in all",
+            )
+            .ok()?,
+            utilization: prometheus::Gauge::new(
+                "scanfleet_gpu_utilization_ratio",
+                "GPU busy share over the last sample (0–1)",
+            )
+            .ok()?,
         };
-        registry.register(Box::new(gauges.memory_used.clone())).ok()?;
-        registry.register(Box::new(gauges.memory_total.clone())).ok()?;
-        registry.register(Box::new(gauges.utilization.clone())).ok()?;
+        registry
+            .register(Box::new(gauges.memory_used.clone()))
+            .ok()?;
+        registry
+            .register(Box::new(gauges.memory_total.clone()))
+            .ok()?;
+        registry
+            .register(Box::new(gauges.utilization.clone()))
+            .ok()?;
         gauges.refresh();
         Some(gauges)
     }
@@ -107,11 +125,22 @@ mod tests {
             Ok(_) if cfg!(feature = "cuda") => {
                 let info = read().expect("NVML reads the GPU the driver reports");
                 println!("{info:?}");
-                assert!(info.memory_total_bytes > 0 && info.memory_used_bytes <= info.memory_total_bytes);
+                assert!(
+                    info.memory_total_bytes > 0
+                        && info.memory_used_bytes <= info.memory_total_bytes
+                );
                 assert!((0.0..=1.0).contains(&info.utilization_ratio));
                 assert!(gauges.is_some());
-                let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
-                assert!(text.contains(&format!("scanfleet_gpu_memory_total_bytes {}", info.memory_total_bytes)), "{text}");
+                let text = prometheus::TextEncoder::new()
+                    .encode_to_string(&registry.gather())
+                    .unwrap();
+                assert!(
+                    text.contains(&format!(
+                        "scanfleet_gpu_memory_total_bytes {}",
+                        info.memory_total_bytes
+                    )),
+                    "{text}"
+                );
             }
             _ => {
                 assert!(read().is_none());

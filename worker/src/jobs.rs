@@ -30,7 +30,10 @@ pub enum JobError {
 
 impl JobError {
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        JobError::BadInput { code, message: message.into() }
+        JobError::BadInput {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -44,7 +47,10 @@ impl JobError {
 impl From<VisionError> for JobError {
     fn from(error: VisionError) -> Self {
         if error.is_bad_input() {
-            JobError::BadInput { code: error.code(), message: error.to_string() }
+            JobError::BadInput {
+                code: error.code(),
+                message: error.to_string(),
+            }
         } else {
             JobError::Transient(error.to_string())
         }
@@ -116,13 +122,19 @@ fn downscale_max(job: &ScanJob, context: &JobContext) -> usize {
     job.params
         .get("downscale_max")
         .and_then(Value::as_u64)
-        .map_or(context.downscale_max, |px| (px as usize).min(context.downscale_max))
+        .map_or(context.downscale_max, |px| {
+            (px as usize).min(context.downscale_max)
+        })
 }
 
 /// A probe does no vision work: it reports who ran it, after holding the
 /// worker for `hold_ms` (to exercise slow paths and mid-scan failures).
 async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobOutput, JobError> {
-    let hold_ms = job.params.get("hold_ms").and_then(Value::as_u64).unwrap_or(0);
+    let hold_ms = job
+        .params
+        .get("hold_ms")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
     }
@@ -135,12 +147,19 @@ async fn probe(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobO
         "attempt": attempt,
         "held_ms": hold_ms,
     });
-    Ok(JobOutput { result, stage_ms: vec![("probe".into(), hold_ms as f64)], cache: None })
+    Ok(JobOutput {
+        result,
+        stage_ms: vec![("probe".into(), hold_ms as f64)],
+        cache: None,
+    })
 }
 
 async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
-    let options = ScanOptions { downscale_max: downscale_max(job, context), ..ScanOptions::default() };
+    let options = ScanOptions {
+        downscale_max: downscale_max(job, context),
+        ..ScanOptions::default()
+    };
     let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
     if let Some(served) = cached {
         return Ok(served);
@@ -151,7 +170,9 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         .tempdir()
         .map_err(|e| JobError::Transient(format!("temp dir: {e}")))?;
     let path = dir.path().join("input");
-    tokio::fs::write(&path, &input).await.map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
+    tokio::fs::write(&path, &input)
+        .await
+        .map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
     drop(input);
     let engine = context.engine.clone();
     let output = run_blocking(move || engine.analyze(&path, &options)).await?;
@@ -164,8 +185,18 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         golden_paths.push(json!({ "frame": index, "path": path }));
     }
     let mask_path = format!("{prefix}/defect_mask.png");
-    put_artifact(&context.blobs, &mask_path, &output.artifacts.defect_mask_png).await?;
-    let stage_ms = output.report.timings_ms.iter().map(|t| (t.stage.clone(), t.ms)).collect();
+    put_artifact(
+        &context.blobs,
+        &mask_path,
+        &output.artifacts.defect_mask_png,
+    )
+    .await?;
+    let stage_ms = output
+        .report
+        .timings_ms
+        .iter()
+        .map(|t| (t.stage.clone(), t.ms))
+        .collect();
     let result = json!({
         "kind": "video_scan",
         "summary": {
@@ -177,14 +208,28 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         "report": output.report,
         "artifacts": { "golden_frames": golden_paths, "defect_mask": mask_path },
     });
-    Ok(JobOutput { result, stage_ms, cache: Some(CacheUse { key, hit: None }) })
+    Ok(JobOutput {
+        result,
+        stage_ms,
+        cache: Some(CacheUse { key, hit: None }),
+    })
 }
 
 /// This scan's cache key, and the result of an identical earlier scan if the
 /// cache has one. `downscale_max` is the one option the worker derives (its
 /// own limit caps the scan's parameter), so it is part of the key.
-async fn consult_cache(job: &ScanJob, context: &JobContext, downscale_max: usize, input: &[u8]) -> (String, Option<JobOutput>) {
-    let key = cache_key(job.kind, &job.params, &format!("downscale_max={downscale_max}"), input);
+async fn consult_cache(
+    job: &ScanJob,
+    context: &JobContext,
+    downscale_max: usize,
+    input: &[u8],
+) -> (String, Option<JobOutput>) {
+    let key = cache_key(
+        job.kind,
+        &job.params,
+        &format!("downscale_max={downscale_max}"),
+        input,
+    );
     let Some((cached, source)) = context.cache.lookup(job.tenant_id, &key).await else {
         return (key, None);
     };
@@ -192,7 +237,10 @@ async fn consult_cache(job: &ScanJob, context: &JobContext, downscale_max: usize
     let served = JobOutput {
         result: cached.served(),
         stage_ms: Vec::new(),
-        cache: Some(CacheUse { key: key.clone(), hit: Some(source) }),
+        cache: Some(CacheUse {
+            key: key.clone(),
+            hit: Some(source),
+        }),
     };
     (key, Some(served))
 }
@@ -201,7 +249,10 @@ async fn consult_cache(job: &ScanJob, context: &JobContext, downscale_max: usize
 /// the result lists their paths next to the boxes.
 async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, JobError> {
     let input = fetch_input(job, context).await?;
-    let options = ItemCropOptions { downscale_max: downscale_max(job, context), ..ItemCropOptions::default() };
+    let options = ItemCropOptions {
+        downscale_max: downscale_max(job, context),
+        ..ItemCropOptions::default()
+    };
     let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
     if let Some(served) = cached {
         return Ok(served);
@@ -216,7 +267,12 @@ async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Job
         put_artifact(&context.blobs, &path, jpeg).await?;
         crops.push(json!({ "item": item.index, "path": path, "size": item.crop_size }));
     }
-    let stage_ms = output.report.timings_ms.iter().map(|t| (t.stage.clone(), t.ms)).collect();
+    let stage_ms = output
+        .report
+        .timings_ms
+        .iter()
+        .map(|t| (t.stage.clone(), t.ms))
+        .collect();
     let result = json!({
         "kind": "item_crop",
         "summary": {
@@ -226,7 +282,11 @@ async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Job
         "report": output.report,
         "artifacts": { "crops": crops },
     });
-    Ok(JobOutput { result, stage_ms, cache: Some(CacheUse { key, hit: None }) })
+    Ok(JobOutput {
+        result,
+        stage_ms,
+        cache: Some(CacheUse { key, hit: None }),
+    })
 }
 
 /// Runs the CPU/GPU-bound pipeline off the async runtime. A panic in it (a
@@ -240,7 +300,9 @@ async fn run_blocking<T: Send + 'static>(
         Ok(outcome) => Ok(outcome?),
         Err(join_error) => match join_error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
-            Err(cancelled) => Err(JobError::Transient(format!("pipeline task cancelled: {cancelled}"))),
+            Err(cancelled) => Err(JobError::Transient(format!(
+                "pipeline task cancelled: {cancelled}"
+            ))),
         },
     }
 }
@@ -256,11 +318,17 @@ async fn fetch_input(job: &ScanJob, context: &JobContext) -> Result<Bytes, JobEr
     match (&job.upload_path, &job.source_url) {
         (Some(path), _) => match context.blobs.get(path).await {
             Ok(bytes) => Ok(bytes),
-            Err(BlobError::NotFound { .. }) => Err(JobError::bad("upload_missing", format!("upload {path} is gone"))),
+            Err(BlobError::NotFound { .. }) => Err(JobError::bad(
+                "upload_missing",
+                format!("upload {path} is gone"),
+            )),
             Err(other) => Err(JobError::Transient(other.to_string())),
         },
         (None, Some(url)) => download(url, &context.downloads).await,
-        (None, None) => Err(JobError::bad("missing_source", "scan has neither an upload nor a source_url")),
+        (None, None) => Err(JobError::bad(
+            "missing_source",
+            "scan has neither an upload nor a source_url",
+        )),
     }
 }
 
@@ -273,7 +341,10 @@ pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, J
         .await
         .map_err(|refusal| JobError::bad("source_refused", refusal.to_string()))?;
     let client = destination
-        .pinned_client(settings.timeout, concat!("ScanFleet-Worker/", env!("CARGO_PKG_VERSION")))
+        .pinned_client(
+            settings.timeout,
+            concat!("ScanFleet-Worker/", env!("CARGO_PKG_VERSION")),
+        )
         .map_err(|e| JobError::Transient(e.to_string()))?;
     let response = client.get(destination.url).send().await.map_err(|e| {
         if e.is_timeout() {
@@ -284,21 +355,31 @@ pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, J
     })?;
     let status = response.status();
     if status.is_redirection() {
-        return Err(JobError::bad("source_redirected", format!("source answered {status}; redirects are not followed")));
+        return Err(JobError::bad(
+            "source_redirected",
+            format!("source answered {status}; redirects are not followed"),
+        ));
     }
     if status.is_server_error() || status.as_u16() == 429 {
         return Err(JobError::Transient(format!("source answered {status}")));
     }
     if !status.is_success() {
-        return Err(JobError::bad("source_unavailable", format!("source answered {status}")));
+        return Err(JobError::bad(
+            "source_unavailable",
+            format!("source answered {status}"),
+        ));
     }
-    if response.content_length().is_some_and(|len| len > settings.max_bytes) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > settings.max_bytes)
+    {
         return Err(too_large(settings.max_bytes));
     }
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| JobError::Transient(format!("source download failed: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| JobError::Transient(format!("source download failed: {e}")))?;
         if body.len() as u64 + chunk.len() as u64 > settings.max_bytes {
             return Err(too_large(settings.max_bytes));
         }
@@ -308,7 +389,10 @@ pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, J
 }
 
 fn too_large(max_bytes: u64) -> JobError {
-    JobError::bad("input_too_large", format!("source is larger than {max_bytes} bytes"))
+    JobError::bad(
+        "input_too_large",
+        format!("source is larger than {max_bytes} bytes"),
+    )
 }
 
 /// Runs one scan of a local file with no services (`worker analyze`),
@@ -319,15 +403,27 @@ pub fn analyze_file(
     downscale_max: usize,
     progress: &mut dyn FnMut(vision::Progress),
 ) -> Result<vision::VideoScanOutput, VisionError> {
-    let options = ScanOptions { downscale_max, ..ScanOptions::default() };
+    let options = ScanOptions {
+        downscale_max,
+        ..ScanOptions::default()
+    };
     engine.analyze_with_progress(path, &options, progress)
 }
 
 /// Runs one `item_crop` of a local photo with no services (`worker analyze --kind item_crop`).
-pub fn crop_file(engine: &ScanEngine, path: &Path, downscale_max: usize) -> Result<vision::ItemCropOutput, VisionError> {
+pub fn crop_file(
+    engine: &ScanEngine,
+    path: &Path,
+    downscale_max: usize,
+) -> Result<vision::ItemCropOutput, VisionError> {
     // As for a video: a file that cannot be read is the caller's input, not an internal fault.
-    let photo = std::fs::read(path).map_err(|e| VisionError::InputNotImage(format!("cannot read input {}: {e}", path.display())))?;
-    let options = ItemCropOptions { downscale_max, ..ItemCropOptions::default() };
+    let photo = std::fs::read(path).map_err(|e| {
+        VisionError::InputNotImage(format!("cannot read input {}: {e}", path.display()))
+    })?;
+    let options = ItemCropOptions {
+        downscale_max,
+        ..ItemCropOptions::default()
+    };
     engine.crop_items(&photo, &options)
 }
 

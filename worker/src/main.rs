@@ -8,7 +8,11 @@ use tokio_util::sync::CancellationToken;
 use worker::config::WorkerConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "worker", version, about = "ScanFleet worker: runs scans from RabbitMQ on CPU or GPU")]
+#[command(
+    name = "worker",
+    version,
+    about = "ScanFleet worker: runs scans from RabbitMQ on CPU or GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,13 +72,26 @@ async fn main() -> anyhow::Result<()> {
             shutdown.cancel();
             running.wait().await;
         }
-        Command::Analyze { file, kind, crops_dir, backend, downscale_max, json } if kind == "item_crop" => {
+        Command::Analyze {
+            file,
+            kind,
+            crops_dir,
+            backend,
+            downscale_max,
+            json,
+        } if kind == "item_crop" => {
             protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
             let engine = vision::backend::ScanEngine::new(backend)?;
-            eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
-            let output = tokio::task::spawn_blocking(move || worker::jobs::crop_file(&engine, &file, downscale_max))
-                .await?
-                .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
+            eprintln!(
+                "backend: {} ({})",
+                engine.report().used,
+                engine.report().reason
+            );
+            let output = tokio::task::spawn_blocking(move || {
+                worker::jobs::crop_file(&engine, &file, downscale_max)
+            })
+            .await?
+            .map_err(|error| anyhow::anyhow!("{}: {error}", error.code()))?;
             if let Some(dir) = crops_dir {
                 worker::jobs::write_crops(&output, &dir)?;
             }
@@ -84,19 +101,33 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", worker::report::item_crop_summary(&output.report));
             }
         }
-        Command::Analyze { file, backend, downscale_max, json, .. } => {
+        Command::Analyze {
+            file,
+            backend,
+            downscale_max,
+            json,
+            ..
+        } => {
             protocol::telemetry::init_tracing(protocol::telemetry::LogFormat::Text);
             let engine = vision::backend::ScanEngine::new(backend)?;
-            eprintln!("backend: {} ({})", engine.report().used, engine.report().reason);
+            eprintln!(
+                "backend: {} ({})",
+                engine.report().used,
+                engine.report().reason
+            );
             // A progress line only for a person watching: not into logs or pipes, not with --json.
             let show_progress = !json && std::io::stderr().is_terminal();
             let output = tokio::task::spawn_blocking(move || {
-                let mut line = worker::report::ProgressLine::new(std::io::stderr(), Duration::from_millis(250));
-                let output = worker::jobs::analyze_file(&engine, &file, downscale_max, &mut |progress| {
-                    if show_progress {
-                        line.update(progress)
-                    }
-                });
+                let mut line = worker::report::ProgressLine::new(
+                    std::io::stderr(),
+                    Duration::from_millis(250),
+                );
+                let output =
+                    worker::jobs::analyze_file(&engine, &file, downscale_max, &mut |progress| {
+                        if show_progress {
+                            line.update(progress)
+                        }
+                    });
                 line.finish();
                 output
             })
@@ -108,14 +139,43 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", worker::report::summary(&output.report));
             }
         }
-        Command::Synth { out, kind, items, width, height, seed, .. } if kind == "item_crop" => {
-            let spec = vision::synth_photo::PhotoSpec { items, width, height, seed, ..Default::default() };
-            let truth = vision::synth_photo::generate(&spec, &out).context("rendering the synthetic photo")?;
+        Command::Synth {
+            out,
+            kind,
+            items,
+            width,
+            height,
+            seed,
+            ..
+        } if kind == "item_crop" => {
+            let spec = vision::synth_photo::PhotoSpec {
+                items,
+                width,
+                height,
+                seed,
+                ..Default::default()
+            };
+            let truth = vision::synth_photo::generate(&spec, &out)
+                .context("rendering the synthetic photo")?;
             println!("{}", truth.photo.display());
         }
-        Command::Synth { out, frames, width, height, seed, .. } => {
-            let spec = vision::synth::SynthSpec { frames, width, height, seed, ..Default::default() };
-            let truth = vision::synth::generate(&spec, &out).context("rendering the synthetic scan")?;
+        Command::Synth {
+            out,
+            frames,
+            width,
+            height,
+            seed,
+            ..
+        } => {
+            let spec = vision::synth::SynthSpec {
+                frames,
+                width,
+                height,
+                seed,
+                ..Default::default()
+            };
+            let truth =
+                vision::synth::generate(&spec, &out).context("rendering the synthetic scan")?;
             println!("{}", truth.video.display());
         }
     }

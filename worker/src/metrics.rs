@@ -1,9 +1,13 @@
 //! The worker's Prometheus metrics.
 
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    CounterVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Seconds, from a 5 ms probe to a 10-minute video.
-const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -21,19 +25,29 @@ pub struct WorkerMetrics {
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels).expect("valid metric")
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric")
 }
 
 impl WorkerMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let scans_finished = IntCounterVec::new(
-            Opts::new("scanfleet_worker_scans_finished_total", "Scans this worker finished, by kind, route and outcome"),
+            Opts::new(
+                "scanfleet_worker_scans_finished_total",
+                "Scans this worker finished, by kind, route and outcome",
+            ),
             &["kind", "route", "outcome"],
         )
         .expect("valid metric");
-        let in_flight = IntGauge::new("scanfleet_worker_scans_in_flight", "Scans running in this worker now")
-            .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "scanfleet_worker_scans_in_flight",
+            "Scans running in this worker now",
+        )
+        .expect("valid metric");
         let processing_seconds = histogram(
             "scanfleet_worker_processing_seconds",
             "Time to run one scan, by kind and route",
@@ -55,12 +69,18 @@ impl WorkerMetrics {
             &["kind", "stage"],
         );
         let cost_usd = CounterVec::new(
-            Opts::new("scanfleet_worker_cost_usd_total", "Processing cost (seconds × hourly price of the backend), by route"),
+            Opts::new(
+                "scanfleet_worker_cost_usd_total",
+                "Processing cost (seconds × hourly price of the backend), by route",
+            ),
             &["route"],
         )
         .expect("valid metric");
         let errors = IntCounterVec::new(
-            Opts::new("scanfleet_worker_errors_total", "Failed scan attempts, by error code"),
+            Opts::new(
+                "scanfleet_worker_errors_total",
+                "Failed scan attempts, by error code",
+            ),
             &["code"],
         )
         .expect("valid metric");
@@ -89,7 +109,9 @@ impl WorkerMetrics {
             Box::new(consumer_connected.clone()),
             Box::new(cache_lookups.clone()),
         ] {
-            registry.register(collector).expect("metric registered once");
+            registry
+                .register(collector)
+                .expect("metric registered once");
         }
         WorkerMetrics {
             registry,
@@ -112,4 +134,3 @@ impl Default for WorkerMetrics {
         Self::new()
     }
 }
-

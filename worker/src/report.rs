@@ -18,7 +18,12 @@ pub struct ProgressLine<W: std::io::Write> {
 
 impl<W: std::io::Write> ProgressLine<W> {
     pub fn new(out: W, every: Duration) -> Self {
-        Self { out, started: Instant::now(), every, last: None }
+        Self {
+            out,
+            started: Instant::now(),
+            every,
+            last: None,
+        }
     }
 
     pub fn update(&mut self, progress: Progress) {
@@ -46,9 +51,15 @@ pub fn progress_text(progress: Progress, elapsed: Duration) -> String {
     let rate = progress.frames_done as f64 / elapsed.as_secs_f64().max(1e-3);
     if progress.frames_total > 0 {
         let pct = (100 * progress.frames_done / progress.frames_total).min(100);
-        format!("analyzing: frames {}/{} ({pct} %), {rate:.1} frames/s", progress.frames_done, progress.frames_total)
+        format!(
+            "analyzing: frames {}/{} ({pct} %), {rate:.1} frames/s",
+            progress.frames_done, progress.frames_total
+        )
     } else {
-        format!("analyzing: frames {}, {rate:.1} frames/s", progress.frames_done)
+        format!(
+            "analyzing: frames {}, {rate:.1} frames/s",
+            progress.frames_done
+        )
     }
 }
 
@@ -57,22 +68,43 @@ pub fn summary(report: &ScanReport) -> String {
     let _ = writeln!(
         out,
         "{} frames decoded, {} processed at {}×{} on {} in {:.0} ms",
-        report.frames_decoded, report.frames_processed, report.processed_size[0], report.processed_size[1], report.backend, report.total_ms
+        report.frames_decoded,
+        report.frames_processed,
+        report.processed_size[0],
+        report.processed_size[1],
+        report.backend,
+        report.total_ms
     );
     match &report.scores {
         Some(scores) => {
-            let _ = writeln!(out, "grade {:.1}/10  {}", scores.overall, serde_json::to_string(scores).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "grade {:.1}/10  {}",
+                scores.overall,
+                serde_json::to_string(scores).unwrap_or_default()
+            );
         }
         None => {
-            let why = report.no_item_reason.map(|reason| serde_json::to_string(&reason).unwrap_or_default()).unwrap_or_default();
+            let why = report
+                .no_item_reason
+                .map(|reason| serde_json::to_string(&reason).unwrap_or_default())
+                .unwrap_or_default();
             let _ = writeln!(out, "no item found ({}): no grade", why.trim_matches('"'));
         }
     }
-    let golden: Vec<String> = report.golden_frames.iter().map(|g| g.index.to_string()).collect();
+    let golden: Vec<String> = report
+        .golden_frames
+        .iter()
+        .map(|g| g.index.to_string())
+        .collect();
     let _ = writeln!(out, "golden frames: {}", golden.join(", "));
     let _ = writeln!(out, "defects: {}", report.defects.len());
     for defect in &report.defects {
-        let _ = writeln!(out, "  {}", serde_json::to_string(defect).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "  {}",
+            serde_json::to_string(defect).unwrap_or_default()
+        );
     }
     write_timings(&mut out, &report.timings_ms);
     out
@@ -106,7 +138,15 @@ pub fn item_crop_summary(report: &ItemCropReport) -> String {
         let _ = writeln!(
             out,
             "  #{} box [{:.0}, {:.0}, {:.0}, {:.0}]  angle {:.1}°  crop {}×{}  confidence {:.2}",
-            item.index, b[0], b[1], b[2], b[3], item.rotated_rect.angle_deg, item.crop_size[0], item.crop_size[1], item.confidence
+            item.index,
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            item.rotated_rect.angle_deg,
+            item.crop_size[0],
+            item.crop_size[1],
+            item.confidence
         );
     }
     write_timings(&mut out, &report.timings_ms);
@@ -119,10 +159,22 @@ mod tests {
 
     #[test]
     fn progress_text_shows_count_share_and_rate() {
-        let p = Progress { frames_done: 120, frames_total: 300 };
-        assert_eq!(progress_text(p, Duration::from_secs(10)), "analyzing: frames 120/300 (40 %), 12.0 frames/s");
-        let unknown = Progress { frames_done: 7, frames_total: 0 };
-        assert_eq!(progress_text(unknown, Duration::from_secs(2)), "analyzing: frames 7, 3.5 frames/s");
+        let p = Progress {
+            frames_done: 120,
+            frames_total: 300,
+        };
+        assert_eq!(
+            progress_text(p, Duration::from_secs(10)),
+            "analyzing: frames 120/300 (40 %), 12.0 frames/s"
+        );
+        let unknown = Progress {
+            frames_done: 7,
+            frames_total: 0,
+        };
+        assert_eq!(
+            progress_text(unknown, Duration::from_secs(2)),
+            "analyzing: frames 7, 3.5 frames/s"
+        );
     }
 
     #[test]
@@ -130,13 +182,22 @@ mod tests {
         let mut buf = Vec::new();
         {
             let mut line = ProgressLine::new(&mut buf, Duration::from_secs(3600));
-            line.update(Progress { frames_done: 8, frames_total: 16 });
+            line.update(Progress {
+                frames_done: 8,
+                frames_total: 16,
+            });
             // Within the interval: dropped.
-            line.update(Progress { frames_done: 16, frames_total: 16 });
+            line.update(Progress {
+                frames_done: 16,
+                frames_total: 16,
+            });
             line.finish();
         }
         let text = String::from_utf8(buf).unwrap();
-        assert!(text.starts_with("\ranalyzing: frames 8/16 (50 %)"), "{text:?}");
+        assert!(
+            text.starts_with("\ranalyzing: frames 8/16 (50 %)"),
+            "{text:?}"
+        );
         assert!(!text.contains("16/16"), "{text:?}");
         assert!(text.ends_with("\x1b[K\n"), "{text:?}");
     }

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use vision::backend::ScanEngine;
 use vision::VisionError;
 
-use crate::config::WorkerConfig;
 use crate::cache::ResultCache;
+use crate::config::WorkerConfig;
 use crate::consumer::Consumer;
 use crate::gpu::{self, GpuGauges};
 use crate::jobs::{DownloadSettings, JobContext};
@@ -36,7 +36,10 @@ pub enum StartError {
     #[error("blob store: {0}")]
     Blob(#[from] protocol::blob::BlobError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct RunningWorker {
@@ -81,15 +84,29 @@ pub fn warm_up(engine: &ScanEngine) -> Result<Duration, VisionError> {
     Ok(started.elapsed())
 }
 
-pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<RunningWorker, StartError> {
+pub async fn start(
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningWorker, StartError> {
     config.validate().map_err(StartError::Config)?;
     tracing::info!(config = %config.describe(), "worker starting");
     let engine = Arc::new(engine(&config)?);
     let backend = engine.report().clone();
-    let pool = protocol::db::pool(config.service.database_url.expose_secret(), config.max_concurrent_jobs as u32 + 2)?;
+    let pool = protocol::db::pool(
+        config.service.database_url.expose_secret(),
+        config.max_concurrent_jobs as u32 + 2,
+    )?;
     let blobs = BlobStore::open(&config.service.blob_store)?;
-    let price_per_hour = if backend.used == "cuda" { config.gpu_price_per_hour } else { config.cpu_price_per_hour };
-    let cache = Arc::new(ResultCache::new(pool.clone(), config.result_cache_max, config.result_cache_ttl));
+    let price_per_hour = if backend.used == "cuda" {
+        config.gpu_price_per_hour
+    } else {
+        config.cpu_price_per_hour
+    };
+    let cache = Arc::new(ResultCache::new(
+        pool.clone(),
+        config.result_cache_max,
+        config.result_cache_ttl,
+    ));
     let consumer = Arc::new(Consumer {
         pool,
         amqp_url: config.service.amqp_url.expose_secret().to_string(),
@@ -106,7 +123,11 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
             downloads: DownloadSettings {
                 policy: DestinationPolicy {
                     allow_http: config.source_allow_http,
-                    allow_hosts: config.source_allow_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
+                    allow_hosts: config
+                        .source_allow_hosts
+                        .iter()
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .collect(),
                 },
                 max_bytes: config.max_download_bytes,
                 timeout: config.download_timeout,
@@ -125,13 +146,23 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Listen { addr, source })?;
-            let local = listener.local_addr().map_err(|source| StartError::Listen { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { addr, source })?;
             let app = Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/readyz", get(readyz))
                 .route("/metrics", get(metrics))
-                .with_state(HealthState { consumer: consumer.clone(), warmed: warmed.clone() });
-            tasks.spawn(protocol::http::serve_until(listener, app, shutdown.clone(), "health"));
+                .with_state(HealthState {
+                    consumer: consumer.clone(),
+                    warmed: warmed.clone(),
+                });
+            tasks.spawn(protocol::http::serve_until(
+                listener,
+                app,
+                shutdown.clone(),
+                "health",
+            ));
             Some(local)
         }
     };
@@ -150,11 +181,14 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
     // Warm up before consuming, so the queue does not hand this worker scans
     // it would run cold; /readyz says not-ready until then.
     let warm = config.warm_model;
-    let (warm_engine, warm_flag, consumer_task) = (engine.clone(), warmed.clone(), consumer.clone());
+    let (warm_engine, warm_flag, consumer_task) =
+        (engine.clone(), warmed.clone(), consumer.clone());
     tasks.spawn(async move {
         if warm {
             match tokio::task::spawn_blocking(move || warm_up(&warm_engine)).await {
-                Ok(Ok(took)) => tracing::info!(took_ms = took.as_millis() as u64, "warm-up scan done"),
+                Ok(Ok(took)) => {
+                    tracing::info!(took_ms = took.as_millis() as u64, "warm-up scan done")
+                }
                 Ok(Err(error)) => tracing::error!(%error, "warm-up scan failed; consuming anyway"),
                 Err(error) => tracing::error!(%error, "warm-up scan panicked; consuming anyway"),
             }
@@ -162,7 +196,11 @@ pub async fn start(config: WorkerConfig, shutdown: CancellationToken) -> Result<
         warm_flag.store(true, Ordering::SeqCst);
         consumer_task.run(shutdown).await;
     });
-    Ok(RunningWorker { metrics_addr, backend, tasks })
+    Ok(RunningWorker {
+        metrics_addr,
+        backend,
+        tasks,
+    })
 }
 
 async fn readyz(State(state): State<HealthState>) -> Response {
@@ -175,7 +213,11 @@ async fn readyz(State(state): State<HealthState>) -> Response {
     let consuming = consumer.metrics.consumer_connected.get() == 1;
     let warmed = state.warmed.load(Ordering::SeqCst);
     let ready = database == "ok" && consuming && warmed;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let report = consumer.job_context.engine.report();
     let body = serde_json::json!({
         "ready": ready,

@@ -14,7 +14,12 @@ fn video() -> &'static [u8] {
     static VIDEO: OnceLock<Vec<u8>> = OnceLock::new();
     VIDEO.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let spec = vision::synth::SynthSpec { frames: 4, width: 160, height: 120, ..Default::default() };
+        let spec = vision::synth::SynthSpec {
+            frames: 4,
+            width: 160,
+            height: 120,
+            ..Default::default()
+        };
         std::fs::read(vision::synth::generate(&spec, dir.path()).unwrap().video).unwrap()
     })
 }
@@ -26,7 +31,11 @@ fn analyze(bytes: &[u8]) -> Result<(), TestCaseError> {
     std::fs::write(file.path(), bytes).unwrap();
     match worker::jobs::analyze_file(&engine, file.path(), 1280, &mut |_| {}) {
         Ok(output) => prop_assert!(output.report.frames_decoded > 0),
-        Err(error) => prop_assert!(error.is_bad_input(), "not a bad-input code: {} ({error})", error.code()),
+        Err(error) => prop_assert!(
+            error.is_bad_input(),
+            "not a bad-input code: {} ({error})",
+            error.code()
+        ),
     }
     Ok(())
 }

@@ -56,7 +56,9 @@ pub struct Rotation {
 
 /// A non-negative whole number, also when written `3600.0`: JSON Schema
 /// counts that as an integer, so clients generated from our schema may send it.
-fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
     let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
         return Ok(None);
     };
@@ -64,8 +66,12 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
         return Ok(Some(whole));
     }
     match number.as_f64() {
-        Some(float) if float >= 0.0 && float.fract() == 0.0 && float <= u64::MAX as f64 => Ok(Some(float as u64)),
-        _ => Err(serde::de::Error::custom(format!("{number} is not a non-negative whole number"))),
+        Some(float) if float >= 0.0 && float.fract() == 0.0 && float <= u64::MAX as f64 => {
+            Ok(Some(float as u64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a non-negative whole number"
+        ))),
     }
 }
 
@@ -95,21 +101,32 @@ pub const URL_LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_s
 /// every event fans out to each endpoint, so endpoints multiply the work one
 /// tenant can cause. The tenant's row is locked so that concurrent creations
 /// cannot both pass the count. Disabled endpoints count until deleted.
-async fn check_endpoint_cap(conn: &mut sqlx::PgConnection, state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+async fn check_endpoint_cap(
+    conn: &mut sqlx::PgConnection,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<(), ApiError> {
     let cap = state.config().max_webhook_endpoints.get(caller.tier);
     if cap == 0 {
         return Ok(());
     }
-    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE").bind(caller.tenant_id).execute(&mut *conn).await?;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1")
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
         .bind(caller.tenant_id)
-        .fetch_one(&mut *conn)
+        .execute(&mut *conn)
         .await?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE tenant_id = $1")
+            .bind(caller.tenant_id)
+            .fetch_one(&mut *conn)
+            .await?;
     if count >= i64::from(cap) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "endpoint_limit",
-            format!("the {} tier allows {cap} webhook endpoints; delete one first", caller.tier.as_str()),
+            format!(
+                "the {} tier allows {cap} webhook endpoints; delete one first",
+                caller.tier.as_str()
+            ),
         ));
     }
     Ok(())
@@ -134,14 +151,27 @@ pub async fn create_endpoint(
 ) -> Result<(StatusCode, Json<EndpointWithSecret>), ApiError> {
     let new: NewEndpoint = parse_json(&body)?;
     if new.url.contains('\0') || new.description.as_deref().is_some_and(|d| d.contains('\0')) {
-        return Err(ApiError::unprocessable("invalid_body", "strings must not contain U+0000"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "strings must not contain U+0000",
+        ));
     }
     if new.url.len() > 2048 {
-        return Err(ApiError::unprocessable("callback_url_refused", "url too long"));
+        return Err(ApiError::unprocessable(
+            "callback_url_refused",
+            "url too long",
+        ));
     }
     check_callback_url(&state, &new.url).await?;
-    if new.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN) {
-        return Err(ApiError::unprocessable("invalid_body", format!("description is at most {MAX_DESCRIPTION_LEN} characters")));
+    if new
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("description is at most {MAX_DESCRIPTION_LEN} characters"),
+        ));
     }
     let secret = generate_secret();
     let mut tx = state.pool().begin().await?;
@@ -167,7 +197,10 @@ pub async fn create_endpoint(
         disabled_at: None,
         disabled_reason: None,
     };
-    Ok((StatusCode::CREATED, Json(EndpointWithSecret { endpoint, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointWithSecret { endpoint, secret }),
+    ))
 }
 
 #[utoipa::path(
@@ -175,7 +208,10 @@ pub async fn create_endpoint(
     responses((status = 200, body = Vec<EndpointView>), (status = 401, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
-pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<EndpointView>>, ApiError> {
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<EndpointView>>, ApiError> {
     let endpoints = sqlx::query_as!(
         EndpointView,
         r#"SELECT id, url, description, created_at, disabled_at, disabled_reason
@@ -197,12 +233,20 @@ pub async fn list_endpoints(State(state): State<AppState>, caller: Caller) -> Re
     ),
     security(("api_key" = []))
 )]
-pub async fn delete_endpoint(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "webhook endpoint")?;
-    let deleted = sqlx::query!("DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2", id, caller.tenant_id)
-        .execute(state.pool())
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query!(
+        "DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2",
+        id,
+        caller.tenant_id
+    )
+    .execute(state.pool())
+    .await?
+    .rows_affected();
     if deleted == 0 {
         return Err(ApiError::not_found("webhook endpoint"));
     }
@@ -232,9 +276,14 @@ pub async fn rotate_secret(
     // No body, `null` and `{}` all mean "rotate with the default overlap",
     // as the OpenAPI document's optional, nullable body says.
     let rotation: Rotation = parse_optional_json(&body)?;
-    let overlap = rotation.overlap_seconds.unwrap_or(state.config().webhook_secret_overlap.as_secs());
+    let overlap = rotation
+        .overlap_seconds
+        .unwrap_or(state.config().webhook_secret_overlap.as_secs());
     if overlap > 30 * 24 * 3600 {
-        return Err(ApiError::unprocessable("invalid_body", "overlap_seconds is at most 30 days"));
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "overlap_seconds is at most 30 days",
+        ));
     }
     let secret = generate_secret();
     let row = sqlx::query_as!(
@@ -253,7 +302,10 @@ pub async fn rotate_secret(
     .await?
     .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     tracing::info!(endpoint_id = %id, overlap_seconds = overlap, "webhook secret rotated");
-    Ok(Json(EndpointWithSecret { endpoint: row, secret }))
+    Ok(Json(EndpointWithSecret {
+        endpoint: row,
+        secret,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -267,7 +319,10 @@ pub struct CallbackSecret {
     responses((status = 200, body = CallbackSecret), (status = 401, body = Problem, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
-pub async fn callback_secret(State(state): State<AppState>, caller: Caller) -> Result<Json<CallbackSecret>, ApiError> {
+pub async fn callback_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<CallbackSecret>, ApiError> {
     let secret = sqlx::query_scalar!(
         r#"UPDATE tenants SET callback_secret = coalesce(callback_secret, $2) WHERE id = $1 RETURNING callback_secret AS "secret!""#,
         caller.tenant_id,
@@ -316,7 +371,11 @@ async fn scan_belongs_to(state: &AppState, caller: &Caller, scan_id: Uuid) -> Re
     )
     .fetch_one(state.pool())
     .await?;
-    if found { Ok(()) } else { Err(ApiError::not_found("scan")) }
+    if found {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("scan"))
+    }
 }
 
 #[utoipa::path(
@@ -329,7 +388,11 @@ async fn scan_belongs_to(state: &AppState, caller: &Caller, scan_id: Uuid) -> Re
     ),
     security(("api_key" = []))
 )]
-pub async fn list_deliveries(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     let scan_id = parse_id(&id, "scan")?;
     scan_belongs_to(&state, &caller, scan_id).await?;
     let deliveries = sqlx::query!(
@@ -421,7 +484,11 @@ pub async fn redeliver(
     .fetch_one(state.pool())
     .await?;
     if exists {
-        Err(ApiError::new(StatusCode::CONFLICT, "not_redeliverable", "the delivery is still pending or its endpoint is disabled"))
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_redeliverable",
+            "the delivery is still pending or its endpoint is disabled",
+        ))
     } else {
         Err(ApiError::not_found("delivery"))
     }

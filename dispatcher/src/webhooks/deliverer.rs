@@ -15,9 +15,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use protocol::netguard::{DestinationPolicy, Refusal};
 use super::signing;
 use crate::state::AppState;
+use protocol::netguard::{DestinationPolicy, Refusal};
 
 /// How much of a receiver's answer the attempt log keeps.
 const MAX_LOGGED_BODY: usize = 1024;
@@ -86,7 +86,10 @@ impl Outcome {
 
     /// Worth trying again later.
     fn retryable(&self) -> bool {
-        matches!(self, Outcome::HttpError { .. } | Outcome::Timeout | Outcome::ConnectError(_))
+        matches!(
+            self,
+            Outcome::HttpError { .. } | Outcome::Timeout | Outcome::ConnectError(_)
+        )
     }
 }
 
@@ -116,7 +119,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn claim(pool: &PgPool, settings: &DeliverySettings, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+async fn claim(
+    pool: &PgPool,
+    settings: &DeliverySettings,
+    limit: i64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
     let lease_ms = settings.lease().as_millis() as i64;
     sqlx::query_as!(
         Claimed,
@@ -160,12 +167,18 @@ async fn signing_secrets(pool: &PgPool, delivery: &Claimed) -> Result<Vec<String
             )
             .fetch_one(pool)
             .await?;
-            Ok([Some(row.secret), row.previous].into_iter().flatten().collect())
+            Ok([Some(row.secret), row.previous]
+                .into_iter()
+                .flatten()
+                .collect())
         }
         None => {
-            let secret = sqlx::query_scalar!("SELECT callback_secret FROM tenants WHERE id = $1", delivery.tenant_id)
-                .fetch_one(pool)
-                .await?;
+            let secret = sqlx::query_scalar!(
+                "SELECT callback_secret FROM tenants WHERE id = $1",
+                delivery.tenant_id
+            )
+            .fetch_one(pool)
+            .await?;
             Ok(secret.into_iter().collect())
         }
     }
@@ -184,14 +197,32 @@ async fn attempt(state: &AppState, settings: &DeliverySettings, delivery: Claime
     };
     let duration_ms = clock.elapsed().as_millis() as i32;
     let attempt_number = delivery.attempts + 1;
-    let next_delay = if outcome.retryable() { settings.next_delay(attempt_number as usize) } else { None };
+    let next_delay = if outcome.retryable() {
+        settings.next_delay(attempt_number as usize)
+    } else {
+        None
+    };
     let label = outcome.label();
-    state.metrics().webhook_attempts.with_label_values(&[label]).inc();
+    state
+        .metrics()
+        .webhook_attempts
+        .with_label_values(&[label])
+        .inc();
     tracing::info!(
         delivery_id = %delivery.id, webhook_id = %delivery.message_id, attempt = attempt_number,
         outcome = label, duration_ms, retry_in_ms = next_delay.map(|d| d.as_millis() as u64), "webhook attempt"
     );
-    if let Err(error) = record(state.pool(), &delivery, attempt_number, started_at, duration_ms, &outcome, next_delay).await {
+    if let Err(error) = record(
+        state.pool(),
+        &delivery,
+        attempt_number,
+        started_at,
+        duration_ms,
+        &outcome,
+        next_delay,
+    )
+    .await
+    {
         // The lease expires and another attempt is made: at-least-once.
         tracing::error!(%error, delivery_id = %delivery.id, "cannot record webhook attempt");
     }
@@ -205,12 +236,18 @@ async fn send(settings: &DeliverySettings, delivery: &Claimed, secrets: &[String
     let body = serde_json::to_vec(&delivery.payload).expect("stored JSON serialises");
     let timestamp = Utc::now().timestamp();
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let signature = match signing::signature_header(&secret_refs, &delivery.message_id, timestamp, &body) {
-        Ok(signature) if !secrets.is_empty() => signature,
-        _ => return Outcome::ConnectError("no valid signing secret for this destination".into()),
-    };
+    let signature =
+        match signing::signature_header(&secret_refs, &delivery.message_id, timestamp, &body) {
+            Ok(signature) if !secrets.is_empty() => signature,
+            _ => {
+                return Outcome::ConnectError("no valid signing secret for this destination".into())
+            }
+        };
     // One client per attempt, pinned to the address the guard checked.
-    let client = match destination.pinned_client(settings.timeout, concat!("ScanFleet-Webhooks/", env!("CARGO_PKG_VERSION"))) {
+    let client = match destination.pinned_client(
+        settings.timeout,
+        concat!("ScanFleet-Webhooks/", env!("CARGO_PKG_VERSION")),
+    ) {
         Ok(client) => client,
         Err(error) => return Outcome::ConnectError(error.to_string()),
     };
@@ -279,11 +316,23 @@ async fn record(
 ) -> Result<(), sqlx::Error> {
     let (status_code, error, response_body) = match outcome {
         Outcome::Delivered { status, body } => (Some(*status as i32), None, Some(body.clone())),
-        Outcome::HttpError { status, body } => (Some(*status as i32), Some(format!("HTTP {status}")), Some(body.clone())),
-        Outcome::Gone { body } => (Some(410), Some("410 Gone: endpoint disabled".to_string()), Some(body.clone())),
+        Outcome::HttpError { status, body } => (
+            Some(*status as i32),
+            Some(format!("HTTP {status}")),
+            Some(body.clone()),
+        ),
+        Outcome::Gone { body } => (
+            Some(410),
+            Some("410 Gone: endpoint disabled".to_string()),
+            Some(body.clone()),
+        ),
         Outcome::Timeout => (None, Some("timed out".to_string()), None),
         Outcome::ConnectError(reason) => (None, Some(reason.clone()), None),
-        Outcome::Blocked(refusal) => (None, Some(format!("refused before connecting: {refusal}")), None),
+        Outcome::Blocked(refusal) => (
+            None,
+            Some(format!("refused before connecting: {refusal}")),
+            None,
+        ),
     };
     let status = match (outcome, next_delay) {
         (Outcome::Delivered { .. }, _) => "delivered",
@@ -341,7 +390,10 @@ async fn record(
 }
 
 async fn release(pool: &PgPool, delivery_id: Uuid) {
-    let _ = sqlx::query!("UPDATE webhook_deliveries SET locked_until = NULL WHERE id = $1", delivery_id)
-        .execute(pool)
-        .await;
+    let _ = sqlx::query!(
+        "UPDATE webhook_deliveries SET locked_until = NULL WHERE id = $1",
+        delivery_id
+    )
+    .execute(pool)
+    .await;
 }

@@ -27,10 +27,16 @@ fn key_of(secret: &str) -> Result<Vec<u8>, BadSecret> {
 
 /// The `webhook-signature` header value: one `v1,` signature per secret,
 /// space-separated (several during a rotation overlap).
-pub fn signature_header(secrets: &[&str], message_id: &str, timestamp: i64, body: &[u8]) -> Result<String, BadSecret> {
+pub fn signature_header(
+    secrets: &[&str],
+    message_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, BadSecret> {
     let mut signatures = Vec::with_capacity(secrets.len());
     for secret in secrets {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key_of(secret)?).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&key_of(secret)?).expect("HMAC takes any key length");
         mac.update(format!("{message_id}.{timestamp}.").as_bytes());
         mac.update(body);
         signatures.push(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())));

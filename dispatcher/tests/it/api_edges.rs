@@ -31,7 +31,10 @@ async fn api_edges_answer_as_the_schema_says() {
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
     let problem = expect_problem(response, 405, "method_not_allowed").await;
     assert!(
-        problem["detail"].as_str().unwrap().starts_with("PUT is not allowed"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("PUT is not allowed"),
         "{problem}"
     );
     expect_problem(
@@ -61,7 +64,11 @@ async fn api_edges_answer_as_the_schema_says() {
 
     // JSON sent as anything but JSON is refused before it is read.
     let probe = json!({"kind": "probe"}).to_string();
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut request = http
             .post(dispatcher.url("/v1/scans"))
             .bearer_auth(&key)
@@ -102,13 +109,25 @@ async fn api_edges_answer_as_the_schema_says() {
         endpoint["id"].as_str().unwrap()
     ));
     let mut secrets = vec![endpoint["secret"].as_str().unwrap().to_string()];
-    for body in [None, Some("null"), Some("{}"), Some(r#"{"overlap_seconds": 60}"#)] {
+    for body in [
+        None,
+        Some("null"),
+        Some("{}"),
+        Some(r#"{"overlap_seconds": 60}"#),
+    ] {
         let mut request = http.post(&rotate).bearer_auth(&key);
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body);
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
         }
         let response = request.send().await.unwrap();
-        assert_eq!(response.status(), 200, "{body:?}: {}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            200,
+            "{body:?}: {}",
+            response.text().await.unwrap()
+        );
         let rotated: serde_json::Value = response.json().await.unwrap();
         secrets.push(rotated["secret"].as_str().unwrap().to_string());
     }
@@ -134,7 +153,8 @@ async fn api_edges_answer_as_the_schema_says() {
         .json()
         .await
         .unwrap();
-    let body = &document["paths"]["/v1/webhook-endpoints/{id}/rotate-secret"]["post"]["requestBody"];
+    let body =
+        &document["paths"]["/v1/webhook-endpoints/{id}/rotate-secret"]["post"]["requestBody"];
     assert_ne!(body["required"], true, "{body}");
 
     // Every answer above was counted by route template, status and method.
@@ -147,7 +167,8 @@ async fn api_edges_answer_as_the_schema_says() {
         .await
         .unwrap();
     let count = |name: &str, labels: &[&str]| -> f64 {
-        metric_value(&metrics, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
+        metric_value(&metrics, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
     };
     let put_405 = ["method=\"PUT\"", "route=\"/v1/scans\"", "status=\"405\""];
     assert_eq!(count("scanfleet_http_requests_total", &put_405), 1.0);
@@ -165,7 +186,10 @@ async fn api_edges_answer_as_the_schema_says() {
         ),
         1.0
     );
-    let rotate_200 = ["route=\"/v1/webhook-endpoints/{id}/rotate-secret\"", "status=\"200\""];
+    let rotate_200 = [
+        "route=\"/v1/webhook-endpoints/{id}/rotate-secret\"",
+        "status=\"200\"",
+    ];
     assert_eq!(
         count("scanfleet_http_requests_total", &rotate_200),
         4.0,
@@ -178,7 +202,11 @@ async fn api_edges_answer_as_the_schema_says() {
         ),
         4.0
     );
-    let response = http.get(dispatcher.url("/no/such/path/4f2a")).send().await.unwrap();
+    let response = http
+        .get(dispatcher.url("/no/such/path/4f2a"))
+        .send()
+        .await
+        .unwrap();
     expect_problem(response, 404, "not_found").await;
     let metrics = http
         .get(dispatcher.url("/metrics"))

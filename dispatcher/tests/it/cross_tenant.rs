@@ -71,7 +71,9 @@ async fn webhook_endpoints_and_deliveries_are_private_to_their_tenant() {
     })
     .await;
     let delivery_id = deliveries[0]["id"].as_str().unwrap();
-    let redeliver_url = dispatcher.url(&format!("/v1/scans/{scan_id}/deliveries/{delivery_id}/redeliver"));
+    let redeliver_url = dispatcher.url(&format!(
+        "/v1/scans/{scan_id}/deliveries/{delivery_id}/redeliver"
+    ));
 
     // Bob sees none of it and can change none of it.
     let listed: Vec<Value> = http
@@ -86,7 +88,11 @@ async fn webhook_endpoints_and_deliveries_are_private_to_their_tenant() {
     assert!(listed.is_empty(), "{listed:?}");
     let endpoint_url = dispatcher.url(&format!("/v1/webhook-endpoints/{endpoint_id}"));
     expect_problem(
-        http.delete(&endpoint_url).bearer_auth(&bob).send().await.unwrap(),
+        http.delete(&endpoint_url)
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap(),
         404,
         "not_found",
     )
@@ -99,13 +105,21 @@ async fn webhook_endpoints_and_deliveries_are_private_to_their_tenant() {
         .unwrap();
     expect_problem(rotate, 404, "not_found").await;
     expect_problem(
-        http.get(&deliveries_url).bearer_auth(&bob).send().await.unwrap(),
+        http.get(&deliveries_url)
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap(),
         404,
         "not_found",
     )
     .await;
     expect_problem(
-        http.post(&redeliver_url).bearer_auth(&bob).send().await.unwrap(),
+        http.post(&redeliver_url)
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap(),
         404,
         "not_found",
     )
@@ -122,7 +136,9 @@ async fn webhook_endpoints_and_deliveries_are_private_to_their_tenant() {
         .await
         .unwrap();
     let own_id = own["id"].as_str().unwrap();
-    let sideways = dispatcher.url(&format!("/v1/scans/{own_id}/deliveries/{delivery_id}/redeliver"));
+    let sideways = dispatcher.url(&format!(
+        "/v1/scans/{own_id}/deliveries/{delivery_id}/redeliver"
+    ));
     expect_problem(
         http.post(&sideways).bearer_auth(&bob).send().await.unwrap(),
         404,

@@ -31,7 +31,10 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> TestEnv {
-        let name = format!("sf_dtest_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "sf_dtest_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let admin = PgPool::connect(&format!("{POSTGRES}/postgres"))
             .await
             .expect("postgres is up");
@@ -42,7 +45,9 @@ impl TestEnv {
         admin.close().await;
         let database_url = format!("{POSTGRES}/{name}");
         let pool = protocol::db::pool(&database_url, 4).expect("pool");
-        protocol::db::migrate(&pool).await.expect("migrations apply");
+        protocol::db::migrate(&pool)
+            .await
+            .expect("migrations apply");
         let env = TestEnv {
             amqp_url: format!("amqp://guest:guest@127.0.0.1:5672/{name}"),
             blob_dir: std::env::temp_dir().join(&name),
@@ -118,11 +123,19 @@ impl TestEnv {
         let admin = PgPool::connect(&format!("{POSTGRES}/postgres"))
             .await
             .expect("postgres is up");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&admin)
-            .await
-            .expect("drop database");
-        rabbit_api(reqwest::Method::DELETE, &format!("vhosts/{}", self.name), None).await;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&admin)
+        .await
+        .expect("drop database");
+        rabbit_api(
+            reqwest::Method::DELETE,
+            &format!("vhosts/{}", self.name),
+            None,
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&self.blob_dir);
     }
 }
@@ -183,13 +196,20 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Asserts a problem+json answer with `status` and `code`; returns the body.
-pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+pub async fn expect_problem(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
     let got = response.status().as_u16();
     let content_type = response
         .headers()
@@ -197,7 +217,11 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, code: &str
         .map(|v| v.to_str().unwrap().to_string());
     let text = response.text().await.unwrap();
     assert_eq!(got, status, "expected {status} {code}, got {got}: {text}");
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{text}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "{text}"
+    );
     let problem: serde_json::Value = serde_json::from_str(&text).expect("problem is JSON");
     assert_eq!(problem["code"], code, "{text}");
     assert_eq!(problem["status"], status);

@@ -14,18 +14,26 @@ async fn readyz_says_unavailable_without_the_drivers_text() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let url = dispatcher.url("/readyz");
-    wait_for("ready", || async { (readiness(&url).await.0 == 200).then_some(()) }).await;
+    wait_for("ready", || async {
+        (readiness(&url).await.0 == 200).then_some(())
+    })
+    .await;
     assert_eq!(
         readiness(&url).await.1,
         serde_json::json!({"ready": true, "database": "ok", "broker": "ok"})
     );
 
     // Take this test's database away: refuse new connections, cut the open ones.
-    let admin = sqlx::PgPool::connect(&format!("{POSTGRES}/postgres")).await.unwrap();
-    sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", env.name))
-        .execute(&admin)
+    let admin = sqlx::PgPool::connect(&format!("{POSTGRES}/postgres"))
         .await
         .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        env.name
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&env.name)
         .execute(&admin)
@@ -43,10 +51,13 @@ async fn readyz_says_unavailable_without_the_drivers_text() {
         assert!(!text.contains(leak), "/readyz leaks {leak:?}: {text}");
     }
 
-    sqlx::query(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", env.name))
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        env.name
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
     wait_for("ready again", || async {
         (readiness(&url).await.0 == 200).then_some(())
     })

@@ -64,7 +64,10 @@ async fn keys_are_listed_revoked_and_rotated_and_tiers_change_only_on_request() 
 
     // A different tier for an existing tenant is refused, and changes nothing.
     let refused = keys_err(&env, &["create", "--tenant", "acme", "--tier", "free"]);
-    assert!(refused.contains("--set-tier") && refused.contains("pro"), "{refused}");
+    assert!(
+        refused.contains("--set-tier") && refused.contains("pro"),
+        "{refused}"
+    );
     assert_eq!(tier_of(&env, "acme").await, "pro");
     assert_eq!(
         list_keys(&env.pool, Some("acme")).await.unwrap().len(),
@@ -72,7 +75,17 @@ async fn keys_are_listed_revoked_and_rotated_and_tiers_change_only_on_request() 
         "no key made by the refused create"
     );
     let second = keys_ok(&env, &["create", "--tenant", "acme", "--tier", "pro"]);
-    keys_ok(&env, &["create", "--tenant", "acme", "--tier", "premium", "--set-tier"]);
+    keys_ok(
+        &env,
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--tier",
+            "premium",
+            "--set-tier",
+        ],
+    );
     assert_eq!(tier_of(&env, "acme").await, "premium");
     keys_ok(&env, &["create", "--tenant", "other", "--admin"]);
 
@@ -80,10 +93,22 @@ async fn keys_are_listed_revoked_and_rotated_and_tiers_change_only_on_request() 
     let listing = keys_ok(&env, &["list", "--tenant", "acme"]);
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 4, "header and three keys: {listing}");
-    assert!(lines[0].starts_with("ID") && lines[0].contains("PREFIX") && lines[0].contains("STATE"));
-    assert!(!listing.contains(&first) && !listing.contains(&second), "{listing}");
-    assert!(listing.contains(&first[..9]) && !listing.contains("other"), "{listing}");
-    assert_eq!(keys_ok(&env, &["list"]).lines().count(), 5, "every tenant's keys");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("PREFIX") && lines[0].contains("STATE")
+    );
+    assert!(
+        !listing.contains(&first) && !listing.contains(&second),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&first[..9]) && !listing.contains("other"),
+        "{listing}"
+    );
+    assert_eq!(
+        keys_ok(&env, &["list"]).lines().count(),
+        5,
+        "every tenant's keys"
+    );
     let ids: Vec<String> = list_keys(&env.pool, Some("acme"))
         .await
         .unwrap()
@@ -95,13 +120,19 @@ async fn keys_are_listed_revoked_and_rotated_and_tiers_change_only_on_request() 
     let rotated = keys_ok(&env, &["rotate", &ids[0], "--grace", "1h"]);
     assert!(rotated.starts_with("sf_") && rotated != first);
     assert_eq!(
-        (answer(&dispatcher, &first).await, answer(&dispatcher, &rotated).await),
+        (
+            answer(&dispatcher, &first).await,
+            answer(&dispatcher, &rotated).await
+        ),
         (200, 200)
     );
     assert!(keys_ok(&env, &["list", "--tenant", "acme"]).contains("active until"));
     keys_ok(&env, &["revoke", &ids[0]]);
     assert_eq!(
-        (answer(&dispatcher, &first).await, answer(&dispatcher, &rotated).await),
+        (
+            answer(&dispatcher, &first).await,
+            answer(&dispatcher, &rotated).await
+        ),
         (401, 200)
     );
     assert!(keys_err(&env, &["revoke", &ids[0]]).contains("already revoked"));

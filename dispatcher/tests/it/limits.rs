@@ -13,7 +13,13 @@ use crate::harness::{expect_problem, wait_for, Dispatcher, TestEnv, PATIENCE};
 
 /// Opens a connection and sends a request whose body (`length` bytes
 /// declared) is only started with `first_bytes`.
-async fn start_request(dispatcher: &Dispatcher, head: &str, key: &str, length: usize, first_bytes: &[u8]) -> TcpStream {
+async fn start_request(
+    dispatcher: &Dispatcher,
+    head: &str,
+    key: &str,
+    length: usize,
+    first_bytes: &[u8],
+) -> TcpStream {
     let addr = dispatcher.base_url.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
@@ -88,7 +94,11 @@ async fn past_the_concurrency_limit_requests_are_shed_but_probes_are_not() {
     expect_problem(shed, 503, "overloaded").await;
     for probe in ["/healthz", "/metrics", "/openapi.json"] {
         assert_eq!(
-            http.get(dispatcher.url(probe)).send().await.unwrap().status(),
+            http.get(dispatcher.url(probe))
+                .send()
+                .await
+                .unwrap()
+                .status(),
             200,
             "{probe} is never shed"
         );
@@ -116,9 +126,9 @@ async fn past_the_concurrency_limit_requests_are_shed_but_probes_are_not() {
         .await
         .unwrap();
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("scanfleet_http_requests_total{") && l.contains("status=\"503\"")),
+        metrics.lines().any(
+            |l| l.starts_with("scanfleet_http_requests_total{") && l.contains("status=\"503\"")
+        ),
         "shed requests are counted: {metrics}"
     );
     drop(second);

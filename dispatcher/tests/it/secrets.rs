@@ -66,7 +66,10 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
                 Ok(Some(line)) = lines.next_line() => { log.push(line); }
                 Ok(Some(line)) = errors.next_line() => { log.push(line); }
             }
-            if log.last().is_some_and(|line| line.contains("dispatcher listening")) {
+            if log
+                .last()
+                .is_some_and(|line| line.contains("dispatcher listening"))
+            {
                 break;
             }
         }

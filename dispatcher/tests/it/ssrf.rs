@@ -41,11 +41,17 @@ async fn private_source_urls_are_refused_at_submit() {
             .unwrap();
         let problem = expect_problem(response, 422, "source_url_refused").await;
         assert!(
-            problem["detail"].as_str().unwrap().starts_with("source_url: "),
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("source_url: "),
             "{problem}"
         );
     }
-    for (source, code) in [("ftp://example.com/v.mp4", "invalid_url"), ("http://", "invalid_url")] {
+    for (source, code) in [
+        ("ftp://example.com/v.mp4", "invalid_url"),
+        ("http://", "invalid_url"),
+    ] {
         let response = http
             .post(dispatcher.url("/v1/scans"))
             .bearer_auth(&key)

@@ -37,22 +37,43 @@ async fn a_flooding_tenant_is_limited_and_a_steady_one_is_not() {
     for _ in 0..8 {
         let response = submit(&noisy).await.unwrap();
         if response.status() == 202 {
-            assert_eq!(response.headers()["ratelimit-policy"], "\"submit\";q=3;w=60");
-            remaining.push(response.headers()["ratelimit"].to_str().unwrap().to_string());
+            assert_eq!(
+                response.headers()["ratelimit-policy"],
+                "\"submit\";q=3;w=60"
+            );
+            remaining.push(
+                response.headers()["ratelimit"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
             continue;
         }
         refused += 1;
-        let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(
             (1..=20).contains(&retry_after),
             "one unit comes back every 20 s: {retry_after}"
         );
-        let ratelimit = response.headers()["ratelimit"].to_str().unwrap().to_string();
+        let ratelimit = response.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(ratelimit, format!("\"submit\";r=0;t={retry_after}"));
         expect_problem(response, 429, "rate_limited").await;
     }
-    assert_eq!(refused, 5, "the flooding tenant gets its 3 a minute and no more");
-    let left: Vec<&str> = remaining.iter().map(|v| v.split(';').nth(1).unwrap()).collect();
+    assert_eq!(
+        refused, 5,
+        "the flooding tenant gets its 3 a minute and no more"
+    );
+    let left: Vec<&str> = remaining
+        .iter()
+        .map(|v| v.split(';').nth(1).unwrap())
+        .collect();
     assert_eq!(left, ["r=2", "r=1", "r=0"]);
     for _ in 0..3 {
         assert_eq!(
@@ -77,7 +98,10 @@ async fn a_flooding_tenant_is_limited_and_a_steady_one_is_not() {
     for _ in 0..2 {
         let response = upload(&noisy).await.unwrap();
         assert_eq!(response.status(), 201);
-        assert_eq!(response.headers()["ratelimit-policy"], "\"upload\";q=2;w=60");
+        assert_eq!(
+            response.headers()["ratelimit-policy"],
+            "\"upload\";q=2;w=60"
+        );
     }
     let response = upload(&noisy).await.unwrap();
     assert!(response.headers().contains_key("retry-after"));
@@ -121,7 +145,10 @@ async fn webhook_endpoints_are_capped_by_tier() {
     }
     let problem = expect_problem(create(&free, 2).await.unwrap(), 409, "endpoint_limit").await;
     assert!(
-        problem["detail"].as_str().unwrap().contains("free tier allows 2"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("free tier allows 2"),
         "{problem}"
     );
     for n in 0..3 {
@@ -181,13 +208,19 @@ async fn in_flight_scans_are_capped_per_tenant() {
     assert!(response.headers().contains_key("retry-after"));
     let problem = expect_problem(response, 429, "too_many_in_flight").await;
     assert!(
-        problem["detail"].as_str().unwrap().contains("free tier may have 2"),
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("free tier may have 2"),
         "{problem}"
     );
     // A retry of an accepted submission still gets its scan back.
     let replay = submit(&busy, "a").await.unwrap();
     assert_eq!(replay.status(), 202);
-    assert_eq!(replay.json::<serde_json::Value>().await.unwrap()["id"], ids[0].as_str());
+    assert_eq!(
+        replay.json::<serde_json::Value>().await.unwrap()["id"],
+        ids[0].as_str()
+    );
     assert_eq!(
         submit(&other, "a").await.unwrap().status(),
         202,

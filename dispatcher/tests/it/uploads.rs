@@ -54,12 +54,20 @@ async fn uploads_stream_to_the_blob_store_within_the_limit() {
     );
 
     // Over the limit by declared length: refused before reading.
-    expect_problem(upload(vec![1; max + 1]).await.unwrap(), 413, "payload_too_large").await;
+    expect_problem(
+        upload(vec![1; max + 1]).await.unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
     expect_problem(upload(Vec::new()).await.unwrap(), 400, "empty_upload").await;
 
     // Over the limit with no declared length (chunked): refused once the
     // limit is passed, and the part written so far is dropped.
-    let addr = dispatcher.base_url.trim_start_matches("http://").to_string();
+    let addr = dispatcher
+        .base_url
+        .trim_start_matches("http://")
+        .to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
         "POST /v1/uploads HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -82,7 +90,10 @@ async fn uploads_stream_to_the_blob_store_within_the_limit() {
     let _ = tokio::time::timeout(crate::harness::PATIENCE, stream.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("\"code\":\"payload_too_large\""), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"payload_too_large\""),
+        "{answer}"
+    );
 
     assert_eq!(
         files_under(&env.blob_dir).len(),

@@ -29,7 +29,8 @@ impl Stream for Endless {
 
     fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-        self.produced.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        self.produced
+            .fetch_add(chunk.len() as u64, Ordering::SeqCst);
         Poll::Ready(Some(Ok(chunk)))
     }
 }
@@ -80,10 +81,12 @@ type AttemptRow = (String, Option<i32>, Option<String>, Option<String>);
 
 async fn first_attempt(env: &TestEnv) -> AttemptRow {
     wait_for("a webhook attempt to be recorded", || async {
-        sqlx::query_as::<_, AttemptRow>("SELECT outcome, status_code, error, response_body FROM webhook_attempts")
-            .fetch_optional(&env.pool)
-            .await
-            .unwrap()
+        sqlx::query_as::<_, AttemptRow>(
+            "SELECT outcome, status_code, error, response_body FROM webhook_attempts",
+        )
+        .fetch_optional(&env.pool)
+        .await
+        .unwrap()
     })
     .await
 }
@@ -106,9 +109,16 @@ async fn an_endless_reply_is_cut_at_one_kib_and_not_drained() {
 
     queue_webhook(&dispatcher, &key, &url).await;
     let (outcome, status_code, error, body) = first_attempt(&env).await;
-    assert_eq!((outcome.as_str(), status_code, error), ("delivered", Some(200), None));
+    assert_eq!(
+        (outcome.as_str(), status_code, error),
+        ("delivered", Some(200), None)
+    );
     let body = body.expect("the reply's start is kept");
-    assert_eq!(body, format!("{}…", "x".repeat(1024)), "1 KiB kept and marked as cut");
+    assert_eq!(
+        body,
+        format!("{}…", "x".repeat(1024)),
+        "1 KiB kept and marked as cut"
+    );
     // The deliverer hung up after 1 KiB: the receiver's stream is dropped
     // having sent no more than the socket buffers hold. (Draining it until
     // the 2 s timeout, as before, let it send gigabytes over loopback.)
@@ -116,7 +126,10 @@ async fn an_endless_reply_is_cut_at_one_kib_and_not_drained() {
         .await
         .expect("the hostile stream is dropped");
     let sent = produced.load(Ordering::SeqCst);
-    assert!(sent < 64 * 1024 * 1024, "the receiver got to stream {sent} bytes");
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "the receiver got to stream {sent} bytes"
+    );
     let status: String = sqlx::query_scalar("SELECT status FROM webhook_deliveries")
         .fetch_one(&env.pool)
         .await

@@ -46,7 +46,10 @@ struct WallLine {
 
 impl WallLine {
     fn along(&self, p: [f64; 2]) -> f64 {
-        dot([p[0] - self.line.point[0], p[1] - self.line.point[1]], self.line.direction)
+        dot(
+            [p[0] - self.line.point[0], p[1] - self.line.point[1]],
+            self.line.direction,
+        )
     }
 
     /// Share of the middle 80 % of the segment `a`–`b` (on this line) that is walled.
@@ -67,13 +70,23 @@ impl WallLine {
 /// The straight walls among the wall pixels in `window` (`[x0, y0, x1, y1)`)
 /// for which `in_blob` (of the pixel index) holds: Hough peaks with at least
 /// `min_votes`, strongest first.
-fn wall_lines(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &dyn Fn(usize) -> bool, min_votes: u32) -> Vec<WallLine> {
+fn wall_lines(
+    walls: &[bool],
+    w: usize,
+    h: usize,
+    window: [usize; 4],
+    in_blob: &dyn Fn(usize) -> bool,
+    min_votes: u32,
+) -> Vec<WallLine> {
     let [x0, y0, x1, y1] = window;
     let centre = [(x0 + x1) as f64 / 2.0, (y0 + y1) as f64 / 2.0];
     let reach = ((x1 - x0) as f64).hypot((y1 - y0) as f64) / 2.0 + 2.0;
     let bins = 2 * reach.ceil() as usize + 1;
     let offset = reach.ceil();
-    let trig: Vec<(f64, f64)> = (0..ANGLES).map(|a| (a as f64).to_radians()).map(|t| (t.cos(), t.sin())).collect();
+    let trig: Vec<(f64, f64)> = (0..ANGLES)
+        .map(|a| (a as f64).to_radians())
+        .map(|t| (t.cos(), t.sin()))
+        .collect();
     let mut votes = vec![0u32; ANGLES * bins];
     for y in y0..y1 {
         for x in x0..x1 {
@@ -121,17 +134,28 @@ fn wall_lines(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &
             }
             let rho = sum / weight.max(1.0) - offset;
             let (c, s) = trig[a];
-            let line = Line { point: [centre[0] + rho * c, centre[1] + rho * s], direction: [-s, c] };
+            let line = Line {
+                point: [centre[0] + rho * c, centre[1] + rho * s],
+                direction: [-s, c],
+            };
             let steps = (2.0 * reach).ceil() as usize + 1;
             let mut walled_before = Vec::with_capacity(steps + 1);
             walled_before.push(0u32);
             for i in 0..steps {
                 let t = i as f64 - reach;
-                let (x, y) = (line.point[0] + t * line.direction[0], line.point[1] + t * line.direction[1]);
+                let (x, y) = (
+                    line.point[0] + t * line.direction[0],
+                    line.point[1] + t * line.direction[1],
+                );
                 let hit = wall_within_a_pixel(walls, w, h, x.round() as isize, y.round() as isize);
                 walled_before.push(walled_before[i] + hit as u32);
             }
-            WallLine { line, angle: (a as f64).to_radians(), reach, walled_before }
+            WallLine {
+                line,
+                angle: (a as f64).to_radians(),
+                reach,
+                walled_before,
+            }
         })
         .collect()
 }
@@ -147,14 +171,33 @@ fn angle_between(a: &WallLine, b: &WallLine) -> f64 {
 /// and the whole outline walled (`OUTLINED`). Largest first, without
 /// near-copies (every corner within `SAME_CORNER` of a larger frame's: the
 /// two or three lines a wide wall gives).
-pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4], in_blob: &dyn Fn(usize) -> bool, min_area: f64, min_aspect: f64) -> Vec<[[f64; 2]; 4]> {
+pub(crate) fn framed_quads(
+    walls: &[bool],
+    w: usize,
+    h: usize,
+    window: [usize; 4],
+    in_blob: &dyn Fn(usize) -> bool,
+    min_area: f64,
+    min_aspect: f64,
+) -> Vec<[[f64; 2]; 4]> {
     let min_side = (min_area * min_aspect).sqrt().max(MIN_SIDE);
     let lines = wall_lines(walls, w, h, window, in_blob, (0.8 * min_side) as u32);
-    let apart = |a: &WallLine, b: &WallLine| dot([b.line.point[0] - a.line.point[0], b.line.point[1] - a.line.point[1]], [a.line.direction[1], -a.line.direction[0]]).abs();
+    let apart = |a: &WallLine, b: &WallLine| {
+        dot(
+            [
+                b.line.point[0] - a.line.point[0],
+                b.line.point[1] - a.line.point[1],
+            ],
+            [a.line.direction[1], -a.line.direction[0]],
+        )
+        .abs()
+    };
     let mut pairs: Vec<(usize, usize)> = Vec::new();
     for i in 0..lines.len() {
         for j in i + 1..lines.len() {
-            if angle_between(&lines[i], &lines[j]) <= PARALLEL_DEG && apart(&lines[i], &lines[j]) >= min_side {
+            if angle_between(&lines[i], &lines[j]) <= PARALLEL_DEG
+                && apart(&lines[i], &lines[j]) >= min_side
+            {
                 pairs.push((i, j));
             }
         }
@@ -166,13 +209,21 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
                 continue;
             }
             let corner = |a: usize, b: usize| intersect(lines[a].line, lines[b].line);
-            let (Some(c0), Some(c1), Some(c2), Some(c3)) = (corner(i, k), corner(j, k), corner(j, l), corner(i, l)) else { continue };
+            let (Some(c0), Some(c1), Some(c2), Some(c3)) =
+                (corner(i, k), corner(j, k), corner(j, l), corner(i, l))
+            else {
+                continue;
+            };
             let quad = [c0, c1, c2, c3];
             let sides = [(k, c0, c1), (j, c1, c2), (l, c2, c3), (i, c3, c0)];
             let lengths = sides.map(|(_, a, b)| dist(a, b));
             // Mean lengths of the two pairs of opposite sides.
-            let (across, along) = ((lengths[0] + lengths[2]) / 2.0, (lengths[1] + lengths[3]) / 2.0);
-            if polygon_area(&quad) < min_area || across.min(along) / across.max(along) < min_aspect {
+            let (across, along) = (
+                (lengths[0] + lengths[2]) / 2.0,
+                (lengths[1] + lengths[3]) / 2.0,
+            );
+            if polygon_area(&quad) < min_area || across.min(along) / across.max(along) < min_aspect
+            {
                 continue;
             }
             let support = sides.map(|(line, a, b)| lines[line].support(a, b));
@@ -180,7 +231,12 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
                 continue;
             }
             // The sides' supports weighted by their lengths.
-            let walled = support.iter().zip(&lengths).map(|(s, l)| s * l).sum::<f64>() / lengths.iter().sum::<f64>();
+            let walled = support
+                .iter()
+                .zip(&lengths)
+                .map(|(s, l)| s * l)
+                .sum::<f64>()
+                / lengths.iter().sum::<f64>();
             if walled >= OUTLINED {
                 frames.push(quad);
             }
@@ -189,7 +245,10 @@ pub(crate) fn framed_quads(walls: &[bool], w: usize, h: usize, window: [usize; 4
     frames.sort_by(|a, b| polygon_area(b).total_cmp(&polygon_area(a)));
     let mut distinct: Vec<[[f64; 2]; 4]> = Vec::new();
     for quad in frames {
-        let copy = |kept: &[[f64; 2]; 4]| quad.iter().all(|&c| kept.iter().any(|&k| dist(c, k) <= SAME_CORNER));
+        let copy = |kept: &[[f64; 2]; 4]| {
+            quad.iter()
+                .all(|&c| kept.iter().any(|&k| dist(c, k) <= SAME_CORNER))
+        };
         if !distinct.iter().any(copy) {
             distinct.push(quad);
         }
@@ -208,14 +267,24 @@ mod tests {
         let (w, h) = (200, 160);
         let under = [[20.0, 40.0], [100.0, 40.0], [100.0, 150.0], [20.0, 150.0]];
         let (c, s) = (20f64.to_radians().cos(), 20f64.to_radians().sin());
-        let top = [[0.0, 0.0], [70.0, 0.0], [70.0, 100.0], [0.0, 100.0]].map(|p| [110.0 + p[0] * c - p[1] * s, 10.0 + p[0] * s + p[1] * c]);
+        let top = [[0.0, 0.0], [70.0, 0.0], [70.0, 100.0], [0.0, 100.0]]
+            .map(|p| [110.0 + p[0] * c - p[1] * s, 10.0 + p[0] * s + p[1] * c]);
         let mut walls = vec![false; w * h];
         draw(&mut walls, w, &top, None);
         draw(&mut walls, w, &under, Some(&top));
         let frames = framed_quads(&walls, w, h, [0, 0, w, h], &|_| true, 1000.0, 0.5);
         // The wall's middle is half a pixel right of and below the drawn line.
-        let near = |frame: &[[f64; 2]; 4], truth: &[[f64; 2]; 4]| truth.iter().all(|&t| frame.iter().any(|&f| dist(f, [t[0] + 0.5, t[1] + 0.5]) <= 1.5));
-        assert!(frames.iter().any(|f| near(f, &top)), "the card on top: {frames:?}");
+        let near = |frame: &[[f64; 2]; 4], truth: &[[f64; 2]; 4]| {
+            truth.iter().all(|&t| {
+                frame
+                    .iter()
+                    .any(|&f| dist(f, [t[0] + 0.5, t[1] + 0.5]) <= 1.5)
+            })
+        };
+        assert!(
+            frames.iter().any(|f| near(f, &top)),
+            "the card on top: {frames:?}"
+        );
         // The card underneath has its right side hidden: no four walls
         // frame it (the leftovers rule finds such cards). Alone, they do.
         assert!(!frames.iter().any(|f| near(f, &under)), "{frames:?}");

@@ -11,7 +11,10 @@ pub(crate) fn share_inside(inner: &[[f64; 2]; 4], outer: &[[f64; 2]; 4]) -> f64 
 fn clip_convex(subject: &[[f64; 2]], clip: &[[f64; 2]]) -> Vec<[f64; 2]> {
     let n = clip.len();
     // Inside is on the hand `clip` winds towards.
-    let hand = (0..n).map(|i| cross(clip[i], clip[(i + 1) % n], quad_centre(clip))).sum::<f64>().signum();
+    let hand = (0..n)
+        .map(|i| cross(clip[i], clip[(i + 1) % n], quad_centre(clip)))
+        .sum::<f64>()
+        .signum();
     let mut out = subject.to_vec();
     for i in 0..n {
         let (a, b) = (clip[i], clip[(i + 1) % n]);
@@ -84,10 +87,18 @@ impl MinRect {
     /// The corners, clockwise in image coordinates from (−u, −v).
     pub(crate) fn corners(&self) -> [[f64; 2]; 4] {
         let [a, b] = self.half;
-        [self.point(-a, -b), self.point(a, -b), self.point(a, b), self.point(-a, b)]
+        [
+            self.point(-a, -b),
+            self.point(a, -b),
+            self.point(a, b),
+            self.point(-a, b),
+        ]
     }
     pub(crate) fn point(&self, u: f64, v: f64) -> [f64; 2] {
-        [self.centre[0] + u * self.axes[0][0] + v * self.axes[1][0], self.centre[1] + u * self.axes[0][1] + v * self.axes[1][1]]
+        [
+            self.centre[0] + u * self.axes[0][0] + v * self.axes[1][0],
+            self.centre[1] + u * self.axes[0][1] + v * self.axes[1][1],
+        ]
     }
 }
 
@@ -110,9 +121,15 @@ pub(crate) fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
     let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * p.len());
     for pass in 0..2 {
         let start = hull.len();
-        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 { Box::new(p.iter()) } else { Box::new(p.iter().rev()) };
+        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if pass == 0 {
+            Box::new(p.iter())
+        } else {
+            Box::new(p.iter().rev())
+        };
         for &q in iter {
-            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], q) <= 0.0 {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], q) <= 0.0
+            {
                 hull.pop();
             }
             hull.push(q);
@@ -124,12 +141,19 @@ pub(crate) fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
 
 pub(crate) fn polygon_area(poly: &[[f64; 2]]) -> f64 {
     let n = poly.len();
-    (0..n).map(|i| poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]).sum::<f64>().abs() / 2.0
+    (0..n)
+        .map(|i| poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1])
+        .sum::<f64>()
+        .abs()
+        / 2.0
 }
 
 pub(crate) fn quad_centre(poly: &[[f64; 2]]) -> [f64; 2] {
     let n = poly.len() as f64;
-    [poly.iter().map(|p| p[0]).sum::<f64>() / n, poly.iter().map(|p| p[1]).sum::<f64>() / n]
+    [
+        poly.iter().map(|p| p[0]).sum::<f64>() / n,
+        poly.iter().map(|p| p[1]).sum::<f64>() / n,
+    ]
 }
 
 /// Whether `p` lies inside or on the convex polygon `poly` (either winding):
@@ -173,10 +197,21 @@ pub(crate) fn min_area_rect(hull: &[[f64; 2]]) -> MinRect {
         if best.as_ref().is_none_or(|(a, _)| area < *a) {
             let (cu, cv) = ((u0 + u1) / 2.0, (v0 + v1) / 2.0);
             let centre = [cu * u[0] + cv * v[0], cu * u[1] + cv * v[1]];
-            best = Some((area, MinRect { centre, axes: [u, v], half: [(u1 - u0) / 2.0, (v1 - v0) / 2.0] }));
+            best = Some((
+                area,
+                MinRect {
+                    centre,
+                    axes: [u, v],
+                    half: [(u1 - u0) / 2.0, (v1 - v0) / 2.0],
+                },
+            ));
         }
     }
-    best.map(|(_, r)| r).unwrap_or(MinRect { centre: hull[0], axes: [[1.0, 0.0], [0.0, 1.0]], half: [0.0, 0.0] })
+    best.map(|(_, r)| r).unwrap_or(MinRect {
+        centre: hull[0],
+        axes: [[1.0, 0.0], [0.0, 1.0]],
+        half: [0.0, 0.0],
+    })
 }
 
 /// A line through `point` with unit `direction`.
@@ -193,7 +228,10 @@ pub(crate) fn intersect(a: Line, b: Line) -> Option<[f64; 2]> {
     }
     let d = [b.point[0] - a.point[0], b.point[1] - a.point[1]];
     let t = (d[0] * b.direction[1] - d[1] * b.direction[0]) / den;
-    Some([a.point[0] + t * a.direction[0], a.point[1] + t * a.direction[1]])
+    Some([
+        a.point[0] + t * a.direction[0],
+        a.point[1] + t * a.direction[1],
+    ])
 }
 
 /// Total-least-squares line through points (principal axis of their scatter).
@@ -207,7 +245,10 @@ pub(crate) fn fit_line(points: &[[f64; 2]]) -> Line {
         sxy += dx * dy;
     }
     let theta = 0.5 * (2.0 * sxy).atan2(sxx - syy);
-    Line { point: c, direction: [theta.cos(), theta.sin()] }
+    Line {
+        point: c,
+        direction: [theta.cos(), theta.sin()],
+    }
 }
 
 /// [`fit_line`], refitted without the points more than 1.5 px off the
@@ -215,7 +256,10 @@ pub(crate) fn fit_line(points: &[[f64; 2]]) -> Line {
 /// an item's side tilts a least-squares fit to all of them.
 pub(crate) fn fit_line_trimmed(points: &[[f64; 2]]) -> Line {
     let line = fit_line(points);
-    let off = |p: &[f64; 2]| ((p[0] - line.point[0]) * line.direction[1] - (p[1] - line.point[1]) * line.direction[0]).abs();
+    let off = |p: &[f64; 2]| {
+        ((p[0] - line.point[0]) * line.direction[1] - (p[1] - line.point[1]) * line.direction[0])
+            .abs()
+    };
     let kept: Vec<[f64; 2]> = points.iter().filter(|p| off(p) <= 1.5).copied().collect();
     if kept.len() == points.len() || kept.len() * 5 < points.len() * 4 || kept.len() < 2 {
         return line;
@@ -257,7 +301,11 @@ pub(crate) fn quad_bbox(quad: &[[f64; 2]; 4]) -> [f64; 4] {
 pub(crate) fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
     let c = quad_centre(&quad);
     let mut q = quad.to_vec();
-    q.sort_by(|a, b| (a[1] - c[1]).atan2(a[0] - c[0]).total_cmp(&(b[1] - c[1]).atan2(b[0] - c[0])));
+    q.sort_by(|a, b| {
+        (a[1] - c[1])
+            .atan2(a[0] - c[0])
+            .total_cmp(&(b[1] - c[1]).atan2(b[0] - c[0]))
+    });
     let start = (0..4)
         .max_by(|&i, &j| {
             let score = |k: usize| {
@@ -268,7 +316,12 @@ pub(crate) fn orient(quad: [[f64; 2]; 4]) -> [[f64; 2]; 4] {
             score(i).total_cmp(&score(j))
         })
         .unwrap_or(0);
-    [q[start], q[(start + 1) % 4], q[(start + 2) % 4], q[(start + 3) % 4]]
+    [
+        q[start],
+        q[(start + 1) % 4],
+        q[(start + 2) % 4],
+        q[(start + 3) % 4],
+    ]
 }
 
 pub(crate) fn dist(a: [f64; 2], b: [f64; 2]) -> f64 {
@@ -289,6 +342,9 @@ mod tests {
         assert!((share_inside(&square, &reversed) - 0.375).abs() < 1e-12);
         let small = [[2.0, 2.0], [4.0, 2.0], [4.0, 4.0], [2.0, 4.0]];
         assert_eq!(share_inside(&small, &square), 1.0);
-        assert_eq!(share_inside(&square, &square.map(|p| [p[0] + 20.0, p[1]])), 0.0);
+        assert_eq!(
+            share_inside(&square, &square.map(|p| [p[0] + 20.0, p[1]])),
+            0.0
+        );
     }
 }

@@ -4,7 +4,12 @@ use super::geometry::{dist, point_in_convex};
 
 /// Walls two pixels wide along the outline of `quad`, left out where they
 /// lie under the quad `hidden_under`.
-pub(super) fn draw(walls: &mut [bool], w: usize, quad: &[[f64; 2]; 4], hidden_under: Option<&[[f64; 2]; 4]>) {
+pub(super) fn draw(
+    walls: &mut [bool],
+    w: usize,
+    quad: &[[f64; 2]; 4],
+    hidden_under: Option<&[[f64; 2]; 4]>,
+) {
     for k in 0..4 {
         let (p, q) = (quad[k], quad[(k + 1) % 4]);
         let n = (4.0 * dist(p, q)) as usize;

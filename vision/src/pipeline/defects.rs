@@ -45,11 +45,20 @@ pub(super) fn find_defects<B: ScanBackend>(
         x >= m && y >= m && x + m < cw && y + m < ch
     };
     let bright_bits: Vec<bool> = bright.iter().map(|&v| v > 0.5).collect();
-    let dark_bits: Vec<bool> = dark.iter().enumerate().map(|(i, &v)| v > 0.5 && inside(i)).collect();
+    let dark_bits: Vec<bool> = dark
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v > 0.5 && inside(i))
+        .collect();
     // Print-frame corners in item pixels: opening rounds them off, leaving
     // small bright residues that are not defects.
     let print_corners = {
-        let (l, r, t, b) = (prof.print.0 - origin.0, prof.print.1 - origin.0, prof.print.2 - origin.1, prof.print.3 - origin.1);
+        let (l, r, t, b) = (
+            prof.print.0 - origin.0,
+            prof.print.1 - origin.0,
+            prof.print.2 - origin.1,
+            prof.print.3 - origin.1,
+        );
         [(l, t), (r, t), (r, b), (l, b)]
     };
     let mut defects = Vec::new();
@@ -57,7 +66,9 @@ pub(super) fn find_defects<B: ScanBackend>(
     for (bits, is_bright) in [(&bright_bits, true), (&dark_bits, false)] {
         let (labels, comps) = label_mask(bits, cw, ch);
         for c in &comps {
-            let Some(d) = classify(c, is_bright, cw, ch, &print_corners, scale) else { continue };
+            let Some(d) = classify(c, is_bright, cw, ch, &print_corners, scale) else {
+                continue;
+            };
             for (i, &l) in labels.iter().enumerate() {
                 if l == c.label {
                     mask[i] = 255;
@@ -92,7 +103,14 @@ impl ItemScale {
     }
 }
 
-fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[(f64, f64); 4], scale: ItemScale) -> Option<Defect> {
+fn classify(
+    c: &Component,
+    bright: bool,
+    cw: usize,
+    ch: usize,
+    print_corners: &[(f64, f64); 4],
+    scale: ItemScale,
+) -> Option<Defect> {
     let area = c.area as f64;
     if area < scale.area(8.0) {
         return None;
@@ -100,14 +118,26 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
     let (major, minor) = c.axes();
     let length = c.length().max(c.width.max(c.height) as f64);
     let (fw, fh) = (cw as f64, ch as f64);
-    let bbox = [c.left as f64 / fw, c.top as f64 / fh, (c.left + c.width) as f64 / fw, (c.top + c.height) as f64 / fh];
-    let near_print_corner = print_corners.iter().any(|&(x, y)| (c.cx - x).abs() < scale.px(8.0) && (c.cy - y).abs() < scale.px(8.0));
+    let bbox = [
+        c.left as f64 / fw,
+        c.top as f64 / fh,
+        (c.left + c.width) as f64 / fw,
+        (c.top + c.height) as f64 / fh,
+    ];
+    let near_print_corner = print_corners
+        .iter()
+        .any(|&(x, y)| (c.cx - x).abs() < scale.px(8.0) && (c.cy - y).abs() < scale.px(8.0));
     let edge_band = scale.px(6.0).round().max(2.0) as usize;
     let d_left = c.left;
     let d_top = c.top;
     let d_right = cw.saturating_sub(c.left + c.width);
     let d_bottom = ch.saturating_sub(c.top + c.height);
-    let touches = [d_top <= edge_band, d_right <= edge_band, d_bottom <= edge_band, d_left <= edge_band];
+    let touches = [
+        d_top <= edge_band,
+        d_right <= edge_band,
+        d_bottom <= edge_band,
+        d_left <= edge_band,
+    ];
     let mk = |kind, severity: f64, location: Option<&str>| Defect {
         kind,
         bbox,
@@ -122,8 +152,20 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
             return None;
         }
         let corner_zone = 0.08 * fw;
-        let near_x = if c.cx < corner_zone { Some(0) } else if c.cx > fw - corner_zone { Some(1) } else { None };
-        let near_y = if c.cy < corner_zone { Some(0) } else if c.cy > fh - corner_zone { Some(1) } else { None };
+        let near_x = if c.cx < corner_zone {
+            Some(0)
+        } else if c.cx > fw - corner_zone {
+            Some(1)
+        } else {
+            None
+        };
+        let near_y = if c.cy < corner_zone {
+            Some(0)
+        } else if c.cy > fh - corner_zone {
+            Some(1)
+        } else {
+            None
+        };
         if touches.iter().any(|&t| t) {
             if let (Some(x), Some(y)) = (near_x, near_y) {
                 // Below ~20 px a corner residue is the opening rounding off
@@ -132,11 +174,23 @@ fn classify(c: &Component, bright: bool, cw: usize, ch: usize, print_corners: &[
                     return None;
                 }
                 let name = ["top_left", "top_right", "bottom_left", "bottom_right"][y * 2 + x];
-                return Some(mk(DefectKind::CornerWear, area / scale.area(150.0), Some(name)));
+                return Some(mk(
+                    DefectKind::CornerWear,
+                    area / scale.area(150.0),
+                    Some(name),
+                ));
             }
             let side = ["top", "right", "bottom", "left"][touches.iter().position(|&t| t).unwrap()];
-            let along = if side == "top" || side == "bottom" { fw } else { fh };
-            return Some(mk(DefectKind::EdgeWear, length / (0.15 * along), Some(side)));
+            let along = if side == "top" || side == "bottom" {
+                fw
+            } else {
+                fh
+            };
+            return Some(mk(
+                DefectKind::EdgeWear,
+                length / (0.15 * along),
+                Some(side),
+            ));
         }
         if length >= scale.px(15.0) {
             return Some(mk(DefectKind::Scratch, length / (0.3 * fw), None));
@@ -167,12 +221,25 @@ pub(super) fn consensus(frames: &[FrameAnalysis]) -> Vec<Defect> {
     for frame in frames {
         for d in &frame.defects {
             // Already reported from an earlier frame.
-            if out.iter().any(|o| o.kind == d.kind && overlaps(&o.bbox, &d.bbox)) {
+            if out
+                .iter()
+                .any(|o| o.kind == d.kind && overlaps(&o.bbox, &d.bbox))
+            {
                 continue;
             }
-            let support = frames.iter().filter(|f| f.defects.iter().any(|o| o.kind == d.kind && overlaps(&o.bbox, &d.bbox))).count();
+            let support = frames
+                .iter()
+                .filter(|f| {
+                    f.defects
+                        .iter()
+                        .any(|o| o.kind == d.kind && overlaps(&o.bbox, &d.bbox))
+                })
+                .count();
             if support >= need {
-                out.push(Defect { support, ..d.clone() });
+                out.push(Defect {
+                    support,
+                    ..d.clone()
+                });
             }
         }
     }

@@ -23,16 +23,33 @@ const DETECT_SHORT_SIDE: usize = 360;
 /// edges on a reduced, smoothed frame: see [`super::outline`]. The edge map
 /// is computed by the backend (one read-back per golden frame); the line
 /// geometry runs on the host.
-pub(super) fn locate_item<B: ScanBackend>(frame: &GrayImage, opts: &ScanOptions, device: &B::Device) -> Result<Option<[[f64; 2]; 4]>, VisionError> {
+pub(super) fn locate_item<B: ScanBackend>(
+    frame: &GrayImage,
+    opts: &ScanOptions,
+    device: &B::Device,
+) -> Result<Option<[[f64; 2]; 4]>, VisionError> {
     let f = (frame.width.min(frame.height) / DETECT_SHORT_SIDE).clamp(1, 4);
     let (w, h) = ((frame.width / f).max(8), (frame.height / f).max(8));
     let img = stack_gray::<B>(&[frame], device);
     // Blur first: a textured table would otherwise grow weak edges into the
     // outline's sides.
-    let small = round_levels(gaussian_blur(resize(img, w, h, Interpolation::Area), 0, 2.0, Border::Reflect101));
-    let edges: Vec<u8> = to_vec_f32(canny(small.clone(), opts.canny_low, opts.canny_high)).iter().map(|&v| if v > 0.5 { 255 } else { 0 }).collect();
+    let small = round_levels(gaussian_blur(
+        resize(img, w, h, Interpolation::Area),
+        0,
+        2.0,
+        Border::Reflect101,
+    ));
+    let edges: Vec<u8> = to_vec_f32(canny(small.clone(), opts.canny_low, opts.canny_high))
+        .iter()
+        .map(|&v| if v > 0.5 { 255 } else { 0 })
+        .collect();
     let smooth = to_vec_f32(small);
-    let input = EdgeImage { width: w, height: h, edges: &edges, smooth: &smooth };
+    let input = EdgeImage {
+        width: w,
+        height: h,
+        edges: &edges,
+        smooth: &smooth,
+    };
     Ok(find_outline(&input, &OutlineRules::default())?.map(|o| o.to_frame(f)))
 }
 
@@ -61,20 +78,43 @@ impl Profiles {
     /// robust to defects crossing it.
     /// `margin` is where the located outline puts the item's edges: this
     /// many pixels in from each side of the margin-rectified image (x, y).
-    pub(super) fn measure(img: &[f32], w: usize, h: usize, band: (f64, f64), margin: (f64, f64)) -> Option<Self> {
+    pub(super) fn measure(
+        img: &[f32],
+        w: usize,
+        h: usize,
+        band: (f64, f64),
+        margin: (f64, f64),
+    ) -> Option<Self> {
         let (b0, b1) = (band.0, band.1);
         let median = |mut v: Vec<f32>| {
             let mid = v.len() / 2;
             *v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 as f64
         };
-        let col = |x: usize| median(((h as f64 * b0) as usize..(h as f64 * b1) as usize).map(|y| img[y * w + x]).collect());
-        let row = |y: usize| median(((w as f64 * b0) as usize..(w as f64 * b1) as usize).map(|x| img[y * w + x]).collect());
+        let col = |x: usize| {
+            median(
+                ((h as f64 * b0) as usize..(h as f64 * b1) as usize)
+                    .map(|y| img[y * w + x])
+                    .collect(),
+            )
+        };
+        let row = |y: usize| {
+            median(
+                ((w as f64 * b0) as usize..(w as f64 * b1) as usize)
+                    .map(|x| img[y * w + x])
+                    .collect(),
+            )
+        };
         let px: Vec<f64> = (0..w).map(col).collect();
         let py: Vec<f64> = (0..h).map(row).collect();
         let side = |p: &[f64], from_end: bool, expected: f64, name: &str| {
             let found = steps(p, from_end, expected);
             if found.is_none() {
-                debug(|| format!("band {band:?}: no {name} item/print edges in profile {:?}", p.iter().map(|v| v.round() as i64).collect::<Vec<_>>()));
+                debug(|| {
+                    format!(
+                        "band {band:?}: no {name} item/print edges in profile {:?}",
+                        p.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
+                    )
+                });
             }
             found
         };
@@ -82,7 +122,10 @@ impl Profiles {
         let (cr, pr) = side(&px, true, margin.0, "right")?;
         let (ct, pt) = side(&py, false, margin.1, "top")?;
         let (cb, pb) = side(&py, true, margin.1, "bottom")?;
-        Some(Self { card: (cl, cr, ct, cb), print: (pl, pr, pt, pb) })
+        Some(Self {
+            card: (cl, cr, ct, cb),
+            print: (pl, pr, pt, pb),
+        })
     }
 }
 
@@ -125,9 +168,22 @@ pub(super) fn steps(p: &[f64], from_end: bool, expected: f64) -> Option<(f64, f6
     let at = |i: usize| if from_end { p[n - 1 - i] } else { p[i] };
     // step[i]: the change from sample i-1 to sample i+STEP_SPAN-1, centred
     // between samples i and i+1 (position i+0.5) for a span of 3.
-    let step: Vec<f64> = (0..n - STEP_SPAN).map(|i| if i == 0 { 0.0 } else { (at(i + STEP_SPAN - 1) - at(i - 1)).abs() }).collect();
-    let peak = |i: usize| i > 0 && i + 1 < step.len() && step[i] >= step[i - 1] && step[i] >= step[i + 1];
-    let strongest = |lo: usize, hi: usize| (lo..hi.min(step.len())).map(|i| step[i]).fold(0.0, f64::max);
+    let step: Vec<f64> = (0..n - STEP_SPAN)
+        .map(|i| {
+            if i == 0 {
+                0.0
+            } else {
+                (at(i + STEP_SPAN - 1) - at(i - 1)).abs()
+            }
+        })
+        .collect();
+    let peak =
+        |i: usize| i > 0 && i + 1 < step.len() && step[i] >= step[i - 1] && step[i] >= step[i + 1];
+    let strongest = |lo: usize, hi: usize| {
+        (lo..hi.min(step.len()))
+            .map(|i| step[i])
+            .fold(0.0, f64::max)
+    };
     let first_clear = |lo: usize, hi: usize, rel: f64, min: f64| {
         let floor = (rel * strongest(lo, hi)).max(min);
         (lo..hi.min(step.len())).find(|&i| peak(i) && step[i] >= floor)
@@ -135,14 +191,21 @@ pub(super) fn steps(p: &[f64], from_end: bool, expected: f64) -> Option<(f64, f6
     let refine = |i: usize| {
         let (a, b, c) = (step[i - 1], step[i], step[i + 1]);
         let den = a - 2.0 * b + c;
-        let off = if den.abs() > 1e-9 { (0.5 * (a - c) / den).clamp(-0.5, 0.5) } else { 0.0 };
+        let off = if den.abs() > 1e-9 {
+            (0.5 * (a - c) / den).clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
         i as f64 + 0.5 + off
     };
     // The outline is found at reduced size: its sides are a few pixels off.
     // Where the item's own edge is faint, the outline may have followed the
     // print edge instead, so the item edge may also lie further out.
     let tol = (0.02 * n as f64).max(4.0);
-    let (lo, hi) = ((expected - tol).max(1.0) as usize, (expected + tol).ceil() as usize);
+    let (lo, hi) = (
+        (expected - tol).max(1.0) as usize,
+        (expected + tol).ceil() as usize,
+    );
     let band = n * 12 / 100;
     let print_inside = |card: f64| {
         let from = card.ceil() as usize + STEP_SPAN;

@@ -36,8 +36,14 @@ use crate::{
     canny::{self, canny},
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
-    frames::{stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage},
-    primitives::{apply_homography, homography, laplacian_variance, remap_bilinear, resize, round_levels, Interpolation},
+    frames::{
+        stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray,
+        BgrImage, GrayImage,
+    },
+    primitives::{
+        apply_homography, homography, laplacian_variance, remap_bilinear, resize, round_levels,
+        Interpolation,
+    },
 };
 
 /// The version of what `video_scan` returns. Bump it in the same commit as
@@ -237,17 +243,29 @@ impl Timer {
     pub fn add_ms(&mut self, stage: &str, ms: f64) {
         match self.stages.iter_mut().find(|s| s.stage == stage) {
             Some(s) => s.ms += ms,
-            None => self.stages.push(StageTiming { stage: stage.into(), ms }),
+            None => self.stages.push(StageTiming {
+                stage: stage.into(),
+                ms,
+            }),
         }
     }
 }
 /// Gray, downscaled, 8-bit-rounded device frames: the one preprocessing path
 /// used both for the measurements and for the golden frames.
-fn preprocess<B: ScanBackend>(chunk: &[Mat], pw: usize, ph: usize, device: &B::Device) -> Result<Tensor<B, 4>, VisionError> {
+fn preprocess<B: ScanBackend>(
+    chunk: &[Mat],
+    pw: usize,
+    ph: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 4>, VisionError> {
     let gray = stack_gray_from_bgr::<B>(chunk, device)?;
     let [_, _, h, w] = gray.dims();
     // Gray levels are already integers: only a resize needs rounding.
-    Ok(if (w, h) == (pw, ph) { gray } else { round_levels(resize(gray, pw, ph, Interpolation::Area)) })
+    Ok(if (w, h) == (pw, ph) {
+        gray
+    } else {
+        round_levels(resize(gray, pw, ph, Interpolation::Area))
+    })
 }
 
 fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
@@ -256,10 +274,17 @@ fn processed_size(w: usize, h: usize, max_side: usize) -> (usize, usize) {
         return (w, h);
     }
     let s = max_side as f64 / long as f64;
-    (((w as f64 * s).round() as usize).max(1), ((h as f64 * s).round() as usize).max(1))
+    (
+        ((w as f64 * s).round() as usize).max(1),
+        ((h as f64 * s).round() as usize).max(1),
+    )
 }
 /// Run one `video_scan` on backend `B`.
-pub fn analyze_video<B: ScanBackend>(path: &Path, opts: &ScanOptions, device: &B::Device) -> Result<VideoScanOutput, VisionError> {
+pub fn analyze_video<B: ScanBackend>(
+    path: &Path,
+    opts: &ScanOptions,
+    device: &B::Device,
+) -> Result<VideoScanOutput, VisionError> {
     analyze_video_with_progress::<B>(path, opts, device, &mut |_| {})
 }
 
@@ -316,7 +341,10 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         };
         let mut motion = vec![0.0f64; k];
         if seq.dims()[0] > 1 {
-            let mags = to_vec_f32(mean_magnitude(farneback_sequence(seq, &FarnebackParams::default())));
+            let mags = to_vec_f32(mean_magnitude(farneback_sequence(
+                seq,
+                &FarnebackParams::default(),
+            )));
             for (j, m) in mags.iter().enumerate() {
                 // Flow is measured at flow resolution; report processed-frame pixels.
                 motion[j + offset] = *m as f64 * pw as f64 / fw as f64;
@@ -326,9 +354,17 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         timer.add("flow", t);
 
         for j in 0..k {
-            stats.push(FrameStats { index: base + j, sharpness: sharp[j] as f64, edge_density: density[j] as f64, motion: motion[j] });
+            stats.push(FrameStats {
+                index: base + j,
+                sharpness: sharp[j] as f64,
+                edge_density: density[j] as f64,
+                motion: motion[j],
+            });
         }
-        progress(Progress { frames_done: stats.len(), frames_total: decoder.declared.max(0.0) as usize });
+        progress(Progress {
+            frames_done: stats.len(),
+            frames_total: decoder.declared.max(0.0) as usize,
+        });
         let t = Instant::now();
         chunk = decoder.next_batch(bs, opts)?;
         timer.add("decode", t);
@@ -358,12 +394,21 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         if chunk.is_empty() {
             return Err(VisionError::Internal("video changed between passes".into()));
         }
-        let idx: Vec<usize> = golden.iter().map(|g| g.index).filter(|i| (base..base + chunk.len()).contains(i)).collect();
+        let idx: Vec<usize> = golden
+            .iter()
+            .map(|g| g.index)
+            .filter(|i| (base..base + chunk.len()).contains(i))
+            .collect();
         if !idx.is_empty() {
             let wanted: Vec<Mat> = idx.iter().map(|&i| chunk[i - base].clone()).collect();
             let grays = unstack_gray(preprocess::<B>(&wanted, pw, ph, device)?);
             // The stored golden frames are the colour frames, downscaled the same way.
-            let colors = unstack_bgr(round_levels(resize(stack_bgr::<B>(&wanted, device)?, pw, ph, Interpolation::Area)));
+            let colors = unstack_bgr(round_levels(resize(
+                stack_bgr::<B>(&wanted, device)?,
+                pw,
+                ph,
+                Interpolation::Area,
+            )));
             for ((i, gray), color) in idx.into_iter().zip(grays).zip(colors) {
                 gray_frames[i] = Some(gray);
                 color_frames[i] = Some(color);
@@ -404,7 +449,9 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     let t = Instant::now();
     let mut golden_jpegs = Vec::new();
     for g in &golden {
-        let frame = color_frames[g.index].as_ref().expect("golden frame decoded");
+        let frame = color_frames[g.index]
+            .as_ref()
+            .expect("golden frame decoded");
         golden_jpegs.push((g.index, encode_jpeg(&frame.to_mat()?, opts.jpeg_quality)?));
     }
     timer.add("artifacts", t);
@@ -426,7 +473,13 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         timings_ms: timer.stages,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
     };
-    Ok(VideoScanOutput { report, artifacts: Artifacts { golden_jpegs, defect_mask_png: mask_png } })
+    Ok(VideoScanOutput {
+        report,
+        artifacts: Artifacts {
+            golden_jpegs,
+            defect_mask_png: mask_png,
+        },
+    })
 }
 /// `SCANFLEET_VISION_DEBUG=1` prints why a golden frame was skipped.
 pub(super) fn debug(msg: impl FnOnce() -> String) {
@@ -451,11 +504,24 @@ pub fn pick_golden(stats: &[FrameStats], k: usize) -> Vec<GoldenFrame> {
     let mut cands: Vec<GoldenFrame> = stats
         .iter()
         .filter(|s| s.sharpness >= 0.6 * p90)
-        .map(|s| GoldenFrame { index: s.index, sharpness: s.sharpness, motion: s.motion, score: (s.sharpness / p90).min(1.5) / (1.0 + s.motion / m_ref) })
+        .map(|s| GoldenFrame {
+            index: s.index,
+            sharpness: s.sharpness,
+            motion: s.motion,
+            score: (s.sharpness / p90).min(1.5) / (1.0 + s.motion / m_ref),
+        })
         .collect();
     if cands.is_empty() {
-        let s = stats.iter().max_by(|a, b| a.sharpness.total_cmp(&b.sharpness)).expect("frames");
-        return vec![GoldenFrame { index: s.index, sharpness: s.sharpness, motion: s.motion, score: 1.0 }];
+        let s = stats
+            .iter()
+            .max_by(|a, b| a.sharpness.total_cmp(&b.sharpness))
+            .expect("frames");
+        return vec![GoldenFrame {
+            index: s.index,
+            sharpness: s.sharpness,
+            motion: s.motion,
+            score: 1.0,
+        }];
     }
     cands.sort_by(|a, b| b.score.total_cmp(&a.score));
     let gap = (n / (2 * k.max(1))).max(1);
@@ -507,7 +573,10 @@ fn analyze_frame<B: ScanBackend>(
     // resolution (their error would otherwise skew the perspective and the
     // centering); the second measures item and print edges for good.
     let margin = 0.08;
-    let (mw, mh) = (((iw as f64) * (1.0 + 2.0 * margin)).round() as usize, ((ih as f64) * (1.0 + 2.0 * margin)).round() as usize);
+    let (mw, mh) = (
+        ((iw as f64) * (1.0 + 2.0 * margin)).round() as usize,
+        ((ih as f64) * (1.0 + 2.0 * margin)).round() as usize,
+    );
     let ox = iw as f64 * margin;
     let oy = ih as f64 * margin;
     let mut quad = quad;
@@ -523,7 +592,10 @@ fn analyze_frame<B: ScanBackend>(
             measured = Profiles::measure(&r1, mw, mh, (0.3, 0.7), (ox, oy));
             break;
         }
-        let (Some(a), Some(b)) = (Profiles::measure(&r1, mw, mh, (0.2, 0.4), (ox, oy)), Profiles::measure(&r1, mw, mh, (0.6, 0.8), (ox, oy))) else {
+        let (Some(a), Some(b)) = (
+            Profiles::measure(&r1, mw, mh, (0.2, 0.4), (ox, oy)),
+            Profiles::measure(&r1, mw, mh, (0.6, 0.8), (ox, oy)),
+        ) else {
             break;
         };
         // Item edge lines through the two bands, intersected into corners.
@@ -532,7 +604,12 @@ fn analyze_frame<B: ScanBackend>(
         let right = ([a.card.1, 0.3 * fh], [b.card.1, 0.7 * fh]);
         let top = ([0.3 * fw, a.card.2], [0.7 * fw, b.card.2]);
         let bottom = ([0.3 * fw, a.card.3], [0.7 * fw, b.card.3]);
-        let corners = [intersect(left, top), intersect(right, top), intersect(right, bottom), intersect(left, bottom)];
+        let corners = [
+            intersect(left, top),
+            intersect(right, top),
+            intersect(right, bottom),
+            intersect(left, bottom),
+        ];
         quad = corners.map(|p| {
             let (x, y) = apply_homography(&h1, p[0] - ox, p[1] - oy);
             [x as f64, y as f64]
@@ -545,7 +622,12 @@ fn analyze_frame<B: ScanBackend>(
         return Ok(Err(NoItemReason::EdgesNotMeasured));
     };
     // Second pass: sample the item exactly inside its measured edges.
-    let (cl, cr, ct, cb) = (prof.card.0 - ox, prof.card.1 - ox, prof.card.2 - oy, prof.card.3 - oy);
+    let (cl, cr, ct, cb) = (
+        prof.card.0 - ox,
+        prof.card.1 - ox,
+        prof.card.2 - oy,
+        prof.card.3 - oy,
+    );
     let (cw, ch) = ((cr - cl).round() as usize, (cb - ct).round() as usize);
     let map2: Vec<(f32, f32)> = (0..ch)
         .flat_map(|y| (0..cw).map(move |x| (x, y)))
@@ -559,15 +641,35 @@ fn analyze_frame<B: ScanBackend>(
     timer.add("rectify", t);
 
     let t = Instant::now();
-    let print = (prof.print.0 - prof.card.0, prof.card.1 - prof.print.1, prof.print.2 - prof.card.2, prof.card.3 - prof.print.3);
+    let print = (
+        prof.print.0 - prof.card.0,
+        prof.card.1 - prof.print.1,
+        prof.print.2 - prof.card.2,
+        prof.card.3 - prof.print.3,
+    );
     let centering = (print.0 / (print.0 + print.1), print.2 / (print.2 + print.3));
     let (defects, mask) = find_defects::<B>(card, cw, ch, opts, &prof, (cl + ox, ct + oy));
     timer.add("defects", t);
 
     let xs = quad.iter().map(|p| p[0]);
     let ys = quad.iter().map(|p| p[1]);
-    let bbox = [xs.clone().fold(f64::MAX, f64::min), ys.clone().fold(f64::MAX, f64::min), xs.fold(f64::MIN, f64::max), ys.fold(f64::MIN, f64::max)];
-    Ok(Ok(FrameAnalysis { item: ItemLocation { frame: index, bbox, quad, size: [cw, ch] }, centering, defects, mask }))
+    let bbox = [
+        xs.clone().fold(f64::MAX, f64::min),
+        ys.clone().fold(f64::MAX, f64::min),
+        xs.fold(f64::MIN, f64::max),
+        ys.fold(f64::MIN, f64::max),
+    ];
+    Ok(Ok(FrameAnalysis {
+        item: ItemLocation {
+            frame: index,
+            bbox,
+            quad,
+            size: [cw, ch],
+        },
+        centering,
+        defects,
+        mask,
+    }))
 }
 fn encode_png(img: &GrayImage) -> Result<Vec<u8>, VisionError> {
     encode(".png", &img.to_mat()?, &[])

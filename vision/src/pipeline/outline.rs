@@ -97,7 +97,12 @@ impl Line {
         if rho < 0.0 {
             (nx, ny, rho) = (-nx, -ny, -rho);
         }
-        Self { normal: [nx, ny], rho, theta: ny.atan2(nx), length: (x2 - x1).hypot(y2 - y1) }
+        Self {
+            normal: [nx, ny],
+            rho,
+            theta: ny.atan2(nx),
+            length: (x2 - x1).hypot(y2 - y1),
+        }
     }
 
     fn meet(&self, other: &Line) -> Option<DetectPoint> {
@@ -107,7 +112,10 @@ impl Line {
         if det.abs() < 1e-6 {
             return None;
         }
-        Some([(self.rho * d - b * other.rho) / det, (a * other.rho - self.rho * c) / det])
+        Some([
+            (self.rho * d - b * other.rho) / det,
+            (a * other.rho - self.rho * c) / det,
+        ])
     }
 }
 
@@ -129,7 +137,12 @@ pub(super) struct Outline {
 impl Outline {
     /// Corners in processed-frame pixels (pixel centres scale about the half-pixel offset).
     pub fn to_frame(&self, factor: usize) -> [[f64; 2]; 4] {
-        self.quad.map(|p| [(p[0] + 0.5) * factor as f64 - 0.5, (p[1] + 0.5) * factor as f64 - 0.5])
+        self.quad.map(|p| {
+            [
+                (p[0] + 0.5) * factor as f64 - 0.5,
+                (p[1] + 0.5) * factor as f64 - 0.5,
+            ]
+        })
     }
 }
 
@@ -144,26 +157,61 @@ pub(super) struct EdgeImage<'a> {
 
 /// The item's outline, or `None` when no card-shaped quadrilateral is
 /// backed by edges on all four sides.
-pub(super) fn find_outline(img: &EdgeImage, rules: &OutlineRules) -> Result<Option<Outline>, VisionError> {
+pub(super) fn find_outline(
+    img: &EdgeImage,
+    rules: &OutlineRules,
+) -> Result<Option<Outline>, VisionError> {
     let (w, h) = (img.width, img.height);
-    let edges = Mat::from_slice(img.edges)?.reshape(1, h as i32)?.try_clone()?;
-    let smooth = Mat::from_slice(img.smooth)?.reshape(1, h as i32)?.try_clone()?;
+    let edges = Mat::from_slice(img.edges)?
+        .reshape(1, h as i32)?
+        .try_clone()?;
+    let smooth = Mat::from_slice(img.smooth)?
+        .reshape(1, h as i32)?
+        .try_clone()?;
 
     let lines = merged_lines(&edges, w.min(h) as f64, rules)?;
     // Samples count within a pixel of an edge; the gradient is smoothed so
     // that its direction is that of the step, not of pixel noise.
     let mut near = Mat::default();
-    let kernel = imgproc::get_structuring_element(imgproc::MORPH_RECT, core::Size::new(3, 3), core::Point::new(-1, -1))?;
-    imgproc::dilate(&edges, &mut near, &kernel, core::Point::new(-1, -1), 1, core::BORDER_CONSTANT, imgproc::morphology_default_border_value()?)?;
+    let kernel = imgproc::get_structuring_element(
+        imgproc::MORPH_RECT,
+        core::Size::new(3, 3),
+        core::Point::new(-1, -1),
+    )?;
+    imgproc::dilate(
+        &edges,
+        &mut near,
+        &kernel,
+        core::Point::new(-1, -1),
+        1,
+        core::BORDER_CONSTANT,
+        imgproc::morphology_default_border_value()?,
+    )?;
     let grad = |dx: i32, dy: i32| -> Result<Mat, VisionError> {
         let mut d = Mat::default();
-        imgproc::sobel(&smooth, &mut d, CV_32F, dx, dy, 3, 1.0, 0.0, core::BORDER_REFLECT_101)?;
+        imgproc::sobel(
+            &smooth,
+            &mut d,
+            CV_32F,
+            dx,
+            dy,
+            3,
+            1.0,
+            0.0,
+            core::BORDER_REFLECT_101,
+        )?;
         let mut s = Mat::default();
         imgproc::gaussian_blur_def(&d, &mut s, core::Size::new(0, 0), 1.0)?;
         Ok(s)
     };
     let (gx, gy) = (grad(1, 0)?, grad(0, 1)?);
-    let field = Field { w, h, near: near.data_typed::<u8>()?, gx: gx.data_typed::<f32>()?, gy: gy.data_typed::<f32>()? };
+    let field = Field {
+        w,
+        h,
+        near: near.data_typed::<u8>()?,
+        gx: gx.data_typed::<f32>()?,
+        gy: gy.data_typed::<f32>()?,
+    };
 
     let frame_area = (w * h) as f64;
     let parallel = rules.parallel_deg.to_radians();
@@ -175,30 +223,56 @@ pub(super) fn find_outline(img: &EdgeImage, rules: &OutlineRules) -> Result<Opti
     let mut found: Vec<Outline> = Vec::new();
     for (n, &(a, b)) in pairs.iter().enumerate() {
         for &(c, d) in &pairs[n + 1..] {
-            if [c, d].contains(&a) || [c, d].contains(&b) || angle_between(lines[a].theta, lines[c].theta) < corner {
+            if [c, d].contains(&a)
+                || [c, d].contains(&b)
+                || angle_between(lines[a].theta, lines[c].theta) < corner
+            {
                 continue;
             }
             let corners = [(a, c), (c, b), (b, d), (d, a)].map(|(p, q)| lines[p].meet(&lines[q]));
-            let [Some(p0), Some(p1), Some(p2), Some(p3)] = corners else { continue };
+            let [Some(p0), Some(p1), Some(p2), Some(p3)] = corners else {
+                continue;
+            };
             let quad = clockwise_from_top_left([p0, p1, p2, p3]);
-            let Some(outline) = judge(&quad, &field, frame_area, rules) else { continue };
+            let Some(outline) = judge(&quad, &field, frame_area, rules) else {
+                continue;
+            };
             found.push(outline);
         }
     }
-    let Some(best) = found.iter().map(|o| o.support).max_by(f64::total_cmp) else { return Ok(None) };
-    Ok(found.into_iter().filter(|o| o.support >= best - rules.support_slack).max_by(|a, b| a.area.total_cmp(&b.area)))
+    let Some(best) = found.iter().map(|o| o.support).max_by(f64::total_cmp) else {
+        return Ok(None);
+    };
+    Ok(found
+        .into_iter()
+        .filter(|o| o.support >= best - rules.support_slack)
+        .max_by(|a, b| a.area.total_cmp(&b.area)))
 }
 
 /// Hough segments merged into lines, longest first.
-fn merged_lines(edges: &Mat, short_side: f64, rules: &OutlineRules) -> Result<Vec<Line>, VisionError> {
+fn merged_lines(
+    edges: &Mat,
+    short_side: f64,
+    rules: &OutlineRules,
+) -> Result<Vec<Line>, VisionError> {
     let mut segments = Vector::<Vec4i>::new();
-    imgproc::hough_lines_p(edges, &mut segments, 1.0, std::f64::consts::PI / 180.0, 30, rules.min_segment * short_side, 6.0)?;
+    imgproc::hough_lines_p(
+        edges,
+        &mut segments,
+        1.0,
+        std::f64::consts::PI / 180.0,
+        30,
+        rules.min_segment * short_side,
+        6.0,
+    )?;
     let mut lines: Vec<Line> = Vec::new();
     let merge_angle = rules.merge_angle_deg.to_radians();
     for s in segments.iter() {
         let seg = Line::through(s[0] as f64, s[1] as f64, s[2] as f64, s[3] as f64);
         let same = lines.iter_mut().find(|l| {
-            let d = (seg.theta - l.theta + std::f64::consts::PI).rem_euclid(2.0 * std::f64::consts::PI) - std::f64::consts::PI;
+            let d = (seg.theta - l.theta + std::f64::consts::PI)
+                .rem_euclid(2.0 * std::f64::consts::PI)
+                - std::f64::consts::PI;
             d.abs() < merge_angle && (seg.rho - l.rho).abs() < rules.merge_offset_px
         });
         match same {
@@ -225,15 +299,25 @@ struct Field<'a> {
 fn clockwise_from_top_left(mut q: DetectQuad) -> DetectQuad {
     let cx = q.iter().map(|p| p[0]).sum::<f64>() / 4.0;
     let cy = q.iter().map(|p| p[1]).sum::<f64>() / 4.0;
-    q.sort_by(|a, b| (a[1] - cy).atan2(a[0] - cx).total_cmp(&(b[1] - cy).atan2(b[0] - cx)));
-    let first = (0..4).min_by(|&i, &j| (q[i][0] + q[i][1]).total_cmp(&(q[j][0] + q[j][1]))).unwrap_or(0);
+    q.sort_by(|a, b| {
+        (a[1] - cy)
+            .atan2(a[0] - cx)
+            .total_cmp(&(b[1] - cy).atan2(b[0] - cx))
+    });
+    let first = (0..4)
+        .min_by(|&i, &j| (q[i][0] + q[i][1]).total_cmp(&(q[j][0] + q[j][1])))
+        .unwrap_or(0);
     q.rotate_left(first);
     q
 }
 
 /// Shoelace area; positive for any convex quad in either orientation.
 fn area(q: &DetectQuad) -> f64 {
-    (0..4).map(|k| q[k][0] * q[(k + 1) % 4][1] - q[(k + 1) % 4][0] * q[k][1]).sum::<f64>().abs() / 2.0
+    (0..4)
+        .map(|k| q[k][0] * q[(k + 1) % 4][1] - q[(k + 1) % 4][0] * q[k][1])
+        .sum::<f64>()
+        .abs()
+        / 2.0
 }
 
 fn is_convex(q: &DetectQuad) -> bool {
@@ -256,7 +340,9 @@ fn judge(q: &DetectQuad, f: &Field, frame_area: f64, rules: &OutlineRules) -> Op
         return None;
     }
     // An item cut by the frame cannot be graded: its outline must be inside.
-    let inside = |p: &DetectPoint| p[0] >= 2.0 && p[1] >= 2.0 && p[0] <= f.w as f64 - 3.0 && p[1] <= f.h as f64 - 3.0;
+    let inside = |p: &DetectPoint| {
+        p[0] >= 2.0 && p[1] >= 2.0 && p[0] <= f.w as f64 - 3.0 && p[1] <= f.h as f64 - 3.0
+    };
     if !q.iter().all(inside) {
         return None;
     }
@@ -274,7 +360,11 @@ fn judge(q: &DetectQuad, f: &Field, frame_area: f64, rules: &OutlineRules) -> Op
         }
         total += s;
     }
-    Some(Outline { quad: *q, area: a, support: total / 4.0 })
+    Some(Outline {
+        quad: *q,
+        area: a,
+        support: total / 4.0,
+    })
 }
 
 /// Share of the samples along `a`–`b` (one per pixel) that lie within a
@@ -319,7 +409,10 @@ mod tests {
         let a = Line::through(0.0, 5.0, 10.0, 5.0);
         let b = Line::through(3.0, 0.0, 3.0, 10.0);
         let p = a.meet(&b).unwrap();
-        assert!((p[0] - 3.0).abs() < 1e-9 && (p[1] - 5.0).abs() < 1e-9, "{p:?}");
+        assert!(
+            (p[0] - 3.0).abs() < 1e-9 && (p[1] - 5.0).abs() < 1e-9,
+            "{p:?}"
+        );
         assert!(a.meet(&Line::through(0.0, 7.0, 10.0, 7.0)).is_none());
     }
 
@@ -328,23 +421,74 @@ mod tests {
     #[test]
     fn a_card_is_found_by_its_border_not_its_print_frame() {
         let (w, h) = (320usize, 180usize);
-        let mut img = Mat::new_rows_cols_with_default(h as i32, w as i32, core::CV_8UC1, core::Scalar::all(90.0)).unwrap();
+        let mut img = Mat::new_rows_cols_with_default(
+            h as i32,
+            w as i32,
+            core::CV_8UC1,
+            core::Scalar::all(90.0),
+        )
+        .unwrap();
         for (i, x) in (10..w as i32).step_by(60).enumerate() {
-            imgproc::circle(&mut img, core::Point::new(x, 20 + 50 * (i as i32 % 3)), 14, core::Scalar::all(170.0), -1, imgproc::LINE_8, 0).unwrap();
+            imgproc::circle(
+                &mut img,
+                core::Point::new(x, 20 + 50 * (i as i32 % 3)),
+                14,
+                core::Scalar::all(170.0),
+                -1,
+                imgproc::LINE_8,
+                0,
+            )
+            .unwrap();
         }
-        let card = [core::Point::new(120, 30), core::Point::new(210, 34), core::Point::new(205, 160), core::Point::new(116, 156)];
-        let print = [core::Point::new(128, 39), core::Point::new(202, 42), core::Point::new(198, 150), core::Point::new(124, 147)];
-        imgproc::fill_poly_def(&mut img, &Vector::<Vector<core::Point>>::from(vec![Vector::from(card.to_vec())]), core::Scalar::all(235.0)).unwrap();
-        imgproc::fill_poly_def(&mut img, &Vector::<Vector<core::Point>>::from(vec![Vector::from(print.to_vec())]), core::Scalar::all(60.0)).unwrap();
+        let card = [
+            core::Point::new(120, 30),
+            core::Point::new(210, 34),
+            core::Point::new(205, 160),
+            core::Point::new(116, 156),
+        ];
+        let print = [
+            core::Point::new(128, 39),
+            core::Point::new(202, 42),
+            core::Point::new(198, 150),
+            core::Point::new(124, 147),
+        ];
+        imgproc::fill_poly_def(
+            &mut img,
+            &Vector::<Vector<core::Point>>::from(vec![Vector::from(card.to_vec())]),
+            core::Scalar::all(235.0),
+        )
+        .unwrap();
+        imgproc::fill_poly_def(
+            &mut img,
+            &Vector::<Vector<core::Point>>::from(vec![Vector::from(print.to_vec())]),
+            core::Scalar::all(60.0),
+        )
+        .unwrap();
         let mut smooth = Mat::default();
         imgproc::gaussian_blur_def(&img, &mut smooth, core::Size::new(0, 0), 1.0).unwrap();
         let mut edges = Mat::default();
         imgproc::canny(&smooth, &mut edges, 15.0, 60.0, 3, false).unwrap();
-        let smooth_f: Vec<f32> = smooth.data_typed::<u8>().unwrap().iter().map(|&v| v as f32).collect();
-        let input = EdgeImage { width: w, height: h, edges: edges.data_typed::<u8>().unwrap(), smooth: &smooth_f };
-        let found = find_outline(&input, &OutlineRules::default()).unwrap().expect("outline");
+        let smooth_f: Vec<f32> = smooth
+            .data_typed::<u8>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let input = EdgeImage {
+            width: w,
+            height: h,
+            edges: edges.data_typed::<u8>().unwrap(),
+            smooth: &smooth_f,
+        };
+        let found = find_outline(&input, &OutlineRules::default())
+            .unwrap()
+            .expect("outline");
         for (got, want) in found.quad.iter().zip(card) {
-            assert!((got[0] - want.x as f64).abs() < 2.5 && (got[1] - want.y as f64).abs() < 2.5, "{:?} vs {card:?}", found.quad);
+            assert!(
+                (got[0] - want.x as f64).abs() < 2.5 && (got[1] - want.y as f64).abs() < 2.5,
+                "{:?} vs {card:?}",
+                found.quad
+            );
         }
     }
 }

@@ -29,12 +29,14 @@ pub fn bgr_to_gray_tensor<B: Backend>(bgr: Tensor<B, 4>) -> Tensor<B, 4> {
 /// Host [`bgr_to_gray`] for `[N, 3, H, W]` planes (`plane` = H·W).
 pub fn bgr_to_gray_host(bgr: &[f32], plane: usize) -> Vec<f32> {
     let mut out = vec![0f32; bgr.len() / 3];
-    out.par_chunks_mut(plane).zip(bgr.par_chunks(3 * plane)).for_each(|(o, f)| {
-        let (b, rest) = f.split_at(plane);
-        let (g, r) = rest.split_at(plane);
-        for (((o, &b), &g), &r) in o.iter_mut().zip(b).zip(g).zip(r) {
-            *o = ((b * 3735.0 + g * 19235.0 + r * 9798.0 + 16384.0) / 32768.0).floor();
-        }
-    });
+    out.par_chunks_mut(plane)
+        .zip(bgr.par_chunks(3 * plane))
+        .for_each(|(o, f)| {
+            let (b, rest) = f.split_at(plane);
+            let (g, r) = rest.split_at(plane);
+            for (((o, &b), &g), &r) in o.iter_mut().zip(b).zip(g).zip(r) {
+                *o = ((b * 3735.0 + g * 19235.0 + r * 9798.0 + 16384.0) / 32768.0).floor();
+            }
+        });
     out
 }

@@ -33,7 +33,10 @@ impl Component {
         let tr = self.mxx + self.myy;
         let det = self.mxx * self.myy - self.mxy * self.mxy;
         let disc = (tr * tr / 4.0 - det).max(0.0).sqrt();
-        ((tr / 2.0 + disc).max(0.0).sqrt(), (tr / 2.0 - disc).max(0.0).sqrt())
+        (
+            (tr / 2.0 + disc).max(0.0).sqrt(),
+            (tr / 2.0 - disc).max(0.0).sqrt(),
+        )
     }
     /// Length of the major axis of the equivalent uniform segment (√12·σ).
     pub fn length(&self) -> f64 {
@@ -41,7 +44,12 @@ impl Component {
     }
     /// Bounding box as `[x0, y0, x1, y1)`.
     pub fn window(&self) -> [usize; 4] {
-        [self.left, self.top, self.left + self.width, self.top + self.height]
+        [
+            self.left,
+            self.top,
+            self.left + self.width,
+            self.top + self.height,
+        ]
     }
 }
 
@@ -173,9 +181,14 @@ pub fn label_mask(mask: &[bool], w: usize, h: usize) -> (Vec<u32>, Vec<Component
 
 /// Connected components (8-connectivity) of a `[1, 1, H, W]` mask
 /// (foreground = value > 0.5), with stats.
-pub fn connected_components_with_stats<B: Backend>(mask: Tensor<B, 4>) -> (Vec<u32>, Vec<Component>) {
+pub fn connected_components_with_stats<B: Backend>(
+    mask: Tensor<B, 4>,
+) -> (Vec<u32>, Vec<Component>) {
     let [n, c, h, w] = mask.dims();
     assert_eq!((n, c), (1, 1), "one mask at a time");
-    let bits: Vec<bool> = crate::frames::to_vec_f32(mask).iter().map(|&v| v > 0.5).collect();
+    let bits: Vec<bool> = crate::frames::to_vec_f32(mask)
+        .iter()
+        .map(|&v| v > 0.5)
+        .collect();
     label_mask(&bits, w, h)
 }

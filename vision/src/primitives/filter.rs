@@ -35,7 +35,12 @@ impl Border {
     /// an `h × w` image: reflect padding in burn must be smaller than the
     /// dim, so tiny images (pyramid tops under 32 px) fall back to replicate.
     /// Host code applies the same rule so both versions agree everywhere.
-    pub(crate) fn for_pads(self, (l, r, t, b): (usize, usize, usize, usize), h: usize, w: usize) -> Border {
+    pub(crate) fn for_pads(
+        self,
+        (l, r, t, b): (usize, usize, usize, usize),
+        h: usize,
+        w: usize,
+    ) -> Border {
         match self {
             Border::Reflect101 if l.max(r) >= w || t.max(b) >= h => Border::Replicate,
             o => o,
@@ -53,7 +58,9 @@ impl Border {
         match self {
             Border::Constant(_) => None,
             Border::Replicate => Some(i.clamp(0, n - 1) as usize),
-            Border::Reflect101 => Some(if i < 0 { -i } else { 2 * (n - 1) - i }.clamp(0, n - 1) as usize),
+            Border::Reflect101 => {
+                Some(if i < 0 { -i } else { 2 * (n - 1) - i }.clamp(0, n - 1) as usize)
+            }
         }
     }
 
@@ -95,12 +102,22 @@ pub(crate) fn pad2d<B: Backend>(
 /// Correlate every channel with `kx` along x then `ky` along y (OpenCV
 /// `sepFilter2D` with an anchor at the kernel centre), borders extrapolated
 /// with `border`. Kernels must have odd length.
-pub fn sep_filter<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
+pub fn sep_filter<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    kx: &[f32],
+    ky: &[f32],
+    border: Border,
+) -> Tensor<B, 4> {
     B::sep_filter(x, kx, ky, border)
 }
 
 /// Portable [`sep_filter`]: two depthwise `conv2d`s on padded tensors.
-pub fn sep_filter_tensor<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32], border: Border) -> Tensor<B, 4> {
+pub fn sep_filter_tensor<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    kx: &[f32],
+    ky: &[f32],
+    border: Border,
+) -> Tensor<B, 4> {
     let x = filter_axis(x, kx, true, border);
     filter_axis(x, ky, false, border)
 }
@@ -109,8 +126,18 @@ pub fn sep_filter_tensor<B: ScanBackend>(x: Tensor<B, 4>, kx: &[f32], ky: &[f32]
 /// column pass (the same order and borders as the tensor version), each
 /// parallel over rows. Tap-outer loops keep the inner loop a vectorisable
 /// multiply-add over a contiguous row.
-pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], border: Border) -> Vec<f32> {
-    assert!(kx.len() % 2 == 1 && ky.len() % 2 == 1, "kernel length must be odd");
+pub fn sep_filter_host(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    kx: &[f32],
+    ky: &[f32],
+    border: Border,
+) -> Vec<f32> {
+    assert!(
+        kx.len() % 2 == 1 && ky.len() % 2 == 1,
+        "kernel length must be odd"
+    );
     let (rx, ry) = (kx.len() / 2, ky.len() / 2);
     let rows = |out: &mut [f32]| {
         if kx.len() == 1 {
@@ -165,7 +192,12 @@ pub fn sep_filter_host(x: &[f32], h: usize, w: usize, kx: &[f32], ky: &[f32], bo
     })
 }
 
-fn filter_axis<B: ScanBackend>(x: Tensor<B, 4>, k: &[f32], horizontal: bool, border: Border) -> Tensor<B, 4> {
+fn filter_axis<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    k: &[f32],
+    horizontal: bool,
+    border: Border,
+) -> Tensor<B, 4> {
     assert!(k.len() % 2 == 1, "kernel length must be odd");
     if k.len() == 1 {
         return if k[0] == 1.0 { x } else { x.mul_scalar(k[0]) };
@@ -193,29 +225,51 @@ pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f32> {
         &[1.0],
         &[0.25, 0.5, 0.25],
         &[0.0625, 0.25, 0.375, 0.25, 0.0625],
-        &[0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+        &[
+            0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125,
+        ],
     ];
     if sigma <= 0.0 && ksize % 2 == 1 && ksize <= 7 {
         return SMALL[ksize / 2].iter().map(|&v| v as f32).collect();
     }
-    let sigma = if sigma > 0.0 { sigma } else { ((ksize as f64 - 1.0) * 0.5 - 1.0) * 0.3 + 0.8 };
+    let sigma = if sigma > 0.0 {
+        sigma
+    } else {
+        ((ksize as f64 - 1.0) * 0.5 - 1.0) * 0.3 + 0.8
+    };
     let scale2x = -0.5 / (sigma * sigma);
     let c = (ksize as f64 - 1.0) * 0.5;
-    let raw: Vec<f64> = (0..ksize).map(|i| ((i as f64 - c).powi(2) * scale2x).exp()).collect();
+    let raw: Vec<f64> = (0..ksize)
+        .map(|i| ((i as f64 - c).powi(2) * scale2x).exp())
+        .collect();
     let sum: f64 = raw.iter().sum();
     raw.iter().map(|v| (v / sum) as f32).collect()
 }
 
 /// `GaussianBlur(src, dst, Size(ksize, ksize), sigma, sigma, border)` for float images.
 /// `ksize == 0` derives the size from sigma like OpenCV does for f32 images.
-pub fn gaussian_blur<B: ScanBackend>(x: Tensor<B, 4>, ksize: usize, sigma: f64, border: Border) -> Tensor<B, 4> {
-    let ksize = if ksize == 0 { (((sigma * 4.0 * 2.0 + 1.0).round() as usize) | 1).max(1) } else { ksize };
+pub fn gaussian_blur<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    ksize: usize,
+    sigma: f64,
+    border: Border,
+) -> Tensor<B, 4> {
+    let ksize = if ksize == 0 {
+        (((sigma * 4.0 * 2.0 + 1.0).round() as usize) | 1).max(1)
+    } else {
+        ksize
+    };
     let k = gaussian_kernel(ksize, sigma);
     sep_filter(x, &k, &k, border)
 }
 
 /// Normalised box filter `blur(src, Size(kw, kh))` with the given border.
-pub fn box_filter<B: ScanBackend>(x: Tensor<B, 4>, kw: usize, kh: usize, border: Border) -> Tensor<B, 4> {
+pub fn box_filter<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    kw: usize,
+    kh: usize,
+    border: Border,
+) -> Tensor<B, 4> {
     let kx = vec![1.0 / kw as f32; kw];
     let ky = vec![1.0 / kh as f32; kh];
     sep_filter(x, &kx, &ky, border)
@@ -226,7 +280,10 @@ pub fn box_filter<B: ScanBackend>(x: Tensor<B, 4>, kw: usize, kh: usize, border:
 pub fn sobel<B: ScanBackend>(x: Tensor<B, 4>, border: Border) -> (Tensor<B, 4>, Tensor<B, 4>) {
     let d = [-1.0, 0.0, 1.0];
     let s = [1.0, 2.0, 1.0];
-    (sep_filter(x.clone(), &d, &s, border), sep_filter(x, &s, &d, border))
+    (
+        sep_filter(x.clone(), &d, &s, border),
+        sep_filter(x, &s, &d, border),
+    )
 }
 
 /// `Laplacian(src, dst, CV_32F)` with the default `ksize = 1`:
@@ -239,7 +296,9 @@ pub fn laplacian<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 pub fn laplacian_tensor<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, c, _, _] = x.dims();
     let device = x.device();
-    let k: Vec<f32> = (0..c).flat_map(|_| [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0]).collect();
+    let k: Vec<f32> = (0..c)
+        .flat_map(|_| [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0])
+        .collect();
     let weight = Tensor::<B, 4>::from_data(TensorData::new(k, [c, 1, 3, 3]), &device);
     let p = pad2d(x, (1, 1, 1, 1), Border::Reflect101);
     B::filter_conv2d(p, weight, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
@@ -311,7 +370,9 @@ pub fn laplacian_variance_host(x: &[f32], h: usize, w: usize) -> Vec<f32> {
                     || (vec![0f32; w + 2], vec![0f32; w]),
                     |(buf, l), y| {
                         laplacian_row(p, h, w, y, buf, l);
-                        l.iter().fold((0f64, 0f64), |(s, q), &v| (s + v as f64, q + (v as f64) * (v as f64)))
+                        l.iter().fold((0f64, 0f64), |(s, q), &v| {
+                            (s + v as f64, q + (v as f64) * (v as f64))
+                        })
                     },
                 )
                 .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));

@@ -52,21 +52,34 @@ fn kernel_runs(shape: MorphShape, kw: usize, kh: usize) -> Vec<(usize, usize, us
         MorphShape::Ellipse => KernelShape::Ellipse,
         MorphShape::Cross => KernelShape::Cross,
     };
-    let elem = create_structuring_element::<crate::Cpu>(ks, Size::new(kw, kh), None, &Default::default());
-    let bits: Vec<bool> = elem.into_data().convert::<bool>().to_vec::<bool>().expect("bool kernel");
+    let elem =
+        create_structuring_element::<crate::Cpu>(ks, Size::new(kw, kh), None, &Default::default());
+    let bits: Vec<bool> = elem
+        .into_data()
+        .convert::<bool>()
+        .to_vec::<bool>()
+        .expect("bool kernel");
     let mut runs = Vec::new();
     for i in 0..kh {
         let row = &bits[i * kw..(i + 1) * kw];
         if let Some(j1) = row.iter().position(|&b| b) {
             let j2 = kw - row.iter().rev().position(|&b| b).unwrap();
-            debug_assert!(row[j1..j2].iter().all(|&b| b), "kernel rows must be contiguous");
+            debug_assert!(
+                row[j1..j2].iter().all(|&b| b),
+                "kernel rows must be contiguous"
+            );
             runs.push((i, j1, j2));
         }
     }
     runs
 }
 
-fn dilate_once<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+fn dilate_once<B: Backend>(
+    x: Tensor<B, 4>,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+) -> Tensor<B, 4> {
     let [n, c, h, w] = x.dims();
     let (r, cc) = (kh / 2, kw / 2);
     let p = pad2d(x, (cc, kw - 1 - cc, r, kh - 1 - r), Border::Constant(NEG));
@@ -79,7 +92,9 @@ fn dilate_once<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: us
         let hmax = match cache.iter().find(|(k, _)| *k == (j1, j2)) {
             Some((_, t)) => t.clone(),
             None => {
-                let cols = p.clone().slice([0..n, 0..c, 0..h + kh - 1, j1..j1 + w + (j2 - j1) - 1]);
+                let cols = p
+                    .clone()
+                    .slice([0..n, 0..c, 0..h + kh - 1, j1..j1 + w + (j2 - j1) - 1]);
                 let t = max_pool2d(cols, [1, j2 - j1], [1, 1], [0, 0], [1, 1], false);
                 cache.push(((j1, j2), t.clone()));
                 t
@@ -95,7 +110,13 @@ fn dilate_once<B: Backend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: us
 }
 
 /// Portable single dilation or erosion (erosion is the dual, `-dilate(-x)`).
-pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+pub fn morph_tensor<B: Backend>(
+    x: Tensor<B, 4>,
+    op: MorphOp,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+) -> Tensor<B, 4> {
     match op {
         MorphOp::Dilate => dilate_once(x, shape, kw, kh),
         MorphOp::Erode => dilate_once(x.neg(), shape, kw, kh).neg(),
@@ -123,7 +144,15 @@ pub fn morph_tensor<B: Backend>(x: Tensor<B, 4>, op: MorphOp, shape: MorphShape,
 /// then the identities). With a separate source, row bands of a plane are
 /// independent and run in parallel when there are fewer planes than
 /// threads.
-pub fn morph_host(x: &mut [f32], h: usize, w: usize, ops: &[MorphOp], shape: MorphShape, kw: usize, kh: usize) {
+pub fn morph_host(
+    x: &mut [f32],
+    h: usize,
+    w: usize,
+    ops: &[MorphOp],
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+) {
     if ops.is_empty() || x.is_empty() {
         return;
     }
@@ -156,27 +185,51 @@ const MIN_BAND_ROWS: usize = 64;
 /// A band streams its rows plus the rows the op sequence reaches above and
 /// below (`ops.len()` times the kernel's reach), treating that window as the
 /// image: rows within that halo of a cut are wrong and are not written.
-fn morph_bands<T: Level>(src: &[T], dst: &mut [f32], h: usize, w: usize, ops: &[MorphOp], k: &Kernel) {
+fn morph_bands<T: Level>(
+    src: &[T],
+    dst: &mut [f32],
+    h: usize,
+    w: usize,
+    ops: &[MorphOp],
+    k: &Kernel,
+) {
     let planes = dst.len() / (h * w);
-    let bands = rayon::current_num_threads().div_ceil(planes).min(h / MIN_BAND_ROWS).max(1);
+    let bands = rayon::current_num_threads()
+        .div_ceil(planes)
+        .min(h / MIN_BAND_ROWS)
+        .max(1);
     let band_rows = h.div_ceil(bands);
     let (up, down) = (ops.len() * (k.kh / 2), ops.len() * (k.kh - 1 - k.kh / 2));
-    dst.par_chunks_mut(h * w).zip(src.par_chunks(h * w)).for_each(|(dst, src)| {
-        dst.par_chunks_mut(band_rows * w).enumerate().for_each(|(b, band)| {
-            let (y0, y1) = (b * band_rows, b * band_rows + band.len() / w);
-            let (a, e) = (y0.saturating_sub(up), (y1 + down).min(h));
-            stream(&src[a * w..e * w], e - a, w, ops, k, |y, row| {
-                if (y0..y1).contains(&(a + y)) {
-                    band[(a + y - y0) * w..][..w].iter_mut().zip(row).for_each(|(d, &s)| *d = s.to_f32());
-                }
-            });
+    dst.par_chunks_mut(h * w)
+        .zip(src.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            dst.par_chunks_mut(band_rows * w)
+                .enumerate()
+                .for_each(|(b, band)| {
+                    let (y0, y1) = (b * band_rows, b * band_rows + band.len() / w);
+                    let (a, e) = (y0.saturating_sub(up), (y1 + down).min(h));
+                    stream(&src[a * w..e * w], e - a, w, ops, k, |y, row| {
+                        if (y0..y1).contains(&(a + y)) {
+                            band[(a + y - y0) * w..][..w]
+                                .iter_mut()
+                                .zip(row)
+                                .for_each(|(d, &s)| *d = s.to_f32());
+                        }
+                    });
+                });
         });
-    });
 }
 
 /// Stream the `h` rows of `src` through one [`RowStage`] per op, handing
 /// each row of the result to `sink` (in order).
-fn stream<T: Level>(src: &[T], h: usize, w: usize, ops: &[MorphOp], k: &Kernel, mut sink: impl FnMut(usize, &[T])) {
+fn stream<T: Level>(
+    src: &[T],
+    h: usize,
+    w: usize,
+    ops: &[MorphOp],
+    k: &Kernel,
+    mut sink: impl FnMut(usize, &[T]),
+) {
     let mut stages: Vec<RowStage<T>> = ops.iter().map(|&op| RowStage::new(op, k, h, w)).collect();
     for (y, row) in src.chunks_exact(w).enumerate() {
         stages[0].push(y, row);
@@ -224,7 +277,10 @@ impl Kernel {
         distinct.sort_unstable();
         distinct.dedup();
         Self {
-            rows: runs.iter().map(|&(i, j1, j2)| (i, distinct.iter().position(|&d| d == (j1, j2)).unwrap())).collect(),
+            rows: runs
+                .iter()
+                .map(|&(i, j1, j2)| (i, distinct.iter().position(|&d| d == (j1, j2)).unwrap()))
+                .collect(),
             distinct,
             kw,
             kh,
@@ -295,8 +351,12 @@ impl<'k, T: Level> RowStage<'k, T> {
                 }
             } else {
                 match self.op {
-                    MorphOp::Dilate => running_ext(&self.pad, len, max, &mut self.fwd, &mut self.bwd),
-                    MorphOp::Erode => running_ext(&self.pad, len, min, &mut self.fwd, &mut self.bwd),
+                    MorphOp::Dilate => {
+                        running_ext(&self.pad, len, max, &mut self.fwd, &mut self.bwd)
+                    }
+                    MorphOp::Erode => {
+                        running_ext(&self.pad, len, min, &mut self.fwd, &mut self.bwd)
+                    }
                 }
                 // The window starting at padded index s covers [s, s + len).
                 dst.copy_from_slice(&self.bwd[j1..j1 + w]);
@@ -310,7 +370,8 @@ impl<'k, T: Level> RowStage<'k, T> {
     /// been pushed (or the input has ended).
     fn ready(&self) -> Option<usize> {
         let below = self.k.kh - 1 - self.k.kh / 2;
-        (self.emitted < self.h && (self.emitted + below < self.pushed || self.pushed == self.h)).then_some(self.emitted)
+        (self.emitted < self.h && (self.emitted + below < self.pushed || self.pushed == self.h))
+            .then_some(self.emitted)
     }
 
     /// Emit row `y` into `self.out`: the extremum over kernel rows of their
@@ -321,8 +382,14 @@ impl<'k, T: Level> RowStage<'k, T> {
         let id = self.identity();
         self.out.fill(id);
         for &(i, d) in &self.k.rows {
-            let Some(sy) = (y + i).checked_sub(self.k.kh / 2).filter(|&sy| sy < self.h) else { continue };
-            ext_row(self.op, &mut self.out, &self.ring[(sy % self.k.kh) * slot + d * w..][..w]);
+            let Some(sy) = (y + i).checked_sub(self.k.kh / 2).filter(|&sy| sy < self.h) else {
+                continue;
+            };
+            ext_row(
+                self.op,
+                &mut self.out,
+                &self.ring[(sy % self.k.kh) * slot + d * w..][..w],
+            );
         }
         self.emitted += 1;
     }
@@ -349,11 +416,19 @@ fn drain<T: Level>(stages: &mut [RowStage<T>], sink: &mut impl FnMut(usize, &[T]
 /// `maxps` / `minps` (`f32::max` adds NaN handling around them) and
 /// `pmaxub` / `pminub`. Images hold no NaN.
 fn max<T: Level>(a: T, b: T) -> T {
-    if b > a { b } else { a }
+    if b > a {
+        b
+    } else {
+        a
+    }
 }
 
 fn min<T: Level>(a: T, b: T) -> T {
-    if b < a { b } else { a }
+    if b < a {
+        b
+    } else {
+        a
+    }
 }
 
 /// `acc[x] = ext(acc[x], src[x])` over a row.
@@ -368,8 +443,17 @@ fn ext_row<T: Level>(op: MorphOp, acc: &mut [T], src: &[T]) {
 /// extremum from the start of `i`'s block of `len` up to `i`, `bwd[i]` from
 /// `i` to the end of its block; any window `[s, s + len)` spans at most two
 /// blocks, so its extremum is `ext(bwd[s], fwd[s + len - 1])`.
-fn running_ext<T: Level, F: Fn(T, T) -> T>(p: &[T], len: usize, ext: F, fwd: &mut [T], bwd: &mut [T]) {
-    for (block, (f, b)) in p.chunks(len).zip(fwd.chunks_mut(len).zip(bwd.chunks_mut(len))) {
+fn running_ext<T: Level, F: Fn(T, T) -> T>(
+    p: &[T],
+    len: usize,
+    ext: F,
+    fwd: &mut [T],
+    bwd: &mut [T],
+) {
+    for (block, (f, b)) in p
+        .chunks(len)
+        .zip(fwd.chunks_mut(len).zip(bwd.chunks_mut(len)))
+    {
         let mut acc = block[0];
         for (f, &v) in f.iter_mut().zip(block) {
             acc = ext(acc, v);
@@ -384,21 +468,43 @@ fn running_ext<T: Level, F: Fn(T, T) -> T>(p: &[T], len: usize, ext: F, fwd: &mu
 }
 
 /// `dilate(src, getStructuringElement(shape, Size(kw, kh)), anchor centre, iterations)`.
-pub fn dilate<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
+pub fn dilate<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+    iterations: usize,
+) -> Tensor<B, 4> {
     B::morph(x, &vec![MorphOp::Dilate; iterations], shape, kw, kh)
 }
 
 /// `erode(...)`: the dual of dilate.
-pub fn erode<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize, iterations: usize) -> Tensor<B, 4> {
+pub fn erode<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+    iterations: usize,
+) -> Tensor<B, 4> {
     B::morph(x, &vec![MorphOp::Erode; iterations], shape, kw, kh)
 }
 
 /// `morphologyEx(MORPH_OPEN)`: erode then dilate.
-pub fn open<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+pub fn open<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+) -> Tensor<B, 4> {
     B::morph(x, &[MorphOp::Erode, MorphOp::Dilate], shape, kw, kh)
 }
 
 /// `morphologyEx(MORPH_CLOSE)`: dilate then erode.
-pub fn close<B: ScanBackend>(x: Tensor<B, 4>, shape: MorphShape, kw: usize, kh: usize) -> Tensor<B, 4> {
+pub fn close<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    shape: MorphShape,
+    kw: usize,
+    kh: usize,
+) -> Tensor<B, 4> {
     B::morph(x, &[MorphOp::Dilate, MorphOp::Erode], shape, kw, kh)
 }

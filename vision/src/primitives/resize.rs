@@ -28,7 +28,12 @@ pub fn round_levels<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 }
 
 /// Resize `[N, C, H, W]` to `[N, C, out_h, out_w]` (float result; see [`round_levels`]).
-pub fn resize<B: ScanBackend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
+pub fn resize<B: ScanBackend>(
+    x: Tensor<B, 4>,
+    out_w: usize,
+    out_h: usize,
+    interp: Interpolation,
+) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     if (w, h) == (out_w, out_h) {
         return x;
@@ -37,29 +42,55 @@ pub fn resize<B: ScanBackend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, inter
 }
 
 /// Portable [`resize`]: x then y, each a K-tap gather.
-pub fn resize_tensor<B: Backend>(x: Tensor<B, 4>, out_w: usize, out_h: usize, interp: Interpolation) -> Tensor<B, 4> {
+pub fn resize_tensor<B: Backend>(
+    x: Tensor<B, 4>,
+    out_w: usize,
+    out_h: usize,
+    interp: Interpolation,
+) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
-    let x = if w != out_w { resample_axis(x, 3, &taps(w, out_w, interp)) } else { x };
-    if h != out_h { resample_axis(x, 2, &taps(h, out_h, interp)) } else { x }
+    let x = if w != out_w {
+        resample_axis(x, 3, &taps(w, out_w, interp))
+    } else {
+        x
+    };
+    if h != out_h {
+        resample_axis(x, 2, &taps(h, out_h, interp))
+    } else {
+        x
+    }
 }
 
 /// Host [`resize`] over planes of `h × w`: rows then columns, taps summed
 /// in table order like [`resize_tensor`].
-pub fn resize_host(x: &[f32], h: usize, w: usize, out_w: usize, out_h: usize, interp: Interpolation) -> Vec<f32> {
+pub fn resize_host(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    out_w: usize,
+    out_h: usize,
+    interp: Interpolation,
+) -> Vec<f32> {
     let planes = x.len() / (h * w);
     if w == out_w {
-        return if h == out_h { x.to_vec() } else { resize_columns(x, planes, h, out_w, out_h, interp) };
+        return if h == out_h {
+            x.to_vec()
+        } else {
+            resize_columns(x, planes, h, out_w, out_h, interp)
+        };
     }
     let taps = taps(w, out_w, interp);
     let horizontal = |out: &mut [f32]| {
-        out.par_chunks_mut(out_w).zip(x.par_chunks(w)).for_each(|(o, row)| {
-            for (j, (idx, wt)) in taps.iter().enumerate() {
-                for ((o, &i), &k) in o.iter_mut().zip(idx).zip(wt) {
-                    let term = row[i as usize] * k;
-                    *o = if j == 0 { term } else { *o + term };
+        out.par_chunks_mut(out_w)
+            .zip(x.par_chunks(w))
+            .for_each(|(o, row)| {
+                for (j, (idx, wt)) in taps.iter().enumerate() {
+                    for ((o, &i), &k) in o.iter_mut().zip(idx).zip(wt) {
+                        let term = row[i as usize] * k;
+                        *o = if j == 0 { term } else { *o + term };
+                    }
                 }
-            }
-        });
+            });
     };
     if h == out_h {
         let mut out = vec![0f32; planes * h * out_w];
@@ -74,7 +105,14 @@ pub fn resize_host(x: &[f32], h: usize, w: usize, out_w: usize, out_h: usize, in
 }
 
 /// The column pass of [`resize_host`]: planes of `h × w` to `out_h × w`.
-fn resize_columns(x: &[f32], planes: usize, h: usize, w: usize, out_h: usize, interp: Interpolation) -> Vec<f32> {
+fn resize_columns(
+    x: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    interp: Interpolation,
+) -> Vec<f32> {
     let taps = taps(h, out_h, interp);
     let mut out = vec![0f32; planes * out_h * w];
     out.par_chunks_mut(w).enumerate().for_each(|(k, o)| {
@@ -158,8 +196,14 @@ fn area_taps(src: usize, dst: usize) -> Taps {
     (0..k)
         .map(|j| {
             // Pad short tap lists with a zero-weight tap on a valid index.
-            let idx = per_out.iter().map(|t| t.get(j).map_or(t[0].0, |p| p.0)).collect();
-            let w = per_out.iter().map(|t| t.get(j).map_or(0.0, |p| p.1)).collect();
+            let idx = per_out
+                .iter()
+                .map(|t| t.get(j).map_or(t[0].0, |p| p.0))
+                .collect();
+            let w = per_out
+                .iter()
+                .map(|t| t.get(j).map_or(0.0, |p| p.1))
+                .collect();
             (idx, w)
         })
         .collect()
@@ -168,7 +212,11 @@ fn area_taps(src: usize, dst: usize) -> Taps {
 fn resample_axis<B: Backend>(x: Tensor<B, 4>, axis: usize, taps: &Taps) -> Tensor<B, 4> {
     let device = x.device();
     let out = taps[0].0.len();
-    let wshape = if axis == 3 { [1, 1, 1, out] } else { [1, 1, out, 1] };
+    let wshape = if axis == 3 {
+        [1, 1, 1, out]
+    } else {
+        [1, 1, out, 1]
+    };
     let mut acc: Option<Tensor<B, 4>> = None;
     for (idx, w) in taps {
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.clone(), [out]), &device);

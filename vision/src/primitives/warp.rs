@@ -15,8 +15,14 @@ use crate::{backend::ScanBackend, error::VisionError};
 /// Homography (row-major 3×3) taking rectangle coordinates `(0,0)..(w,h)`
 /// onto `quad` (corners TL, TR, BR, BL): what both scan kinds rectify with.
 pub fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], VisionError> {
-    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)].iter().map(|&(x, y)| Point2f::new(x as f32, y as f32)).collect();
-    let dst: Vector<Point2f> = quad.iter().map(|p| Point2f::new(p[0] as f32, p[1] as f32)).collect();
+    let src: Vector<Point2f> = [(0.0, 0.0), (w, 0.0), (w, h), (0.0, h)]
+        .iter()
+        .map(|&(x, y)| Point2f::new(x as f32, y as f32))
+        .collect();
+    let dst: Vector<Point2f> = quad
+        .iter()
+        .map(|p| Point2f::new(p[0] as f32, p[1] as f32))
+        .collect();
     let m = imgproc::get_perspective_transform(&src, &dst, core::DECOMP_LU)?;
     let mut out = [0.0; 9];
     for (i, o) in out.iter_mut().enumerate() {
@@ -28,12 +34,20 @@ pub fn homography(quad: &[[f64; 2]; 4], w: f64, h: f64) -> Result<[f64; 9], Visi
 /// `(u, v)` through homography `h`: a point of a remap coordinate map.
 pub fn apply_homography(h: &[f64; 9], u: f64, v: f64) -> (f32, f32) {
     let d = h[6] * u + h[7] * v + h[8];
-    (((h[0] * u + h[1] * v + h[2]) / d) as f32, ((h[3] * u + h[4] * v + h[5]) / d) as f32)
+    (
+        ((h[0] * u + h[1] * v + h[2]) / d) as f32,
+        ((h[3] * u + h[4] * v + h[5]) / d) as f32,
+    )
 }
 
 /// Sample `img` (`[1, C, H, W]`) at `map[i] = (x, y)` for every output pixel
 /// in row-major order of an `out_w × out_h` image; outside pixels read 0.
-pub fn remap_bilinear<B: ScanBackend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<B, 4> {
+pub fn remap_bilinear<B: ScanBackend>(
+    img: Tensor<B, 4>,
+    map: &[(f32, f32)],
+    out_w: usize,
+    out_h: usize,
+) -> Tensor<B, 4> {
     let [n, _, _, _] = img.dims();
     assert_eq!(n, 1, "remap one image at a time");
     assert_eq!(map.len(), out_w * out_h);
@@ -50,7 +64,12 @@ fn bilinear_taps(map: &[(f32, f32)], w: usize, h: usize) -> Taps {
     for (i, &(x, y)) in map.iter().enumerate() {
         let (x0, y0) = (x.floor(), y.floor());
         let (ax, ay) = (x - x0, y - y0);
-        let corners = [(0, 0, (1.0 - ax) * (1.0 - ay)), (1, 0, ax * (1.0 - ay)), (0, 1, (1.0 - ax) * ay), (1, 1, ax * ay)];
+        let corners = [
+            (0, 0, (1.0 - ax) * (1.0 - ay)),
+            (1, 0, ax * (1.0 - ay)),
+            (0, 1, (1.0 - ax) * ay),
+            (1, 1, ax * ay),
+        ];
         for (k, &(dx, dy, weight)) in corners.iter().enumerate() {
             let (xx, yy) = (x0 as i64 + dx, y0 as i64 + dy);
             if xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h {
@@ -63,7 +82,12 @@ fn bilinear_taps(map: &[(f32, f32)], w: usize, h: usize) -> Taps {
 }
 
 /// Portable [`remap_bilinear`]: four gathers.
-pub fn remap_bilinear_tensor<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], out_w: usize, out_h: usize) -> Tensor<B, 4> {
+pub fn remap_bilinear_tensor<B: Backend>(
+    img: Tensor<B, 4>,
+    map: &[(f32, f32)],
+    out_w: usize,
+    out_h: usize,
+) -> Tensor<B, 4> {
     let [_, c, h, w] = img.dims();
     let device = img.device();
     let len = map.len();
@@ -71,11 +95,17 @@ pub fn remap_bilinear_tensor<B: Backend>(img: Tensor<B, 4>, map: &[(f32, f32)], 
     let flat = img.reshape([1, c, h * w]);
     let mut acc: Option<Tensor<B, 3>> = None;
     for k in 0..4 {
-        let ix = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]), &device)
-            .reshape([1, 1, len])
-            .expand([1, c, len]);
-        let wk = Tensor::<B, 1>::from_data(TensorData::new(wt.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]), &device)
-            .reshape([1, 1, len]);
+        let ix = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(idx.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
+            &device,
+        )
+        .reshape([1, 1, len])
+        .expand([1, c, len]);
+        let wk = Tensor::<B, 1>::from_data(
+            TensorData::new(wt.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
+            &device,
+        )
+        .reshape([1, 1, len]);
         let term = flat.clone().gather(2, ix) * wk;
         acc = Some(match acc {
             Some(a) => a + term,
@@ -91,11 +121,13 @@ pub fn remap_bilinear_host(img: &[f32], h: usize, w: usize, map: &[(f32, f32)]) 
     let (idx, wt) = bilinear_taps(map, w, h);
     let len = map.len();
     let mut out = vec![0f32; img.len() / (h * w) * len];
-    out.par_chunks_mut(len).zip(img.par_chunks(h * w)).for_each(|(o, src)| {
-        for ((o, i), k) in o.iter_mut().zip(&idx).zip(&wt) {
-            let t = |j: usize| src[i[j] as usize] * k[j];
-            *o = t(0) + t(1) + t(2) + t(3);
-        }
-    });
+    out.par_chunks_mut(len)
+        .zip(img.par_chunks(h * w))
+        .for_each(|(o, src)| {
+            for ((o, i), k) in o.iter_mut().zip(&idx).zip(&wt) {
+                let t = |j: usize| src[i[j] as usize] * k[j];
+                *o = t(0) + t(1) + t(2) + t(3);
+            }
+        });
     out
 }

@@ -9,16 +9,14 @@
 //! its own (scripts/test runs `--short` after the parallel test suite).
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
+use harness::processes::{FleetSettings, ProcessFleet};
 use harness::{Api, Receiver, TestEnv};
 use lapin::options::BasicPublishOptions;
-use protocol::Tier;
 use serde_json::json;
-use tokio::process::{Child, Command};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -31,127 +29,19 @@ struct Args {
 }
 
 /// The fleet under test, as separate processes.
-struct Fleet {
-    env: TestEnv,
-    port: u16,
-    dispatcher: Option<Child>,
-    workers: Vec<Child>,
-    next_worker: usize,
-    api: Api,
-}
-
-impl Fleet {
-    async fn start(workers: usize) -> Fleet {
-        let env = TestEnv::new().await;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let key = env.api_key("faults", Tier::Free).await;
-        let mut fleet = Fleet {
-            api: Api::new(&format!("http://127.0.0.1:{port}"), &key),
-            env,
-            port,
-            dispatcher: None,
-            workers: Vec::new(),
-            next_worker: 0,
-        };
-        fleet.start_dispatcher().await;
-        for _ in 0..workers {
-            fleet.add_worker();
-        }
-        fleet
-    }
-
-    fn command(&self, binary: &str) -> Command {
-        let mut command = Command::new(harness::binary(binary));
-        command
-            .env("DATABASE_URL", &self.env.database_url)
-            .env("AMQP_URL", &self.env.amqp_url)
-            .env("BLOB_STORE", &self.env.blob_dir)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn start_dispatcher(&mut self) {
-        let child = self
-            .command("dispatcher")
-            .arg("serve")
-            .env("LISTEN_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("WEBHOOK_ALLOW_HTTP", "true")
-            .env("WEBHOOK_ALLOW_HOSTS", "127.0.0.1")
-            .env("WEBHOOK_SCHEDULE", "0s,200ms,500ms,1s,2s,4s,8s,10s,10s,10s")
-            .env("WEBHOOK_POLL", "50ms")
-            // A killed dispatcher's leased deliveries are retaken when the lease
-            // (2 × timeout + 10 s) runs out.
-            .env("WEBHOOK_TIMEOUT", "2s")
-            .env("BACKLOG_HIGH_WATERMARK", "100000000")
-            // This suite floods one tenant on purpose; it measures faults, not fairness.
-            .env("SUBMIT_RATE_PER_MINUTE", "0")
-            .env("UPLOAD_RATE_PER_MINUTE", "0")
-            .env("MAX_IN_FLIGHT_SCANS", "0")
-            .spawn()
-            .expect("dispatcher starts");
-        self.dispatcher = Some(child);
-        let health = format!("http://127.0.0.1:{}/healthz", self.port);
-        for _ in 0..200 {
-            if reqwest::get(&health).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("dispatcher did not come up");
-    }
-
-    async fn kill_dispatcher(&mut self) {
-        if let Some(mut child) = self.dispatcher.take() {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
-        }
-    }
-
-    fn add_worker(&mut self) {
-        let name = format!("worker-{}", self.next_worker);
-        self.next_worker += 1;
-        let child = self
-            .command("worker")
-            .args([
-                "serve",
-                "--queue",
-                "cpu",
-                "--backend",
-                "cpu",
-                "--warm-model",
-                "false",
-                "--worker-name",
-                &name,
-            ])
-            .env("MAX_CONCURRENT_JOBS", "8")
-            .spawn()
-            .expect("worker starts");
-        self.workers.push(child);
-    }
-
-    /// SIGKILL the oldest worker and start a replacement.
-    async fn replace_a_worker(&mut self) {
-        let mut victim = self.workers.remove(0);
-        let _ = victim.start_kill();
-        let _ = victim.wait().await;
-        self.add_worker();
-    }
-
-    async fn stop(mut self) {
-        self.kill_dispatcher().await;
-        for worker in &mut self.workers {
-            let _ = worker.start_kill();
-            let _ = worker.wait().await;
-        }
-        self.env.cleanup().await;
-    }
+async fn start_fleet(workers: usize) -> ProcessFleet {
+    let settings = FleetSettings::new(8)
+        .dispatcher_env("WEBHOOK_SCHEDULE", "0s,200ms,500ms,1s,2s,4s,8s,10s,10s,10s")
+        .dispatcher_env("WEBHOOK_POLL", "50ms")
+        // A killed dispatcher's leased deliveries are retaken when the lease
+        // (2 × timeout + 10 s) runs out.
+        .dispatcher_env("WEBHOOK_TIMEOUT", "2s")
+        .dispatcher_env("BACKLOG_HIGH_WATERMARK", "100000000")
+        // This suite floods one tenant on purpose; it measures faults, not fairness.
+        .dispatcher_env("SUBMIT_RATE_PER_MINUTE", "0")
+        .dispatcher_env("UPLOAD_RATE_PER_MINUTE", "0")
+        .dispatcher_env("MAX_IN_FLIGHT_SCANS", "0");
+    ProcessFleet::start(TestEnv::new().await, "faults", workers, settings).await
 }
 
 /// Submits with an idempotency key and retries until accepted: a client that
@@ -285,7 +175,7 @@ fn postgres_cluster() -> String {
 
 async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
     let started = Instant::now();
-    let mut fleet = Fleet::start(2).await;
+    let mut fleet = start_fleet(2).await;
     let receiver_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,72 +1,166 @@
 #!/usr/bin/env python3
-"""The peer in bench/fleet: the same no-op job on Celery 5 with a RabbitMQ
-broker, persistent messages, acks_late and a matched prefetch.
+"""The peer in bench/fleet: a probe-sized job on Celery 5 with a RabbitMQ
+broker, persistent messages and acks_late, in the same shape as the
+ScanFleet side: WORKERS worker processes, each running THREADS jobs at once
+(`--pool threads`, prefetch = THREADS), warmed with the same number of jobs.
 
-Usage: celery_peer.py AMQP_URL REDIS_DB JOBS WORKERS PREFETCH
-Prints one JSON line: {"jobs": N, "seconds": S, "jobs_per_s": R}.
-Completion is counted with a Redis INCR inside the task (no result backend,
-which would slow Celery down)."""
+Usage: celery_peer.py --backend postgres|none AMQP_URL JOBS WORKERS THREADS WARMUP
+
+--backend postgres  the like-for-like peer: every job's result stored durably
+                    in PostgreSQL (SQLAlchemy result backend, db+postgresql://)
+                    and publisher confirms on, as users who must not lose a job
+                    run it; completion is counted in the result table.
+--backend none      Celery's defaults (no result backend, no publisher
+                    confirms); completion is counted with a Redis INCR on one
+                    pooled connection per worker process.
+
+Prints one JSON line: {"jobs": N, "seconds": S, "jobs_per_s": R}."""
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 
-import redis
 from celery import Celery
 
-# The Celery worker imports this module too: it reads its settings from the
-# environment the driver (below) sets.
-if os.environ.get("PEER_ROLE") != "worker":
-    os.environ["PEER_AMQP_URL"], os.environ["PEER_REDIS_DB"] = sys.argv[1], sys.argv[2]
-amqp_url, redis_db = os.environ["PEER_AMQP_URL"], int(os.environ["PEER_REDIS_DB"])
-prefetch = int(os.environ.setdefault("PEER_PREFETCH", sys.argv[5] if len(sys.argv) > 5 else "1"))
-counter_key = "scanfleet-bench-done"
 DEADLINE_S = 600
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+COUNTER_KEY = "scanfleet-bench-done"
+
+# The worker processes import this module too: they read the settings the
+# driver puts in their environment.
+backend = os.environ.get("PEER_BACKEND", "none")
+amqp_url = os.environ.get("PEER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+database = os.environ.get("PEER_DATABASE", "")
+threads = int(os.environ.get("PEER_THREADS", "1"))
 
 app = Celery("peer", broker=amqp_url)
 app.conf.update(
     task_acks_late=True,
-    task_ignore_result=True,
     task_default_delivery_mode="persistent",
-    worker_prefetch_multiplier=prefetch,
+    # prefetch = concurrency × multiplier = THREADS, as MAX_CONCURRENT_JOBS.
+    worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
 )
+if backend == "postgres":
+    app.conf.update(
+        result_backend=f"db+{POSTGRES}/{database}",
+        task_ignore_result=False,
+        broker_transport_options={"confirm_publish": True},
+    )
+else:
+    app.conf.update(task_ignore_result=True)
+
+_redis = None
 
 
-@app.task(name="peer.noop")
-def noop(i):
-    redis.Redis(db=redis_db).incr(counter_key)
+@app.task(name="peer.probe")
+def probe(i):
+    if backend == "postgres":
+        # Stored by the result backend, as a ScanFleet probe stores its result row.
+        return {"probe": i, "ok": True}
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis(db=15)  # holds a connection pool, shared by the threads
+    _redis.incr(COUNTER_KEY)
+    return None
 
 
-def wait_for_count(store, target, worker):
+def psql(sql, db="postgres"):
+    out = subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-Atqc", sql],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class Counter:
+    """Completed jobs, read from where the peer records them."""
+
+    def __init__(self):
+        if backend == "postgres":
+            import psycopg2
+
+            self.conn = psycopg2.connect(f"{POSTGRES}/{database}")
+            self.conn.autocommit = True
+        else:
+            import redis
+
+            self.redis = redis.Redis(db=15)
+            self.redis.delete(COUNTER_KEY)
+
+    def done(self):
+        if backend == "postgres":
+            with self.conn.cursor() as cur:
+                try:
+                    cur.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+                except Exception:  # the table appears with the first result
+                    return 0
+                return cur.fetchone()[0]
+        return int(self.redis.get(COUNTER_KEY) or 0)
+
+
+def wait_for(counter, target, workers):
     deadline = time.monotonic() + DEADLINE_S
-    while int(store.get(counter_key) or 0) < target:
-        if worker.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"celery worker stopped or stalled (exit {worker.poll()}); set PEER_LOG to see its log")
+    while counter.done() < target:
+        stopped = [w.poll() for w in workers if w.poll() is not None]
+        if stopped or time.monotonic() > deadline:
+            sys.exit(f"celery workers stopped or stalled (exits {stopped}); set PEER_LOG to see their logs")
         time.sleep(0.01)
 
 
-if __name__ == "__main__" and os.environ.get("PEER_ROLE") != "worker":
-    jobs, workers = int(sys.argv[3]), int(sys.argv[4])
-    store = redis.Redis(db=redis_db)
-    store.delete(counter_key)
-    env = dict(os.environ, PEER_ROLE="worker")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_peer", "worker", "--concurrency", str(workers),
-         "--pool", "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=os.path.dirname(os.path.abspath(__file__)), env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("PEER_LOG", os.devnull), "w"))
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backend", choices=["postgres", "none"], required=True)
+    ap.add_argument("amqp_url")
+    ap.add_argument("jobs", type=int)
+    ap.add_argument("workers", type=int)
+    ap.add_argument("threads", type=int)
+    ap.add_argument("warmup", type=int)
+    args = ap.parse_args()
+    global backend, database
+    backend = args.backend
+    db = database = f"sf_bench_celery_{uuid.uuid4().hex[:10]}" if args.backend == "postgres" else ""
+    if db:
+        psql(f"CREATE DATABASE {db}")
+    env = dict(os.environ, PEER_BACKEND=args.backend, PEER_AMQP_URL=args.amqp_url,
+               PEER_DATABASE=db, PEER_THREADS=str(args.threads))
+    # The driver imported this module before it knew the settings.
+    app.conf.broker_url = args.amqp_url
+    if args.backend == "postgres":
+        app.conf.update(result_backend=f"db+{POSTGRES}/{db}", task_ignore_result=False,
+                        broker_transport_options={"confirm_publish": True})
+    log = open(os.environ.get("PEER_LOG", os.devnull), "w")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_peer", "worker", "-n", f"peer{i}@%h",
+             "--pool", "threads", "--concurrency", str(args.threads), "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=os.path.dirname(os.path.abspath(__file__)), env=env, stdout=subprocess.DEVNULL, stderr=log)
+        for i in range(args.workers)
+    ]
     try:
-        # Warm-up: one job through before timing starts (worker boot excluded).
-        noop.delay(-1)
-        wait_for_count(store, 1, worker)
-        store.delete(counter_key)
+        counter = Counter()
+        # Warm-up: as many jobs as the ScanFleet side gets, before timing starts.
+        for i in range(args.warmup):
+            probe.delay(-1 - i)
+        wait_for(counter, args.warmup, workers)
         started = time.monotonic()
-        for i in range(jobs):
-            noop.delay(i)
-        wait_for_count(store, jobs, worker)
+        for i in range(args.jobs):
+            probe.delay(i)
+        wait_for(counter, args.warmup + args.jobs, workers)
         seconds = time.monotonic() - started
-        print(json.dumps({"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds}))
+        print(json.dumps({"jobs": args.jobs, "seconds": seconds, "jobs_per_s": args.jobs / seconds}))
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=30)
+        if db:
+            psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use worker::config::{QueueChoice, WorkerConfig};
 
+pub mod processes;
+
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 pub const RABBIT_API: &str = "http://127.0.0.1:15672/api";
 

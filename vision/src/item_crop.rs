@@ -531,7 +531,7 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     let (blob_labels, blobs) = label_mask(&solid, w, h);
     let mut items = Vec::new();
     // Every blob's items, with the cores each holds.
-    let mut parts_found: Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)> = Vec::new();
+    let mut parts_found: Vec<Part> = Vec::new();
     for blob in blobs
         .iter()
         .filter(|b| ((b.width * b.height) as f64) >= min_area * 0.5)
@@ -748,18 +748,15 @@ pub fn find_items(walls: &[bool], w: usize, h: usize, opts: &ItemCropOptions) ->
     items
 }
 
+/// An item part: its shape, the cores it holds and its blob's label.
+type Part = (Shape, Vec<[[f64; 2]; 4]>, u32);
+
 /// An item whose border band its art breaks on two opposite sides falls
 /// apart into two blobs, each a half that walls do not outline
 /// (`OUTLINED`: its inner side runs through the open); together the halves
 /// fill an item whose outline walls do. `parts` holds each part with its
 /// cores and its blob's label.
-fn rejoin_across_blobs(
-    parts: &mut Vec<(Shape, Vec<[[f64; 2]; 4]>, u32)>,
-    walls: &[bool],
-    w: usize,
-    h: usize,
-    min_aspect: f64,
-) {
+fn rejoin_across_blobs(parts: &mut Vec<Part>, walls: &[bool], w: usize, h: usize, min_aspect: f64) {
     let outlined = |s: &Shape| edge_support(&s.quad, walls, w, h) >= OUTLINED;
     'again: loop {
         for i in 0..parts.len() {

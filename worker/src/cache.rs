@@ -88,10 +88,13 @@ pub fn cache_key(kind: ScanKind, params: &Value, effective_options: &str, input:
     hex::encode(hasher.finalize())
 }
 
+/// In-memory entries: (tenant, key) → (when stored, result).
+type MemoryCache = LruCache<(Uuid, String), (Instant, CachedResult)>;
+
 pub struct ResultCache {
     pool: PgPool,
     /// `None` when the cache is switched off (`RESULT_CACHE_MAX=0`).
-    memory: Option<Mutex<LruCache<(Uuid, String), (Instant, CachedResult)>>>,
+    memory: Option<Mutex<MemoryCache>>,
     /// How long a result may be served again (`RESULT_CACHE_TTL`).
     ttl: Duration,
 }

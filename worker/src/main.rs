@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Consume scans from a queue until SIGTERM.
-    Serve(WorkerConfig),
+    Serve(Box<WorkerConfig>),
     /// Run one scan on a local file, with no services at all.
     Analyze {
         file: PathBuf,
@@ -66,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => {
             protocol::telemetry::init_tracing(config.service.log_format);
             let shutdown = CancellationToken::new();
-            let running = worker::startup::start(config, shutdown.clone()).await?;
+            let running = worker::startup::start(*config, shutdown.clone()).await?;
             protocol::telemetry::shutdown_signal().await;
             tracing::info!("SIGTERM: no new scans; finishing in-flight ones");
             shutdown.cancel();

@@ -49,8 +49,8 @@ impl<W: std::io::Write> ProgressLine<W> {
 /// `frames 120/300 (40 %), 12.5 frames/s`; without a declared total, just the count.
 pub fn progress_text(progress: Progress, elapsed: Duration) -> String {
     let rate = progress.frames_done as f64 / elapsed.as_secs_f64().max(1e-3);
-    if progress.frames_total > 0 {
-        let pct = (100 * progress.frames_done / progress.frames_total).min(100);
+    if let Some(pct) = (100 * progress.frames_done).checked_div(progress.frames_total) {
+        let pct = pct.min(100);
         format!(
             "analyzing: frames {}/{} ({pct} %), {rate:.1} frames/s",
             progress.frames_done, progress.frames_total

@@ -27,7 +27,7 @@ mod outline;
 pub use defects::DefectKind;
 
 use decode::{sniff, Decoder};
-use defects::{consensus, find_defects};
+use defects::{consensus, find_defects, DefectRules};
 use grade::score;
 use locate::{intersect, locate_item, Profiles};
 
@@ -51,7 +51,9 @@ use crate::{
 /// it, and `vision/tests/golden.rs` fails when outputs change without a bump.
 /// 2: steps of either polarity (white borders), defects from every golden
 /// frame, `no_item_reason`.
-pub const PIPELINE_VERSION: u32 = 2;
+/// 3: defects as what they physically are (long thin lines, border wear,
+/// isolated blotches) instead of any top-hat / black-hat blob.
+pub const PIPELINE_VERSION: u32 = 3;
 
 /// Per-scan knobs; defaults follow DESIGN.md.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,8 +73,6 @@ pub struct ScanOptions {
     /// Canny thresholds (15/60).
     pub canny_low: f32,
     pub canny_high: f32,
-    /// Top-hat / black-hat contrast (8-bit levels) for a defect pixel.
-    pub defect_contrast: f32,
     pub jpeg_quality: i32,
 }
 
@@ -88,7 +88,6 @@ impl Default for ScanOptions {
             max_pixels: 4096 * 2304,
             canny_low: canny::LOW,
             canny_high: canny::HIGH,
-            defect_contrast: 30.0,
             jpeg_quality: 90,
         }
     }
@@ -648,7 +647,7 @@ fn analyze_frame<B: ScanBackend>(
         prof.card.3 - prof.print.3,
     );
     let centering = (print.0 / (print.0 + print.1), print.2 / (print.2 + print.3));
-    let (defects, mask) = find_defects::<B>(card, cw, ch, opts, &prof, (cl + ox, ct + oy));
+    let (defects, mask) = find_defects::<B>(card, cw, ch, &DefectRules::default())?;
     timer.add("defects", t);
 
     let xs = quad.iter().map(|p| p[0]);

@@ -136,7 +136,7 @@ pub(super) struct Outline {
 
 impl Outline {
     /// Corners in processed-frame pixels (pixel centres scale about the half-pixel offset).
-    pub fn to_frame(&self, factor: usize) -> [[f64; 2]; 4] {
+    pub fn to_frame(self, factor: usize) -> [[f64; 2]; 4] {
         self.quad.map(|p| {
             [
                 (p[0] + 0.5) * factor as f64 - 0.5,

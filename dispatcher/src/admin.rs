@@ -57,7 +57,7 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-async fn view(state: &AppState) -> Result<RoutingView, ApiError> {
+pub async fn view(state: &AppState) -> Result<RoutingView, ApiError> {
     let row = sqlx::query!(
         r#"SELECT p.mode, p.canary_bp, p.updated_at, p.updated_by,
                   b.escalated, b.changed_at, b.observed_at, b.cpu_depth, b.cpu_consumers,
@@ -122,6 +122,17 @@ pub async fn put_routing(
 ) -> Result<Json<RoutingView>, ApiError> {
     require_admin(&caller)?;
     let update: RoutingUpdate = parse_json(&body)?;
+    apply_update(&state, &update, &format!("tenant {}", caller.tenant_id)).await?;
+    Ok(Json(view(&state).await?))
+}
+
+/// Validates and stores a routing change made by `by` (an admin API call or
+/// a console login; recorded with the time in `routing_policy`).
+pub async fn apply_update(
+    state: &AppState,
+    update: &RoutingUpdate,
+    by: &str,
+) -> Result<RoutingPolicy, ApiError> {
     let (current, _) = routing::current(state.pool()).await?;
     let canary_bp = match update.canary_percent {
         None => current.canary_bp,
@@ -137,12 +148,12 @@ pub async fn put_routing(
         mode: update.mode,
         canary_bp,
     };
-    routing::set_policy(
-        state.pool(),
-        policy,
-        &format!("tenant {}", caller.tenant_id),
-    )
-    .await?;
-    tracing::warn!(mode = policy.mode.as_str(), canary_bp, by = %caller.tenant_id, "routing policy changed");
-    Ok(Json(view(&state).await?))
+    routing::set_policy(state.pool(), policy, by).await?;
+    tracing::warn!(
+        mode = policy.mode.as_str(),
+        canary_bp,
+        by,
+        "routing policy changed"
+    );
+    Ok(policy)
 }

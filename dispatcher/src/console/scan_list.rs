@@ -451,7 +451,7 @@ mod tests {
         };
         let sql = build_query(&filters, None, None, 51).into_sql();
         assert!(sql.contains("s.status = $1"), "{sql}");
-        assert!(!sql.contains("s.kind"), "{sql}");
+        assert!(!sql.contains("s.kind ="), "{sql}");
         assert!(
             sql.ends_with("ORDER BY s.created_at DESC, s.id DESC LIMIT $2"),
             "{sql}"

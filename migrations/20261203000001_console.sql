@@ -51,3 +51,12 @@ END;
 $$;
 CREATE TRIGGER scan_events_notify AFTER INSERT ON scan_events
     FOR EACH ROW EXECUTE FUNCTION scan_events_notify();
+
+-- Escalation watermarks an admin set at run time (console or admin API);
+-- NULL keeps the deployment's setting (BACKLOG_HIGH_WATERMARK, …). The
+-- backlog monitor reads them on every sample.
+ALTER TABLE routing_policy
+    ADD COLUMN high_watermark bigint CHECK (high_watermark >= 0),
+    ADD COLUMN low_watermark bigint CHECK (low_watermark >= 0),
+    ADD COLUMN hold_ms bigint CHECK (hold_ms >= 0),
+    ADD COLUMN latency_target_ms bigint CHECK (latency_target_ms > 0);

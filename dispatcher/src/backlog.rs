@@ -39,6 +39,70 @@ pub struct Watermarks {
     pub hold: Duration,
 }
 
+/// Watermarks an admin set at run time (`routing_policy`); `None` keeps
+/// the deployment's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct WatermarkOverrides {
+    pub high_depth: Option<i64>,
+    pub low_depth: Option<i64>,
+    pub hold_ms: Option<i64>,
+    pub latency_target_ms: Option<i64>,
+}
+
+impl WatermarkOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == WatermarkOverrides::default()
+    }
+
+    /// `base` (the deployment's watermarks) with these overrides applied.
+    pub fn apply(&self, base: Watermarks) -> Watermarks {
+        let ms = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+        Watermarks {
+            high_depth: self.high_depth.map_or(base.high_depth, |d| d.max(0) as u64),
+            low_depth: self.low_depth.map_or(base.low_depth, |d| d.max(0) as u64),
+            hold: self.hold_ms.map_or(base.hold, ms),
+            latency_target: self.latency_target_ms.map_or(base.latency_target, ms),
+        }
+    }
+}
+
+pub async fn watermark_overrides<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<WatermarkOverrides, sqlx::Error> {
+    let overrides: Option<WatermarkOverrides> = sqlx::query_as(
+        r#"SELECT high_watermark AS high_depth, low_watermark AS low_depth, hold_ms, latency_target_ms
+             FROM routing_policy"#,
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(overrides.unwrap_or_default())
+}
+
+pub async fn set_watermark_overrides<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    overrides: &WatermarkOverrides,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"UPDATE routing_policy
+              SET high_watermark = $1, low_watermark = $2, hold_ms = $3, latency_target_ms = $4"#,
+    )
+    .bind(overrides.high_depth)
+    .bind(overrides.low_depth)
+    .bind(overrides.hold_ms)
+    .bind(overrides.latency_target_ms)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The watermarks in force: the deployment's, with run-time overrides.
+pub async fn effective_watermarks(
+    pool: &sqlx::PgPool,
+    base: Watermarks,
+) -> Result<Watermarks, sqlx::Error> {
+    Ok(watermark_overrides(pool).await?.apply(base))
+}
+
 /// One look at the queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueSample {
@@ -205,7 +269,6 @@ async fn lead_when_elected(
         .fetch_one(state.pool())
         .await?;
     let mut escalation = Escalation::new(stored);
-    let marks = state.config().watermarks();
     let mut ticks = tokio::time::interval(poll);
     loop {
         tokio::select! {
@@ -215,6 +278,8 @@ async fn lead_when_elected(
         // Losing the lock connection means another replica may lead now.
         sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
         let sample = sample_queues(state, &channel).await?;
+        // Read each time: an admin may change them at run time.
+        let marks = effective_watermarks(state.pool(), state.config().watermarks()).await?;
         if escalation.observe(&sample, &marks, Instant::now()) {
             let reason = escalation.reason(&sample, &marks);
             tracing::warn!(
@@ -386,6 +451,25 @@ mod tests {
                 escalation.is_escalated()
             })
             .collect()
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        assert_eq!(WatermarkOverrides::default().apply(MARKS), MARKS);
+        let overrides = WatermarkOverrides {
+            high_depth: Some(40),
+            hold_ms: Some(5_000),
+            ..Default::default()
+        };
+        assert!(!overrides.is_empty());
+        assert_eq!(
+            overrides.apply(MARKS),
+            Watermarks {
+                high_depth: 40,
+                hold: Duration::from_secs(5),
+                ..MARKS
+            }
+        );
     }
 
     #[test]

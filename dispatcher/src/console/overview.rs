@@ -11,7 +11,6 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::admin::{self, RoutingView};
-use crate::backlog::Watermarks;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -64,8 +63,8 @@ pub struct EscalationEvent {
 }
 
 pub struct Overview {
+    /// Policy, watermarks in force and the backlog monitor's last reading.
     pub routing: RoutingView,
-    pub watermarks: Watermarks,
     pub queues: Vec<QueueReading>,
     /// Scans created in the last 24 h, by status (every status listed).
     pub by_status: Vec<(&'static str, i64)>,
@@ -114,7 +113,6 @@ impl Overview {
         events.reverse();
         Ok(Overview {
             routing,
-            watermarks: state.config().watermarks(),
             queues,
             by_status,
             cost_today,

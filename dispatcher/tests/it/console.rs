@@ -304,6 +304,48 @@ async fn a_tenant_sees_only_its_own_scans_and_an_admin_sees_all() {
             .await
             .unwrap();
     assert_eq!((mode.as_str(), canary_bp), ("gpu", 1250));
+    let watermarks = [
+        ("csrf", csrf.as_str()),
+        ("mode", "gpu"),
+        ("high_watermark", "25"),
+        // The value in force, sent back by the form: stays the deployment's.
+        ("low_watermark", "3"),
+        ("confirm", "yes"),
+    ];
+    assert_eq!(
+        post(&dispatcher, &admin, "/ui/routing", &watermarks).await,
+        303
+    );
+    let (high, low): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT high_watermark, low_watermark FROM routing_policy")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!((high, low), (Some(25), None));
+    let (_, routing) = get(&dispatcher, &admin, "/ui/routing").await;
+    assert!(routing.contains("escalate above 25 waiting"), "{routing}");
+    let reset = [
+        ("csrf", csrf.as_str()),
+        ("mode", "gpu"),
+        ("watermarks_from_config", "yes"),
+        ("confirm", "yes"),
+    ];
+    assert_eq!(post(&dispatcher, &admin, "/ui/routing", &reset).await, 303);
+    let high: Option<i64> = sqlx::query_scalar("SELECT high_watermark FROM routing_policy")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(high, None);
+    let inverted = [
+        ("csrf", csrf.as_str()),
+        ("mode", "gpu"),
+        ("low_watermark", "50"),
+        ("confirm", "yes"),
+    ];
+    assert_eq!(
+        post(&dispatcher, &admin, "/ui/routing", &inverted).await,
+        422
+    );
     assert!(by.starts_with("console: tenant operators (key sf_"), "{by}");
     let bad = [
         ("csrf", csrf.as_str()),
@@ -320,11 +362,32 @@ async fn a_tenant_sees_only_its_own_scans_and_an_admin_sees_all() {
 #[tokio::test]
 async fn escalations_are_recorded_with_their_reason_and_shown_on_the_overview() {
     let env = TestEnv::new().await;
-    let mut config = env.dispatcher_config();
-    config.backlog_high_watermark = 2;
-    config.backlog_low_watermark = 1;
-    let dispatcher = Dispatcher::start(config).await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let key = env.api_key("busy", Tier::Free).await;
+    // Watermarks lowered at run time through the admin API (the deployment's
+    // are 10/3); the monitor picks them up on its next sample.
+    let admin_key = dispatcher::keys::create_key(
+        &env.pool,
+        "operators",
+        Tier::Free,
+        true,
+        dispatcher::keys::TierChange::Refuse,
+    )
+    .await
+    .unwrap()
+    .key;
+    let changed = reqwest::Client::new()
+        .put(dispatcher.url("/v1/admin/routing"))
+        .bearer_auth(&admin_key)
+        .json(&json!({"mode": "auto", "high_watermark": 2, "low_watermark": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let view: serde_json::Value = changed.json().await.unwrap();
+    assert_eq!(view["watermarks"]["high_watermark"], 2);
+    assert_eq!(view["watermarks"]["hold_seconds"], 30.0);
+    assert_eq!(view["watermarks"]["from_config"], false);
     // No worker: the probes wait on the CPU queue.
     for _ in 0..3 {
         submit(&dispatcher, &key, json!({"kind": "probe"})).await;

@@ -26,7 +26,7 @@ pub async fn show(State(state): State<AppState>, session: Session) -> Result<Mar
 fn render(overview: &Overview, session: &Session) -> Markup {
     let routing = &overview.routing;
     let backlog = &routing.backlog;
-    let marks = &overview.watermarks;
+    let marks = &routing.watermarks;
     html! {
         main {
             h1 { "Overview" }
@@ -70,10 +70,10 @@ fn render(overview: &Overview, session: &Session) -> Markup {
                         dt { "predicted CPU wait" } dd data-live="predicted_wait" { (predicted_wait_label(backlog.predicted_wait_ms)) }
                         dt { "watermarks" }
                         dd {
-                            "escalate above " (marks.high_depth) " waiting or a predicted wait over "
-                            (humantime::format_duration(marks.latency_target))
-                            "; stand down below " (marks.low_depth) " for "
-                            (humantime::format_duration(marks.hold))
+                            "escalate above " (marks.high_watermark) " waiting or a predicted wait over "
+                            (marks.latency_target_seconds) " s; stand down below " (marks.low_watermark) " for "
+                            (marks.hold_seconds) " s"
+                            @if !marks.from_config { " (set at run time)" }
                         }
                     }
                     @if session.is_admin() {

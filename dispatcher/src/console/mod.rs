@@ -20,6 +20,7 @@
 //! `layout` (page shell and formatting), `overview`, `scan_list`,
 //! `scan_detail` (queries), `pages/*` (handlers and markup), `live` (SSE).
 
+pub mod artifacts;
 pub mod assets;
 pub mod csrf;
 pub mod error;
@@ -52,6 +53,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/ui/logout", post(pages::login::logout))
         .route("/ui/scans", get(pages::scans::list))
         .route("/ui/scans/{id}", get(pages::scan::show))
+        .route(
+            "/ui/scans/{id}/artifacts/{index}",
+            get(pages::artifact::serve),
+        )
         .route("/ui/scans/{id}/retry", post(pages::actions::retry))
         .route("/ui/scans/{id}/cancel", post(pages::actions::cancel))
         .route(

@@ -531,3 +531,65 @@ async fn the_scan_list_walks_an_index_in_order_at_scale() {
         .all(|r| (r.created_at, r.id) < (last_of_first.created_at, last_of_first.id)));
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn artifacts_are_served_to_their_tenant_only() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let alice_key = env.api_key("alice", Tier::Free).await;
+    let bob_key = env.api_key("bob", Tier::Free).await;
+    let scan_id = submit(&dispatcher, &alice_key, json!({"kind": "probe"})).await;
+    let tenant_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT tenant_id FROM scans WHERE id = $1::uuid")
+            .bind(&scan_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    // What a video_scan worker leaves: a golden frame and a defect mask in
+    // the blob store, listed in the result.
+    let frame = format!("artifacts/{tenant_id}/{scan_id}/golden_00003.jpg");
+    let mask = format!("artifacts/{tenant_id}/{scan_id}/defect_mask.png");
+    let blobs = protocol::blob::BlobStore::open(&env.blob_dir.to_string_lossy()).unwrap();
+    blobs
+        .put(&frame, bytes::Bytes::from_static(b"\xff\xd8jpeg"))
+        .await
+        .unwrap();
+    sqlx::query(
+        r#"UPDATE scans SET status = 'succeeded', finished_at = now(),
+                  result = jsonb_build_object('kind', 'video_scan', 'artifacts',
+                      jsonb_build_object('golden_frames', jsonb_build_array(jsonb_build_object('frame', 3, 'path', $2::text)),
+                                         'defect_mask', $3::text))
+            WHERE id = $1::uuid"#,
+    )
+    .bind(&scan_id)
+    .bind(&frame)
+    .bind(&mask)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+
+    let alice = log_in(&dispatcher, &alice_key).await;
+    let (_, page) = get(&dispatcher, &alice, &format!("/ui/scans/{scan_id}")).await;
+    assert!(page.contains(&format!(r#"src="/ui/scans/{scan_id}/artifacts/0""#)));
+    assert!(page.contains("golden frame 3"));
+    let response = browser()
+        .get(dispatcher.url(&format!("/ui/scans/{scan_id}/artifacts/0")))
+        .header(COOKIE, &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(&response.bytes().await.unwrap()[..], b"\xff\xd8jpeg");
+    // Listed but not in the store, not listed, not a number: 404.
+    for index in ["1", "2", "x", "..%2F..%2Fetc%2Fpasswd"] {
+        let path = format!("/ui/scans/{scan_id}/artifacts/{index}");
+        assert_eq!(get(&dispatcher, &alice, &path).await.0, 404, "{path}");
+    }
+    let bob = log_in(&dispatcher, &bob_key).await;
+    let path = format!("/ui/scans/{scan_id}/artifacts/0");
+    assert_eq!(get(&dispatcher, &bob, &path).await.0, 404);
+    assert_eq!(get(&dispatcher, "", &path).await.0, 303);
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! The console's handlers and their markup, one page per file.
 
 pub mod actions;
+pub mod artifact;
 pub mod login;
 pub mod overview;
 pub mod routing;

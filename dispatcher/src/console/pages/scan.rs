@@ -6,6 +6,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::console::artifacts;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{self, csrf_field, page, Nav};
 use crate::console::scan_detail::{self, readable_fields, ScanDetail};
@@ -150,6 +151,22 @@ pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
                 }
             }
             @if let Some(result) = &scan.result {
+                @let images = artifacts::listed(result, detail.tenant_id);
+                @if !images.is_empty() {
+                    section.card #artifacts {
+                        h2 { "Artifacts" }
+                        div.artifacts {
+                            @for (index, image) in images.iter().enumerate() {
+                                figure {
+                                    a href={ "/ui/scans/" (scan.id) "/artifacts/" (index) } {
+                                        img src={ "/ui/scans/" (scan.id) "/artifacts/" (index) } alt=(image.label) loading="lazy";
+                                    }
+                                    figcaption { (image.label) }
+                                }
+                            }
+                        }
+                    }
+                }
                 section.card #result {
                     h2 { "Result" }
                     table {

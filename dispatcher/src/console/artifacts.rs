@@ -9,6 +9,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
     pub label: String,
+    /// The video frame of a golden-frame image.
+    pub frame: Option<u64>,
+    pub is_defect_mask: bool,
     pub path: String,
     pub content_type: &'static str,
 }
@@ -28,34 +31,42 @@ fn content_type(path: &str) -> Option<&'static str> {
 pub fn listed(result: &Value, tenant_id: Uuid) -> Vec<Artifact> {
     let prefix = format!("artifacts/{tenant_id}/");
     let artifacts = &result["artifacts"];
-    let mut found: Vec<(String, &Value)> = Vec::new();
+    let mut found: Vec<(String, Option<u64>, bool, &Value)> = Vec::new();
     if let Some(frames) = artifacts["golden_frames"].as_array() {
         for frame in frames {
-            let label = match frame["frame"].as_u64() {
+            let index = frame["frame"].as_u64();
+            let label = match index {
                 Some(index) => format!("golden frame {index}"),
                 None => "golden frame".to_string(),
             };
-            found.push((label, &frame["path"]));
+            found.push((label, index, false, &frame["path"]));
         }
     }
-    found.push(("defect mask".to_string(), &artifacts["defect_mask"]));
+    found.push((
+        "defect mask".to_string(),
+        None,
+        true,
+        &artifacts["defect_mask"],
+    ));
     if let Some(crops) = artifacts["crops"].as_array() {
         for crop in crops {
             let label = match crop["item"].as_u64() {
                 Some(index) => format!("item {index} crop"),
                 None => "item crop".to_string(),
             };
-            found.push((label, &crop["path"]));
+            found.push((label, None, false, &crop["path"]));
         }
     }
     found
         .into_iter()
-        .filter_map(|(label, path)| {
+        .filter_map(|(label, frame, is_defect_mask, path)| {
             let path = path.as_str()?;
             let safe = path.starts_with(&prefix)
                 && !path.split('/').any(|part| part.is_empty() || part == "..");
             Some(Artifact {
                 label,
+                frame,
+                is_defect_mask,
                 path: path.to_string(),
                 content_type: content_type(path).filter(|_| safe)?,
             })

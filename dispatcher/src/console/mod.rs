@@ -31,6 +31,7 @@ pub mod pages;
 pub mod scan_detail;
 pub mod scan_list;
 pub mod session;
+pub mod viewer;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;

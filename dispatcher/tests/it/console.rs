@@ -533,7 +533,7 @@ async fn the_scan_list_walks_an_index_in_order_at_scale() {
 }
 
 #[tokio::test]
-async fn artifacts_are_served_to_their_tenant_only() {
+async fn the_viewer_draws_the_report_and_artifacts_are_served_to_their_tenant_only() {
     let env = TestEnv::new().await;
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let alice_key = env.api_key("alice", Tier::Free).await;
@@ -554,24 +554,46 @@ async fn artifacts_are_served_to_their_tenant_only() {
         .put(&frame, bytes::Bytes::from_static(b"\xff\xd8jpeg"))
         .await
         .unwrap();
+    let result = json!({
+        "kind": "video_scan",
+        "report": {
+            "processed_size": [640, 360],
+            "frame_stats": [
+                {"index": 0, "sharpness": 10.0, "motion": 1.0},
+                {"index": 3, "sharpness": 40.0, "motion": 0.1},
+                {"index": 6, "sharpness": 20.0, "motion": 2.0},
+            ],
+            "golden_frames": [{"index": 3, "sharpness": 40.0, "motion": 0.1, "score": 1.0}],
+            "item": {"frame": 3, "bbox": [10, 20, 110, 180],
+                     "quad": [[10.0, 20.0], [110.0, 22.5], [108.0, 180.0], [9.0, 178.0]],
+                     "size": [200, 280]},
+            "defects": [{"kind": "scratch", "bbox": [0.1, 0.5, 0.3, 0.75], "length_px": 50.0,
+                         "area_px": 90.0, "severity": 0.4, "location": null, "support": 1}],
+        },
+        "artifacts": {"golden_frames": [{"frame": 3, "path": frame}], "defect_mask": mask},
+    });
     sqlx::query(
-        r#"UPDATE scans SET status = 'succeeded', finished_at = now(),
-                  result = jsonb_build_object('kind', 'video_scan', 'artifacts',
-                      jsonb_build_object('golden_frames', jsonb_build_array(jsonb_build_object('frame', 3, 'path', $2::text)),
-                                         'defect_mask', $3::text))
-            WHERE id = $1::uuid"#,
+        "UPDATE scans SET status = 'succeeded', finished_at = now(), result = $2 WHERE id = $1::uuid",
     )
     .bind(&scan_id)
-    .bind(&frame)
-    .bind(&mask)
+    .bind(&result)
     .execute(&env.pool)
     .await
     .unwrap();
 
     let alice = log_in(&dispatcher, &alice_key).await;
     let (_, page) = get(&dispatcher, &alice, &format!("/ui/scans/{scan_id}")).await;
-    assert!(page.contains(&format!(r#"src="/ui/scans/{scan_id}/artifacts/0""#)));
+    // The golden frame under its overlay, the defect mask under the boxes.
+    assert!(page.contains(&format!(r#"href="/ui/scans/{scan_id}/artifacts/0""#)));
+    assert!(page.contains(&format!(r#"href="/ui/scans/{scan_id}/artifacts/1""#)));
     assert!(page.contains("golden frame 3"));
+    // The viewer draws the report's quad on its frame and the defect box on
+    // the rectified item (200 × 280 px).
+    assert!(
+        page.contains(r#"points="10.0,20.0 110.0,22.5 108.0,180.0 9.0,178.0""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"x="20.0" y="140.0" width="40.0" height="70.0""#));
     let response = browser()
         .get(dispatcher.url(&format!("/ui/scans/{scan_id}/artifacts/0")))
         .header(COOKIE, &alice)

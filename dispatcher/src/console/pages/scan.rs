@@ -11,6 +11,7 @@ use crate::console::error::ConsoleError;
 use crate::console::layout::{self, csrf_field, page, Nav};
 use crate::console::scan_detail::{self, readable_fields, ScanDetail};
 use crate::console::session::Session;
+use crate::console::viewer;
 use crate::state::AppState;
 
 /// Readable result rows shown before the JSON takes over.
@@ -152,7 +153,9 @@ pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
             }
             @if let Some(result) = &scan.result {
                 @let images = artifacts::listed(result, detail.tenant_id);
-                @if !images.is_empty() {
+                @if let Some(report) = viewer::Report::of(result) {
+                    (viewer::render(scan.id, &report, &images))
+                } @else if !images.is_empty() {
                     section.card #artifacts {
                         h2 { "Artifacts" }
                         div.artifacts {

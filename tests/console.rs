@@ -281,3 +281,105 @@ async fn operator_console_in_a_headless_browser() {
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+/// A short rendered scan video (8 frames, 720p), as `tests/video.rs` makes.
+fn small_scan_video() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = vision::synth::SynthSpec {
+        frames: 8,
+        blurred_frames: vec![3],
+        ..Default::default()
+    };
+    let truth = vision::synth::generate(&spec, dir.path()).unwrap();
+    std::fs::read(truth.video).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scan_viewer_draws_a_video_scans_result() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.max_upload_bytes = 64 * 1024 * 1024;
+    let dispatcher = Dispatcher::start(config).await;
+    let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "viewer-cpu-1")).await;
+    let key = env.api_key("grader", Tier::Free).await;
+    let api = Api::new(&dispatcher.base_url, &key);
+    let upload = api.upload(small_scan_video()).await;
+    let scan_id = api
+        .submit(json!({"kind": "video_scan", "upload_id": upload, "item_type": "trading_card"}))
+        .await;
+    let scan = api.finished(&env, &scan_id).await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
+    let report = &scan["result"]["report"];
+    let base = dispatcher.base_url.clone();
+    let chrome = Chrome::start().await;
+    log_in(&chrome, &base, &key).await;
+    chrome.goto(&format!("{base}/ui/scans/{scan_id}")).await;
+    chrome.find("#viewer").await;
+
+    // One figure per golden frame, each image served (200) to this session.
+    let golden = report["golden_frames"].as_array().unwrap().len();
+    let statuses = chrome
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const hrefs = [...document.querySelectorAll('#viewer image')].map(i => i.getAttribute('href'));
+             Promise.all(hrefs.map(h => fetch(h).then(r => r.status))).then(done);",
+            vec![],
+        )
+        .await;
+    let statuses: Vec<u64> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    assert!(statuses.len() > golden, "frames and mask: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // The outline drawn is the result's quad, on the frame it was measured on.
+    if let Some(item) = report["item"].as_object() {
+        let expected: Vec<String> = item["quad"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1},{:.1}",
+                    p[0].as_f64().unwrap(),
+                    p[1].as_f64().unwrap()
+                )
+            })
+            .collect();
+        let drawn = chrome
+            .execute(
+                "const q = document.querySelector('polygon.quad');
+                 return q && [q.getAttribute('points'), q.closest('figure').dataset.frame];",
+                vec![],
+            )
+            .await;
+        assert_eq!(drawn[0], json!(expected.join(" ")));
+        assert_eq!(drawn[1], json!(item["frame"].to_string()));
+    }
+    // One box per defect, scaled from the item-normalised box.
+    let defects = report["defects"].as_array().unwrap().len();
+    let boxes = chrome
+        .execute(
+            "return document.querySelectorAll('#rectified rect.defect').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(boxes, json!(defects));
+    chrome
+        .execute(
+            "document.getElementById('viewer').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await;
+    chrome
+        .screenshot(&screenshot_dir().join("10-scan-viewer.png"))
+        .await;
+
+    chrome.close().await;
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -19,7 +19,8 @@ export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 # --bins` alone resolves them differently and compiles burn again.
 build_workspace() { cargo build --workspace --bins --tests --features "$SCANFLEET_FEATURES" "$@"; }
 
-APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config)
+# chromium and chromium-driver: the operator console's browser tests (tests/console.rs).
+APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config chromium chromium-driver)
 PYTHON_REQUIREMENTS="scripts/requirements-test.txt"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -2,6 +2,7 @@
 //! One test binary (faster to link); each module is one area.
 
 mod api_fuzz;
+mod console;
 mod item_crop;
 mod operate;
 mod routing;

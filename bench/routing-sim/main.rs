@@ -219,6 +219,7 @@ fn simulate(args: &Args, policy: RoutingPolicy, backlog_enabled: bool) -> Outcom
                 0
             },
             cpu_service_time: Some(Duration::from_secs_f64(CPU_SERVICE_S)),
+            ..Default::default()
         };
         if escalation.observe(&sample, &marks, epoch + Duration::from_secs(now))
             && escalation.is_escalated()

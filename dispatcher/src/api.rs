@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     api.merge(probes)
+        .merge(crate::console::router(state.clone()))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(axum::middleware::map_response(
             crate::problem::problem_for_bare_errors,

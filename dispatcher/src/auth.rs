@@ -41,23 +41,43 @@ impl FromRequestParts<AppState> for Caller {
             value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
                 ApiError::unauthorized("expected `Authorization: Bearer <api key>`")
             })?;
-        // A rotated-out key has a revocation time in the future and works until then.
-        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
-            r#"SELECT t.id, t.tier, k.is_admin
-                 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-                WHERE k.key_sha256 = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())"#,
-        )
-        .bind(hash_key(key))
-        .fetch_optional(state.pool())
-        .await?;
-        let (tenant_id, tier, is_admin) =
-            row.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-        Ok(Caller {
+        let owner = key_owner(state.pool(), key)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        Ok(owner.caller)
+    }
+}
+
+/// An API key that is in force, and who holds it.
+#[derive(Debug, Clone)]
+pub struct KeyOwner {
+    pub key_id: Uuid,
+    pub caller: Caller,
+}
+
+/// Looks a presented API key up by its hash; `None` for an unknown key or
+/// one revoked by now (a rotated-out key has a revocation time in the future
+/// and works until then).
+pub async fn key_owner(pool: &sqlx::PgPool, key: &str) -> Result<Option<KeyOwner>, ApiError> {
+    let row: Option<(Uuid, Uuid, String, bool)> = sqlx::query_as(
+        r#"SELECT k.id, t.id, t.tier, k.is_admin
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+            WHERE k.key_sha256 = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())"#,
+    )
+    .bind(hash_key(key))
+    .fetch_optional(pool)
+    .await?;
+    let Some((key_id, tenant_id, tier, is_admin)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(KeyOwner {
+        key_id,
+        caller: Caller {
             tenant_id,
             tier: Tier::parse(&tier).ok_or_else(|| ApiError::internal("bad tier in database"))?,
             is_admin,
-        })
-    }
+        },
+    }))
 }
 
 #[cfg(test)]

@@ -39,6 +39,70 @@ pub struct Watermarks {
     pub hold: Duration,
 }
 
+/// Watermarks an admin set at run time (`routing_policy`); `None` keeps
+/// the deployment's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct WatermarkOverrides {
+    pub high_depth: Option<i64>,
+    pub low_depth: Option<i64>,
+    pub hold_ms: Option<i64>,
+    pub latency_target_ms: Option<i64>,
+}
+
+impl WatermarkOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == WatermarkOverrides::default()
+    }
+
+    /// `base` (the deployment's watermarks) with these overrides applied.
+    pub fn apply(&self, base: Watermarks) -> Watermarks {
+        let ms = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+        Watermarks {
+            high_depth: self.high_depth.map_or(base.high_depth, |d| d.max(0) as u64),
+            low_depth: self.low_depth.map_or(base.low_depth, |d| d.max(0) as u64),
+            hold: self.hold_ms.map_or(base.hold, ms),
+            latency_target: self.latency_target_ms.map_or(base.latency_target, ms),
+        }
+    }
+}
+
+pub async fn watermark_overrides<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<WatermarkOverrides, sqlx::Error> {
+    let overrides: Option<WatermarkOverrides> = sqlx::query_as(
+        r#"SELECT high_watermark AS high_depth, low_watermark AS low_depth, hold_ms, latency_target_ms
+             FROM routing_policy"#,
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(overrides.unwrap_or_default())
+}
+
+pub async fn set_watermark_overrides<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    overrides: &WatermarkOverrides,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"UPDATE routing_policy
+              SET high_watermark = $1, low_watermark = $2, hold_ms = $3, latency_target_ms = $4"#,
+    )
+    .bind(overrides.high_depth)
+    .bind(overrides.low_depth)
+    .bind(overrides.hold_ms)
+    .bind(overrides.latency_target_ms)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The watermarks in force: the deployment's, with run-time overrides.
+pub async fn effective_watermarks(
+    pool: &sqlx::PgPool,
+    base: Watermarks,
+) -> Result<Watermarks, sqlx::Error> {
+    Ok(watermark_overrides(pool).await?.apply(base))
+}
+
 /// One look at the queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueSample {
@@ -46,6 +110,10 @@ pub struct QueueSample {
     pub cpu_consumers: u64,
     pub gpu_depth: u64,
     pub gpu_consumers: u64,
+    /// Messages waiting on the dead-letter queue (the dispatcher's own
+    /// watcher normally drains it at once).
+    pub dead_depth: u64,
+    pub dead_consumers: u64,
     /// Recent mean processing time of a CPU scan, if any finished lately.
     pub cpu_service_time: Option<Duration>,
 }
@@ -59,6 +127,10 @@ impl QueueSample {
         (self.cpu_consumers > 0)
             .then(|| service_time.mul_f64(self.cpu_depth as f64 / self.cpu_consumers as f64))
     }
+}
+
+fn round_to_ms(duration: Duration) -> Duration {
+    Duration::from_millis(duration.as_millis() as u64)
 }
 
 /// The escalation state machine. Escalating is immediate; standing down needs
@@ -80,6 +152,32 @@ impl Escalation {
 
     pub fn is_escalated(&self) -> bool {
         self.escalated
+    }
+
+    /// Why the state is what it is after `sample`, in words for the
+    /// escalation timeline (called when [`Escalation::observe`] reports a change).
+    pub fn reason(&self, sample: &QueueSample, marks: &Watermarks) -> String {
+        let wait = sample.predicted_cpu_wait();
+        if self.escalated {
+            if sample.cpu_depth > marks.high_depth {
+                format!(
+                    "CPU queue depth {} above the high watermark {}",
+                    sample.cpu_depth, marks.high_depth
+                )
+            } else {
+                format!(
+                    "predicted CPU wait {} above the latency target {}",
+                    humantime::format_duration(round_to_ms(wait.unwrap_or_default())),
+                    humantime::format_duration(marks.latency_target)
+                )
+            }
+        } else {
+            format!(
+                "CPU queue depth below the low watermark {} for {}",
+                marks.low_depth,
+                humantime::format_duration(marks.hold)
+            )
+        }
     }
 
     /// Feeds one sample; returns true when the state changed.
@@ -171,7 +269,6 @@ async fn lead_when_elected(
         .fetch_one(state.pool())
         .await?;
     let mut escalation = Escalation::new(stored);
-    let marks = state.config().watermarks();
     let mut ticks = tokio::time::interval(poll);
     loop {
         tokio::select! {
@@ -181,14 +278,19 @@ async fn lead_when_elected(
         // Losing the lock connection means another replica may lead now.
         sqlx::query("SELECT 1").execute(&mut lock_conn).await?;
         let sample = sample_queues(state, &channel).await?;
+        // Read each time: an admin may change them at run time.
+        let marks = effective_watermarks(state.pool(), state.config().watermarks()).await?;
         if escalation.observe(&sample, &marks, Instant::now()) {
+            let reason = escalation.reason(&sample, &marks);
             tracing::warn!(
                 escalated = escalation.is_escalated(),
                 cpu_depth = sample.cpu_depth,
                 cpu_consumers = sample.cpu_consumers,
                 predicted_wait_ms = sample.predicted_cpu_wait().map(|w| w.as_millis() as u64),
+                %reason,
                 "backlog escalation changed"
             );
+            record_change(state, &sample, escalation.is_escalated(), &reason).await?;
         }
         store_state(state, &sample, escalation.is_escalated()).await?;
         refresh_gauges(state).await?;
@@ -218,6 +320,9 @@ async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSampl
             FieldTable::default(),
         )
         .await?;
+    let dead = channel
+        .queue_declare(topology::DEAD_LETTER_QUEUE, passive, FieldTable::default())
+        .await?;
     // Mean duration of the last 50 CPU scans: the service-time estimate.
     let service_seconds: Option<f64> = sqlx::query_scalar!(
         r#"SELECT avg(extract(epoch FROM finished_at - started_at))::float8 AS "seconds"
@@ -232,6 +337,8 @@ async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSampl
         cpu_consumers: cpu.consumer_count() as u64,
         gpu_depth: gpu.message_count() as u64,
         gpu_consumers: gpu.consumer_count() as u64,
+        dead_depth: dead.message_count() as u64,
+        dead_consumers: dead.consumer_count() as u64,
         cpu_service_time: service_seconds
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64),
@@ -256,6 +363,32 @@ async fn store_state(
         sample.gpu_consumers as i64,
         sample.predicted_cpu_wait().map(|w| w.as_millis() as i64)
     )
+    .execute(state.pool())
+    .await?;
+    sqlx::query("UPDATE backlog_state SET dead_depth = $1, dead_consumers = $2")
+        .bind(sample.dead_depth as i64)
+        .bind(sample.dead_consumers as i64)
+        .execute(state.pool())
+        .await?;
+    Ok(())
+}
+
+/// Appends to the escalation timeline the console shows.
+async fn record_change(
+    state: &AppState,
+    sample: &QueueSample,
+    escalated: bool,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"INSERT INTO escalation_events (escalated, reason, cpu_depth, cpu_consumers, predicted_wait_ms)
+           VALUES ($1, $2, $3, $4, $5)"#,
+    )
+    .bind(escalated)
+    .bind(reason)
+    .bind(sample.cpu_depth as i64)
+    .bind(sample.cpu_consumers as i64)
+    .bind(sample.predicted_cpu_wait().map(|w| w.as_millis() as i64))
     .execute(state.pool())
     .await?;
     Ok(())
@@ -318,6 +451,54 @@ mod tests {
                 escalation.is_escalated()
             })
             .collect()
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        assert_eq!(WatermarkOverrides::default().apply(MARKS), MARKS);
+        let overrides = WatermarkOverrides {
+            high_depth: Some(40),
+            hold_ms: Some(5_000),
+            ..Default::default()
+        };
+        assert!(!overrides.is_empty());
+        assert_eq!(
+            overrides.apply(MARKS),
+            Watermarks {
+                high_depth: 40,
+                hold: Duration::from_secs(5),
+                ..MARKS
+            }
+        );
+    }
+
+    #[test]
+    fn the_reason_names_the_watermark_that_decided() {
+        let mut escalation = Escalation::default();
+        let start = Instant::now();
+        assert!(escalation.observe(&depth(12), &MARKS, start));
+        assert_eq!(
+            escalation.reason(&depth(12), &MARKS),
+            "CPU queue depth 12 above the high watermark 10"
+        );
+        let slow = QueueSample {
+            cpu_depth: 8,
+            cpu_consumers: 2,
+            cpu_service_time: Some(Duration::from_secs(20)),
+            ..Default::default()
+        };
+        let mut late = Escalation::default();
+        assert!(late.observe(&slow, &MARKS, start));
+        assert_eq!(
+            late.reason(&slow, &MARKS),
+            "predicted CPU wait 1m 20s above the latency target 1m"
+        );
+        escalation.observe(&depth(1), &MARKS, start + Duration::from_secs(1));
+        assert!(escalation.observe(&depth(1), &MARKS, start + Duration::from_secs(31)));
+        assert_eq!(
+            escalation.reason(&depth(1), &MARKS),
+            "CPU queue depth below the low watermark 3 for 30s"
+        );
     }
 
     #[test]

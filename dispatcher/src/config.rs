@@ -135,6 +135,14 @@ pub struct DispatcherConfig {
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+    /// How long an operator console login (`/ui`) lasts.
+    #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub console_session_ttl: Duration,
+    /// Mark the console's session cookie `Secure` (sent over https only).
+    /// Turn off only where the console is reached over plain http (a local
+    /// demo or test); behind TLS termination keep it on.
+    #[arg(long, env = "CONSOLE_SECURE_COOKIE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub console_secure_cookie: bool,
 }
 
 impl DispatcherConfig {
@@ -168,6 +176,9 @@ impl DispatcherConfig {
         }
         if self.webhook_per_endpoint == 0 || self.webhook_max_in_flight == 0 {
             return Err("WEBHOOK_PER_ENDPOINT and WEBHOOK_MAX_IN_FLIGHT must be positive".into());
+        }
+        if self.console_session_ttl < Duration::from_secs(60) {
+            return Err("CONSOLE_SESSION_TTL must be at least a minute".into());
         }
         if self.database_max_connections < 2 {
             return Err("DATABASE_MAX_CONNECTIONS must be at least 2".into());
@@ -204,6 +215,8 @@ impl DispatcherConfig {
             "upload_rate_per_minute": self.upload_rate_per_minute.to_string(),
             "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
             "max_in_flight_scans": self.max_in_flight_scans.to_string(),
+            "console_session_ttl": humantime::format_duration(self.console_session_ttl).to_string(),
+            "console_secure_cookie": self.console_secure_cookie,
         });
         described
             .as_object_mut()

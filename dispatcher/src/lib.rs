@@ -9,6 +9,7 @@ pub mod backlog;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dead_letters;
 pub mod http_metrics;
 pub mod keys;

@@ -98,8 +98,8 @@ pub async fn seed_policy(pool: &PgPool, policy: RoutingPolicy) -> Result<(), sql
     Ok(())
 }
 
-pub async fn set_policy(
-    pool: &PgPool,
+pub async fn set_policy<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     policy: RoutingPolicy,
     updated_by: &str,
 ) -> Result<(), sqlx::Error> {
@@ -112,7 +112,7 @@ pub async fn set_policy(
         policy.canary_bp as i32,
         updated_by
     )
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -292,8 +292,29 @@ pub async fn submit(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let caller = &allowed.caller;
     let idempotency_key = idempotency_key(&headers)?;
+    let raw = parse_json_object(&body)?;
+    let accepted = submit_scan(&state, &allowed.caller, idempotency_key, raw).await?;
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/scans/{}", accepted.id))],
+        Json(accepted),
+    )
+        .into_response();
+    response.headers_mut().extend(allowed.headers());
+    Ok(response)
+}
+
+/// Validates a submission (a JSON object), routes it and stores it with its
+/// outbox row: everything `POST /v1/scans` does after authentication and the
+/// rate limit. The console's retry submits through here too, so a re-run is
+/// checked and routed exactly as a new API submission would be.
+pub async fn submit_scan(
+    state: &AppState,
+    caller: &Caller,
+    idempotency_key: Option<&str>,
+    raw: Value,
+) -> Result<Accepted, ApiError> {
     check_in_flight(
         state.pool(),
         caller,
@@ -301,7 +322,6 @@ pub async fn submit(
         idempotency_key,
     )
     .await?;
-    let raw = parse_json_object(&body)?;
     // serde_json's map is sorted, so this is a canonical form of the body:
     // the same submission with keys in another order is the same request.
     // PostgreSQL text and jsonb cannot hold U+0000.
@@ -349,7 +369,7 @@ pub async fn submit(
                 "callback_url is too long",
             ));
         }
-        crate::webhooks::api::check_callback_url(&state, callback_url).await?;
+        crate::webhooks::api::check_callback_url(state, callback_url).await?;
     }
     let upload_path = match (kind.needs_source(), &request.source_url, request.upload_id) {
         (false, None, None) => None,
@@ -360,7 +380,7 @@ pub async fn submit(
             ))
         }
         (true, Some(source_url), None) => {
-            check_source_url(&state, source_url).await?;
+            check_source_url(state, source_url).await?;
             None
         }
         (true, None, Some(upload_id)) => Some(
@@ -449,20 +469,12 @@ pub async fn submit(
     let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
         .await?
         .ok_or_else(|| ApiError::internal("accepted scan vanished"))?;
-    let accepted = Accepted {
+    Ok(Accepted {
         id: row.id,
         status: row.status,
         route: row.route,
         route_reason: row.route_reason,
-    };
-    let mut response = (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/scans/{scan_id}"))],
-        Json(accepted),
-    )
-        .into_response();
-    response.headers_mut().extend(allowed.headers());
-    Ok(response)
+    })
 }
 
 fn contains_nul(value: &Value) -> bool {

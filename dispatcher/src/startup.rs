@@ -65,7 +65,7 @@ pub async fn start(
         source,
     })?;
     let topology = config.service.topology();
-    let state = AppState::new(pool, blobs, config);
+    let state = AppState::new(pool, blobs, config, shutdown.clone());
 
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::relay::run(state.clone(), topology, shutdown.clone()));
@@ -80,6 +80,10 @@ pub async fn start(
         shutdown.clone(),
     ));
     tasks.spawn(crate::webhooks::deliverer::run(
+        state.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::console::live::listen(
         state.clone(),
         shutdown.clone(),
     ));

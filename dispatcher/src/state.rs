@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use protocol::blob::BlobStore;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::config::DispatcherConfig;
 use crate::metrics::DispatcherMetrics;
@@ -22,10 +24,22 @@ struct Inner {
     /// Wakes the outbox relay as soon as a scan is committed, so publishing
     /// does not wait for the next poll.
     outbox_wakeup: Notify,
+    /// Ids of scans that just changed (any replica, any worker), fed by the
+    /// console's Postgres listener; open console pages subscribe.
+    scan_changes: broadcast::Sender<Uuid>,
+    /// Fires when the dispatcher shuts down: long-lived responses (the
+    /// console's event streams) end then, or graceful shutdown would wait
+    /// for them forever.
+    stopping: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, blobs: BlobStore, config: DispatcherConfig) -> Self {
+    pub fn new(
+        pool: PgPool,
+        blobs: BlobStore,
+        config: DispatcherConfig,
+        stopping: CancellationToken,
+    ) -> Self {
         let rate_limits =
             RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
         AppState(Arc::new(Inner {
@@ -35,6 +49,8 @@ impl AppState {
             metrics: DispatcherMetrics::new(),
             rate_limits,
             outbox_wakeup: Notify::new(),
+            scan_changes: broadcast::channel(crate::console::live::CHANGES_BUFFER).0,
+            stopping,
         }))
     }
 
@@ -60,5 +76,13 @@ impl AppState {
 
     pub fn outbox_wakeup(&self) -> &Notify {
         &self.0.outbox_wakeup
+    }
+
+    pub fn scan_changes(&self) -> &broadcast::Sender<Uuid> {
+        &self.0.scan_changes
+    }
+
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.0.stopping
     }
 }

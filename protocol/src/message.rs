@@ -86,6 +86,20 @@ pub enum RouteReason {
 }
 
 impl RouteReason {
+    pub const ALL: [RouteReason; 7] = [
+        RouteReason::Mode,
+        RouteReason::Tier,
+        RouteReason::Canary,
+        RouteReason::Backlog,
+        RouteReason::Default,
+        RouteReason::GpuTimeoutFallback,
+        RouteReason::GpuFailureFallback,
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RouteReason::Mode => "mode",

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use worker::config::{QueueChoice, WorkerConfig};
 
 pub mod processes;
+pub mod webdriver;
 
 pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 pub const RABBIT_API: &str = "http://127.0.0.1:15672/api";
@@ -151,6 +152,8 @@ impl TestEnv {
             webhook_allow_http: true,
             webhook_allow_hosts: vec!["127.0.0.1".to_string()],
             webhook_secret_overlap: Duration::from_secs(3600),
+            console_session_ttl: Duration::from_secs(3600),
+            console_secure_cookie: false,
             source_allow_http: true,
             source_allow_hosts: vec!["127.0.0.1".to_string()],
             outbox_poll: Duration::from_millis(200),

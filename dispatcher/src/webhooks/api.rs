@@ -395,13 +395,22 @@ pub async fn list_deliveries(
 ) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     let scan_id = parse_id(&id, "scan")?;
     scan_belongs_to(&state, &caller, scan_id).await?;
+    Ok(Json(deliveries_of(state.pool(), scan_id).await?))
+}
+
+/// A scan's webhook deliveries with every attempt, oldest first. The caller
+/// has checked that the scan is visible to whoever asks.
+pub async fn deliveries_of(
+    pool: &sqlx::PgPool,
+    scan_id: Uuid,
+) -> Result<Vec<DeliveryView>, sqlx::Error> {
     let deliveries = sqlx::query!(
         r#"SELECT id, message_id, event_type, url, endpoint_id, status, attempts, next_attempt_at,
                   last_error, created_at, finished_at
              FROM webhook_deliveries WHERE scan_id = $1 ORDER BY created_at, id"#,
         scan_id
     )
-    .fetch_all(state.pool())
+    .fetch_all(pool)
     .await?;
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
     let attempts = sqlx::query!(
@@ -409,7 +418,7 @@ pub async fn list_deliveries(
              FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY id"#,
         &ids
     )
-    .fetch_all(state.pool())
+    .fetch_all(pool)
     .await?;
     let views = deliveries
         .into_iter()
@@ -440,7 +449,7 @@ pub async fn list_deliveries(
             finished_at: d.finished_at,
         })
         .collect();
-    Ok(Json(views))
+    Ok(views)
 }
 
 #[utoipa::path(
@@ -462,6 +471,18 @@ pub async fn redeliver(
     let scan_id = parse_id(&scan_id, "scan")?;
     let delivery_id = parse_id(&delivery_id, "delivery")?;
     scan_belongs_to(&state, &caller, scan_id).await?;
+    requeue_delivery(state.pool(), scan_id, delivery_id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Queues a finished delivery of a scan for another attempt now, with the
+/// same `webhook-id`. The caller has checked that the scan is visible to
+/// whoever asks; a pending delivery or a disabled endpoint is a `409`.
+pub async fn requeue_delivery(
+    pool: &sqlx::PgPool,
+    scan_id: Uuid,
+    delivery_id: Uuid,
+) -> Result<(), ApiError> {
     let queued = sqlx::query!(
         r#"UPDATE webhook_deliveries d
               SET status = 'pending', next_attempt_at = now(), finished_at = NULL
@@ -470,18 +491,18 @@ pub async fn redeliver(
         delivery_id,
         scan_id
     )
-    .execute(state.pool())
+    .execute(pool)
     .await?
     .rows_affected();
     if queued == 1 {
-        return Ok(StatusCode::ACCEPTED);
+        return Ok(());
     }
     let exists = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1 AND scan_id = $2) AS "exists!""#,
         delivery_id,
         scan_id
     )
-    .fetch_one(state.pool())
+    .fetch_one(pool)
     .await?;
     if exists {
         Err(ApiError::new(

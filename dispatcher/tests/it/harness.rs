@@ -98,6 +98,8 @@ impl TestEnv {
             webhook_allow_http: true,
             webhook_allow_hosts: vec!["127.0.0.1".to_string()],
             webhook_secret_overlap: Duration::from_secs(3600),
+            console_session_ttl: Duration::from_secs(3600),
+            console_secure_cookie: false,
             source_allow_http: true,
             source_allow_hosts: vec![],
             outbox_poll: Duration::from_millis(200),

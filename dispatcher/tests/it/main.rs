@@ -3,6 +3,7 @@
 //! binary (modules below) so the dispatcher is linked once.
 
 mod api_edges;
+mod console;
 mod cross_tenant;
 mod harness;
 mod health;

@@ -1,0 +1,222 @@
+//! The scan detail page's POST actions: retry, cancel, redeliver a webhook.
+//! Each checks the CSRF token (`CsrfForm`) and that the session may see the
+//! scan, then calls the code the public API uses for the same thing.
+
+use axum::extract::{Path, State};
+use axum::response::Redirect;
+use protocol::Tier;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::console::csrf::CsrfForm;
+use crate::console::error::ConsoleError;
+use crate::console::scan_detail::owner_and_row;
+use crate::console::session::Session;
+use crate::rate_limit::Action;
+use crate::state::AppState;
+use crate::store::{self, CancelOutcome, ScanRow};
+
+#[derive(Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    nonce: String,
+}
+
+/// The scan's owner and row, if the session may see it.
+async fn visible(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<(Uuid, ScanRow), ConsoleError> {
+    let scan_id = super::scan_id(id)?;
+    let (owner, _, row) = owner_and_row(state.pool(), session.tenant_scope(), scan_id)
+        .await?
+        .ok_or(ConsoleError::NotFound("scan"))?;
+    Ok((owner, row))
+}
+
+/// The submission that would create this scan again, as a `POST /v1/scans` body.
+pub fn resubmission(row: &ScanRow) -> Value {
+    let mut body = Map::new();
+    body.insert("kind".into(), row.kind.clone().into());
+    for field in ["source_url", "upload_id"] {
+        if let Some(value) = row.input.get(field).filter(|v| !v.is_null()) {
+            body.insert(field.into(), value.clone());
+        }
+    }
+    if let Some(params) = row
+        .input
+        .get("params")
+        .filter(|p| p.as_object().is_some_and(|p| !p.is_empty()))
+    {
+        body.insert("params".into(), params.clone());
+    }
+    if let Some(item_type) = &row.item_type {
+        body.insert("item_type".into(), item_type.clone().into());
+    }
+    if let Some(url) = &row.callback_url {
+        body.insert("callback_url".into(), url.clone().into());
+    }
+    if row.metadata.as_object().is_some_and(|m| !m.is_empty()) {
+        body.insert("metadata".into(), row.metadata.clone());
+    }
+    Value::Object(body)
+}
+
+/// Submits the scan's input again as a new scan of the same tenant, through
+/// `scans::submit_scan` (validation, in-flight cap, routing, outbox) and the
+/// tenant's submit rate limit. The form's nonce makes the idempotency key,
+/// so a double click creates one scan.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(session, form): CsrfForm<RetryForm>,
+) -> Result<Redirect, ConsoleError> {
+    let (owner, row) = visible(&state, &session, &id).await?;
+    if form.nonce.len() != 32 || !form.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ConsoleError::BadRequest(
+            "the retry form is malformed; reload the page".into(),
+        ));
+    }
+    let tier: String = sqlx::query_scalar("SELECT tier FROM tenants WHERE id = $1")
+        .bind(owner)
+        .fetch_one(state.pool())
+        .await?;
+    let caller = Caller {
+        tenant_id: owner,
+        tier: Tier::parse(&tier)
+            .ok_or_else(|| ConsoleError::internal(format!("bad tier {tier:?} in database")))?,
+        is_admin: false,
+    };
+    state.rate_limits().check(Action::Submit, &caller)?;
+    let idempotency_key = format!("console-retry-{}-{}", row.id.simple(), form.nonce);
+    let accepted =
+        crate::scans::submit_scan(&state, &caller, Some(&idempotency_key), resubmission(&row))
+            .await?;
+    record_retry(&state, row.id, accepted.id, &session.actor()).await?;
+    tracing::info!(from = %row.id, to = %accepted.id, by = %session.actor(), "console: scan retried");
+    Ok(Redirect::to(&format!(
+        "/ui/scans/{}?done=retried",
+        accepted.id
+    )))
+}
+
+/// Links the two scans in their event logs (once, also for a replayed click).
+async fn record_retry(
+    state: &AppState,
+    from: Uuid,
+    to: Uuid,
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = state.pool().begin().await?;
+    let first: bool = sqlx::query_scalar(
+        "SELECT NOT EXISTS (SELECT 1 FROM scan_events WHERE scan_id = $1 AND event = 'resubmitted')",
+    )
+    .bind(to)
+    .fetch_one(&mut *tx)
+    .await?;
+    if first {
+        protocol::db::record_event(
+            &mut tx,
+            to,
+            "resubmitted",
+            serde_json::json!({ "from": from, "by": actor }),
+        )
+        .await?;
+        protocol::db::record_event(
+            &mut tx,
+            from,
+            "retried",
+            serde_json::json!({ "as": to, "by": actor }),
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(session, NoFields {}): CsrfForm<NoFields>,
+) -> Result<Redirect, ConsoleError> {
+    let (owner, row) = visible(&state, &session, &id).await?;
+    match store::cancel_scan(state.pool(), owner, row.id).await? {
+        CancelOutcome::Canceled => {
+            tracing::info!(scan_id = %row.id, by = %session.actor(), "console: scan canceled");
+            Ok(Redirect::to(&format!("/ui/scans/{}?done=canceled", row.id)))
+        }
+        CancelOutcome::NotFound => Err(ConsoleError::NotFound("scan")),
+        CancelOutcome::NotCancelable(status) => Err(ConsoleError::Refused(
+            axum::http::StatusCode::CONFLICT,
+            format!("the scan is {status}; only queued scans can be canceled"),
+        )),
+    }
+}
+
+pub async fn redeliver(
+    State(state): State<AppState>,
+    Path((id, delivery_id)): Path<(String, String)>,
+    CsrfForm(session, NoFields {}): CsrfForm<NoFields>,
+) -> Result<Redirect, ConsoleError> {
+    let (_, row) = visible(&state, &session, &id).await?;
+    let delivery_id =
+        Uuid::parse_str(&delivery_id).map_err(|_| ConsoleError::NotFound("delivery"))?;
+    crate::webhooks::api::requeue_delivery(state.pool(), row.id, delivery_id).await?;
+    tracing::info!(scan_id = %row.id, %delivery_id, by = %session.actor(), "console: webhook redelivery");
+    Ok(Redirect::to(&format!(
+        "/ui/scans/{}?done=redelivered",
+        row.id
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resubmission_carries_the_input_not_the_outcome() {
+        let row = ScanRow {
+            id: Uuid::now_v7(),
+            kind: "video_scan".into(),
+            input: serde_json::json!({"source_url": "https://x.test/v.mp4", "upload_id": null, "params": {"downscale_max": 640}}),
+            item_type: Some("comic".into()),
+            callback_url: None,
+            metadata: serde_json::json!({"order": 7}),
+            status: "failed".into(),
+            route: "gpu".into(),
+            route_reason: "tier".into(),
+            attempts: 3,
+            worker: Some("w1".into()),
+            backend: Some("cuda".into()),
+            result: None,
+            error_code: Some("x".into()),
+            error_message: None,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+        };
+        assert_eq!(
+            resubmission(&row),
+            serde_json::json!({
+                "kind": "video_scan",
+                "source_url": "https://x.test/v.mp4",
+                "params": {"downscale_max": 640},
+                "item_type": "comic",
+                "metadata": {"order": 7},
+            })
+        );
+        let probe = ScanRow {
+            kind: "probe".into(),
+            input: serde_json::json!({"source_url": null, "upload_id": null, "params": {}}),
+            item_type: None,
+            metadata: serde_json::json!({}),
+            ..row
+        };
+        assert_eq!(resubmission(&probe), serde_json::json!({"kind": "probe"}));
+    }
+}

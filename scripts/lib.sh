@@ -19,6 +19,23 @@ export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 # --bins` alone resolves them differently and compiles burn again.
 build_workspace() { cargo build --workspace --bins --tests --features "$SCANFLEET_FEATURES" "$@"; }
 
+# The demo's build: only the two binaries it runs, without the tests and the
+# Wgpu stack they need, and with CUDA only where a driver is there to use it
+# (no GPU: the GPU-queue worker runs on the CPU and says "built without
+# cuda"). On a fresh 2-core machine this is what gets `scripts/demo` to its
+# first result quickly. scripts/test's build is a different feature set, so
+# running the tests after the demo compiles burn once more (CI runs only the
+# tests, so CI is unaffected).
+demo_features() {
+  if [ -e /proc/driver/nvidia/version ] || ldconfig -p 2>/dev/null | grep -q 'libcuda\.so'; then
+    echo "scanfleet-worker/cuda"
+  fi
+}
+build_demo() {
+  local features; features=$(demo_features)
+  cargo build -p scanfleet-dispatcher -p scanfleet-worker --bins ${features:+--features "$features"} "$@"
+}
+
 # chromium and chromium-driver: the operator console's browser tests (tests/console.rs).
 APT_PACKAGES=(libopencv-dev clang libclang-dev opencv-doc mesa-vulkan-drivers pkg-config chromium chromium-driver)
 PYTHON_REQUIREMENTS="scripts/requirements-test.txt"

@@ -4,6 +4,7 @@
 mod api_fuzz;
 mod item_crop;
 mod operate;
+mod replicas;
 mod routing;
 mod video;
 mod webhooks;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use protocol::blob::BlobStore;
+use protocol::supervise::Health;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -19,13 +20,15 @@ struct Inner {
     config: DispatcherConfig,
     metrics: DispatcherMetrics,
     rate_limits: RateLimits,
+    /// Whether a background task has stopped (readiness fails then).
+    health: Health,
     /// Wakes the outbox relay as soon as a scan is committed, so publishing
     /// does not wait for the next poll.
     outbox_wakeup: Notify,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, blobs: BlobStore, config: DispatcherConfig) -> Self {
+    pub fn new(pool: PgPool, blobs: BlobStore, config: DispatcherConfig, health: Health) -> Self {
         let rate_limits =
             RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
         AppState(Arc::new(Inner {
@@ -34,6 +37,7 @@ impl AppState {
             config,
             metrics: DispatcherMetrics::new(),
             rate_limits,
+            health,
             outbox_wakeup: Notify::new(),
         }))
     }
@@ -56,6 +60,10 @@ impl AppState {
 
     pub fn rate_limits(&self) -> &RateLimits {
         &self.0.rate_limits
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.0.health
     }
 
     pub fn outbox_wakeup(&self) -> &Notify {

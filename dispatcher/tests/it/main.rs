@@ -10,6 +10,7 @@ mod keys;
 mod limits;
 mod secrets;
 mod ssrf;
+mod statements;
 mod supervision;
 mod tenants;
 mod uploads;

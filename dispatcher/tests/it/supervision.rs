@@ -139,3 +139,61 @@ async fn sigterm_stops_the_dispatcher_process_with_success() {
     );
     env.cleanup().await;
 }
+
+/// The broker's connections to this test's vhost named `name` by the client.
+async fn broker_connections(env: &TestEnv, name: &str) -> Vec<String> {
+    let connections: Vec<serde_json::Value> = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:15672/api/vhosts/{}/connections",
+            env.name
+        ))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    connections
+        .iter()
+        .filter(|connection| connection["user_provided_name"] == name)
+        .filter_map(|connection| connection["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// lapin ends a consumer's stream when its connection closes, but the relay
+/// consumes nothing: it has to look. A relay that did not would sit on a
+/// dead channel, idle, until the next scan failed to publish.
+#[tokio::test]
+async fn the_relay_reconnects_when_the_broker_closes_its_idle_connection() {
+    let env = TestEnv::new().await;
+    let dispatcher = crate::harness::Dispatcher::start(env.dispatcher_config()).await;
+    let relay = "scanfleet-dispatcher-relay";
+    let first = wait_for("the relay's connection", || async {
+        broker_connections(&env, relay).await.pop()
+    })
+    .await;
+
+    // What an operator (or a broker failing over) does: close it.
+    let response = reqwest::Client::new()
+        .delete(format!(
+            "http://127.0.0.1:15672/api/connections/{}",
+            first.replace(' ', "%20").replace('>', "%3E")
+        ))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    wait_for(
+        "the relay to connect again, with nothing to publish",
+        || async {
+            let now = broker_connections(&env, relay).await;
+            (now.len() == 1 && now[0] != first).then_some(())
+        },
+    )
+    .await;
+    wait_until_ready(&dispatcher.url("/readyz")).await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -5,6 +5,7 @@ mod api_fuzz;
 mod console;
 mod item_crop;
 mod operate;
+mod replicas;
 mod routing;
 mod video;
 mod webhooks;

@@ -317,3 +317,50 @@ async fn sigterm_past_the_grace_period_hands_the_scan_back_to_the_queue() {
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_consumer_the_broker_refuses_exits_non_zero() {
+    let env = TestEnv::new().await;
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let amqp_url = env.broker_user().await;
+    let worker = spawn_worker_process(
+        &env,
+        "refused",
+        &[
+            ("AMQP_URL", &amqp_url),
+            ("METRICS_ADDR", &metrics_addr),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    let readyz = format!("http://{metrics_addr}/readyz");
+    wait_for("the worker to consume", || async {
+        let response = reqwest::get(&readyz).await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+
+    // The broker drops the worker's connection and refuses the next one.
+    env.delete_broker_user().await;
+    let output = tokio::time::timeout(harness::PATIENCE, worker.wait_with_output())
+        .await
+        .expect("the worker exits by itself")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a failure exit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let failure = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|entry| entry["level"] == "ERROR" && entry["task"] == "consumer")
+        .unwrap_or_else(|| panic!("no error naming the consumer task in: {stdout}"));
+    assert!(
+        failure["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("ACCESS_REFUSED")),
+        "{failure}"
+    );
+    env.cleanup().await;
+}

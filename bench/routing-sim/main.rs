@@ -11,8 +11,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dispatcher::backlog::{Escalation, QueueSample, Watermarks};
+use dispatcher::backlog::{Escalation, QueueSample};
 use dispatcher::routing::{decide, RoutingMode, RoutingPolicy};
+use dispatcher::settings::Watermarks;
 use protocol::{Route, Tier};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

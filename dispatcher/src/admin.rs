@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::backlog::{self, WatermarkOverrides, Watermarks};
+use crate::backlog::{self, WatermarkOverrides};
 use crate::body::{parse_json, JsonBody};
 use crate::config::percent_to_bp;
 use crate::problem::{ApiError, Problem};
 use crate::routing::{self, RoutingMode, RoutingPolicy};
+use crate::settings::Watermarks;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
+use protocol::supervise::TaskFailure;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
@@ -144,7 +145,18 @@ async fn overloaded(error: BoxError) -> Response {
 /// connection (submissions still succeed without it, but are not published).
 /// The public port says only `ok` or `unavailable`: a driver's error text
 /// names hosts, databases and users, so it goes to the log instead.
+/// Once a background task has stopped for good, the answer is a
+/// `task_failed` problem naming it, whatever else holds: the replica is on
+/// its way out.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if let Some(failure) = state.health().failure() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            TaskFailure::PROBLEM_CODE,
+            failure.public_detail(),
+        )
+        .into_response();
+    }
     let database = match sqlx::query("SELECT 1").execute(state.pool()).await {
         Ok(_) => "ok",
         Err(error) => {

@@ -16,28 +16,16 @@ use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::Channel;
 use protocol::backoff::Backoff;
-use protocol::topology::{self, Topology};
+use protocol::topology::{self, SessionRefused, Topology};
 use protocol::Route;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
+use crate::settings::Watermarks;
 use crate::state::AppState;
 
 /// Advisory-lock key of the backlog monitor ("scanflt" in ASCII).
 const MONITOR_LOCK_KEY: i64 = 0x0073_6361_6e66_6c74;
-
-/// When to escalate and when to stand down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Watermarks {
-    /// Escalate when more than this many scans wait on the CPU queue…
-    pub high_depth: u64,
-    /// …or when a new CPU scan is predicted to wait longer than this.
-    pub latency_target: Duration,
-    /// Stand down only once the depth stays below this…
-    pub low_depth: u64,
-    /// …for this long without interruption.
-    pub hold: Duration,
-}
 
 /// Watermarks an admin set at run time (`routing_policy`); `None` keeps
 /// the deployment's setting.
@@ -206,13 +194,22 @@ impl Escalation {
     }
 }
 
-pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToken) {
+/// Monitors (or waits to) until `shutdown`; ends early only if the broker
+/// refuses the session.
+pub async fn run(
+    state: AppState,
+    topology: Topology,
+    shutdown: CancellationToken,
+) -> Result<(), SessionRefused> {
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
         match lead_when_elected(&state, &topology, &shutdown).await {
             Ok(()) => break,
             Err(error) => {
                 state.metrics().backlog_leader.set(0);
+                if let MonitorError::Refused(refused) = error {
+                    return Err(refused);
+                }
                 tracing::warn!(%error, "backlog monitor interrupted; retrying");
                 if !backoff.wait(&shutdown).await {
                     break;
@@ -220,6 +217,7 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
             }
         }
     }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +226,19 @@ enum MonitorError {
     Database(#[from] sqlx::Error),
     #[error("broker: {0}")]
     Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Refused(SessionRefused),
+}
+
+impl MonitorError {
+    /// An error while opening the broker session: refused for good, or not.
+    fn opening(error: lapin::Error) -> Self {
+        if topology::is_permanent(&error) {
+            MonitorError::Refused(SessionRefused(error))
+        } else {
+            MonitorError::Broker(error)
+        }
+    }
 }
 
 /// Waits for the monitor lock (refreshing this replica's gauges meanwhile),
@@ -262,9 +273,16 @@ async fn lead_when_elected(
         state.config().service.amqp_url.expose_secret(),
         "scanfleet-dispatcher-backlog",
     )
-    .await?;
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
+    .await
+    .map_err(MonitorError::opening)?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(MonitorError::opening)?;
+    topology
+        .declare(&channel)
+        .await
+        .map_err(MonitorError::opening)?;
     let stored = sqlx::query_scalar!("SELECT escalated FROM backlog_state")
         .fetch_one(state.pool())
         .await?;

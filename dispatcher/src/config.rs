@@ -6,9 +6,8 @@ use std::time::Duration;
 use protocol::config::{parse_duration, ServiceConfig};
 use protocol::Tier;
 
-use crate::backlog::Watermarks;
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
-use crate::webhooks::deliverer::DeliverySettings;
+use crate::settings::{DeliverySettings, Watermarks};
 use protocol::netguard::DestinationPolicy;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -6,26 +6,36 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
 use protocol::backoff::Backoff;
-use protocol::topology::{self, Topology, DEAD_LETTER_QUEUE};
+use protocol::topology::{self, SessionRefused, Topology, DEAD_LETTER_QUEUE};
 use protocol::ScanMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToken) {
+/// Watches until `shutdown`; ends early only if the broker refuses the session.
+pub async fn run(
+    state: AppState,
+    topology: Topology,
+    shutdown: CancellationToken,
+) -> Result<(), SessionRefused> {
     let amqp_url = state.config().service.amqp_url.clone();
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        match consume(
-            &state,
-            amqp_url.expose_secret(),
-            &topology,
-            &shutdown,
-            &mut backoff,
-        )
-        .await
-        {
+        let session = match subscribe(amqp_url.expose_secret(), &topology).await {
+            Ok(session) => session,
+            Err(error) if topology::is_permanent(&error) => return Err(SessionRefused(error)),
+            Err(error) => {
+                tracing::warn!(%error, "dead-letter watcher cannot reach the broker; retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        match watch(&state, session, &shutdown).await {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, "dead-letter watcher interrupted; reconnecting");
@@ -35,19 +45,21 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
             }
         }
     }
+    Ok(())
 }
 
-async fn consume(
-    state: &AppState,
-    amqp_url: &str,
-    topology: &Topology,
-    shutdown: &CancellationToken,
-    backoff: &mut Backoff,
-) -> Result<(), lapin::Error> {
+/// A consumer on `scans.dead` with the connection and channel it lives on.
+struct Session {
+    connection: Connection,
+    _channel: Channel,
+    deliveries: Consumer,
+}
+
+async fn subscribe(amqp_url: &str, topology: &Topology) -> Result<Session, lapin::Error> {
     let connection = topology::connect(amqp_url, "scanfleet-dispatcher-dead-letters").await?;
     let channel = topology::consumer_channel(&connection, 16).await?;
     topology.declare(&channel).await?;
-    let mut deliveries = channel
+    let deliveries = channel
         .basic_consume(
             DEAD_LETTER_QUEUE,
             "scanfleet-dead-letter-watcher",
@@ -55,14 +67,28 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    backoff.reset();
+    Ok(Session {
+        connection,
+        _channel: channel,
+        deliveries,
+    })
+}
+
+/// Handles deliveries until shutdown (Ok) or until the session breaks: lapin
+/// ends the stream with an error, then `None`, when the connection or the
+/// channel closes, so a broker that goes away cannot leave this waiting.
+async fn watch(
+    state: &AppState,
+    mut session: Session,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
     loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => {
-                let _ = connection.close(200, "dispatcher stopping").await;
+                let _ = session.connection.close(200, "dispatcher stopping").await;
                 return Ok(());
             }
-            delivery = deliveries.next() => delivery,
+            delivery = session.deliveries.next() => delivery,
         };
         let Some(delivery) = delivery else {
             return Err(lapin::Error::InvalidChannelState(

@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod routing;
 pub mod scans;
+pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod store;

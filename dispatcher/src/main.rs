@@ -10,12 +10,12 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             protocol::telemetry::init_tracing(config.service.log_format);
-            let shutdown = CancellationToken::new();
-            let running = dispatcher::startup::start(config, shutdown.clone()).await?;
-            protocol::telemetry::shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-            running.wait().await;
+            let running = dispatcher::startup::start(config, CancellationToken::new()).await?;
+            // A background task that failed is an error exit: the
+            // orchestrator restarts the dispatcher.
+            running
+                .wait_until(protocol::telemetry::shutdown_signal())
+                .await?;
         }
         Command::Migrate(database) => {
             migrated_pool(&database).await?;

@@ -7,12 +7,16 @@
 //! commit, rows are published again — workers ignore a duplicate of a
 //! finished scan, so delivery is at-least-once with no duplicate results.
 //! Replicas share the work through `FOR UPDATE SKIP LOCKED`.
+//!
+//! Broker outages are waited out (reconnecting with backoff); a broker that
+//! refuses the session for good ends the task with [`SessionRefused`], and
+//! its supervisor stops the process.
 
 use lapin::options::BasicPublishOptions;
 use lapin::publisher_confirm::Confirmation;
 use lapin::Channel;
 use protocol::backoff::Backoff;
-use protocol::topology::{self, Topology, EXCHANGE};
+use protocol::topology::{self, SessionRefused, Topology, EXCHANGE};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -29,12 +33,18 @@ enum RelayError {
     Database(#[from] sqlx::Error),
 }
 
-pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToken) {
+/// Relays until `shutdown`; ends early only if the broker refuses the session.
+pub async fn run(
+    state: AppState,
+    topology: Topology,
+    shutdown: CancellationToken,
+) -> Result<(), SessionRefused> {
     let amqp_url = state.config().service.amqp_url.clone();
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
         let channel = match open_channel(amqp_url.expose_secret(), &topology).await {
             Ok(channel) => channel,
+            Err(error) if topology::is_permanent(&error) => return Err(SessionRefused(error)),
             Err(error) => {
                 tracing::warn!(%error, "outbox relay cannot reach the broker; scans wait in the outbox");
                 if !backoff.wait(&shutdown).await {
@@ -60,6 +70,7 @@ pub async fn run(state: AppState, topology: Topology, shutdown: CancellationToke
         }
     }
     tracing::info!("outbox relay stopped");
+    Ok(())
 }
 
 async fn open_channel(amqp_url: &str, topology: &Topology) -> Result<Channel, lapin::Error> {
@@ -77,6 +88,14 @@ async fn publish_until_error(
 ) -> Option<RelayError> {
     let poll = state.config().outbox_poll;
     loop {
+        // A broker that closed the connection while nothing was waiting
+        // would otherwise go unnoticed until the next scan (and readiness
+        // would claim a broker meanwhile): look before each batch.
+        if !channel.status().connected() {
+            return Some(RelayError::Broker(lapin::Error::InvalidChannelState(
+                channel.status().state(),
+            )));
+        }
         match publish_batch(state, channel).await {
             // A full batch: more may be waiting.
             Ok(published) if published == BATCH as usize => continue,

@@ -438,7 +438,7 @@ pub async fn submit_scan(
         },
     )
     .await?;
-    let scan_id = match inserted {
+    let accepted = match inserted {
         Inserted::Created => {
             state.outbox_wakeup().notify_one();
             state
@@ -447,12 +447,28 @@ pub async fn submit_scan(
                 .with_label_values(&[caller.tier.as_str(), route.as_str(), route_reason.as_str()])
                 .inc();
             tracing::info!(%scan_id, tenant_id = %caller.tenant_id, kind = kind.as_str(), route = route.as_str(), reason = route_reason.as_str(), "scan accepted");
-            scan_id
+            // Everything the answer says was just written: no read back.
+            Accepted {
+                id: scan_id,
+                status: ScanStatus::Queued.as_str().to_string(),
+                route: route.as_str().to_string(),
+                route_reason: route_reason.as_str().to_string(),
+            }
         }
         Inserted::Replay {
             scan_id,
             same_request: true,
-        } => scan_id,
+        } => {
+            let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
+                .await?
+                .ok_or_else(|| ApiError::internal("accepted scan vanished"))?;
+            Accepted {
+                id: row.id,
+                status: row.status,
+                route: row.route,
+                route_reason: row.route_reason,
+            }
+        }
         Inserted::Replay {
             scan_id,
             same_request: false,
@@ -466,15 +482,7 @@ pub async fn submit_scan(
             ))
         }
     };
-    let row = store::get_scan(state.pool(), caller.tenant_id, scan_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("accepted scan vanished"))?;
-    Ok(Accepted {
-        id: row.id,
-        status: row.status,
-        route: row.route,
-        route_reason: row.route_reason,
-    })
+    Ok(accepted)
 }
 
 fn contains_nul(value: &Value) -> bool {

@@ -1,9 +1,14 @@
-//! Builds and runs the dispatcher: HTTP API plus its background tasks.
+//! Builds and runs the dispatcher: HTTP API plus its background tasks, all
+//! under one [`Supervisor`]: if any of them stops while the dispatcher should
+//! be running, `/readyz` fails naming it and the process exits non-zero.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use protocol::blob::BlobStore;
-use tokio::task::JoinSet;
+use protocol::supervise::{Supervisor, TaskFailure};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatcherConfig;
@@ -26,17 +31,25 @@ pub enum StartError {
     },
 }
 
-/// A dispatcher that is serving; dropped tasks stop when `shutdown` fires.
+/// A dispatcher that is serving; its tasks stop when `shutdown` fires.
 pub struct RunningDispatcher {
     pub local_addr: SocketAddr,
     pub state: AppState,
-    tasks: JoinSet<()>,
+    supervisor: Supervisor,
 }
 
 impl RunningDispatcher {
-    /// Waits until the server and every background task have stopped.
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Runs until `stop` resolves (a signal) or a task fails, then waits for
+    /// the server and every background task to stop. The failure, if any, is
+    /// the process's reason to exit non-zero.
+    pub async fn wait_until(self, stop: impl Future<Output = ()>) -> Result<(), TaskFailure> {
+        self.supervisor.wait_until(stop).await
+    }
+
+    /// Waits until the server and every background task have stopped
+    /// (`shutdown` fired, or a task failed).
+    pub async fn wait(self) -> Result<(), TaskFailure> {
+        self.supervisor.wait().await
     }
 }
 
@@ -65,39 +78,49 @@ pub async fn start(
         source,
     })?;
     let topology = config.service.topology();
-    let state = AppState::new(pool, blobs, config, shutdown.clone());
+    let mut supervisor = Supervisor::new(shutdown.clone(), drain_limit(&config));
+    let state = AppState::new(pool, blobs, config, supervisor.health(), shutdown.clone());
 
-    let mut tasks = JoinSet::new();
-    tasks.spawn(crate::relay::run(state.clone(), topology, shutdown.clone()));
-    tasks.spawn(crate::dead_letters::run(
-        state.clone(),
-        topology,
-        shutdown.clone(),
-    ));
-    tasks.spawn(crate::backlog::run(
-        state.clone(),
-        topology,
-        shutdown.clone(),
-    ));
-    tasks.spawn(crate::webhooks::deliverer::run(
-        state.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(crate::console::live::listen(
-        state.clone(),
-        shutdown.clone(),
-    ));
+    supervisor.spawn(
+        "outbox-relay",
+        crate::relay::run(state.clone(), topology, shutdown.clone()),
+    );
+    supervisor.spawn(
+        "dead-letter-watcher",
+        crate::dead_letters::run(state.clone(), topology, shutdown.clone()),
+    );
+    supervisor.spawn(
+        "backlog-monitor",
+        crate::backlog::run(state.clone(), topology, shutdown.clone()),
+    );
+    let deliverer = crate::webhooks::deliverer::run(state.clone(), shutdown.clone());
+    supervisor.spawn("webhook-deliverer", async move {
+        deliverer.await;
+        Ok::<_, Infallible>(())
+    });
+    let live = crate::console::live::listen(state.clone(), shutdown.clone());
+    supervisor.spawn("console-live", async move {
+        live.await;
+        Ok::<_, Infallible>(())
+    });
     let app = crate::api::router(state.clone());
-    tasks.spawn(protocol::http::serve_until(
-        listener,
-        app,
-        shutdown.clone(),
-        "api",
-    ));
+    supervisor.spawn(
+        "http-server",
+        protocol::http::serve_until(listener, app, shutdown.clone()),
+    );
     tracing::info!(%local_addr, "dispatcher listening");
     Ok(RunningDispatcher {
         local_addr,
         state,
-        tasks,
+        supervisor,
     })
+}
+
+/// How long stopping may take before the supervisor aborts what is left: the
+/// longest request (an upload) and a webhook attempt are waited out, with a
+/// margin; every task bounds its own stop within this.
+fn drain_limit(config: &DispatcherConfig) -> Duration {
+    config.upload_timeout.max(config.request_timeout)
+        + config.webhook_timeout
+        + Duration::from_secs(5)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use protocol::blob::BlobStore;
+use protocol::supervise::Health;
 use sqlx::PgPool;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,8 @@ struct Inner {
     config: DispatcherConfig,
     metrics: DispatcherMetrics,
     rate_limits: RateLimits,
+    /// Whether a background task has stopped (readiness fails then).
+    health: Health,
     /// Wakes the outbox relay as soon as a scan is committed, so publishing
     /// does not wait for the next poll.
     outbox_wakeup: Notify,
@@ -38,6 +41,7 @@ impl AppState {
         pool: PgPool,
         blobs: BlobStore,
         config: DispatcherConfig,
+        health: Health,
         stopping: CancellationToken,
     ) -> Self {
         let rate_limits =
@@ -48,6 +52,7 @@ impl AppState {
             config,
             metrics: DispatcherMetrics::new(),
             rate_limits,
+            health,
             outbox_wakeup: Notify::new(),
             scan_changes: broadcast::channel(crate::console::live::CHANGES_BUFFER).0,
             stopping,
@@ -72,6 +77,10 @@ impl AppState {
 
     pub fn rate_limits(&self) -> &RateLimits {
         &self.0.rate_limits
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.0.health
     }
 
     pub fn outbox_wakeup(&self) -> &Notify {

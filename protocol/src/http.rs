@@ -5,18 +5,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves `app` on `listener` until `shutdown` fires, then drains in-flight
-/// requests. A failure is logged, not fatal: the process's other tasks (the
-/// consumer, the relay) keep their own lifecycle.
+/// requests. Run it under a [`crate::supervise::Supervisor`]: a server that
+/// fails is a process that cannot be reached, so its error ends the process.
 pub async fn serve_until(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
-    what: &'static str,
-) {
-    let served = axum::serve(listener, app)
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, server = what, "HTTP server failed");
-    }
+        .await
 }

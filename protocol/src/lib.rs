@@ -1,6 +1,7 @@
 //! What every ScanFleet process shares: the message contract between the
 //! dispatcher and the workers, the RabbitMQ topology, Postgres access, the blob
-//! store, configuration helpers and telemetry.
+//! store, configuration helpers, telemetry and the supervision of background
+//! tasks.
 
 pub mod backoff;
 pub mod blob;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod http;
 pub mod message;
 pub mod netguard;
+pub mod supervise;
 pub mod telemetry;
 pub mod topology;
 

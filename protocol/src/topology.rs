@@ -17,6 +17,7 @@ use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
@@ -163,6 +164,34 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Con
     Connection::connect(amqp_url, properties).await
 }
 
+/// A broker session refused for good (see [`is_permanent`]): the error a
+/// supervised task ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the broker refuses this process's session; fix the configuration and restart: {0}")]
+pub struct SessionRefused(#[source] pub lapin::Error);
+
+/// Whether the broker refused to set up a session in a way that no retry
+/// will change: these credentials or permissions are refused (403), or the
+/// queues exist with other arguments than this process declares (406).
+/// Retrying those only hides a misconfiguration behind a process that looks
+/// alive, so the task ends and the process is restarted where an operator
+/// sees it. Everything else is an outage that passes: connection refused or
+/// reset, a broker shutting down (320), and a vhost not found or not yet
+/// open to this user (530) — a vhost is created first and granted after, so
+/// a process that connects in between must wait, not die (seen when a test
+/// recreates its vhost). Only for errors while connecting and declaring: on
+/// a session that ran, a 406 can also be the broker's consumer timeout,
+/// which a reconnect resolves.
+pub fn is_permanent(error: &lapin::Error) -> bool {
+    let lapin::Error::ProtocolError(amqp) = error else {
+        return false;
+    };
+    matches!(
+        amqp.kind(),
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED | AMQPSoftError::PRECONDITIONFAILED)
+    )
+}
+
 /// A channel in publisher-confirm mode, for publishers that must not lose messages.
 pub async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
@@ -224,4 +253,58 @@ pub fn first_death(properties: &BasicProperties) -> Option<(String, String)> {
 
 fn header<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
     properties.headers().as_ref()?.inner().get(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPHardError};
+
+    fn broker_said(kind: AMQPErrorKind, text: &str) -> lapin::Error {
+        lapin::Error::ProtocolError(AMQPError::new(kind, text.into()))
+    }
+
+    #[test]
+    fn refusals_and_mismatched_queues_are_permanent() {
+        for permanent in [
+            broker_said(
+                AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+                "ACCESS_REFUSED - Login was refused",
+            ),
+            broker_said(
+                AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+                "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit'",
+            ),
+        ] {
+            assert!(is_permanent(&permanent), "{permanent}");
+        }
+    }
+
+    #[test]
+    fn outages_are_not_permanent() {
+        for passing in [
+            broker_said(
+                AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED),
+                "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'",
+            ),
+            broker_said(
+                AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED),
+                "NOT_ALLOWED - vhost v not found",
+            ),
+            broker_said(
+                AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED),
+                "NOT_ALLOWED - access to vhost 'v' refused for user 'u'",
+            ),
+            broker_said(
+                AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND),
+                "NOT_FOUND - no queue 'scans.cpu'",
+            ),
+            lapin::Error::IOError(std::sync::Arc::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            ))),
+            lapin::Error::MissingHeartbeatError,
+        ] {
+            assert!(!is_permanent(&passing), "{passing}");
+        }
+    }
 }

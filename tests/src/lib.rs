@@ -91,6 +91,43 @@ impl TestEnv {
         .await;
     }
 
+    /// An AMQP URL for a broker user of this test's own (same vhost), so the
+    /// test can take the broker away from one process for good with
+    /// [`TestEnv::delete_broker_user`] without touching anything else.
+    pub async fn broker_user(&self) -> String {
+        let user = self.broker_user_name();
+        self.rabbit_api(
+            reqwest::Method::PUT,
+            &format!("users/{user}"),
+            Some(serde_json::json!({ "password": "secret", "tags": "" })),
+        )
+        .await;
+        let permissions = serde_json::json!({ "configure": ".*", "write": ".*", "read": ".*" });
+        self.rabbit_api(
+            reqwest::Method::PUT,
+            &format!("permissions/{}/{user}", self.name),
+            Some(permissions),
+        )
+        .await;
+        format!("amqp://{user}:secret@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Deletes the user of [`TestEnv::broker_user`]: the broker closes its
+    /// connections (320) and refuses new ones (403), as after a revoked
+    /// credential.
+    pub async fn delete_broker_user(&self) {
+        self.rabbit_api(
+            reqwest::Method::DELETE,
+            &format!("users/{}", self.broker_user_name()),
+            None,
+        )
+        .await;
+    }
+
+    fn broker_user_name(&self) -> String {
+        format!("{}_user", self.name)
+    }
+
     async fn rabbit_api(
         &self,
         method: reqwest::Method,
@@ -239,6 +276,13 @@ impl TestEnv {
         .await
         .expect("drop database");
         self.delete_vhost().await;
+        // The test's own broker user, if it made one and did not delete it.
+        let _ = self
+            .http
+            .delete(format!("{RABBIT_API}/users/{}", self.broker_user_name()))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await;
         let _ = std::fs::remove_dir_all(&self.blob_dir);
     }
 }
@@ -271,7 +315,10 @@ impl Dispatcher {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.running.wait().await;
+        self.running
+            .wait()
+            .await
+            .expect("no background task stopped on its own");
     }
 }
 
@@ -297,7 +344,10 @@ impl Worker {
 
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.running.wait().await;
+        self.running
+            .wait()
+            .await
+            .expect("no background task stopped on its own");
     }
 }
 

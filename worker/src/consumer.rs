@@ -18,7 +18,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use protocol::backoff::Backoff;
 use protocol::db::{self, Claim};
-use protocol::topology::{self, Topology};
+use protocol::supervise::panic_message;
+use protocol::topology::{self, SessionRefused, Topology};
 use protocol::{Route, RouteReason, ScanJob, ScanMessage};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
@@ -66,7 +67,9 @@ impl Consumer {
     /// Consumes until `shutdown` fires, reconnecting after broker failures.
     /// On shutdown: stop taking work, give in-flight scans `shutdown_grace`
     /// to finish, then close the connection so the broker requeues the rest.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Ends early only if the broker refuses the session for good (see
+    /// [`topology::is_permanent`]); its supervisor then stops the worker.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), SessionRefused> {
         let mut backoff = Backoff::default();
         let permits = Arc::new(Semaphore::new(self.max_concurrent_jobs as usize));
         let queue = topology::queue_name(self.route);
@@ -92,6 +95,7 @@ impl Consumer {
             };
             let (connection, channel, mut deliveries) = match session.await {
                 Ok(session) => session,
+                Err(error) if topology::is_permanent(&error) => return Err(SessionRefused(error)),
                 Err(error) => {
                     tracing::warn!(%error, queue, "cannot consume; retrying");
                     if !backoff.wait(&shutdown).await {
@@ -153,6 +157,7 @@ impl Consumer {
             let _ = connection.close(200, "worker stopping").await;
         }
         tracing::info!("consumer stopped");
+        Ok(())
     }
 
     async fn handle(&self, delivery: Delivery) {
@@ -180,7 +185,7 @@ impl Consumer {
             let disposition = match AssertUnwindSafe(self.process(job, &delivery)).catch_unwind().await {
                 Ok(disposition) => disposition,
                 Err(panic) => {
-                    let why = panic_message(&panic);
+                    let why = panic_message(&*panic);
                     self.metrics.errors.with_label_values(&["panic"]).inc();
                     // On a GPU worker this is most often a device fault (burn
                     // surfaces CUDA out-of-memory as a panic): the same input
@@ -475,13 +480,4 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// The message a panic was raised with, when it was a string.
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "non-string panic payload".into())
 }

@@ -65,12 +65,13 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => {
             protocol::telemetry::init_tracing(config.service.log_format);
-            let shutdown = CancellationToken::new();
-            let running = worker::startup::start(*config, shutdown.clone()).await?;
-            protocol::telemetry::shutdown_signal().await;
-            tracing::info!("SIGTERM: no new scans; finishing in-flight ones");
-            shutdown.cancel();
-            running.wait().await;
+            let running = worker::startup::start(*config, CancellationToken::new()).await?;
+            // SIGTERM: no new scans; in-flight ones finish within the grace
+            // period. A task that failed is an error exit: the orchestrator
+            // restarts the worker.
+            running
+                .wait_until(protocol::telemetry::shutdown_signal())
+                .await?;
         }
         Command::Analyze {
             file,

@@ -1,6 +1,10 @@
 //! Builds and runs a worker: backend (resolved and warmed once), consumer,
-//! health and metrics server.
+//! health and metrics server, all under one [`Supervisor`]: if any of them
+//! stops while the worker should be running, `/readyz` fails naming it and
+//! the process exits non-zero.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use protocol::blob::BlobStore;
 use protocol::netguard::DestinationPolicy;
-use tokio::task::JoinSet;
+use protocol::supervise::{Health, Supervisor, TaskFailure};
 use tokio_util::sync::CancellationToken;
 use vision::backend::ScanEngine;
 use vision::VisionError;
@@ -46,12 +50,20 @@ pub struct RunningWorker {
     /// Where /healthz, /readyz and /metrics are served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
     pub backend: vision::BackendReport,
-    tasks: JoinSet<()>,
+    supervisor: Supervisor,
 }
 
 impl RunningWorker {
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    /// Runs until `stop` resolves (a signal) or a task fails, then waits for
+    /// every task to stop (in-flight scans get `SHUTDOWN_GRACE`). The
+    /// failure, if any, is the process's reason to exit non-zero.
+    pub async fn wait_until(self, stop: impl Future<Output = ()>) -> Result<(), TaskFailure> {
+        self.supervisor.wait_until(stop).await
+    }
+
+    /// Waits until every task has stopped (`shutdown` fired, or a task failed).
+    pub async fn wait(self) -> Result<(), TaskFailure> {
+        self.supervisor.wait().await
     }
 }
 
@@ -59,6 +71,7 @@ impl RunningWorker {
 struct HealthState {
     consumer: Arc<Consumer>,
     warmed: Arc<AtomicBool>,
+    tasks: Health,
 }
 
 /// Resolves the backend (`auto` probes CUDA before touching it and says why
@@ -139,7 +152,12 @@ pub async fn start(
         price_per_hour,
     });
     let warmed = Arc::new(AtomicBool::new(false));
-    let mut tasks = JoinSet::new();
+    // In-flight scans get the grace period; the rest stops at once. The
+    // margin covers closing the connection and the health server.
+    let mut supervisor = Supervisor::new(
+        shutdown.clone(),
+        config.shutdown_grace + Duration::from_secs(10),
+    );
     let metrics_addr = match config.metrics_addr {
         None => None,
         Some(addr) => {
@@ -156,19 +174,18 @@ pub async fn start(
                 .with_state(HealthState {
                     consumer: consumer.clone(),
                     warmed: warmed.clone(),
+                    tasks: supervisor.health(),
                 });
-            tasks.spawn(protocol::http::serve_until(
-                listener,
-                app,
-                shutdown.clone(),
-                "health",
-            ));
+            supervisor.spawn(
+                "health-server",
+                protocol::http::serve_until(listener, app, shutdown.clone()),
+            );
             Some(local)
         }
     };
     if let Some(gauges) = GpuGauges::register(&consumer.metrics.registry) {
         let stop = shutdown.clone();
-        tasks.spawn(async move {
+        supervisor.spawn("gpu-gauges", async move {
             let mut ticks = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
@@ -176,6 +193,7 @@ pub async fn start(
                     _ = ticks.tick() => gauges.refresh(),
                 }
             }
+            Ok::<_, Infallible>(())
         });
     }
     // Warm up before consuming, so the queue does not hand this worker scans
@@ -183,7 +201,7 @@ pub async fn start(
     let warm = config.warm_model;
     let (warm_engine, warm_flag, consumer_task) =
         (engine.clone(), warmed.clone(), consumer.clone());
-    tasks.spawn(async move {
+    supervisor.spawn("consumer", async move {
         if warm {
             match tokio::task::spawn_blocking(move || warm_up(&warm_engine)).await {
                 Ok(Ok(took)) => {
@@ -194,16 +212,38 @@ pub async fn start(
             }
         }
         warm_flag.store(true, Ordering::SeqCst);
-        consumer_task.run(shutdown).await;
+        consumer_task.run(shutdown).await
     });
     Ok(RunningWorker {
         metrics_addr,
         backend,
-        tasks,
+        supervisor,
     })
 }
 
+/// Ready when the database answers, the consumer holds a broker session and
+/// the warm-up is done. Once a task has stopped for good, the answer is a
+/// `task_failed` problem naming it (RFC 9457, as the dispatcher's errors):
+/// the worker is on its way out. This port is internal; the reason is in the
+/// log as well.
 async fn readyz(State(state): State<HealthState>) -> Response {
+    if let Some(failure) = state.tasks.failure() {
+        let problem = serde_json::json!({
+            "type": format!("https://scanfleet.dev/problems/{}", TaskFailure::PROBLEM_CODE),
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": failure.public_detail(),
+            "code": TaskFailure::PROBLEM_CODE,
+            "task": failure.task,
+            "reason": failure.reason,
+        });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            problem.to_string(),
+        )
+            .into_response();
+    }
     let consumer = &state.consumer;
     let database = sqlx::query("SELECT 1")
         .execute(&consumer.pool)

@@ -9,47 +9,18 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rand::Rng;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::signing;
+use crate::settings::DeliverySettings;
 use crate::state::AppState;
-use protocol::netguard::{DestinationPolicy, Refusal};
+use protocol::netguard::Refusal;
 
 /// How much of a receiver's answer the attempt log keeps.
 const MAX_LOGGED_BODY: usize = 1024;
-
-/// Delivery settings.
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    /// Delay before each attempt; its length is the number of attempts.
-    pub schedule: Vec<Duration>,
-    pub timeout: Duration,
-    pub poll: Duration,
-    pub per_destination: i64,
-    pub max_in_flight: usize,
-    pub destinations: DestinationPolicy,
-}
-
-impl DeliverySettings {
-    /// The delay before the attempt after `attempts_made`, with ±10 % jitter
-    /// so receivers that recover are not hit by every retry at once; None
-    /// when the schedule is used up.
-    pub fn next_delay(&self, attempts_made: usize) -> Option<Duration> {
-        let base = *self.schedule.get(attempts_made)?;
-        let jitter = rand::thread_rng().gen_range(0.9..=1.1);
-        Some(base.mul_f64(jitter))
-    }
-
-    fn lease(&self) -> Duration {
-        // Long enough for one attempt to time out, with margin; a sender
-        // that dies frees its rows after this.
-        self.timeout * 2 + Duration::from_secs(10)
-    }
-}
 
 struct Claimed {
     id: Uuid,
@@ -97,7 +68,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     let settings = state.config().delivery_settings();
     let mut in_flight = JoinSet::new();
     loop {
-        while in_flight.try_join_next().is_some() {}
+        while let Some(finished) = in_flight.try_join_next() {
+            // One delivery's panic must not stop the others; its lease runs
+            // out and it is attempted again, so say so loudly here.
+            if let Err(error) = finished {
+                tracing::error!(%error, "a webhook attempt panicked; retried when its lease expires");
+            }
+        }
         let room = settings.max_in_flight.saturating_sub(in_flight.len());
         if room > 0 {
             match claim(state.pool(), &settings, room as i64).await {
@@ -188,7 +165,15 @@ async fn attempt(state: &AppState, settings: &DeliverySettings, delivery: Claime
     let started_at = Utc::now();
     let clock = Instant::now();
     let outcome = match signing_secrets(state.pool(), &delivery).await {
-        Ok(secrets) => send(settings, &delivery, &secrets).await,
+        // The whole attempt, name resolution included, ends well inside the
+        // lease: while it runs no other replica may take the delivery, so
+        // two replicas never send it at the same time.
+        Ok(secrets) => tokio::time::timeout(
+            settings.attempt_limit(),
+            send(settings, &delivery, &secrets),
+        )
+        .await
+        .unwrap_or(Outcome::Timeout),
         Err(error) => {
             tracing::warn!(%error, delivery_id = %delivery.id, "cannot load signing secrets; will retry");
             release(state.pool(), delivery.id).await;

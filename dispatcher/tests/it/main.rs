@@ -11,6 +11,8 @@ mod keys;
 mod limits;
 mod secrets;
 mod ssrf;
+mod statements;
+mod supervision;
 mod tenants;
 mod uploads;
 mod webhook_replies;

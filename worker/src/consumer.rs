@@ -48,6 +48,8 @@ pub struct Consumer {
     pub metrics: WorkerMetrics,
     /// Hourly price of this worker's backend, for the cost of each scan.
     pub price_per_hour: f64,
+    /// Shares the worker's time among the scans it runs at once.
+    pub cost_meter: crate::cost::CostMeter,
 }
 
 /// What to tell the broker about a delivery.
@@ -255,14 +257,18 @@ impl Consumer {
             .with_label_values(&[route])
             .observe(waited.as_secs_f64());
         let started = Instant::now();
+        let share = self.cost_meter.start(started);
         let outcome = {
             // Both guards end with the run, also when it panics.
             let _heartbeat = self.spawn_heartbeat(job.scan_id);
             let _in_flight = InFlight::enter(&self.metrics.in_flight);
             jobs::run(job, &self.job_context, attempt).await
         };
-        let processing = started.elapsed();
-        let cost_usd = processing.as_secs_f64() * self.price_per_hour / 3600.0;
+        let finished = Instant::now();
+        let processing = finished - started;
+        // With N scans in hand at once each is charged 1/N of the worker's time.
+        let cost_usd =
+            crate::cost::cost_usd(self.cost_meter.finish(share, finished), self.price_per_hour);
         self.metrics
             .processing_seconds
             .with_label_values(&[kind, route])
@@ -375,7 +381,8 @@ impl Consumer {
     }
 
     /// Adds what every result reports: backend, processing time and cost
-    /// (processing seconds × the backend's hourly price, seed 001).
+    /// (the worker time this scan was charged, its processing seconds shared
+    /// with the scans that ran beside it, × the backend's hourly price).
     fn with_accounting(
         &self,
         mut result: serde_json::Value,

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod consumer;
+pub mod cost;
 pub mod gpu;
 pub mod jobs;
 pub mod metrics;

@@ -126,6 +126,7 @@ pub async fn start(
         topology: config.service.topology(),
         route: config.queue.route(),
         max_concurrent_jobs: config.max_concurrent_jobs,
+        cost_meter: crate::cost::CostMeter::new(std::time::Instant::now()),
         shutdown_grace: config.shutdown_grace,
         heartbeat_interval: config.heartbeat_interval,
         job_context: JobContext {

@@ -152,6 +152,23 @@ fn burn_stages<B: ScanBackend>(frames: &[Mat], device: &B::Device) -> BurnTimes 
     (total.map(per_frame), per_frame(sequence_ms), checksum)
 }
 
+/// OpenCV's sharpness as the pipeline defines it: the Laplacian (into f32,
+/// as ours) and its standard deviation (the variance's square root).
+fn opencv_sharpness(g: &Mat) -> f64 {
+    let mut lap = Mat::default();
+    imgproc::laplacian(g, &mut lap, core::CV_32F, 1, 1.0, 0.0, core::BORDER_DEFAULT).unwrap();
+    let (mut mean, mut sd) = (Mat::default(), Mat::default());
+    core::mean_std_dev(&lap, &mut mean, &mut sd, &core::no_array()).unwrap();
+    *sd.at::<f64>(0).unwrap()
+}
+
+/// OpenCV's Canny edge map with the pipeline's thresholds.
+fn opencv_edges(g: &Mat, low: f32, high: f32) -> Mat {
+    let mut e = Mat::default();
+    imgproc::canny(g, &mut e, low as f64, high as f64, 3, false).unwrap();
+    e
+}
+
 /// OpenCV's own functions doing the same work on the same frames: ms per frame for each of [`STAGES`].
 fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
     let (w, h) = (frames[0].cols() as usize, frames[0].rows() as usize);
@@ -167,23 +184,11 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
         imgproc::cvt_color_def(f, &mut g, imgproc::COLOR_BGR2GRAY).unwrap();
         total[0] += ms(t);
         let t = Instant::now();
-        let mut lap = Mat::default();
-        imgproc::laplacian(
-            &g,
-            &mut lap,
-            core::CV_32F,
-            1,
-            1.0,
-            0.0,
-            core::BORDER_DEFAULT,
-        )
-        .unwrap();
-        let (mut mean, mut sd) = (Mat::default(), Mat::default());
-        core::mean_std_dev(&lap, &mut mean, &mut sd, &core::no_array()).unwrap();
+        opencv_sharpness(&g);
         total[1] += ms(t);
         let t = Instant::now();
-        let mut e = Mat::default();
-        imgproc::canny(&g, &mut e, 15.0, 60.0, 3, false).unwrap();
+        let e = opencv_edges(&g, canny::LOW, canny::HIGH);
+        // Edge density, as the burn side reads back its mean.
         let _ = core::count_non_zero(&e).unwrap();
         total[2] += ms(t);
         let t = Instant::now();
@@ -351,30 +356,8 @@ fn opencv_whole_file(path: &str, opts: &ScanOptions) -> (usize, f64) {
             .unwrap();
             g = r;
         }
-        let mut lap = Mat::default();
-        imgproc::laplacian(
-            &g,
-            &mut lap,
-            core::CV_32F,
-            1,
-            1.0,
-            0.0,
-            core::BORDER_DEFAULT,
-        )
-        .unwrap();
-        let (mut mean, mut sd) = (Mat::default(), Mat::default());
-        core::mean_std_dev(&lap, &mut mean, &mut sd, &core::no_array()).unwrap();
-        checksum += *sd.at::<f64>(0).unwrap();
-        let mut e = Mat::default();
-        imgproc::canny(
-            &g,
-            &mut e,
-            opts.canny_low as f64,
-            opts.canny_high as f64,
-            3,
-            false,
-        )
-        .unwrap();
+        checksum += opencv_sharpness(&g);
+        let e = opencv_edges(&g, opts.canny_low, opts.canny_high);
         checksum += core::count_non_zero(&e).unwrap() as f64;
         let mut s = Mat::default();
         imgproc::resize(

@@ -162,6 +162,28 @@ fn opencv_sharpness(g: &Mat) -> f64 {
     *sd.at::<f64>(0).unwrap()
 }
 
+/// OpenCV's area-averaging resize, as the pipeline downscales.
+fn opencv_resize(g: &Mat, w: usize, h: usize) -> Mat {
+    let mut out = Mat::default();
+    imgproc::resize(
+        g,
+        &mut out,
+        Size::new(w as i32, h as i32),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )
+    .unwrap();
+    out
+}
+
+/// OpenCV's Farneback flow from `prev` to `next` with DESIGN.md's parameters.
+fn opencv_flow(prev: &Mat, next: &Mat) -> Mat {
+    let mut flow = Mat::default();
+    video::calc_optical_flow_farneback(prev, next, &mut flow, 0.5, 3, 15, 3, 5, 1.2, 0).unwrap();
+    flow
+}
+
 /// OpenCV's Canny edge map with the pipeline's thresholds.
 fn opencv_edges(g: &Mat, low: f32, high: f32) -> Mat {
     let mut e = Mat::default();
@@ -206,19 +228,9 @@ fn opencv_stages(frames: &[Mat]) -> [f64; 5] {
         .unwrap();
         total[3] += ms(t);
         let t = Instant::now();
-        let mut s = Mat::default();
-        imgproc::resize(
-            &g,
-            &mut s,
-            Size::new(fw as i32, fh as i32),
-            0.0,
-            0.0,
-            imgproc::INTER_AREA,
-        )
-        .unwrap();
+        let s = opencv_resize(&g, fw, fh);
         if let Some(p) = prev_small.take() {
-            let mut fl = Mat::default();
-            video::calc_optical_flow_farneback(&p, &s, &mut fl, 0.5, 3, 15, 3, 5, 1.2, 0).unwrap();
+            opencv_flow(&p, &s);
         }
         prev_small = Some(s);
         total[4] += ms(t);
@@ -344,34 +356,14 @@ fn opencv_whole_file(path: &str, opts: &ScanOptions) -> (usize, f64) {
         let mut g = Mat::default();
         imgproc::cvt_color_def(&m, &mut g, imgproc::COLOR_BGR2GRAY).unwrap();
         if (pw, ph) != (w, h) {
-            let mut r = Mat::default();
-            imgproc::resize(
-                &g,
-                &mut r,
-                Size::new(pw as i32, ph as i32),
-                0.0,
-                0.0,
-                imgproc::INTER_AREA,
-            )
-            .unwrap();
-            g = r;
+            g = opencv_resize(&g, pw, ph);
         }
         checksum += opencv_sharpness(&g);
         let e = opencv_edges(&g, opts.canny_low, opts.canny_high);
         checksum += core::count_non_zero(&e).unwrap() as f64;
-        let mut s = Mat::default();
-        imgproc::resize(
-            &g,
-            &mut s,
-            Size::new(fw as i32, fh as i32),
-            0.0,
-            0.0,
-            imgproc::INTER_AREA,
-        )
-        .unwrap();
+        let s = opencv_resize(&g, fw, fh);
         if let Some(p) = prev_small.take() {
-            let mut fl = Mat::default();
-            video::calc_optical_flow_farneback(&p, &s, &mut fl, 0.5, 3, 15, 3, 5, 1.2, 0).unwrap();
+            let fl = opencv_flow(&p, &s);
             checksum += core::norm_def(&fl).unwrap();
         }
         prev_small = Some(s);

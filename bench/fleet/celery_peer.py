@@ -34,9 +34,8 @@ COUNTER_KEY = "scanfleet-bench-done"
 backend = os.environ.get("PEER_BACKEND", "none")
 amqp_url = os.environ.get("PEER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 database = os.environ.get("PEER_DATABASE", "")
-threads = int(os.environ.get("PEER_THREADS", "1"))
 
-app = Celery("peer", broker=amqp_url)
+app = Celery("peer")
 app.conf.update(
     task_acks_late=True,
     task_default_delivery_mode="persistent",
@@ -44,14 +43,22 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
 )
-if backend == "postgres":
-    app.conf.update(
-        result_backend=f"db+{POSTGRES}/{database}",
-        task_ignore_result=False,
-        broker_transport_options={"confirm_publish": True},
-    )
-else:
-    app.conf.update(task_ignore_result=True)
+
+
+def configure(broker_url, backend_name, database_name):
+    """The broker and, for the postgres peer, the durable result settings."""
+    app.conf.broker_url = broker_url
+    if backend_name == "postgres":
+        app.conf.update(
+            result_backend=f"db+{POSTGRES}/{database_name}",
+            task_ignore_result=False,
+            broker_transport_options={"confirm_publish": True},
+        )
+    else:
+        app.conf.update(task_ignore_result=True)
+
+
+configure(amqp_url, backend, database)
 
 _redis = None
 
@@ -126,12 +133,9 @@ def main():
     if db:
         psql(f"CREATE DATABASE {db}")
     env = dict(os.environ, PEER_BACKEND=args.backend, PEER_AMQP_URL=args.amqp_url,
-               PEER_DATABASE=db, PEER_THREADS=str(args.threads))
+               PEER_DATABASE=db)
     # The driver imported this module before it knew the settings.
-    app.conf.broker_url = args.amqp_url
-    if args.backend == "postgres":
-        app.conf.update(result_backend=f"db+{POSTGRES}/{db}", task_ignore_result=False,
-                        broker_transport_options={"confirm_publish": True})
+    configure(args.amqp_url, args.backend, db)
     log = open(os.environ.get("PEER_LOG", os.devnull), "w")
     workers = [
         subprocess.Popen(

@@ -69,16 +69,9 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// The size flow is computed at, as the pipeline picks it.
 fn flow_size(w: usize, h: usize) -> (usize, usize) {
-    let s = 320.0 / w.max(h) as f64;
-    if s >= 1.0 {
-        (w, h)
-    } else {
-        (
-            (w as f64 * s).round() as usize,
-            (h as f64 * s).round() as usize,
-        )
-    }
+    fit(w, h, ScanOptions::default().flow_max_side)
 }
 
 /// What one backend measured: ms per frame for each of [`STAGES`], ms per

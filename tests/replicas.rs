@@ -38,6 +38,7 @@ impl Replica {
         let child = Command::new(harness::binary("dispatcher"))
             .arg("serve")
             .env("DATABASE_URL", &env.database_url)
+            .env("SECRETS_KEYS", &env.secrets_keys)
             .env("AMQP_URL", &env.amqp_url)
             .env("BLOB_STORE", &env.blob_dir)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))

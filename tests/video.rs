@@ -19,12 +19,23 @@ fn small_scan_video() -> Vec<u8> {
 }
 
 /// Serves `files` (path → bytes) on 127.0.0.1, `/moved.avi` redirecting
-/// to `/scan.avi`, and `/stalled.avi` that never answers; anything else is a 404.
+/// to `/scan.avi`, `/stalled.avi` that never answers, and `/trickle.avi`
+/// that sends a byte every 100 ms for ever; anything else is a 404.
 async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
     let mut app = axum::Router::new()
         .route(
             "/moved.avi",
             axum::routing::get(|| async { axum::response::Redirect::temporary("/scan.avi") }),
+        )
+        .route(
+            "/trickle.avi",
+            axum::routing::get(|| async {
+                let bytes = futures::stream::unfold((), |()| async {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"R")), ()))
+                });
+                axum::body::Body::from_stream(bytes)
+            }),
         )
         .route(
             "/stalled.avi",
@@ -232,6 +243,47 @@ async fn a_source_that_never_answers_times_out_and_fails_after_its_retries() {
         scan["attempts"].as_i64().unwrap(),
         env.service_config().delivery_limit as i64
     );
+
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}
+
+/// A scan that cannot finish (here a source trickling a byte at a time,
+/// each within every network timeout) fails at the worker's time limit with
+/// its own code, on its first delivery, and frees its slot: the one-slot
+/// worker goes on to the next scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_never_finishes_fails_at_its_time_limit_and_frees_its_slot() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let mut config = env.worker_config(QueueChoice::Cpu, "cpu-1");
+    config.max_concurrent_jobs = 1;
+    config.download_timeout = std::time::Duration::from_secs(600);
+    config.scan_time_limit = std::time::Duration::from_secs(2);
+    let worker = Worker::start(config).await;
+    let api = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("trickled", Tier::Free).await,
+    );
+    let server = file_server(Vec::new()).await;
+
+    let stuck = api
+        .submit(json!({"kind": "video_scan", "source_url": format!("{server}/trickle.avi")}))
+        .await;
+    let next = api.submit(json!({"kind": "probe"})).await;
+    let scan = api.finished(&env, &stuck).await;
+    assert_eq!(scan["status"], "failed", "{scan}");
+    assert_eq!(scan["error"]["code"], "time_limit_exceeded", "{scan}");
+    assert!(
+        scan["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SCAN_TIME_LIMIT of 2s"),
+        "{scan}"
+    );
+    assert_eq!(scan["attempts"], 1, "a scan over its limit is not retried: {scan}");
+    assert_eq!(api.finished(&env, &next).await["status"], "succeeded");
 
     worker.stop().await;
     dispatcher.stop().await;

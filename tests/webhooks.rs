@@ -475,3 +475,84 @@ async fn both_secrets_sign_during_a_rotation_overlap() {
     verify_with_standardwebhooks(&[newest], &received[1..]);
     fleet.stop().await;
 }
+
+/// Webhook secrets are sealed in the database (AES-256-GCM under
+/// SECRETS_KEYS), and a key rotation — new key first, `rewrap`, old key
+/// dropped — keeps every delivery verifiable with the secrets the tenant has.
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let worker = Worker::start(env.worker_config(QueueChoice::Cpu, "cpu-1")).await;
+    let key = env.api_key("acme", Tier::Free).await;
+    let api = Api::new(&dispatcher.base_url, &key);
+    let receiver = Receiver::start(vec![]).await;
+    let (endpoint_id, old_secret) = register(&api, &receiver.url("/endpoint")).await;
+    let new_secret = rotate(&api, &endpoint_id, 3600).await;
+    let callback: Value = api
+        .get("/v1/webhook-endpoints/callback-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let callback_secret = callback["secret"].as_str().unwrap().to_string();
+
+    let stored = || async {
+        let (secret, previous): (String, String) =
+            sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints")
+                .fetch_one(&env.pool)
+                .await
+                .unwrap();
+        let callback: String = sqlx::query_scalar("SELECT callback_secret FROM tenants")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        [secret, previous, callback]
+    };
+    for (value, plain) in stored()
+        .await
+        .iter()
+        .zip([&new_secret, &old_secret, &callback_secret])
+    {
+        assert!(value.starts_with("sealed:v1:test:"), "{value}");
+        let random_part = plain.trim_start_matches("whsec_");
+        assert!(!value.contains(random_part), "the secret is readable at rest");
+    }
+
+    // Rotation: the new key first, the old one still listed, then rewrap.
+    dispatcher.stop().await;
+    let new_key = dispatcher::sealing::Keyring::new_entry("k2");
+    let both: dispatcher::sealing::Keyring =
+        format!("{new_key},{}", env.secrets_keys).parse().unwrap();
+    let sealer = dispatcher::sealing::Sealer::new(Some(both));
+    let done = dispatcher::webhooks::rewrap::rewrap_all(&env.pool, &sealer)
+        .await
+        .unwrap();
+    assert_eq!((done.resealed, done.current), (3, 0));
+    let again = dispatcher::webhooks::rewrap::rewrap_all(&env.pool, &sealer)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.current), (0, 3));
+    assert!(stored()
+        .await
+        .iter()
+        .all(|value| value.starts_with("sealed:v1:k2:")));
+
+    // The old key dropped: deliveries are still signed with the tenant's secrets.
+    let mut config = env.dispatcher_config();
+    config.secrets_keys = Some(new_key.parse().unwrap());
+    let dispatcher = Dispatcher::start(config).await;
+    let api = Api::new(&dispatcher.base_url, &key);
+    api.submit(json!({"kind": "probe", "callback_url": receiver.url("/callback")}))
+        .await;
+    let received = receiver.wait_for(2).await;
+    let hit = |path: &str| received.iter().find(|r| r.path == path).unwrap().clone();
+    verify_with_standardwebhooks(&[&old_secret, &new_secret], &[hit("/endpoint")]);
+    verify_with_standardwebhooks(&[&callback_secret], &[hit("/callback")]);
+
+    worker.stop().await;
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -8,6 +8,7 @@ use protocol::Tier;
 use uuid::Uuid;
 
 use crate::config::DispatcherConfig;
+use crate::sealing::{Keyring, Sealer};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +33,44 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage the keys that seal webhook secrets at rest (`SECRETS_KEYS`).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+/// `SECRETS_KEYS`, for the commands that store webhook secrets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsArgs {
+    /// Keys that seal webhook secrets at rest, `id:base64key,…` (see `serve --help`).
+    #[arg(long, env = "SECRETS_KEYS", hide_env_values = true)]
+    pub secrets_keys: Option<Keyring>,
+}
+
+impl SecretsArgs {
+    pub fn sealer(&self) -> Sealer {
+        Sealer::new(self.secrets_keys.clone())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Print a new `id:base64key` entry for SECRETS_KEYS (32 random bytes).
+    NewKey {
+        /// The key's id, stored with every value it seals.
+        #[arg(long)]
+        id: String,
+    },
+    /// Seal every stored webhook secret under the first key of SECRETS_KEYS
+    /// (plain ones, and ones sealed under older keys): the last step of a
+    /// key rotation, after which older keys can be dropped.
+    Rewrap {
+        #[command(flatten)]
+        secrets: SecretsArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -64,6 +103,8 @@ pub enum KeysCommand {
         /// May call the admin endpoints.
         #[arg(long)]
         admin: bool,
+        #[command(flatten)]
+        secrets: SecretsArgs,
         #[command(flatten)]
         database: DatabaseArgs,
     },

@@ -7,6 +7,7 @@ use protocol::config::{parse_duration, ServiceConfig};
 use protocol::Tier;
 
 use crate::routing::{RoutingMode, RoutingPolicy, FULL_SHARE_BP};
+use crate::sealing::Keyring;
 use crate::settings::{DeliverySettings, Watermarks};
 use protocol::netguard::DestinationPolicy;
 
@@ -137,6 +138,13 @@ pub struct DispatcherConfig {
     /// How long an operator console login (`/ui`) lasts.
     #[arg(long, env = "CONSOLE_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
     pub console_session_ttl: Duration,
+    /// Keys that seal webhook signing secrets at rest: `id:base64key,…`
+    /// (32-byte AES-256 keys; the first seals, every one listed opens; make
+    /// one with `dispatcher secrets new-key`). Without it secrets are stored
+    /// in plain text and the dispatcher warns at start. Pass it in the
+    /// environment, not on the command line.
+    #[arg(long, env = "SECRETS_KEYS", hide_env_values = true)]
+    pub secrets_keys: Option<Keyring>,
     /// Mark the console's session cookie `Secure` (sent over https only).
     /// Turn off only where the console is reached over plain http (a local
     /// demo or test); behind TLS termination keep it on.
@@ -215,6 +223,8 @@ impl DispatcherConfig {
             "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
             "max_in_flight_scans": self.max_in_flight_scans.to_string(),
             "console_session_ttl": humantime::format_duration(self.console_session_ttl).to_string(),
+            // Ids only: which keys are loaded, never their material.
+            "secrets_keys": self.secrets_keys.as_ref().map(|k| k.key_ids()),
             "console_secure_cookie": self.console_secure_cookie,
         });
         described

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::sealing::{SealError, SecretOwner, Sealer};
+
 pub const KEY_PREFIX: &str = "sf_";
 const KEY_RANDOM_CHARS: usize = 32;
 /// Characters of a key kept in clear to tell keys apart in listings.
@@ -45,6 +47,8 @@ pub enum KeyError {
     AlreadyRevoked(Uuid),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("the tenant's callback secret: {0}")]
+    Sealed(#[from] SealError),
 }
 
 /// Whether creating a key for an existing tenant may change its tier.
@@ -108,6 +112,7 @@ impl KeyInfo {
 /// keeps its tier unless `tier_change` allows the change.
 pub async fn create_key(
     pool: &PgPool,
+    sealer: &Sealer,
     tenant_name: &str,
     tier: Tier,
     is_admin: bool,
@@ -116,18 +121,31 @@ pub async fn create_key(
     let mut tx = pool.begin().await?;
     // The no-op update locks an existing row and returns it, so the tier
     // comparison below cannot race another `keys create`.
-    let (tenant_id, current_tier, callback_secret): (Uuid, String, String) = sqlx::query_as(
-        r#"INSERT INTO tenants (id, name, tier, callback_secret) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (name) DO UPDATE
-              SET callback_secret = coalesce(tenants.callback_secret, EXCLUDED.callback_secret)
+    let (tenant_id, current_tier, stored_secret): (Uuid, String, Option<String>) =
+        sqlx::query_as(
+            r#"INSERT INTO tenants (id, name, tier) VALUES ($1, $2, $3)
+           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
            RETURNING id, tier, callback_secret"#,
-    )
-    .bind(Uuid::now_v7())
-    .bind(tenant_name)
-    .bind(tier.as_str())
-    .bind(crate::webhooks::signing::generate_secret())
-    .fetch_one(&mut *tx)
-    .await?;
+        )
+        .bind(Uuid::now_v7())
+        .bind(tenant_name)
+        .bind(tier.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    // Sealed once the tenant's id is known: the seal is bound to its row.
+    let owner = SecretOwner::Tenant(tenant_id);
+    let callback_secret = match stored_secret {
+        Some(stored) => sealer.open(owner, &stored)?,
+        None => {
+            let secret = crate::webhooks::signing::generate_secret();
+            sqlx::query("UPDATE tenants SET callback_secret = $2 WHERE id = $1")
+                .bind(tenant_id)
+                .bind(sealer.seal(owner, &secret))
+                .execute(&mut *tx)
+                .await?;
+            secret
+        }
+    };
     if current_tier != tier.as_str() {
         if tier_change == TierChange::Refuse {
             return Err(KeyError::TierChange {

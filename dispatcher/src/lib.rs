@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod routing;
 pub mod scans;
+pub mod sealing;
 pub mod settings;
 pub mod startup;
 pub mod state;

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Parser;
-use dispatcher::cli::{Cli, Command, DatabaseArgs, KeysCommand};
+use dispatcher::cli::{Cli, Command, DatabaseArgs, KeysCommand, SecretsCommand};
 use dispatcher::keys::{self, TierChange};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::Keys { command } => run_keys(command).await?,
+        Command::Secrets { command } => run_secrets(command).await?,
     }
     Ok(())
 }
@@ -40,6 +41,7 @@ async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
             tier,
             set_tier,
             admin,
+            secrets,
             database,
         } => {
             let pool = migrated_pool(&database).await?;
@@ -48,7 +50,8 @@ async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
             } else {
                 TierChange::Refuse
             };
-            let created = keys::create_key(&pool, &tenant, tier, admin, change).await?;
+            let created =
+                keys::create_key(&pool, &secrets.sealer(), &tenant, tier, admin, change).await?;
             eprintln!(
                 "tenant {tenant} ({}) tier {}, key {}: store this key now, it is not shown again",
                 created.tenant_id,
@@ -87,6 +90,33 @@ async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
                 humantime::format_duration(grace)
             );
             println!("{}", rotated.key);
+        }
+    }
+    Ok(())
+}
+
+async fn run_secrets(command: SecretsCommand) -> anyhow::Result<()> {
+    match command {
+        SecretsCommand::NewKey { id } => {
+            let entry = dispatcher::sealing::Keyring::new_entry(&id);
+            // Checked as SECRETS_KEYS will check it (the id's characters).
+            entry.parse::<dispatcher::sealing::Keyring>()?;
+            eprintln!("put this first in SECRETS_KEYS (comma-separated), keep the old keys after it until `secrets rewrap` has run");
+            println!("{entry}");
+        }
+        SecretsCommand::Rewrap { secrets, database } => {
+            let pool = migrated_pool(&database).await?;
+            let done =
+                dispatcher::webhooks::rewrap::rewrap_all(&pool, &secrets.sealer()).await?;
+            eprintln!(
+                "{} secret(s) sealed under key {}, {} already were",
+                done.resealed,
+                secrets
+                    .secrets_keys
+                    .as_ref()
+                    .map_or("", |keys| keys.primary()),
+                done.current
+            );
         }
     }
     Ok(())

@@ -60,6 +60,12 @@ pub async fn start(
 ) -> Result<RunningDispatcher, StartError> {
     config.validate().map_err(StartError::Config)?;
     tracing::info!(config = %config.describe(), "dispatcher starting");
+    if config.secrets_keys.is_none() {
+        tracing::warn!(
+            "SECRETS_KEYS is not set: webhook signing secrets are stored in plain text; \
+             set it (`dispatcher secrets new-key`) and run `dispatcher secrets rewrap`"
+        );
+    }
     let pool = protocol::db::pool(
         config.service.database_url.expose_secret(),
         config.database_max_connections,

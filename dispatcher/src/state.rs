@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::config::DispatcherConfig;
 use crate::metrics::DispatcherMetrics;
 use crate::rate_limit::RateLimits;
+use crate::sealing::Sealer;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -22,6 +23,8 @@ struct Inner {
     config: DispatcherConfig,
     metrics: DispatcherMetrics,
     rate_limits: RateLimits,
+    /// Seals and opens webhook signing secrets (`SECRETS_KEYS`).
+    sealer: Sealer,
     /// Whether a background task has stopped (readiness fails then).
     health: Health,
     /// Wakes the outbox relay as soon as a scan is committed, so publishing
@@ -46,10 +49,12 @@ impl AppState {
     ) -> Self {
         let rate_limits =
             RateLimits::new(config.submit_rate_per_minute, config.upload_rate_per_minute);
+        let sealer = Sealer::new(config.secrets_keys.clone());
         AppState(Arc::new(Inner {
             pool,
             blobs,
             config,
+            sealer,
             metrics: DispatcherMetrics::new(),
             rate_limits,
             health,
@@ -73,6 +78,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &DispatcherMetrics {
         &self.0.metrics
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.0.sealer
     }
 
     pub fn rate_limits(&self) -> &RateLimits {

@@ -32,6 +32,9 @@ pub struct TestEnv {
     pub amqp_url: String,
     pub blob_dir: PathBuf,
     pub pool: PgPool,
+    /// This test's `SECRETS_KEYS` value: every dispatcher it starts, in
+    /// process or not, seals webhook secrets with it.
+    pub secrets_keys: String,
     http: reqwest::Client,
 }
 
@@ -60,6 +63,7 @@ impl TestEnv {
             blob_dir: std::env::temp_dir().join(&name),
             database_url,
             pool,
+            secrets_keys: dispatcher::sealing::Keyring::new_entry("test"),
             http: reqwest::Client::new(),
             name,
         };
@@ -190,6 +194,7 @@ impl TestEnv {
             webhook_allow_hosts: vec!["127.0.0.1".to_string()],
             webhook_secret_overlap: Duration::from_secs(3600),
             console_session_ttl: Duration::from_secs(3600),
+            secrets_keys: Some(self.secrets_keys.parse().expect("test keys parse")),
             console_secure_cookie: false,
             source_allow_http: true,
             source_allow_hosts: vec!["127.0.0.1".to_string()],
@@ -213,6 +218,7 @@ impl TestEnv {
             gpu_price_per_hour: 0.50,
             max_download_bytes: 64 * 1024 * 1024,
             download_timeout: Duration::from_secs(10),
+            scan_time_limit: Duration::from_secs(300),
             source_allow_http: true,
             source_allow_hosts: vec!["127.0.0.1".to_string()],
             result_cache_max: 256,
@@ -225,9 +231,21 @@ impl TestEnv {
         }
     }
 
+    /// Seals and opens secrets as this test's dispatchers do.
+    pub fn sealer(&self) -> dispatcher::sealing::Sealer {
+        dispatcher::sealing::Sealer::new(Some(self.secrets_keys.parse().expect("test keys parse")))
+    }
+
     /// A new tenant with one API key.
     pub async fn api_key(&self, tenant: &str, tier: Tier) -> String {
-        dispatcher::keys::create_key(&self.pool, tenant, tier, false, TierChange::Refuse)
+        dispatcher::keys::create_key(
+            &self.pool,
+            &self.sealer(),
+            tenant,
+            tier,
+            false,
+            TierChange::Refuse,
+        )
             .await
             .expect("create key")
             .key
@@ -237,6 +255,7 @@ impl TestEnv {
     pub async fn admin_key(&self) -> String {
         dispatcher::keys::create_key(
             &self.pool,
+            &self.sealer(),
             "operators",
             Tier::Free,
             true,

@@ -86,6 +86,7 @@ impl ProcessFleet {
             .env("DATABASE_URL", &self.env.database_url)
             .env("AMQP_URL", &self.env.amqp_url)
             .env("BLOB_STORE", &self.env.blob_dir)
+            .env("SECRETS_KEYS", &self.env.secrets_keys)
             .env("RUST_LOG", &self.settings.log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

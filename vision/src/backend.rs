@@ -17,6 +17,7 @@ use opencv::core::Mat;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cancel::CancelFlag,
     canny,
     error::VisionError,
     flow, frames,
@@ -359,24 +360,34 @@ impl ScanEngine {
 
     /// Run one `video_scan` on the resolved backend.
     pub fn analyze(&self, path: &Path, opts: &ScanOptions) -> Result<VideoScanOutput, VisionError> {
-        self.analyze_with_progress(path, opts, &mut |_| {})
+        self.analyze_with_progress(path, opts, &mut |_| {}, &CancelFlag::new())
     }
 
-    /// [`ScanEngine::analyze`], reporting progress as frames are measured.
+    /// [`ScanEngine::analyze`], reporting progress as frames are measured
+    /// and stopping early once `cancel` is raised.
     pub fn analyze_with_progress(
         &self,
         path: &Path,
         opts: &ScanOptions,
         progress: &mut dyn FnMut(Progress),
+        cancel: &CancelFlag,
     ) -> Result<VideoScanOutput, VisionError> {
         match self.resolved {
-            Resolved::Cpu => {
-                analyze_video_with_progress::<crate::Cpu>(path, opts, &Default::default(), progress)
-            }
+            Resolved::Cpu => analyze_video_with_progress::<crate::Cpu>(
+                path,
+                opts,
+                &Default::default(),
+                progress,
+                cancel,
+            ),
             #[cfg(feature = "cuda")]
-            Resolved::Cuda => {
-                analyze_video_with_progress::<Cuda>(path, opts, &first_cuda_device(), progress)
-            }
+            Resolved::Cuda => analyze_video_with_progress::<Cuda>(
+                path,
+                opts,
+                &first_cuda_device(),
+                progress,
+                cancel,
+            ),
         }
     }
 

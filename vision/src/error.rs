@@ -23,6 +23,10 @@ pub enum VisionError {
     /// The requested backend cannot be used in this build or on this machine.
     #[error("backend unavailable: {0}")]
     BackendUnavailable(String),
+    /// The caller raised the scan's [`crate::CancelFlag`]; what that means
+    /// (a time limit, an aborted job) is the caller's to say.
+    #[error("scan cancelled")]
+    Cancelled,
     /// Anything else: a bug or an environment problem, worth a retry.
     #[error("internal error: {0}")]
     Internal(String),
@@ -38,6 +42,7 @@ impl VisionError {
             VisionError::InputEmpty => "input_empty",
             VisionError::InputTooLarge(_) => "input_too_large",
             VisionError::BackendUnavailable(_) => "backend_unavailable",
+            VisionError::Cancelled => "cancelled",
             VisionError::Internal(_) => "internal",
         }
     }

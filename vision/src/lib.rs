@@ -18,6 +18,7 @@
 //! - `host`: the CPU backend's plain-Rust implementations of those ops.
 
 pub mod backend;
+pub mod cancel;
 pub mod canny;
 pub mod error;
 pub mod flow;
@@ -31,6 +32,7 @@ pub mod synth;
 pub mod synth_photo;
 
 pub use backend::{BackendChoice, BackendReport, ScanBackend};
+pub use cancel::CancelFlag;
 pub use error::VisionError;
 pub use item_crop::{crop_items, ItemCropOptions, ItemCropOutput};
 pub use pipeline::{

@@ -10,10 +10,10 @@ use opencv::{
     videoio,
 };
 use vision::{
-    analyze_video,
+    analyze_video, analyze_video_with_progress,
     pipeline::{Defect, DefectKind, ScanOptions},
     synth::{self, GroundTruth, SynthSpec},
-    BackendChoice, Cpu, VisionError,
+    BackendChoice, CancelFlag, Cpu, VisionError,
 };
 
 fn overlaps(a: &[f64; 4], b: &[f64; 4], e: f64) -> bool {
@@ -323,4 +323,52 @@ fn backend_choice_is_resolved_at_the_edge() {
         BackendChoice::Auto
     );
     let _ = VisionError::InputEmpty;
+}
+
+/// A scan whose flag is raised stops at the next batch instead of running
+/// to the end: the worker relies on it to free a core when a scan passes its
+/// time limit or its job is aborted.
+#[test]
+fn a_cancelled_scan_stops_after_the_batch_in_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let gt = synth::generate(
+        &SynthSpec {
+            frames: 40,
+            ..SynthSpec::default()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    let opts = ScanOptions::default();
+    let cancel = CancelFlag::new();
+    let mut batches = Vec::new();
+    let outcome = analyze_video_with_progress::<Cpu>(
+        &gt.video,
+        &opts,
+        &Default::default(),
+        &mut |progress| {
+            batches.push(progress.frames_done);
+            // Raised from outside while the first batch is measured.
+            cancel.cancel();
+        },
+        &cancel,
+    );
+    assert!(
+        matches!(outcome, Err(VisionError::Cancelled)),
+        "{:?}",
+        outcome.map(|o| o.report.frames_processed)
+    );
+    assert_eq!(batches, vec![opts.batch_size], "measured past the cancel");
+
+    // The same file with the flag down runs every batch.
+    let mut done = 0;
+    let out = analyze_video_with_progress::<Cpu>(
+        &gt.video,
+        &opts,
+        &Default::default(),
+        &mut |progress| done = progress.frames_done,
+        &CancelFlag::new(),
+    )
+    .unwrap();
+    assert_eq!((done, out.report.frames_processed), (40, 40));
 }

@@ -52,6 +52,12 @@ pub struct WorkerConfig {
     /// Time limit for downloading one input.
     #[arg(long, env = "DOWNLOAD_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub download_timeout: Duration,
+    /// Wall-clock limit of one scan, fetching its input included. A scan
+    /// past it fails with `time_limit_exceeded` and frees its slot; size it
+    /// well above the longest scan the input limits allow (a 600-frame 720p
+    /// video takes about 30 s on 2 cores).
+    #[arg(long, env = "SCAN_TIME_LIMIT", default_value = "10m", value_parser = parse_duration)]
+    pub scan_time_limit: Duration,
     /// Allow plain-http source URLs (local use only).
     #[arg(long, env = "SOURCE_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
     pub source_allow_http: bool,
@@ -98,6 +104,9 @@ impl WorkerConfig {
         if self.cpu_price_per_hour < 0.0 || self.gpu_price_per_hour < 0.0 {
             return Err("prices must not be negative".into());
         }
+        if self.scan_time_limit.is_zero() {
+            return Err("SCAN_TIME_LIMIT must be positive".into());
+        }
         if self.heartbeat_interval.is_zero() {
             return Err("HEARTBEAT_INTERVAL must be positive".into());
         }
@@ -124,6 +133,7 @@ impl WorkerConfig {
             "gpu_price_per_hour": self.gpu_price_per_hour,
             "max_download_bytes": self.max_download_bytes,
             "download_timeout": humantime::format_duration(self.download_timeout).to_string(),
+            "scan_time_limit": humantime::format_duration(self.scan_time_limit).to_string(),
             "source_allow_http": self.source_allow_http,
             "source_allow_hosts": self.source_allow_hosts,
             "result_cache_max": self.result_cache_max,

@@ -322,6 +322,15 @@ impl Consumer {
                 tracing::warn!(code, %message, "scan failed: bad input");
                 self.write_failure(job.scan_id, code, message).await
             }
+            Err(error @ JobError::TimeLimit(limit)) => {
+                tracing::warn!(%error, "scan failed: over its time limit");
+                let message = format!(
+                    "the scan ran longer than this worker's SCAN_TIME_LIMIT of {}",
+                    humantime::format_duration(*limit)
+                );
+                self.write_failure(job.scan_id, error.code(), &message)
+                    .await
+            }
             Err(JobError::Transient(message)) => {
                 if previous_deliveries + 1 < self.topology.delivery_limit {
                     tracing::warn!(%message, "transient failure; requeueing");

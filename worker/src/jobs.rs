@@ -11,7 +11,7 @@ use protocol::netguard::DestinationPolicy;
 use protocol::{ScanJob, ScanKind};
 use serde_json::{json, Value};
 use vision::backend::ScanEngine;
-use vision::{ItemCropOptions, ScanOptions, VisionError};
+use vision::{CancelFlag, ItemCropOptions, ScanOptions, VisionError};
 
 use crate::cache::{cache_key, CacheSource, ResultCache};
 
@@ -26,6 +26,12 @@ pub enum JobError {
     /// another delivery, up to the delivery limit.
     #[error("transient: {0}")]
     Transient(String),
+    /// The scan ran past the worker's `SCAN_TIME_LIMIT` (a source that
+    /// trickles, a video that stalls the decoder, an input far beyond what
+    /// the limit was sized for). It fails at once: another delivery would
+    /// hold another slot for as long again.
+    #[error("time_limit_exceeded: over the limit of {}", humantime::format_duration(*.0))]
+    TimeLimit(Duration),
 }
 
 impl JobError {
@@ -40,6 +46,7 @@ impl JobError {
         match self {
             JobError::BadInput { code, .. } => code,
             JobError::Transient(_) => "transient",
+            JobError::TimeLimit(_) => "time_limit_exceeded",
         }
     }
 }
@@ -76,6 +83,8 @@ pub struct JobContext {
     pub downloads: DownloadSettings,
     pub downscale_max: usize,
     pub cache: Arc<ResultCache>,
+    /// Wall-clock limit of one scan, input fetch included (`SCAN_TIME_LIMIT`).
+    pub time_limit: Duration,
 }
 
 impl JobContext {
@@ -109,12 +118,20 @@ pub struct CacheUse {
     pub hit: Option<CacheSource>,
 }
 
+/// Runs one scan within the worker's time limit. Past the limit the scan's
+/// future is dropped, which also stops its pipeline thread (see
+/// [`run_blocking`]), so the slot is free again at once.
 pub async fn run(job: &ScanJob, context: &JobContext, attempt: i32) -> Result<JobOutput, JobError> {
-    match job.kind {
-        ScanKind::Probe => probe(job, context, attempt).await,
-        ScanKind::VideoScan => video_scan(job, context).await,
-        ScanKind::ItemCrop => item_crop(job, context).await,
-    }
+    let scan = async {
+        match job.kind {
+            ScanKind::Probe => probe(job, context, attempt).await,
+            ScanKind::VideoScan => video_scan(job, context).await,
+            ScanKind::ItemCrop => item_crop(job, context).await,
+        }
+    };
+    tokio::time::timeout(context.time_limit, scan)
+        .await
+        .unwrap_or(Err(JobError::TimeLimit(context.time_limit)))
 }
 
 /// The scan's `downscale_max` parameter, never above the worker's own limit.
@@ -175,7 +192,10 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
         .map_err(|e| JobError::Transient(format!("writing input: {e}")))?;
     drop(input);
     let engine = context.engine.clone();
-    let output = run_blocking(move || engine.analyze(&path, &options)).await?;
+    let output = run_blocking(move |cancel| {
+        engine.analyze_with_progress(&path, &options, &mut |_| {}, cancel)
+    })
+    .await?;
 
     let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
     let mut golden_paths = Vec::new();
@@ -258,7 +278,9 @@ async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Job
         return Ok(served);
     }
     let engine = context.engine.clone();
-    let output = run_blocking(move || engine.crop_items(&input, &options)).await?;
+    // item_crop has no checkpoints: its work is bounded by the photo pixel
+    // limit (about a second at the largest), not by the input's length.
+    let output = run_blocking(move |_| engine.crop_items(&input, &options)).await?;
 
     let prefix = format!("artifacts/{}/{}", job.tenant_id, job.scan_id);
     let mut crops = Vec::new();
@@ -293,10 +315,19 @@ async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Job
 /// bug, or a device fault: burn surfaces CUDA out-of-memory as a panic) is
 /// resumed in the job's task, where the consumer settles the delivery: on a
 /// GPU worker the scan moves to the CPU queue at once.
-async fn run_blocking<T: Send + 'static>(
-    pipeline: impl FnOnce() -> Result<T, VisionError> + Send + 'static,
+///
+/// A blocking thread cannot be aborted, so the pipeline gets a
+/// [`CancelFlag`] that this future raises when it is dropped before the
+/// pipeline returns (the scan's time limit, or the consumer aborting its jobs
+/// after losing the broker): the pipeline stops at its next checkpoint
+/// instead of computing a result nobody will read.
+pub async fn run_blocking<T: Send + 'static>(
+    pipeline: impl FnOnce(&CancelFlag) -> Result<T, VisionError> + Send + 'static,
 ) -> Result<T, JobError> {
-    match tokio::task::spawn_blocking(pipeline).await {
+    let cancel = CancelFlag::new();
+    let _stop_when_dropped = cancel.cancel_on_drop();
+    let task = tokio::task::spawn_blocking(move || pipeline(&cancel));
+    match task.await {
         Ok(outcome) => Ok(outcome?),
         Err(join_error) => match join_error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -407,7 +438,7 @@ pub fn analyze_file(
         downscale_max,
         ..ScanOptions::default()
     };
-    engine.analyze_with_progress(path, &options, progress)
+    engine.analyze_with_progress(path, &options, progress, &CancelFlag::new())
 }
 
 /// Runs one `item_crop` of a local photo with no services (`worker analyze --kind item_crop`).
@@ -434,4 +465,36 @@ pub fn write_crops(output: &vision::ItemCropOutput, dir: &Path) -> std::io::Resu
         std::fs::write(dir.join(format!("crop_{:02}.jpg", item.index)), jpeg)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dropping the future that waits for a pipeline (what the time limit
+    /// and an aborted job do) raises its cancel flag, so the blocking thread
+    /// stops instead of computing on.
+    #[tokio::test]
+    async fn a_dropped_wait_stops_the_pipeline_thread() {
+        let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+        let pipeline = run_blocking(move |cancel| {
+            // A stand-in for a pipeline's batches: a checkpoint per step.
+            for _step in 0..100_000 {
+                if let Err(cancelled) = cancel.check() {
+                    stopped_tx.send(()).unwrap();
+                    return Err::<(), _>(cancelled);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        });
+        let waited = tokio::time::timeout(Duration::from_millis(50), pipeline).await;
+        assert!(waited.is_err(), "the pipeline cannot finish in 50 ms");
+        let stopped = tokio::task::spawn_blocking(move || {
+            stopped_rx.recv_timeout(Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+        assert!(stopped.is_ok(), "the pipeline kept running after its wait was dropped");
+    }
 }

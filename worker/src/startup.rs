@@ -148,6 +148,7 @@ pub async fn start(
             },
             downscale_max: config.downscale_max,
             cache,
+            time_limit: config.scan_time_limit,
         },
         metrics: WorkerMetrics::new(),
         price_per_hour,

@@ -12,6 +12,7 @@ use super::signing::generate_secret;
 use crate::auth::Caller;
 use crate::body::{parse_json, parse_optional_json, JsonBody};
 use crate::problem::{ApiError, Problem};
+use crate::sealing::SecretOwner;
 use crate::state::AppState;
 
 const MAX_DESCRIPTION_LEN: usize = 256;
@@ -173,17 +174,18 @@ pub async fn create_endpoint(
             format!("description is at most {MAX_DESCRIPTION_LEN} characters"),
         ));
     }
-    let secret = generate_secret();
+    let (id, secret) = (Uuid::now_v7(), generate_secret());
+    let sealed = state.sealer().seal(SecretOwner::Endpoint(id), &secret);
     let mut tx = state.pool().begin().await?;
     check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(
         r#"INSERT INTO webhook_endpoints (id, tenant_id, url, description, secret) VALUES ($1, $2, $3, $4, $5)
            RETURNING id, url, description, created_at"#,
-        Uuid::now_v7(),
+        id,
         caller.tenant_id,
         new.url,
         new.description,
-        secret
+        sealed
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -286,6 +288,7 @@ pub async fn rotate_secret(
         ));
     }
     let secret = generate_secret();
+    let sealed = state.sealer().seal(SecretOwner::Endpoint(id), &secret);
     let row = sqlx::query_as!(
         EndpointView,
         r#"UPDATE webhook_endpoints
@@ -295,7 +298,7 @@ pub async fn rotate_secret(
         RETURNING id, url, description, created_at, disabled_at, disabled_reason"#,
         id,
         caller.tenant_id,
-        secret,
+        sealed,
         overlap as i64
     )
     .fetch_optional(state.pool())
@@ -323,13 +326,18 @@ pub async fn callback_secret(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<CallbackSecret>, ApiError> {
-    let secret = sqlx::query_scalar!(
+    let owner = SecretOwner::Tenant(caller.tenant_id);
+    let stored = sqlx::query_scalar!(
         r#"UPDATE tenants SET callback_secret = coalesce(callback_secret, $2) WHERE id = $1 RETURNING callback_secret AS "secret!""#,
         caller.tenant_id,
-        generate_secret()
+        state.sealer().seal(owner, &generate_secret())
     )
     .fetch_one(state.pool())
     .await?;
+    let secret = state
+        .sealer()
+        .open(owner, &stored)
+        .map_err(ApiError::internal)?;
     Ok(Json(CallbackSecret { secret }))
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::signing;
+use crate::sealing::{SealError, SecretOwner};
 use crate::settings::DeliverySettings;
 use crate::state::AppState;
 use protocol::netguard::Refusal;
@@ -132,39 +133,62 @@ async fn claim(
     .await
 }
 
+#[derive(Debug, thiserror::Error)]
+enum SecretsError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A key missing from SECRETS_KEYS: retried, so deliveries resume once
+    /// the operator restores it (the attempt is not burnt).
+    #[error(transparent)]
+    Sealed(#[from] SealError),
+}
+
 /// The secrets that sign a delivery: the endpoint's (and its previous one
-/// during a rotation overlap), or the tenant's callback secret.
-async fn signing_secrets(pool: &PgPool, delivery: &Claimed) -> Result<Vec<String>, sqlx::Error> {
-    match delivery.endpoint_id {
+/// during a rotation overlap), or the tenant's callback secret, opened.
+async fn signing_secrets(
+    state: &AppState,
+    delivery: &Claimed,
+) -> Result<Vec<String>, SecretsError> {
+    let (owner, stored) = match delivery.endpoint_id {
         Some(endpoint_id) => {
             let row = sqlx::query!(
                 r#"SELECT secret, CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS "previous"
                      FROM webhook_endpoints WHERE id = $1"#,
                 endpoint_id
             )
-            .fetch_one(pool)
+            .fetch_one(state.pool())
             .await?;
-            Ok([Some(row.secret), row.previous]
-                .into_iter()
-                .flatten()
-                .collect())
+            (
+                SecretOwner::Endpoint(endpoint_id),
+                [Some(row.secret), row.previous]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<String>>(),
+            )
         }
         None => {
             let secret = sqlx::query_scalar!(
                 "SELECT callback_secret FROM tenants WHERE id = $1",
                 delivery.tenant_id
             )
-            .fetch_one(pool)
+            .fetch_one(state.pool())
             .await?;
-            Ok(secret.into_iter().collect())
+            (
+                SecretOwner::Tenant(delivery.tenant_id),
+                secret.into_iter().collect::<Vec<_>>(),
+            )
         }
-    }
+    };
+    Ok(stored
+        .iter()
+        .map(|s| state.sealer().open(owner, s))
+        .collect::<Result<_, _>>()?)
 }
 
 async fn attempt(state: &AppState, settings: &DeliverySettings, delivery: Claimed) {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let outcome = match signing_secrets(state.pool(), &delivery).await {
+    let outcome = match signing_secrets(state, &delivery).await {
         // The whole attempt, name resolution included, ends well inside the
         // lease: while it runs no other replica may take the delivery, so
         // two replicas never send it at the same time.

@@ -6,4 +6,5 @@
 
 pub mod api;
 pub mod deliverer;
+pub mod rewrap;
 pub mod signing;

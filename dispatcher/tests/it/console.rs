@@ -212,6 +212,7 @@ async fn a_tenant_sees_only_its_own_scans_and_an_admin_sees_all() {
     let bob_key = env.api_key("bob", Tier::Pro).await;
     let admin_key = dispatcher::keys::create_key(
         &env.pool,
+        &env.sealer(),
         "operators",
         Tier::Free,
         true,
@@ -368,6 +369,7 @@ async fn escalations_are_recorded_with_their_reason_and_shown_on_the_overview() 
     // are 10/3); the monitor picks them up on its next sample.
     let admin_key = dispatcher::keys::create_key(
         &env.pool,
+        &env.sealer(),
         "operators",
         Tier::Free,
         true,

@@ -1,6 +1,7 @@
-//! Passwords in DATABASE_URL and AMQP_URL appear nowhere an operator or a
-//! log shipper reads: not in `--help` (clap would print the environment's
-//! value), not in the start-up log, not in `Debug` output.
+//! Passwords in DATABASE_URL and AMQP_URL, and the keys in SECRETS_KEYS,
+//! appear nowhere an operator or a log shipper reads: not in `--help` (clap
+//! would print the environment's value), not in the start-up log, not in
+//! `Debug` output.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,6 +24,7 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
     let database_url = database_url_with_password(&env);
     assert!(database_url.contains(DB_PASSWORD));
     let binary = env!("CARGO_BIN_EXE_dispatcher");
+    let (_, key_material) = env.secrets_keys.split_once(':').unwrap();
 
     for args in [
         &["serve", "--help"][..],
@@ -33,6 +35,7 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
             .args(args)
             .env("DATABASE_URL", &database_url)
             .env("AMQP_URL", &env.amqp_url)
+            .env("SECRETS_KEYS", &env.secrets_keys)
             .output()
             .unwrap();
         let help = String::from_utf8_lossy(&output.stdout);
@@ -41,6 +44,7 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
             !help.contains(DB_PASSWORD) && !help.contains(":guest@"),
             "{args:?} prints a password: {help}"
         );
+        assert!(!help.contains(key_material), "{args:?} prints a key: {help}");
     }
 
     // A real start-up, JSON logs at debug level: read until it listens.
@@ -48,6 +52,7 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
         .arg("serve")
         .env("DATABASE_URL", &database_url)
         .env("AMQP_URL", &env.amqp_url)
+        .env("SECRETS_KEYS", &env.secrets_keys)
         .env("BLOB_STORE", env.blob_dir.to_string_lossy().as_ref())
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
@@ -96,6 +101,14 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
         !log.contains(DB_PASSWORD) && !log.contains(":guest@"),
         "a password in the log: {log}"
     );
+    assert!(
+        !log.contains(key_material),
+        "a SECRETS_KEYS key in the log: {log}"
+    );
+    assert!(
+        log.contains(r#"\"secrets_keys\":[\"test\"]"#),
+        "the loaded key ids are logged: {log}"
+    );
 
     // Debug output of the parsed configuration masks both URLs.
     let cli = <dispatcher::cli::Cli as clap::Parser>::try_parse_from([
@@ -105,6 +118,8 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
         &database_url,
         "--amqp-url",
         &env.amqp_url,
+        "--secrets-keys",
+        &env.secrets_keys,
     ])
     .unwrap();
     let printed = format!("{cli:?}");
@@ -112,6 +127,8 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
         !printed.contains(DB_PASSWORD) && !printed.contains(":guest@"),
         "{printed}"
     );
+    assert!(!printed.contains(key_material), "{printed}");
+    assert!(printed.contains(r#"key_ids: ["test"]"#), "{printed}");
     assert!(
         printed.contains("127.0.0.1:5432"),
         "the rest of the URL stays visible: {printed}"

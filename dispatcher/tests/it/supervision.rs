@@ -77,6 +77,7 @@ fn spawn_dispatcher(env: &TestEnv, amqp_url: &str) -> (Child, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_dispatcher"))
         .arg("serve")
         .env("DATABASE_URL", &env.database_url)
+        .env("SECRETS_KEYS", &env.secrets_keys)
         .env("AMQP_URL", amqp_url)
         .env("BLOB_STORE", &env.blob_dir)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))

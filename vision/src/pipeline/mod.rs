@@ -33,6 +33,7 @@ use locate::{intersect, locate_item, Profiles};
 
 use crate::{
     backend::ScanBackend,
+    cancel::CancelFlag,
     canny::{self, canny},
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
@@ -284,15 +285,19 @@ pub fn analyze_video<B: ScanBackend>(
     opts: &ScanOptions,
     device: &B::Device,
 ) -> Result<VideoScanOutput, VisionError> {
-    analyze_video_with_progress::<B>(path, opts, device, &mut |_| {})
+    analyze_video_with_progress::<B>(path, opts, device, &mut |_| {}, &CancelFlag::new())
 }
 
-/// [`analyze_video`], calling `progress` after every batch of frames.
+/// [`analyze_video`], calling `progress` after every batch of frames and
+/// stopping with [`VisionError::Cancelled`] at the first check after
+/// `cancel` is raised (after every batch of frames, and before each golden
+/// frame's analysis).
 pub fn analyze_video_with_progress<B: ScanBackend>(
     path: &Path,
     opts: &ScanOptions,
     device: &B::Device,
     progress: &mut dyn FnMut(Progress),
+    cancel: &CancelFlag,
 ) -> Result<VideoScanOutput, VisionError> {
     let start = Instant::now();
     let mut timer = Timer::default();
@@ -364,6 +369,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
             frames_done: stats.len(),
             frames_total: decoder.declared.max(0.0) as usize,
         });
+        cancel.check()?;
         let t = Instant::now();
         chunk = decoder.next_batch(bs, opts)?;
         timer.add("decode", t);
@@ -389,6 +395,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     let mut base = 0;
     let last = golden.iter().map(|g| g.index).max().unwrap_or(0);
     while base <= last {
+        cancel.check()?;
         let chunk = decoder.next_batch(bs, opts)?;
         if chunk.is_empty() {
             return Err(VisionError::Internal("video changed between passes".into()));
@@ -422,6 +429,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     let mut per_frame: Vec<FrameAnalysis> = Vec::new();
     let mut no_item_reason: Option<NoItemReason> = None;
     for g in &golden {
+        cancel.check()?;
         let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
         match analyze_frame::<B>(frame, g.index, opts, device, &mut timer)? {
             Ok(a) => per_frame.push(a),

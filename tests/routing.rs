@@ -402,3 +402,61 @@ async fn a_scan_that_keeps_failing_on_the_gpu_worker_completes_on_a_cpu_worker()
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+/// Fair escalation: one tenant flooding the CPU queue does not move
+/// everyone's new scans to GPU (its scans beyond its ESCALATION_SHARE do
+/// not count), while several tenants backed up together do escalate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_flood_does_not_escalate_but_a_shared_backlog_does() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.escalation_share = dispatcher::config::PerTier::all(3);
+    config.backlog_high_watermark = 5;
+    let dispatcher = Dispatcher::start(config).await;
+    let probe = json!({ "kind": "probe" });
+
+    // No worker: the queue only grows. 20 queued, 17 beyond the share.
+    let flooder = Api::new(&dispatcher.base_url, &env.api_key("flood", Tier::Free).await);
+    for _ in 0..20 {
+        flooder.submit(probe.clone()).await;
+    }
+    // The monitor (polling every 100 ms here) sees the whole queue, and
+    // for many samples after that it still does not escalate.
+    wait_for("the monitor to see the flood", || async {
+        let depth: i64 = sqlx::query_scalar("SELECT cpu_depth FROM backlog_state")
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+        (depth >= 20).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!escalated(&env).await, "one tenant escalated for everyone");
+    let id = flooder.submit(probe.clone()).await;
+    assert_eq!(route_of(&env, &id).await, pair("cpu", "default"));
+
+    // Two more tenants with 3 queued each: 3 + 3 + 3 = 9 fair > 5.
+    for name in ["second", "third"] {
+        let api = Api::new(&dispatcher.base_url, &env.api_key(name, Tier::Free).await);
+        for _ in 0..3 {
+            api.submit(probe.clone()).await;
+        }
+    }
+    wait_for("escalation on the shared backlog", || async {
+        escalated(&env).await.then_some(())
+    })
+    .await;
+    let reason: String = sqlx::query_scalar(
+        "SELECT reason FROM escalation_events WHERE escalated ORDER BY at DESC LIMIT 1",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    assert!(
+        reason.contains("beyond their tenants' share not counted"),
+        "{reason}"
+    );
+
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -104,16 +104,26 @@ pub struct QueueSample {
     pub dead_consumers: u64,
     /// Recent mean processing time of a CPU scan, if any finished lately.
     pub cpu_service_time: Option<Duration>,
+    /// Queued CPU scans beyond their tenant's `ESCALATION_SHARE`, summed
+    /// over tenants: left out of the depth that escalates.
+    pub cpu_over_share: u64,
 }
 
 impl QueueSample {
-    /// Expected wait of a new CPU scan: depth × service time ÷ consumers.
-    /// Unknown without consumers or without a service-time estimate; the
-    /// depth watermark alone decides then.
+    /// The CPU backlog that decides escalation: the queue's depth less what
+    /// tenants have queued beyond their share.
+    pub fn fair_cpu_depth(&self) -> u64 {
+        self.cpu_depth.saturating_sub(self.cpu_over_share)
+    }
+
+    /// Expected wait of a new CPU scan on the fair backlog: depth × service
+    /// time ÷ consumers. Unknown without consumers or without a
+    /// service-time estimate; the depth watermark alone decides then.
     pub fn predicted_cpu_wait(&self) -> Option<Duration> {
         let service_time = self.cpu_service_time?;
-        (self.cpu_consumers > 0)
-            .then(|| service_time.mul_f64(self.cpu_depth as f64 / self.cpu_consumers as f64))
+        (self.cpu_consumers > 0).then(|| {
+            service_time.mul_f64(self.fair_cpu_depth() as f64 / self.cpu_consumers as f64)
+        })
     }
 }
 
@@ -146,11 +156,16 @@ impl Escalation {
     /// escalation timeline (called when [`Escalation::observe`] reports a change).
     pub fn reason(&self, sample: &QueueSample, marks: &Watermarks) -> String {
         let wait = sample.predicted_cpu_wait();
+        let over_share = match sample.cpu_over_share {
+            0 => String::new(),
+            n => format!(" ({n} more queued beyond their tenants' share not counted)"),
+        };
         if self.escalated {
-            if sample.cpu_depth > marks.high_depth {
+            if sample.fair_cpu_depth() > marks.high_depth {
                 format!(
-                    "CPU queue depth {} above the high watermark {}",
-                    sample.cpu_depth, marks.high_depth
+                    "CPU queue depth {} above the high watermark {}{over_share}",
+                    sample.fair_cpu_depth(),
+                    marks.high_depth
                 )
             } else {
                 format!(
@@ -161,7 +176,7 @@ impl Escalation {
             }
         } else {
             format!(
-                "CPU queue depth below the low watermark {} for {}",
+                "CPU queue depth below the low watermark {} for {}{over_share}",
                 marks.low_depth,
                 humantime::format_duration(marks.hold)
             )
@@ -173,14 +188,14 @@ impl Escalation {
         let wait = sample.predicted_cpu_wait();
         let late = wait.is_some_and(|wait| wait > marks.latency_target);
         if !self.escalated {
-            if sample.cpu_depth > marks.high_depth || late {
+            if sample.fair_cpu_depth() > marks.high_depth || late {
                 self.escalated = true;
                 self.calm_since = None;
                 return true;
             }
             return false;
         }
-        if sample.cpu_depth < marks.low_depth && !late {
+        if sample.fair_cpu_depth() < marks.low_depth && !late {
             let calm_since = *self.calm_since.get_or_insert(now);
             if now.duration_since(calm_since) >= marks.hold {
                 self.escalated = false;
@@ -303,6 +318,7 @@ async fn lead_when_elected(
             tracing::warn!(
                 escalated = escalation.is_escalated(),
                 cpu_depth = sample.cpu_depth,
+                cpu_over_share = sample.cpu_over_share,
                 cpu_consumers = sample.cpu_consumers,
                 predicted_wait_ms = sample.predicted_cpu_wait().map(|w| w.as_millis() as u64),
                 %reason,
@@ -350,7 +366,25 @@ async fn sample_queues(state: &AppState, channel: &Channel) -> Result<QueueSampl
     )
     .fetch_one(state.pool())
     .await?;
+    let shares = state.config().escalation_share;
+    // Per tenant, queued CPU scans beyond its tier's share (0: no share, all
+    // count). The partial index scans_queued_cpu keeps this to the queued rows.
+    let over_share: i64 = sqlx::query_scalar(
+        r#"SELECT coalesce(sum(greatest(queued - share, 0)), 0)::bigint
+             FROM (SELECT count(*) AS queued,
+                          CASE t.tier WHEN 'free' THEN $1 WHEN 'pro' THEN $2 ELSE $3 END AS share
+                     FROM scans s JOIN tenants t ON t.id = s.tenant_id
+                    WHERE s.status = 'queued' AND s.route = 'cpu'
+                    GROUP BY s.tenant_id, t.tier) per_tenant
+            WHERE share > 0"#,
+    )
+    .bind(shares.free as i64)
+    .bind(shares.pro as i64)
+    .bind(shares.premium as i64)
+    .fetch_one(state.pool())
+    .await?;
     Ok(QueueSample {
+        cpu_over_share: over_share.max(0) as u64,
         cpu_depth: cpu.message_count() as u64,
         cpu_consumers: cpu.consumer_count() as u64,
         gpu_depth: gpu.message_count() as u64,
@@ -517,6 +551,33 @@ mod tests {
             escalation.reason(&depth(1), &MARKS),
             "CPU queue depth below the low watermark 3 for 30s"
         );
+    }
+
+    #[test]
+    fn scans_beyond_their_tenants_share_do_not_escalate() {
+        // 40 queued, 35 of them one tenant's beyond its share: 5 count.
+        let flood = QueueSample {
+            cpu_over_share: 35,
+            ..depth(40)
+        };
+        assert_eq!(flood.fair_cpu_depth(), 5);
+        assert_eq!(run(&[flood, flood]), [false, false]);
+        let shared = QueueSample {
+            cpu_over_share: 25,
+            ..depth(40)
+        };
+        let mut escalation = Escalation::default();
+        assert!(escalation.observe(&shared, &MARKS, Instant::now()));
+        assert_eq!(
+            escalation.reason(&shared, &MARKS),
+            "CPU queue depth 15 above the high watermark 10 (25 more queued beyond their tenants' share not counted)"
+        );
+        // The predicted wait is the fair backlog's too.
+        let slow_flood = QueueSample {
+            cpu_service_time: Some(Duration::from_secs(30)),
+            ..flood
+        };
+        assert_eq!(slow_flood.predicted_cpu_wait(), Some(Duration::from_secs(150)));
     }
 
     #[test]

@@ -132,6 +132,19 @@ pub struct DispatcherConfig {
         default_value = "free=3,pro=10,premium=25"
     )]
     pub max_webhook_endpoints: PerTier,
+    /// Queued CPU scans of one tenant that count toward the backlog that
+    /// escalates to GPU, by tier (`0`: all of them). A tenant's scans beyond
+    /// its share still run, in order, on CPU, but do not move everyone's
+    /// new scans to the dearer GPU queue: one tenant flooding cannot
+    /// escalate alone (with the defaults a free tenant's 5 stay under the
+    /// high watermark of 10), several backed-up tenants together can.
+    /// Single-tenant installs set it to `0` or above the high watermark.
+    #[arg(
+        long,
+        env = "ESCALATION_SHARE",
+        default_value = "free=5,pro=50,premium=250"
+    )]
+    pub escalation_share: PerTier,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
@@ -222,6 +235,7 @@ impl DispatcherConfig {
             "upload_rate_per_minute": self.upload_rate_per_minute.to_string(),
             "max_webhook_endpoints": self.max_webhook_endpoints.to_string(),
             "max_in_flight_scans": self.max_in_flight_scans.to_string(),
+            "escalation_share": self.escalation_share.to_string(),
             "console_session_ttl": humantime::format_duration(self.console_session_ttl).to_string(),
             // Ids only: which keys are loaded, never their material.
             "secrets_keys": self.secrets_keys.as_ref().map(|k| k.key_ids()),

@@ -203,6 +203,7 @@ impl TestEnv {
             upload_rate_per_minute: PerTier::all(0),
             max_webhook_endpoints: PerTier::all(0),
             max_in_flight_scans: PerTier::all(0),
+            escalation_share: PerTier::all(0),
             database_max_connections: 16,
         }
     }

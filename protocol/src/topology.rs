@@ -165,10 +165,30 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Con
 }
 
 /// A broker session refused for good (see [`is_permanent`]): the error a
-/// supervised task ends with.
+/// supervised task ends with. When the queues exist with other arguments,
+/// it names the setting that disagrees.
 #[derive(Debug, thiserror::Error)]
-#[error("the broker refuses this process's session; fix the configuration and restart: {0}")]
+#[error("the broker refuses this process's session; fix the configuration and restart: {0}{}", setting_hint(.0))]
 pub struct SessionRefused(#[source] pub lapin::Error);
+
+/// Which of this process's settings a queue argument comes from, for the
+/// broker's "inequivalent arg" refusal: queue arguments are fixed when a
+/// queue is first declared, so every process must agree on them.
+fn setting_hint(error: &lapin::Error) -> String {
+    let text = error.to_string();
+    let setting = if text.contains("'x-message-ttl'") {
+        "GPU_MAX_WAIT"
+    } else if text.contains("'x-delivery-limit'") {
+        "DELIVERY_LIMIT"
+    } else {
+        return String::new();
+    };
+    format!(
+        " ({setting} differs from the value the queues were declared with: \
+         give every dispatcher and worker the same {setting}, or delete the \
+         queues to declare them anew)"
+    )
+}
 
 /// Whether the broker refused to set up a session in a way that no retry
 /// will change: these credentials or permissions are refused (403), or the
@@ -278,6 +298,28 @@ mod tests {
         ] {
             assert!(is_permanent(&permanent), "{permanent}");
         }
+    }
+
+    #[test]
+    fn a_mismatched_queue_argument_names_its_setting() {
+        let ttl = broker_said(
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'scans.gpu' in vhost '/': received the value '60000' of type 'signedint' but current is none",
+        );
+        let said = SessionRefused(ttl).to_string();
+        assert!(said.contains("GPU_MAX_WAIT differs"), "{said}");
+        let limit = broker_said(
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+            "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue 'scans.cpu'",
+        );
+        assert!(SessionRefused(limit)
+            .to_string()
+            .contains("DELIVERY_LIMIT differs"));
+        let refused = broker_said(
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED),
+            "ACCESS_REFUSED - Login was refused",
+        );
+        assert!(!SessionRefused(refused).to_string().contains("differs"));
     }
 
     #[test]

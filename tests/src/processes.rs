@@ -115,6 +115,11 @@ impl ProcessFleet {
         panic!("dispatcher did not come up");
     }
 
+    /// The dispatcher's process id (for its memory figures in /proc).
+    pub fn dispatcher_pid(&self) -> Option<u32> {
+        self.dispatcher.as_ref().and_then(Child::id)
+    }
+
     /// SIGKILL: no graceful shutdown, as a crash or an OOM kill.
     pub async fn kill_dispatcher(&mut self) {
         if let Some(mut child) = self.dispatcher.take() {

@@ -364,3 +364,31 @@ async fn a_worker_whose_consumer_the_broker_refuses_exits_non_zero() {
     );
     env.cleanup().await;
 }
+
+/// Queue arguments are fixed when a queue is first declared: a worker
+/// started with another GPU_MAX_WAIT than the dispatcher declared the GPU
+/// queue with cannot consume. It exits non-zero at once, naming the setting,
+/// instead of retrying for ever and never getting ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_another_gpu_max_wait_exits_naming_the_setting() {
+    let env = TestEnv::new().await;
+    // The dispatcher declares the queues (GPU_MAX_WAIT 120 s in the harness).
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let worker = spawn_worker_process(
+        &env,
+        "mismatched",
+        &[("GPU_MAX_WAIT", "45s"), ("LOG_FORMAT", "json")],
+    );
+    let output = tokio::time::timeout(harness::PATIENCE, worker.wait_with_output())
+        .await
+        .expect("the worker exits by itself")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "a failure exit");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("GPU_MAX_WAIT differs from the value the queues were declared with"),
+        "the refusal names GPU_MAX_WAIT: {stdout}"
+    );
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

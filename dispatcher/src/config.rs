@@ -18,8 +18,9 @@ pub struct DispatcherConfig {
     /// Address the HTTP API listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
-    /// Largest accepted upload, in bytes.
-    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
+    /// Largest accepted upload, in bytes (the largest input of any kind; a
+    /// scan checks its upload against its own kind's limit at submit).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = protocol::MAX_VIDEO_BYTES as usize)]
     pub max_upload_bytes: usize,
     /// Largest accepted JSON request body, in bytes.
     #[arg(long, env = "MAX_JSON_BYTES", default_value_t = 64 * 1024)]

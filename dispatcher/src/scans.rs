@@ -383,14 +383,27 @@ pub async fn submit_scan(
             check_source_url(state, source_url).await?;
             None
         }
-        (true, None, Some(upload_id)) => Some(
-            store::get_upload(state.pool(), caller.tenant_id, upload_id)
+        (true, None, Some(upload_id)) => {
+            let upload = store::get_upload(state.pool(), caller.tenant_id, upload_id)
                 .await?
                 .ok_or_else(|| {
                     ApiError::unprocessable("unknown_upload", format!("no upload {upload_id}"))
-                })?
-                .object_path,
-        ),
+                })?;
+            // Uploads take any kind's largest input; the scan's kind may take less.
+            if let Some(limit) = kind.max_input_bytes() {
+                if upload.size_bytes as u64 > limit {
+                    return Err(ApiError::unprocessable(
+                        "input_too_large",
+                        format!(
+                            "upload {upload_id} is {} bytes; {} scans take at most {limit}",
+                            upload.size_bytes,
+                            kind.as_str()
+                        ),
+                    ));
+                }
+            }
+            Some(upload.object_path)
+        }
         (true, _, _) => {
             return Err(ApiError::unprocessable(
                 "invalid_source",

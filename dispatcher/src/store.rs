@@ -205,8 +205,10 @@ pub async fn cancel_scan(
     })
 }
 
+#[derive(sqlx::FromRow)]
 pub struct UploadRow {
     pub object_path: String,
+    pub size_bytes: i64,
 }
 
 pub async fn insert_upload(
@@ -238,14 +240,11 @@ pub async fn get_upload(
     tenant_id: Uuid,
     upload_id: Uuid,
 ) -> Result<Option<UploadRow>, sqlx::Error> {
-    sqlx::query_as!(
-        UploadRow,
-        "SELECT object_path FROM uploads WHERE id = $1 AND tenant_id = $2",
-        upload_id,
-        tenant_id
-    )
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as("SELECT object_path, size_bytes FROM uploads WHERE id = $1 AND tenant_id = $2")
+        .bind(upload_id)
+        .bind(tenant_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// An unsent outbox row.

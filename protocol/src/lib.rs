@@ -14,4 +14,7 @@ pub mod supervise;
 pub mod telemetry;
 pub mod topology;
 
-pub use message::{Route, RouteReason, ScanJob, ScanKind, ScanMessage, ScanStatus, Tier};
+pub use message::{
+    Route, RouteReason, ScanJob, ScanKind, ScanMessage, ScanStatus, Tier, MAX_PHOTO_BYTES,
+    MAX_VIDEO_BYTES,
+};

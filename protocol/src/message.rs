@@ -38,7 +38,22 @@ impl ScanKind {
     pub fn needs_source(self) -> bool {
         !matches!(self, ScanKind::Probe)
     }
+
+    /// The largest input a scan of this kind takes, one limit per kind
+    /// enforced at submit (an upload's size), at download and at decode.
+    pub fn max_input_bytes(self) -> Option<u64> {
+        match self {
+            ScanKind::Probe => None,
+            ScanKind::VideoScan => Some(MAX_VIDEO_BYTES),
+            ScanKind::ItemCrop => Some(MAX_PHOTO_BYTES),
+        }
+    }
 }
+
+/// Largest `video_scan` input: a 20 s 4K phone clip is ~120 MiB.
+pub const MAX_VIDEO_BYTES: u64 = 256 << 20;
+/// Largest `item_crop` input: a 50-Mpixel JPEG is ~25 MiB.
+pub const MAX_PHOTO_BYTES: u64 = 64 << 20;
 
 /// Which queue (and so which kind of worker) runs a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -46,8 +46,10 @@ pub struct WorkerConfig {
     /// Hourly price of a GPU worker.
     #[arg(long, env = "GPU_PRICE_PER_HOUR", default_value_t = 0.50)]
     pub gpu_price_per_hour: f64,
-    /// Largest input a worker downloads from a `source_url`, in bytes.
-    #[arg(long, env = "MAX_DOWNLOAD_BYTES", default_value_t = 512 * 1024 * 1024)]
+    /// Largest input a worker downloads from a `source_url`, in bytes; each
+    /// kind's own limit (256 MiB for videos, 64 MiB for photos) applies
+    /// below it.
+    #[arg(long, env = "MAX_DOWNLOAD_BYTES", default_value_t = protocol::MAX_VIDEO_BYTES)]
     pub max_download_bytes: u64,
     /// Time limit for downloading one input.
     #[arg(long, env = "DOWNLOAD_TIMEOUT", default_value = "60s", value_parser = parse_duration)]

@@ -175,6 +175,7 @@ async fn video_scan(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Jo
     let input = fetch_input(job, context).await?;
     let options = ScanOptions {
         downscale_max: downscale_max(job, context),
+        max_bytes: protocol::MAX_VIDEO_BYTES,
         ..ScanOptions::default()
     };
     let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
@@ -271,6 +272,7 @@ async fn item_crop(job: &ScanJob, context: &JobContext) -> Result<JobOutput, Job
     let input = fetch_input(job, context).await?;
     let options = ItemCropOptions {
         downscale_max: downscale_max(job, context),
+        max_bytes: protocol::MAX_PHOTO_BYTES as usize,
         ..ItemCropOptions::default()
     };
     let (key, cached) = consult_cache(job, context, options.downscale_max, &input).await;
@@ -355,7 +357,14 @@ async fn fetch_input(job: &ScanJob, context: &JobContext) -> Result<Bytes, JobEr
             )),
             Err(other) => Err(JobError::Transient(other.to_string())),
         },
-        (None, Some(url)) => download(url, &context.downloads).await,
+        (None, Some(url)) => {
+            // The kind's limit, or the worker's own if it is lower.
+            let mut settings = context.downloads.clone();
+            if let Some(kind_limit) = job.kind.max_input_bytes() {
+                settings.max_bytes = settings.max_bytes.min(kind_limit);
+            }
+            download(url, &settings).await
+        }
         (None, None) => Err(JobError::bad(
             "missing_source",
             "scan has neither an upload nor a source_url",
@@ -436,6 +445,7 @@ pub fn analyze_file(
 ) -> Result<vision::VideoScanOutput, VisionError> {
     let options = ScanOptions {
         downscale_max,
+        max_bytes: protocol::MAX_VIDEO_BYTES,
         ..ScanOptions::default()
     };
     engine.analyze_with_progress(path, &options, progress, &CancelFlag::new())
@@ -453,6 +463,7 @@ pub fn crop_file(
     })?;
     let options = ItemCropOptions {
         downscale_max,
+        max_bytes: protocol::MAX_PHOTO_BYTES as usize,
         ..ItemCropOptions::default()
     };
     engine.crop_items(&photo, &options)

@@ -108,3 +108,48 @@ async fn uploads_stream_to_the_blob_store_within_the_limit() {
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+/// One limit per input kind: an upload may be as large as the largest kind
+/// takes (a video), but an `item_crop` naming one over the photo limit is
+/// refused at submit, with the limit in the answer, not later by a worker.
+#[tokio::test]
+async fn an_upload_over_its_scan_kinds_limit_is_refused_at_submit() {
+    let env = TestEnv::new().await;
+    let mut config = env.dispatcher_config();
+    config.max_upload_bytes = protocol::MAX_VIDEO_BYTES as usize;
+    let dispatcher = Dispatcher::start(config).await;
+    let key = env.api_key("photographer", Tier::Free).await;
+    let http = reqwest::Client::new();
+    let over_photo_limit = vec![0u8; protocol::MAX_PHOTO_BYTES as usize + 1];
+    let response = http
+        .post(dispatcher.url("/v1/uploads"))
+        .bearer_auth(&key)
+        .body(over_photo_limit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "a video may be this large");
+    let upload: serde_json::Value = response.json().await.unwrap();
+    let submit = |kind: &str| {
+        http.post(dispatcher.url("/v1/scans"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"kind": kind, "upload_id": upload["id"]}))
+            .send()
+    };
+    let problem = expect_problem(submit("item_crop").await.unwrap(), 422, "input_too_large").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("item_crop scans take at most {}", protocol::MAX_PHOTO_BYTES)),
+        "{problem}"
+    );
+    assert_eq!(submit("video_scan").await.unwrap().status(), 202);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM scans")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "the refused scan left nothing behind");
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

@@ -52,6 +52,7 @@ pub trait ScanBackend: Backend {
     fn gray_frames(mats: &[Mat], device: &Self::Device) -> Result<Tensor<Self, 4>, VisionError> {
         let (gray, dims) = frames::gray_from_bgr_host::<u8>(mats)?;
         let data = TensorData::new(gray, dims);
+        crate::transfers::note_upload();
         Ok(
             if Self::dtype_usage(device, DType::U8).contains(DTypeUsage::Storage) {
                 Tensor::<Self, 4, Int>::from_data(data, (device, DType::U8)).float()
@@ -209,6 +210,9 @@ where
 pub enum BackendChoice {
     Cpu,
     Cuda,
+    /// Vulkan, Metal or DX12 through wgpu: AMD, Intel and Apple GPUs (and
+    /// Mesa's lavapipe, which runs the same kernels on the CPU for tests).
+    Wgpu,
     Auto,
 }
 
@@ -218,9 +222,10 @@ impl FromStr for BackendChoice {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
+            "wgpu" => Ok(Self::Wgpu),
             "auto" => Ok(Self::Auto),
             o => Err(format!(
-                "unknown backend {o:?} (expected cpu, cuda or auto)"
+                "unknown backend {o:?} (expected cpu, cuda, wgpu or auto)"
             )),
         }
     }
@@ -231,6 +236,7 @@ impl fmt::Display for BackendChoice {
         f.write_str(match self {
             Self::Cpu => "cpu",
             Self::Cuda => "cuda",
+            Self::Wgpu => "wgpu",
             Self::Auto => "auto",
         })
     }
@@ -240,7 +246,7 @@ impl fmt::Display for BackendChoice {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackendReport {
     pub requested: BackendChoice,
-    /// `"cpu-ndarray"` or `"cuda"`.
+    /// `"cpu-ndarray"`, `"cuda"` or `"wgpu"`.
     pub used: String,
     pub reason: String,
     /// CUDA devices the driver reported (0 when not probed or absent).
@@ -300,7 +306,12 @@ enum Resolved {
     Cpu,
     #[cfg(feature = "cuda")]
     Cuda,
+    #[cfg(feature = "wgpu")]
+    Wgpu,
 }
+
+#[cfg(feature = "wgpu")]
+type Wgpu = burn_wgpu::Wgpu<f32, i32>;
 
 /// A resolved backend, created once per worker process.
 #[derive(Clone, Debug)]
@@ -326,6 +337,22 @@ impl ScanEngine {
         };
         match choice {
             BackendChoice::Cpu => Ok(cpu("cpu requested".into(), 0)),
+            // Never chosen by `auto`: wgpu picks whatever adapter the system
+            // offers (lavapipe included), so it is asked for by name.
+            #[cfg(feature = "wgpu")]
+            BackendChoice::Wgpu => Ok(ScanEngine {
+                resolved: Resolved::Wgpu,
+                report: BackendReport {
+                    requested: choice,
+                    used: <Wgpu as ScanBackend>::NAME.into(),
+                    reason: "wgpu requested: the system's default adapter".into(),
+                    cuda_devices: 0,
+                },
+            }),
+            #[cfg(not(feature = "wgpu"))]
+            BackendChoice::Wgpu => Err(VisionError::BackendUnavailable(
+                "built without wgpu (build with the `wgpu` feature)".into(),
+            )),
             BackendChoice::Cuda | BackendChoice::Auto => {
                 #[cfg(not(feature = "cuda"))]
                 {
@@ -388,6 +415,14 @@ impl ScanEngine {
                 progress,
                 cancel,
             ),
+            #[cfg(feature = "wgpu")]
+            Resolved::Wgpu => analyze_video_with_progress::<Wgpu>(
+                path,
+                opts,
+                &Default::default(),
+                progress,
+                cancel,
+            ),
         }
     }
 
@@ -401,6 +436,8 @@ impl ScanEngine {
             Resolved::Cpu => crop_items::<crate::Cpu>(photo, opts, &Default::default()),
             #[cfg(feature = "cuda")]
             Resolved::Cuda => crop_items::<Cuda>(photo, opts, &first_cuda_device()),
+            #[cfg(feature = "wgpu")]
+            Resolved::Wgpu => crop_items::<Wgpu>(photo, opts, &Default::default()),
         }
     }
 }

@@ -100,6 +100,7 @@ pub fn hysteresis_tensor<B: Backend>(weak: Tensor<B, 4>, strong: Tensor<B, 4>) -
             let p = pad2d(e, (1, 1, 1, 1), Border::Constant(0.0));
             e = max_pool2d(p, [3, 3], [1, 1], [0, 0], [1, 1], false) * weak.clone();
         }
+        crate::transfers::note_read();
         let count: f32 = e.clone().sum().into_scalar().elem();
         if count == last {
             return e;

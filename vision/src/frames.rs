@@ -5,7 +5,7 @@ use burn_tensor::{backend::Backend, Tensor, TensorData};
 use opencv::{core::Mat, prelude::*};
 use rayon::prelude::*;
 
-use crate::{backend::ScanBackend, error::VisionError};
+use crate::{backend::ScanBackend, error::VisionError, transfers};
 
 /// A host-side 8-bit single-channel image, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,14 +66,23 @@ pub fn stack_gray<B: Backend>(frames: &[&GrayImage], device: &B::Device) -> Tens
         );
         buf.extend(f.data.iter().map(|&v| v as f32));
     }
-    Tensor::from_data(TensorData::new(buf, [frames.len(), 1, h, w]), device)
+    transfers::upload(TensorData::new(buf, [frames.len(), 1, h, w]), device)
 }
 
 /// Host f32 copy of a tensor, row-major (a move, not a copy, when an
-/// NdArray tensor owns its contiguous data).
+/// NdArray tensor owns its contiguous data): a counted device read.
 pub fn to_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
+    f32_vec(transfers::read(t))
+}
+
+/// [`to_vec_f32`] for the NdArray backend's own host implementations of
+/// ops ([`crate::host`]), which are not transfers: its "device" is the host.
+pub(crate) fn host_vec_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    f32_vec(t.into_data())
+}
+
+fn f32_vec(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
         .into_vec::<f32>()
         .expect("f32 tensor data")
 }
@@ -161,7 +170,7 @@ pub fn stack_bgr<B: Backend>(
                     r[i] = p[2] as f32;
                 }
             });
-        Tensor::from_data(TensorData::new(buf, [mats.len(), 3, h, w]), device)
+        transfers::upload(TensorData::new(buf, [mats.len(), 3, h, w]), device)
     })
 }
 

@@ -16,7 +16,7 @@ use crate::{
     canny,
     error::VisionError,
     flow,
-    frames::{self, to_vec_f32},
+    frames::{self, host_vec_f32},
     primitives::{self, Border, Interpolation, MorphOp, MorphShape},
     Cpu,
 };
@@ -31,7 +31,7 @@ fn on_host<R, const D: usize>(t: Tensor<Cpu, D>, f: impl FnOnce(&[f32]) -> R) ->
             return f(data);
         }
     }
-    f(&to_vec_f32(t))
+    f(&host_vec_f32(t))
 }
 
 /// A host buffer as a tensor (moves the `Vec`, no copy).
@@ -139,7 +139,7 @@ impl ScanBackend for Cpu {
         kh: usize,
     ) -> Tensor<Self, 4> {
         let dims @ [_, _, h, w] = x.dims();
-        let mut v = to_vec_f32(x);
+        let mut v = host_vec_f32(x);
         primitives::morph_host(&mut v, h, w, ops, shape, kw, kh);
         tensor(v, dims)
     }
@@ -185,7 +185,7 @@ impl ScanBackend for Cpu {
         winsize: usize,
     ) -> Tensor<Self, 4> {
         let dims @ [_, _, h, w] = flow.dims();
-        let mut f = to_vec_f32(flow);
+        let mut f = host_vec_f32(flow);
         on_host(r0, |a| {
             on_host(r1, |b| {
                 flow::flow_iteration_host(a, b, &mut f, h, w, winsize)
@@ -243,7 +243,7 @@ mod tests {
 
     fn same<const D: usize>(what: &str, host: Tensor<Cpu, D>, portable: Tensor<Cpu, D>, tol: f32) {
         assert_eq!(host.dims(), portable.dims(), "{what}: shape");
-        let (a, b) = (to_vec_f32(host), to_vec_f32(portable));
+        let (a, b) = (host_vec_f32(host), host_vec_f32(portable));
         let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
         let worst = a
             .iter()
@@ -385,7 +385,7 @@ mod tests {
     fn gray_frames_match_bgr_to_gray() {
         use opencv::prelude::*;
         let bgr = random([2, 3, 7, 11], 15, Rng::level);
-        let v = to_vec_f32(bgr.clone());
+        let v = host_vec_f32(bgr.clone());
         let plane = 7 * 11;
         let mats: Vec<Mat> = (0..2)
             .map(|f| {
@@ -481,9 +481,9 @@ mod tests {
         let f = random([n, 2, h, w], 11, |r| r.next() * 8.0 - 4.0);
         let plane = h * w;
         let (a, b, fv) = (
-            to_vec_f32(r0.clone()),
-            to_vec_f32(r1.clone()),
-            to_vec_f32(f.clone()),
+            host_vec_f32(r0.clone()),
+            host_vec_f32(r1.clone()),
+            host_vec_f32(f.clone()),
         );
         let mut m = vec![0f32; n * 5 * plane];
         for (k, m) in m.chunks_exact_mut(5 * plane).enumerate() {
@@ -529,7 +529,7 @@ mod tests {
             ],
             1,
         );
-        let mv = to_vec_f32(m.clone());
+        let mv = host_vec_f32(m.clone());
         for winsize in [15, 5] {
             let mut out = vec![0f32; n * 2 * plane];
             for (k, out) in out.chunks_exact_mut(2 * plane).enumerate() {

@@ -66,6 +66,7 @@ use crate::{
         morph_host, remap_bilinear, resize, round_levels, Border, Interpolation, MorphOp,
         MorphShape,
     },
+    transfers::{Meter, Transfers},
 };
 
 mod framed;
@@ -163,6 +164,9 @@ pub struct ItemCropReport {
     pub items: Vec<CroppedItem>,
     pub timings_ms: Vec<StageTiming>,
     pub total_ms: f64,
+    /// `device_reads` and `device_writes` of this scan.
+    #[serde(flatten, default)]
+    pub transfers: Transfers,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +187,7 @@ pub fn crop_items<B: ScanBackend>(
     device: &B::Device,
 ) -> Result<ItemCropOutput, VisionError> {
     let start = Instant::now();
+    let meter = Meter::start();
     let mut timer = Timer::default();
 
     let t = Instant::now();
@@ -240,6 +245,7 @@ pub fn crop_items<B: ScanBackend>(
         items,
         timings_ms: timer.stages,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
+        transfers: meter.taken(),
     };
     Ok(ItemCropOutput { report, crops })
 }

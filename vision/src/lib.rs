@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod primitives;
 pub mod synth;
 pub mod synth_photo;
+pub mod transfers;
 
 pub use backend::{BackendChoice, BackendReport, ScanBackend};
 pub use cancel::CancelFlag;

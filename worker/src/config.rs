@@ -30,7 +30,8 @@ pub struct WorkerConfig {
     /// Which queue to consume.
     #[arg(long, env = "QUEUE", value_enum, default_value = "cpu")]
     pub queue: QueueChoice,
-    /// Compute backend: `cpu`, `cuda`, or `auto` (CUDA when a device answers).
+    /// Compute backend: `cpu`, `cuda`, `wgpu` (Vulkan/Metal GPUs; builds with
+    /// the `wgpu` feature), or `auto` (CUDA when a device answers, else CPU).
     #[arg(long, env = "BACKEND", default_value = "auto")]
     pub backend: BackendChoice,
     /// Long side of processed frames, unless a scan asks for less (seed 003).

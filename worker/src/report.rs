@@ -98,6 +98,11 @@ pub fn summary(report: &ScanReport) -> String {
         .map(|g| g.index.to_string())
         .collect();
     let _ = writeln!(out, "golden frames: {}", golden.join(", "));
+    let _ = writeln!(
+        out,
+        "device reads {}, uploads {}",
+        report.transfers.device_reads, report.transfers.device_writes
+    );
     let _ = writeln!(out, "defects: {}", report.defects.len());
     for defect in &report.defects {
         let _ = writeln!(

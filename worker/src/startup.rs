@@ -79,7 +79,9 @@ struct HealthState {
 pub fn engine(config: &WorkerConfig) -> Result<ScanEngine, VisionError> {
     let engine = ScanEngine::new(config.backend)?;
     let report = engine.report();
-    if config.backend != vision::BackendChoice::Cpu && report.used != "cuda" {
+    // Only `auto` can silently land elsewhere than asked (`cuda` and `wgpu`
+    // fail instead when unavailable).
+    if config.backend == vision::BackendChoice::Auto && report.used != "cuda" {
         tracing::warn!(requested = %config.backend, used = %report.used, reason = %report.reason, "NOT using the GPU");
     } else {
         tracing::info!(requested = %config.backend, used = %report.used, reason = %report.reason, "backend selected");

@@ -34,6 +34,7 @@ use locate::{intersect, locate_item, Profiles};
 use crate::{
     backend::ScanBackend,
     cancel::CancelFlag,
+    transfers::{Meter, Transfers},
     canny::{self, canny},
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
@@ -186,6 +187,10 @@ pub struct ScanReport {
     pub scores: Option<Scores>,
     pub timings_ms: Vec<StageTiming>,
     pub total_ms: f64,
+    /// `device_reads` and `device_writes` of this scan: on a GPU each read
+    /// is a synchronisation, so they say how device-resident it ran.
+    #[serde(flatten, default)]
+    pub transfers: Transfers,
 }
 
 /// Why no item was found, from the golden frame that got furthest.
@@ -300,6 +305,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     cancel: &CancelFlag,
 ) -> Result<VideoScanOutput, VisionError> {
     let start = Instant::now();
+    let meter = Meter::start();
     let mut timer = Timer::default();
 
     let t = Instant::now();
@@ -479,6 +485,7 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
         scores,
         timings_ms: timer.stages,
         total_ms: start.elapsed().as_secs_f64() * 1e3,
+        transfers: meter.taken(),
     };
     Ok(VideoScanOutput {
         report,

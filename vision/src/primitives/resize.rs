@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
 use crate::host::with_scratch;
+use crate::transfers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interpolation {
@@ -219,8 +220,9 @@ fn resample_axis<B: Backend>(x: Tensor<B, 4>, axis: usize, taps: &Taps) -> Tenso
     };
     let mut acc: Option<Tensor<B, 4>> = None;
     for (idx, w) in taps {
+        transfers::note_upload();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.clone(), [out]), &device);
-        let w = Tensor::<B, 4>::from_data(TensorData::new(w.clone(), wshape), &device);
+        let w = transfers::upload::<B, 4>(TensorData::new(w.clone(), wshape), &device);
         let term = x.clone().select(axis, idx) * w;
         acc = Some(match acc {
             Some(a) => a + term,

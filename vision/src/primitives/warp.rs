@@ -10,7 +10,7 @@ use opencv::{
 };
 use rayon::prelude::*;
 
-use crate::{backend::ScanBackend, error::VisionError};
+use crate::{backend::ScanBackend, error::VisionError, transfers};
 
 /// Homography (row-major 3×3) taking rectangle coordinates `(0,0)..(w,h)`
 /// onto `quad` (corners TL, TR, BR, BL): what both scan kinds rectify with.
@@ -95,13 +95,14 @@ pub fn remap_bilinear_tensor<B: Backend>(
     let flat = img.reshape([1, c, h * w]);
     let mut acc: Option<Tensor<B, 3>> = None;
     for k in 0..4 {
+        transfers::note_upload();
         let ix = Tensor::<B, 1, Int>::from_data(
             TensorData::new(idx.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
             &device,
         )
         .reshape([1, 1, len])
         .expand([1, c, len]);
-        let wk = Tensor::<B, 1>::from_data(
+        let wk = transfers::upload::<B, 1>(
             TensorData::new(wt.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
             &device,
         )

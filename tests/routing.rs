@@ -416,7 +416,10 @@ async fn one_tenants_flood_does_not_escalate_but_a_shared_backlog_does() {
     let probe = json!({ "kind": "probe" });
 
     // No worker: the queue only grows. 20 queued, 17 beyond the share.
-    let flooder = Api::new(&dispatcher.base_url, &env.api_key("flood", Tier::Free).await);
+    let flooder = Api::new(
+        &dispatcher.base_url,
+        &env.api_key("flood", Tier::Free).await,
+    );
     for _ in 0..20 {
         flooder.submit(probe.clone()).await;
     }

@@ -32,7 +32,10 @@ async fn file_server(files: Vec<(&'static str, Vec<u8>)>) -> String {
             axum::routing::get(|| async {
                 let bytes = futures::stream::unfold((), |()| async {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    Some((Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"R")), ()))
+                    Some((
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"R")),
+                        (),
+                    ))
                 });
                 axum::body::Body::from_stream(bytes)
             }),
@@ -282,7 +285,10 @@ async fn a_scan_that_never_finishes_fails_at_its_time_limit_and_frees_its_slot()
             .contains("SCAN_TIME_LIMIT of 2s"),
         "{scan}"
     );
-    assert_eq!(scan["attempts"], 1, "a scan over its limit is not retried: {scan}");
+    assert_eq!(
+        scan["attempts"], 1,
+        "a scan over its limit is not retried: {scan}"
+    );
     assert_eq!(api.finished(&env, &next).await["status"], "succeeded");
 
     worker.stop().await;

@@ -518,7 +518,10 @@ async fn secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
     {
         assert!(value.starts_with("sealed:v1:test:"), "{value}");
         let random_part = plain.trim_start_matches("whsec_");
-        assert!(!value.contains(random_part), "the secret is readable at rest");
+        assert!(
+            !value.contains(random_part),
+            "the secret is readable at rest"
+        );
     }
 
     // Rotation: the new key first, the old one still listed, then rewrap.

@@ -82,7 +82,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let loaded = steady_submits(&fleet.api, seconds).await;
     let (noisy_accepted, noisy_refused) = flooding.await?;
     row("flood", "steady alone p50 / p99 (ms)", alone.p50_p99());
-    row("flood", "steady during the flood p50 / p99 (ms)", loaded.p50_p99());
+    row(
+        "flood",
+        "steady during the flood p50 / p99 (ms)",
+        loaded.p50_p99(),
+    );
     row(
         "flood",
         "steady p99 ratio, flood / alone (goal ≤ 2)",
@@ -108,17 +112,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let sampler = RssSampler::start(pid);
     let started = Instant::now();
     let uploads = futures::future::join_all(
-        (0..clients).map(|_| slow_upload(&base, &uploader, size_mib << 20, Duration::from_secs(25))),
+        (0..clients)
+            .map(|_| slow_upload(&base, &uploader, size_mib << 20, Duration::from_secs(25))),
     )
     .await;
     let uploaded = uploads.iter().filter(|&&status| status == 201).count();
     let peak = sampler.stop().await;
     row(
         "slow uploads",
-        &format!("{clients} × {size_mib} MiB at ~{} MiB/s each: succeeded", size_mib / 25),
-        format!("{uploaded} / {clients} in {:.0} s", started.elapsed().as_secs_f64()),
+        &format!(
+            "{clients} × {size_mib} MiB at ~{} MiB/s each: succeeded",
+            size_mib / 25
+        ),
+        format!(
+            "{uploaded} / {clients} in {:.0} s",
+            started.elapsed().as_secs_f64()
+        ),
     );
-    row("slow uploads", "dispatcher peak RSS during (MiB)", mib(peak));
+    row(
+        "slow uploads",
+        "dispatcher peak RSS during (MiB)",
+        mib(peak),
+    );
     if uploaded != clients {
         failures.push(format!("uploads answered {uploads:?}"));
     }
@@ -156,15 +171,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     row(
         "endless webhook reply",
         "bytes the receiver produced (MiB)",
-        format!("{:.1}", streamed.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0),
+        format!(
+            "{:.1}",
+            streamed.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0
+        ),
     );
-    row("endless webhook reply", "longest reply kept (bytes)", longest_kept.to_string());
-    row("endless webhook reply", "dispatcher peak RSS during (MiB)", mib(peak));
+    row(
+        "endless webhook reply",
+        "longest reply kept (bytes)",
+        longest_kept.to_string(),
+    );
+    row(
+        "endless webhook reply",
+        "dispatcher peak RSS during (MiB)",
+        mib(peak),
+    );
     if attempts < hooks as i64 || longest_kept > 1024 {
         failures.push(format!("{attempts} attempts, {longest_kept} bytes kept"));
     }
     let end = memory(pid);
-    row("end", "dispatcher RSS / lifetime peak (VmHWM) (MiB)", format!("{} / {}", mib(end.rss_kb), mib(end.hwm_kb)));
+    row(
+        "end",
+        "dispatcher RSS / lifetime peak (VmHWM) (MiB)",
+        format!("{} / {}", mib(end.rss_kb), mib(end.hwm_kb)),
+    );
 
     fleet.stop().await;
     if failures.is_empty() {
@@ -255,9 +285,7 @@ async fn flood(api: Api, rate: f64, seconds: f64) -> (usize, usize) {
 /// returns the status code.
 async fn slow_upload(base: &str, key: &str, size: usize, over: Duration) -> u16 {
     let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
         "POST /v1/uploads HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-type: application/octet-stream\r\ncontent-length: {size}\r\n\r\n"
     );
@@ -304,7 +332,12 @@ async fn endless_receiver() -> (String, std::sync::Arc<std::sync::atomic::Atomic
                 if socket.write_all(head).await.is_err() {
                     return;
                 }
-                let chunk = [format!("{:x}\r\n", 64 * 1024).into_bytes(), vec![b'x'; 64 * 1024], b"\r\n".to_vec()].concat();
+                let chunk = [
+                    format!("{:x}\r\n", 64 * 1024).into_bytes(),
+                    vec![b'x'; 64 * 1024],
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
                 while socket.write_all(&chunk).await.is_ok() {
                     counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::Relaxed);
                 }

@@ -121,9 +121,8 @@ impl QueueSample {
     /// service-time estimate; the depth watermark alone decides then.
     pub fn predicted_cpu_wait(&self) -> Option<Duration> {
         let service_time = self.cpu_service_time?;
-        (self.cpu_consumers > 0).then(|| {
-            service_time.mul_f64(self.fair_cpu_depth() as f64 / self.cpu_consumers as f64)
-        })
+        (self.cpu_consumers > 0)
+            .then(|| service_time.mul_f64(self.fair_cpu_depth() as f64 / self.cpu_consumers as f64))
     }
 }
 
@@ -577,7 +576,10 @@ mod tests {
             cpu_service_time: Some(Duration::from_secs(30)),
             ..flood
         };
-        assert_eq!(slow_flood.predicted_cpu_wait(), Some(Duration::from_secs(150)));
+        assert_eq!(
+            slow_flood.predicted_cpu_wait(),
+            Some(Duration::from_secs(150))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::sealing::{SealError, SecretOwner, Sealer};
+use crate::sealing::{SealError, Sealer, SecretOwner};
 
 pub const KEY_PREFIX: &str = "sf_";
 const KEY_RANDOM_CHARS: usize = 32;
@@ -121,17 +121,16 @@ pub async fn create_key(
     let mut tx = pool.begin().await?;
     // The no-op update locks an existing row and returns it, so the tier
     // comparison below cannot race another `keys create`.
-    let (tenant_id, current_tier, stored_secret): (Uuid, String, Option<String>) =
-        sqlx::query_as(
-            r#"INSERT INTO tenants (id, name, tier) VALUES ($1, $2, $3)
+    let (tenant_id, current_tier, stored_secret): (Uuid, String, Option<String>) = sqlx::query_as(
+        r#"INSERT INTO tenants (id, name, tier) VALUES ($1, $2, $3)
            ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
            RETURNING id, tier, callback_secret"#,
-        )
-        .bind(Uuid::now_v7())
-        .bind(tenant_name)
-        .bind(tier.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_name)
+    .bind(tier.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
     // Sealed once the tenant's id is known: the seal is bound to its row.
     let owner = SecretOwner::Tenant(tenant_id);
     let callback_secret = match stored_secret {

@@ -106,8 +106,7 @@ async fn run_secrets(command: SecretsCommand) -> anyhow::Result<()> {
         }
         SecretsCommand::Rewrap { secrets, database } => {
             let pool = migrated_pool(&database).await?;
-            let done =
-                dispatcher::webhooks::rewrap::rewrap_all(&pool, &secrets.sealer()).await?;
+            let done = dispatcher::webhooks::rewrap::rewrap_all(&pool, &secrets.sealer()).await?;
             eprintln!(
                 "{} secret(s) sealed under key {}, {} already were",
                 done.resealed,

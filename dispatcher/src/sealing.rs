@@ -291,10 +291,7 @@ mod tests {
             new_only.open(row, &stored),
             Err(SealError::UnknownKey("k1".into()))
         );
-        assert_eq!(
-            Sealer::default().open(row, &stored),
-            Err(SealError::NoKeys)
-        );
+        assert_eq!(Sealer::default().open(row, &stored), Err(SealError::NoKeys));
     }
 
     #[test]
@@ -322,7 +319,11 @@ mod tests {
             assert!(!err.contains("AAAA") && !err.contains("BwcH"), "{err}");
         }
         let twice = format!("{},{}", Keyring::new_entry("a"), Keyring::new_entry("a"));
-        assert!(twice.parse::<Keyring>().unwrap_err().to_string().contains("twice"));
+        assert!(twice
+            .parse::<Keyring>()
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         let ring = keyring(&["a", "b"]);
         let shown = format!("{ring:?}");
         assert_eq!(shown, r#"Keyring { key_ids: ["a", "b"] }"#);

@@ -168,7 +168,7 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Con
 /// supervised task ends with. When the queues exist with other arguments,
 /// it names the setting that disagrees.
 #[derive(Debug, thiserror::Error)]
-#[error("the broker refuses this process's session; fix the configuration and restart: {0}{}", setting_hint(.0))]
+#[error("the broker refuses this process's session; fix the configuration and restart: {error}{hint}", error = .0, hint = setting_hint(.0))]
 pub struct SessionRefused(#[source] pub lapin::Error);
 
 /// Which of this process's settings a queue argument comes from, for the

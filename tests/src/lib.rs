@@ -247,9 +247,9 @@ impl TestEnv {
             false,
             TierChange::Refuse,
         )
-            .await
-            .expect("create key")
-            .key
+        .await
+        .expect("create key")
+        .key
     }
 
     /// An API key allowed to call the admin endpoints.

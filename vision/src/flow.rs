@@ -30,8 +30,8 @@ use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
 use crate::host::with_scratch;
-use crate::transfers;
 use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter_tensor, Border, Interpolation};
+use crate::transfers;
 
 /// Parameters of `calcOpticalFlowFarneback`.
 #[derive(Clone, Debug, PartialEq)]

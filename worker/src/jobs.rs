@@ -501,11 +501,13 @@ mod tests {
         });
         let waited = tokio::time::timeout(Duration::from_millis(50), pipeline).await;
         assert!(waited.is_err(), "the pipeline cannot finish in 50 ms");
-        let stopped = tokio::task::spawn_blocking(move || {
-            stopped_rx.recv_timeout(Duration::from_secs(30))
-        })
-        .await
-        .unwrap();
-        assert!(stopped.is_ok(), "the pipeline kept running after its wait was dropped");
+        let stopped =
+            tokio::task::spawn_blocking(move || stopped_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .unwrap();
+        assert!(
+            stopped.is_ok(),
+            "the pipeline kept running after its wait was dropped"
+        );
     }
 }

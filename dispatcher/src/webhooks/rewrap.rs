@@ -6,7 +6,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::sealing::{SealError, SecretOwner, Sealer};
+use crate::sealing::{SealError, Sealer, SecretOwner};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Rewrapped {
@@ -60,11 +60,10 @@ pub async fn rewrap_all(pool: &PgPool, sealer: &Sealer) -> Result<Rewrapped, Rew
             .await?;
         }
     }
-    let tenants: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, callback_secret FROM tenants WHERE callback_secret IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await?;
+    let tenants: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, callback_secret FROM tenants WHERE callback_secret IS NOT NULL")
+            .fetch_all(pool)
+            .await?;
     for (id, stored) in tenants {
         let owner = SecretOwner::Tenant(id);
         if let Some(resealed) = reseal(sealer, owner, &stored, &mut done)? {

@@ -169,9 +169,9 @@ impl TestEnv {
             false,
             TierChange::Refuse,
         )
-            .await
-            .expect("create key")
-            .key
+        .await
+        .expect("create key")
+        .key
     }
 
     /// Drops the database, vhost and blob directory.

@@ -44,7 +44,10 @@ async fn passwords_stay_out_of_help_logs_and_debug_output() {
             !help.contains(DB_PASSWORD) && !help.contains(":guest@"),
             "{args:?} prints a password: {help}"
         );
-        assert!(!help.contains(key_material), "{args:?} prints a key: {help}");
+        assert!(
+            !help.contains(key_material),
+            "{args:?} prints a key: {help}"
+        );
     }
 
     // A real start-up, JSON logs at debug level: read until it listens.

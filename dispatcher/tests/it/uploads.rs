@@ -138,10 +138,10 @@ async fn an_upload_over_its_scan_kinds_limit_is_refused_at_submit() {
     };
     let problem = expect_problem(submit("item_crop").await.unwrap(), 422, "input_too_large").await;
     assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("item_crop scans take at most {}", protocol::MAX_PHOTO_BYTES)),
+        problem["detail"].as_str().unwrap().contains(&format!(
+            "item_crop scans take at most {}",
+            protocol::MAX_PHOTO_BYTES
+        )),
         "{problem}"
     );
     assert_eq!(submit("video_scan").await.unwrap().status(), 202);

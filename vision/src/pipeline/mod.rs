@@ -34,7 +34,6 @@ use locate::{intersect, locate_item, Profiles};
 use crate::{
     backend::ScanBackend,
     cancel::CancelFlag,
-    transfers::{Meter, Transfers},
     canny::{self, canny},
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
@@ -46,6 +45,7 @@ use crate::{
         apply_homography, homography, laplacian_variance, remap_bilinear, resize, round_levels,
         Interpolation,
     },
+    transfers::{Meter, Transfers},
 };
 
 /// The version of what `video_scan` returns. Bump it in the same commit as

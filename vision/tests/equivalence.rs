@@ -87,6 +87,13 @@ fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
             x.index, x.sharpness, y.sharpness, x.edge_density, y.edge_density, x.motion, y.motion
         );
     }
+    println!(
+        "transfers over {} frames: {} {:?}, cpu-ndarray {:?}",
+        gpu.report.frames_processed,
+        Gpu::NAME,
+        gpu.report.transfers,
+        cpu.report.transfers
+    );
     assert_eq!(gpu.report.backend, Gpu::NAME);
     assert!(
         cpu.report.item.is_some(),

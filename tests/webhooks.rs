@@ -41,6 +41,19 @@ async fn rotate(api: &Api, endpoint_id: &str, overlap_seconds: u64) -> String {
     rotated["secret"].as_str().unwrap().to_string()
 }
 
+/// The tenant's callback secret (signs deliveries to `callback_url`s).
+async fn callback_secret(api: &Api) -> String {
+    let answer: Value = api
+        .get("/v1/webhook-endpoints/callback-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["secret"].as_str().unwrap().to_string()
+}
+
 async fn deliveries(api: &Api, scan_id: &str) -> Vec<Value> {
     api.get(&format!("/v1/scans/{scan_id}/deliveries"))
         .send()
@@ -95,16 +108,7 @@ async fn endpoint_and_callback_webhooks_are_signed_per_the_standard() {
     let receiver = Receiver::start(vec![]).await;
     let (_, endpoint_secret) = register(&fleet.api, &receiver.url("/endpoint")).await;
     assert!(endpoint_secret.starts_with("whsec_"));
-    let callback_secret: Value = fleet
-        .api
-        .get("/v1/webhook-endpoints/callback-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let callback_secret = callback_secret["secret"].as_str().unwrap().to_string();
+    let callback_secret = callback_secret(&fleet.api).await;
 
     let scan_id = fleet
         .api
@@ -489,15 +493,7 @@ async fn secrets_are_sealed_at_rest_and_survive_a_key_rotation() {
     let receiver = Receiver::start(vec![]).await;
     let (endpoint_id, old_secret) = register(&api, &receiver.url("/endpoint")).await;
     let new_secret = rotate(&api, &endpoint_id, 3600).await;
-    let callback: Value = api
-        .get("/v1/webhook-endpoints/callback-secret")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let callback_secret = callback["secret"].as_str().unwrap().to_string();
+    let callback_secret = callback_secret(&api).await;
 
     let stored = || async {
         let (secret, previous): (String, String) =

@@ -359,11 +359,12 @@ async fn fetch_input(job: &ScanJob, context: &JobContext) -> Result<Bytes, JobEr
         },
         (None, Some(url)) => {
             // The kind's limit, or the worker's own if it is lower.
-            let mut settings = context.downloads.clone();
-            if let Some(kind_limit) = job.kind.max_input_bytes() {
-                settings.max_bytes = settings.max_bytes.min(kind_limit);
-            }
-            download(url, &settings).await
+            let worker_limit = context.downloads.max_bytes;
+            let max_bytes = job
+                .kind
+                .max_input_bytes()
+                .map_or(worker_limit, |kind_limit| kind_limit.min(worker_limit));
+            download(url, &context.downloads, max_bytes).await
         }
         (None, None) => Err(JobError::bad(
             "missing_source",
@@ -372,9 +373,14 @@ async fn fetch_input(job: &ScanJob, context: &JobContext) -> Result<Bytes, JobEr
     }
 }
 
-/// Downloads a source video through the SSRF guard, with a size cap that is
+/// Downloads a source video through the SSRF guard, with a size cap
+/// (`max_bytes`, the input kind's limit within the worker's) that is
 /// enforced while streaming (a lying Content-Length cannot exhaust memory).
-pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, JobError> {
+pub async fn download(
+    url: &str,
+    settings: &DownloadSettings,
+    max_bytes: u64,
+) -> Result<Bytes, JobError> {
     let destination = settings
         .policy
         .resolve(url)
@@ -409,19 +415,16 @@ pub async fn download(url: &str, settings: &DownloadSettings) -> Result<Bytes, J
             format!("source answered {status}"),
         ));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > settings.max_bytes)
-    {
-        return Err(too_large(settings.max_bytes));
+    if response.content_length().is_some_and(|len| len > max_bytes) {
+        return Err(too_large(max_bytes));
     }
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| JobError::Transient(format!("source download failed: {e}")))?;
-        if body.len() as u64 + chunk.len() as u64 > settings.max_bytes {
-            return Err(too_large(settings.max_bytes));
+        if body.len() as u64 + chunk.len() as u64 > max_bytes {
+            return Err(too_large(max_bytes));
         }
         body.extend_from_slice(&chunk);
     }

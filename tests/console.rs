@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use worker::config::QueueChoice;
 
 /// `$CARGO_TARGET_DIR/ui-screenshots`, or beside the test binary's target dir.
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -22,7 +22,7 @@ fn screenshot_dir() -> PathBuf {
     target.join("ui-screenshots")
 }
 
-async fn log_in(chrome: &Chrome, base: &str, key: &str) {
+pub(crate) async fn log_in(chrome: &Chrome, base: &str, key: &str) {
     chrome.goto(&format!("{base}/ui/login")).await;
     let field = chrome.find("#key").await;
     chrome.type_into(&field, key).await;
@@ -32,7 +32,7 @@ async fn log_in(chrome: &Chrome, base: &str, key: &str) {
     chrome.find("#queues").await;
 }
 
-async fn wait_live(chrome: &Chrome) {
+pub(crate) async fn wait_live(chrome: &Chrome) {
     chrome
         .wait_until(
             "the live stream to open",
@@ -41,13 +41,13 @@ async fn wait_live(chrome: &Chrome) {
         .await;
 }
 
-async fn heading(chrome: &Chrome) -> String {
+pub(crate) async fn heading(chrome: &Chrome) -> String {
     chrome.text(&chrome.find("h1").await).await
 }
 
 /// POSTs a form from inside the page (same origin, with the session cookie)
 /// and returns the HTTP status.
-async fn post_from_page(chrome: &Chrome, path: &str, body: &str) -> Value {
+pub(crate) async fn post_from_page(chrome: &Chrome, path: &str, body: &str) -> Value {
     chrome
         .execute_async(
             "const [path, body, done] = arguments;

@@ -3,6 +3,7 @@
 
 mod api_fuzz;
 mod console;
+mod console_ops;
 mod item_crop;
 mod operate;
 mod replicas;

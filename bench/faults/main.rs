@@ -6,9 +6,15 @@
 //! and, below it, what failed; exits non-zero if anything did.
 //!
 //! It stops and restarts the machine's RabbitMQ and PostgreSQL, so it runs on
-//! its own (scripts/test runs `--short` after the parallel test suite).
+//! its own (scripts/test runs `--short` after the parallel test suite). The
+//! cluster scenario runs its own 3-node RabbitMQ cluster beside the system
+//! broker (see cluster.rs).
+
+mod cluster;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -29,7 +35,7 @@ struct Args {
 }
 
 /// The fleet under test, as separate processes.
-async fn start_fleet(workers: usize) -> ProcessFleet {
+async fn start_fleet(env: TestEnv, workers: usize) -> ProcessFleet {
     let settings = FleetSettings::new(8)
         .dispatcher_env("WEBHOOK_SCHEDULE", "0s,200ms,500ms,1s,2s,4s,8s,10s,10s,10s")
         .dispatcher_env("WEBHOOK_POLL", "50ms")
@@ -41,7 +47,7 @@ async fn start_fleet(workers: usize) -> ProcessFleet {
         .dispatcher_env("SUBMIT_RATE_PER_MINUTE", "0")
         .dispatcher_env("UPLOAD_RATE_PER_MINUTE", "0")
         .dispatcher_env("MAX_IN_FLIGHT_SCANS", "0");
-    ProcessFleet::start(TestEnv::new().await, "faults", workers, settings).await
+    ProcessFleet::start(env, "faults", workers, settings).await
 }
 
 /// Submits with an idempotency key and retries until accepted: a client that
@@ -68,6 +74,11 @@ async fn submit_until_accepted(api: &Api, key: String, body: serde_json::Value) 
 /// queue. They are no scans: nothing accepted stands for them.
 const POISON_MESSAGES: i64 = 5;
 const POISON_SCENARIO: &str = "poison messages on the queue";
+const CLUSTER_SCENARIO: &str = "RabbitMQ cluster loses a node, then another";
+/// Submissions per second in the cluster scenario, which streams scans for
+/// as long as its nodes are being stopped and started rather than a fixed
+/// number: the losses must happen mid-burst.
+const CLUSTER_SUBMIT_RATE: u64 = 20;
 
 /// Duplicate webhook deliveries are allowed only where at-least-once makes
 /// them expected: when the receiver has answered but the attempt cannot be
@@ -95,6 +106,8 @@ struct Row {
     /// Poison messages the dead-letter watcher saw on `scans.dead`, of those
     /// published (poison scenario only).
     poison_dead_lettered: Option<(i64, i64)>,
+    /// Each RabbitMQ node lost (cluster scenario only).
+    node_losses: Vec<cluster::NodeLoss>,
     seconds: f64,
 }
 
@@ -137,6 +150,14 @@ impl Row {
                 ));
             }
         }
+        for loss in &self.node_losses {
+            if loss.recovery.is_none() {
+                problems.push(format!(
+                    "no scan taken up after node {} was lost ever finished",
+                    loss.node
+                ));
+            }
+        }
         problems
     }
 }
@@ -173,9 +194,17 @@ fn postgres_cluster() -> String {
         .unwrap_or_else(|| "15".into())
 }
 
-async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
+async fn run(scenario: &'static str, scans: usize, hold_ms: u64, short: bool) -> Row {
     let started = Instant::now();
-    let mut fleet = start_fleet(2).await;
+    let mut env = TestEnv::new().await;
+    // The cluster is its own broker: its default vhost is this scenario's
+    // alone, and the system broker's other users never see it.
+    let rabbit_cluster = (scenario == CLUSTER_SCENARIO)
+        .then(|| tokio::task::block_in_place(cluster::Cluster::start));
+    if let Some(rabbit_cluster) = &rabbit_cluster {
+        env.amqp_url = rabbit_cluster.urls.clone();
+    }
+    let mut fleet = start_fleet(env, 2).await;
     let receiver_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -198,16 +227,34 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
 
     let api = fleet.api.clone();
     let body = json!({"kind": "probe", "params": {"hold_ms": hold_ms}});
-    let submissions = tokio::spawn(async move {
-        futures::stream::iter(0..scans)
+    let fault_over = Arc::new(AtomicBool::new(false));
+    let submissions = if scenario == CLUSTER_SCENARIO {
+        let fault_over = fault_over.clone();
+        tokio::spawn(async move {
+            let pace = tokio::time::interval(Duration::from_millis(1000 / CLUSTER_SUBMIT_RATE));
+            futures::stream::unfold((0usize, pace), |(i, mut pace)| async move {
+                pace.tick().await;
+                Some((i, (i + 1, pace)))
+            })
+            .take_while(|_| std::future::ready(!fault_over.load(Ordering::Relaxed)))
             .map(|i| submit_until_accepted(&api, format!("fault-{i}"), body.clone()))
             .buffer_unordered(16)
             .collect::<Vec<String>>()
             .await
-    });
+        })
+    } else {
+        tokio::spawn(async move {
+            futures::stream::iter(0..scans)
+                .map(|i| submit_until_accepted(&api, format!("fault-{i}"), body.clone()))
+                .buffer_unordered(16)
+                .collect::<Vec<String>>()
+                .await
+        })
+    };
 
     // The fault, while scans stream in.
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut node_stops = Vec::new();
     match scenario {
         "worker SIGKILL mid-scan, repeatedly" => {
             for _ in 0..8 {
@@ -257,8 +304,13 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
             }
             let _ = connection.close(200, "done").await;
         }
+        CLUSTER_SCENARIO => {
+            let between = Duration::from_secs(if short { 3 } else { 10 });
+            node_stops = cluster::lose_nodes(&fleet.env.pool, between).await;
+        }
         _ => {}
     }
+    fault_over.store(true, Ordering::Relaxed);
     let ids = submissions.await.unwrap();
     let accepted: HashSet<String> = ids.iter().cloned().collect();
 
@@ -331,7 +383,9 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
     } else {
         None
     };
+    let node_losses = cluster::measure(&fleet.env.pool, &node_stops).await;
     fleet.stop().await;
+    drop(rabbit_cluster);
     Row {
         scenario,
         accepted: accepted.len(),
@@ -342,6 +396,7 @@ async fn run(scenario: &'static str, scans: usize, hold_ms: u64) -> Row {
         webhooks_missing,
         duplicate_webhooks,
         poison_dead_lettered,
+        node_losses,
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -357,13 +412,15 @@ async fn main() {
     } else {
         (600, 10_000)
     };
-    let scenarios: [(&'static str, usize, u64); 7] = [
+    let scenarios: [(&'static str, usize, u64); 8] = [
         ("worker SIGKILL mid-scan, repeatedly", n, 150),
         ("RabbitMQ restarted (stop_app/start_app)", n, 20),
         ("PostgreSQL restarted", n, 20),
         ("dispatcher SIGKILL during relay and delivery", n, 20),
         ("webhook receiver down, then up", n, 0),
         (POISON_SCENARIO, n, 0),
+        // Scans stream for as long as the nodes take (CLUSTER_SUBMIT_RATE).
+        (CLUSTER_SCENARIO, 0, 20),
         ("soak", soak, 0),
     ];
     let mut rows = Vec::new();
@@ -375,8 +432,14 @@ async fn main() {
         {
             continue;
         }
-        eprintln!("running: {scenario} ({scans} scans)");
-        rows.push(run(scenario, scans, hold_ms).await);
+        if scenario == CLUSTER_SCENARIO {
+            eprintln!(
+                "running: {scenario} ({CLUSTER_SUBMIT_RATE} scans/s while nodes stop and start)"
+            );
+        } else {
+            eprintln!("running: {scenario} ({scans} scans)");
+        }
+        rows.push(run(scenario, scans, hold_ms, args.short).await);
     }
     println!("| scenario | accepted | succeeded | failed | lost | duplicate results | webhooks missing | duplicate webhook deliveries | poison dead-lettered | s |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
@@ -410,6 +473,11 @@ async fn main() {
                 .into_iter()
                 .map(|problem| format!("{}: {problem}", row.scenario)),
         );
+    }
+    for row in &rows {
+        if !row.node_losses.is_empty() {
+            cluster::print(&row.node_losses);
+        }
     }
     if !failures.is_empty() {
         for failure in &failures {

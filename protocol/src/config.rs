@@ -10,8 +10,82 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration: {e}"))
 }
 
-/// A URL with its password replaced, safe to print.
+/// The URLs in a comma-separated list, trimmed (`AMQP_URL` may name every
+/// node of a RabbitMQ cluster). A comma starts a new entry only where a
+/// `scheme://` follows it, so a single URL with commas of its own (a
+/// PostgreSQL multi-host URL, `postgres://h1:5432,h2:5432/db`) stays one
+/// entry. Empty entries (a trailing comma) are dropped.
+pub fn url_list(raw: &str) -> Vec<&str> {
+    let mut entries = Vec::new();
+    let mut start = 0;
+    for (comma, _) in raw.match_indices(',') {
+        let rest = raw[comma + 1..].trim_start();
+        if rest.is_empty() || starts_with_scheme(rest) {
+            entries.push(raw[start..comma].trim());
+            start = comma + 1;
+        }
+    }
+    entries.push(raw[start..].trim());
+    entries.retain(|entry| !entry.is_empty());
+    entries
+}
+
+/// Whether `text` begins with `scheme://` (RFC 3986: a letter, then letters,
+/// digits, `+`, `-` or `.`).
+fn starts_with_scheme(text: &str) -> bool {
+    let Some((scheme, _)) = text.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+}
+
+/// Every URL of a comma-separated list, checked one by one: an error names
+/// the entry by position and shows it masked, never with its password.
+pub fn parse_url_list(raw: &str, schemes: &[&str]) -> Result<Vec<url::Url>, String> {
+    let entries = url_list(raw);
+    if entries.is_empty() {
+        return Err("no URL given".into());
+    }
+    let count = entries.len();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let which = if count == 1 {
+                mask_one_url(entry)
+            } else {
+                format!("URL {} of {count} ({})", i + 1, mask_one_url(entry))
+            };
+            let url = url::Url::parse(entry).map_err(|e| format!("{which}: {e}"))?;
+            if !schemes.contains(&url.scheme()) {
+                return Err(format!(
+                    "{which}: scheme {:?} is not one of {}",
+                    url.scheme(),
+                    schemes.join(", ")
+                ));
+            }
+            Ok(url)
+        })
+        .collect()
+}
+
+/// A URL, or a comma-separated list of them, with every password replaced,
+/// safe to print.
 pub fn mask_url(raw: &str) -> String {
+    let entries = url_list(raw);
+    if entries.len() > 1 {
+        return entries
+            .iter()
+            .map(|entry| mask_one_url(entry))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    mask_one_url(raw)
+}
+
+fn mask_one_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("****"));
@@ -83,7 +157,10 @@ pub struct ServiceConfig {
         default_value = "postgres://postgres@127.0.0.1:5432/scanfleet"
     )]
     pub database_url: SecretUrl,
-    /// RabbitMQ connection URL (the vhost is the path, `%2f` for `/`).
+    /// RabbitMQ connection URL (the vhost is the path, `%2f` for `/`), or
+    /// a comma-separated list of them, one per node of a cluster: each
+    /// connection starts at another node and moves on to the next when one
+    /// is down.
     #[arg(
         long,
         env = "AMQP_URL",
@@ -121,7 +198,8 @@ impl ServiceConfig {
         if self.gpu_max_wait.is_zero() {
             return Err("GPU_MAX_WAIT must be positive".into());
         }
-        url::Url::parse(self.amqp_url.expose_secret()).map_err(|e| format!("AMQP_URL: {e}"))?;
+        parse_url_list(self.amqp_url.expose_secret(), &["amqp", "amqps"])
+            .map_err(|e| format!("AMQP_URL: {e}"))?;
         url::Url::parse(self.database_url.expose_secret())
             .map_err(|e| format!("DATABASE_URL: {e}"))?;
         Ok(())
@@ -159,7 +237,9 @@ mod tests {
             database_url: SecretUrl::new(
                 "postgres://scanfleet:hunter2-db@db.internal:5432/scanfleet",
             ),
-            amqp_url: SecretUrl::new("amqps://fleet:hunter2-mq@mq.internal:5671/prod"),
+            amqp_url: SecretUrl::new(
+                "amqps://fleet:hunter2-mq@mq.internal:5671/prod,amqps://fleet:hunter2-mq@mq-1.internal:5671/prod",
+            ),
             delivery_limit: 5,
             gpu_max_wait: Duration::from_secs(120),
             blob_store: "./data".into(),
@@ -172,14 +252,76 @@ mod tests {
         ] {
             assert!(!printed.contains("hunter2"), "{printed}");
             assert!(
-                printed.contains("db.internal") && printed.contains("mq.internal"),
+                printed.contains("db.internal")
+                    && printed.contains("mq.internal")
+                    && printed.contains("mq-1.internal"),
                 "{printed}"
             );
         }
+        assert!(config.validate().is_ok());
         assert_eq!(
             config.amqp_url.expose_secret(),
-            "amqps://fleet:hunter2-mq@mq.internal:5671/prod"
+            "amqps://fleet:hunter2-mq@mq.internal:5671/prod,amqps://fleet:hunter2-mq@mq-1.internal:5671/prod"
         );
+    }
+
+    #[test]
+    fn url_lists_split_at_each_scheme() {
+        assert_eq!(url_list("amqp://a/%2f"), ["amqp://a/%2f"]);
+        assert_eq!(
+            url_list("amqp://u:p@a:5672/v, amqps://u:p@b/v,amqp://c/v,"),
+            ["amqp://u:p@a:5672/v", "amqps://u:p@b/v", "amqp://c/v"]
+        );
+        // A PostgreSQL multi-host URL is one URL, not a list.
+        assert_eq!(
+            url_list("postgres://u:p@h1:5432,h2:5432/db"),
+            ["postgres://u:p@h1:5432,h2:5432/db"]
+        );
+        assert!(url_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn every_password_of_a_list_is_masked() {
+        let list = "amqp://fleet:hunter2-a@mq-0:5672/prod,amqp://fleet:hunter2-b@mq-1:5672/prod";
+        let masked = mask_url(list);
+        assert_eq!(
+            masked,
+            "amqp://fleet:****@mq-0:5672/prod,amqp://fleet:****@mq-1:5672/prod"
+        );
+        assert_eq!(
+            format!("{:?}", SecretUrl::new(list)),
+            format!("SecretUrl({masked:?})")
+        );
+    }
+
+    #[test]
+    fn an_invalid_url_in_a_list_is_named_without_its_password() {
+        let schemes = ["amqp", "amqps"];
+        assert_eq!(
+            parse_url_list("amqp://a/%2f,amqp://b/%2f", &schemes)
+                .unwrap()
+                .len(),
+            2
+        );
+        let error = parse_url_list(
+            "amqp://u:hunter2@a:5672/v,amqp://u:hunter2@b:99999/v,amqp://c/v",
+            &schemes,
+        )
+        .unwrap_err();
+        assert!(error.starts_with("URL 2 of 3 ("), "{error}");
+        assert!(error.contains("invalid port"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let error =
+            parse_url_list("amqp://u:hunter2@a/v, http://u:hunter2@b/v", &schemes).unwrap_err();
+        assert_eq!(
+            error,
+            "URL 2 of 2 (http://u:****@b/v): scheme \"http\" is not one of amqp, amqps"
+        );
+        assert_eq!(parse_url_list(" ", &schemes).unwrap_err(), "no URL given");
+        // The single-URL form reads as before, without a position.
+        assert!(parse_url_list("amqp://u:hunter2@a:notaport/v", &schemes)
+            .unwrap_err()
+            .starts_with("<unparseable url>: "));
     }
 
     #[test]

@@ -152,8 +152,72 @@ impl Topology {
     }
 }
 
+/// How long one node of a list may take to accept a connection before the
+/// next is tried: a node whose host is gone can leave a TCP connect hanging
+/// for minutes, and the other nodes are serving meanwhile.
+const NODE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens a connection whose I/O runs on the current tokio runtime.
+///
+/// `amqp_url` is one URL or a comma-separated list, one per node of a
+/// RabbitMQ cluster (see [`crate::config::url_list`]). The nodes are tried in
+/// turn from a starting node that moves on with every call and differs
+/// between processes, so a fleet's connections spread over the cluster and a
+/// reconnect after a node is lost begins at another one. A refusal that
+/// [`is_permanent`] calls permanent ends the attempt at once (every node of
+/// a cluster shares users, permissions and queues, so the next would say the
+/// same); otherwise the last node's error is returned when none answered.
 pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
+    let nodes = crate::config::url_list(amqp_url);
+    if nodes.len() <= 1 {
+        return connect_node(amqp_url.trim(), connection_name).await;
+    }
+    let first = next_start(nodes.len());
+    let mut last_error = None;
+    for i in 0..nodes.len() {
+        let node = nodes[(first + i) % nodes.len()];
+        let attempt =
+            tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect_node(node, connection_name))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(lapin::Error::IOError(std::sync::Arc::new(
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting timed out"),
+                    )))
+                });
+        match attempt {
+            Ok(connection) => return Ok(connection),
+            Err(error) if is_permanent(&error) => return Err(error),
+            Err(error) => {
+                tracing::warn!(
+                    node = %crate::config::mask_url(node),
+                    %error,
+                    "RabbitMQ node unreachable; trying the next"
+                );
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.expect("a list of at least two nodes was tried"))
+}
+
+/// The node a connection attempt starts at: a per-process counter from a
+/// random origin (std's `RandomState` is seeded randomly per process, which
+/// saves a dependency on `rand` for one number).
+fn next_start(nodes: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    static ORIGIN: OnceLock<usize> = OnceLock::new();
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let origin = *ORIGIN.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as usize
+    });
+    origin.wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed)) % nodes
+}
+
+async fn connect_node(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
     let mut properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio)
@@ -298,6 +362,36 @@ mod tests {
         ] {
             assert!(is_permanent(&permanent), "{permanent}");
         }
+    }
+
+    /// Real sockets, no broker needed: three "nodes" that accept a
+    /// connection and close it at once. A list of them is walked through
+    /// every node, once each, and fails with an outage, not a refusal.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_list_of_failing_nodes_tries_every_node_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let mut urls = Vec::new();
+        let mut hits = Vec::new();
+        for _ in 0..3 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!(
+                "amqp://guest:secret@127.0.0.1:{}/%2f",
+                listener.local_addr().unwrap().port()
+            ));
+            let count = Arc::new(AtomicUsize::new(0));
+            hits.push(count.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    drop(stream);
+                }
+            });
+        }
+        let error = connect(&urls.join(","), "test").await.unwrap_err();
+        assert!(!is_permanent(&error), "{error}");
+        let hits: Vec<usize> = hits.iter().map(|n| n.load(Ordering::SeqCst)).collect();
+        assert_eq!(hits, [1, 1, 1]);
     }
 
     #[test]

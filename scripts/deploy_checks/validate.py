@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 import jsonschema
 import yaml
@@ -173,8 +174,8 @@ def check_env_values(env: dict, where: str, probs: Problems) -> None:
             probs.add(where, f"{k}={v!r} is not a positive integer")
         elif k in ADDRS and not re.fullmatch(r"[0-9.]+:\d+|\[[0-9a-f:]+\]:\d+", v):
             probs.add(where, f"{k}={v!r} is not host:port")
-        elif k == "AMQP_URL" and not v.startswith(("amqp://", "amqps://")):
-            probs.add(where, f"AMQP_URL must be amqp(s)://")
+        elif k == "AMQP_URL" and not all(u.strip().startswith(("amqp://", "amqps://")) for u in v.split(",")):
+            probs.add(where, "AMQP_URL must be amqp(s):// (or a comma-separated list of them)")
         elif k == "DATABASE_URL" and not v.startswith(("postgres://", "postgresql://")):
             probs.add(where, "DATABASE_URL must be postgres://")
         elif k == "BLOB_STORE" and "://" in v and not v.startswith(("file://", "s3://")):
@@ -642,25 +643,37 @@ def check_grafana(root: pathlib.Path) -> Problems:
 
 # ---------------------------------------------------------------- Kubernetes
 
+# Custom resources, validated against schemas vendored in deploy/schemas/ (Kubernetes
+# core kinds come from kubernetes-validate): API group -> (label, {kind: schema file}).
+CRD_SCHEMAS = {
+    "keda.sh": ("KEDA", {"ScaledObject": "keda/scaledobject-keda-v1alpha1.json",
+                         "TriggerAuthentication": "keda/triggerauthentication-keda-v1alpha1.json"}),
+    "rabbitmq.com": ("RabbitMQ operator", {"RabbitmqCluster": "rabbitmq/rabbitmqcluster-rabbitmq-v1beta1.json"}),
+}
+
+
 def keda_validators():
+    """Validators for every vendored custom-resource schema, by (API group, kind)."""
     out = {}
-    for kind, fname in (("ScaledObject", "scaledobject-keda-v1alpha1.json"),
-                        ("TriggerAuthentication", "triggerauthentication-keda-v1alpha1.json")):
-        schema = strictify(json.loads((ROOT / "deploy/schemas/keda" / fname).read_text()))
-        out[kind] = jsonschema.Draft7Validator(schema)
+    for group, (_, files) in CRD_SCHEMAS.items():
+        for kind, fname in files.items():
+            schema = strictify(json.loads((ROOT / "deploy/schemas" / fname).read_text()))
+            out[(group, kind)] = jsonschema.Draft7Validator(schema)
     return out
 
 
 def validate_k8s_object(obj: dict, where: str, probs: Problems, keda) -> None:
     import kubernetes_validate
     name = f"{where} {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    if str(obj.get("apiVersion", "")).startswith("keda.sh/"):
-        v = keda.get(obj.get("kind"))
+    group = str(obj.get("apiVersion", "")).partition("/")[0]
+    if group in CRD_SCHEMAS:
+        label = CRD_SCHEMAS[group][0]
+        v = keda.get((group, obj.get("kind")))
         if v is None:
-            probs.add(name, "no vendored KEDA schema for this kind")
+            probs.add(name, f"no vendored {label} schema for this kind")
             return
         for err in v.iter_errors(obj):
-            probs.add(name, f"KEDA schema: {'.'.join(map(str, err.path)) or '<root>'}: {err.message}")
+            probs.add(name, f"{label} schema: {'.'.join(map(str, err.path)) or '<root>'}: {err.message}")
         return
     try:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -717,6 +730,8 @@ def check_k8s_semantics(objs: list[dict], where: str) -> Problems:
         if any("CHANGE-ME" in str(v) for v in sec.get("stringData", {}).values()) and \
                 sec["metadata"].get("annotations", {}).get("scanfleet.dev/placeholder") != "true":
             probs.add(f"{where} Secret/{sec['metadata']['name']}", "placeholder values not marked as such")
+
+    probs.extend(check_rabbitmq_cluster(kinds, where))
 
     pdbs = kinds.get("PodDisruptionBudget", [])
     for dep in kinds["Deployment"] + kinds.get("Job", []):
@@ -870,6 +885,34 @@ def c_env_names(c: dict) -> list[str]:
     return [e["name"] for e in c.get("env", [])]
 
 
+def check_rabbitmq_cluster(kinds: dict, where: str) -> Problems:
+    """The broker is a RabbitmqCluster of at least three nodes (quorum queues keep a
+    majority when one is lost), and AMQP_URL names every node, so clients fail over."""
+    probs = Problems()
+    clusters = kinds.get("RabbitmqCluster", [])
+    if len(clusters) != 1:
+        probs.add(where, f"expected one RabbitmqCluster, found {len(clusters)}")
+        return probs
+    rc = clusters[0]
+    name, ns = rc["metadata"]["name"], rc["metadata"].get("namespace")
+    replicas = rc["spec"].get("replicas", 1)
+    where_rc = f"{where} RabbitmqCluster/{name}"
+    if replicas < 3 or replicas % 2 == 0:
+        probs.add(where_rc, f"replicas {replicas}: quorum queues need an odd number of at least 3 nodes")
+    # The operator's pods are NAME-server-I behind the headless Service NAME-nodes.
+    want = {f"{name}-server-{i}.{name}-nodes.{ns}.svc" for i in range(replicas)}
+    for sec in kinds["Secret"]:
+        raw = str(sec.get("stringData", {}).get("AMQP_URL", ""))
+        if not raw:
+            continue
+        hosts = {urllib.parse.urlsplit(u.strip()).hostname for u in raw.split(",") if u.strip()}
+        missing = sorted(want - hosts)
+        if missing:
+            probs.add(f"{where} Secret/{sec['metadata']['name']}",
+                      f"AMQP_URL does not list every RabbitMQ node: missing {', '.join(missing)}")
+    return probs
+
+
 def check_k8s(root: pathlib.Path, compare_kubectl: bool = True) -> Problems:
     probs = Problems()
     keda = keda_validators()
@@ -967,6 +1010,13 @@ NEGATIVE = [
      "imagePullPolicyy"),
     ("KEDA schema: unknown ScaledObject field", "k8s",
      lambda r: edit(r / "k8s/base/keda.yaml", "minReplicaCount: 1", "minReplicas: 1"), "KEDA schema"),
+    ("RabbitMQ operator schema: unknown RabbitmqCluster field", "k8s",
+     lambda r: edit(r / "k8s/base/rabbitmq.yaml", "  persistence:\n", "  persistance:\n"), "RabbitMQ operator schema"),
+    ("k8s: RabbitmqCluster with 2 replicas", "k8s",
+     lambda r: edit(r / "k8s/base/rabbitmq.yaml", "replicas: 3", "replicas: 2"), "odd number of at least 3"),
+    ("k8s: AMQP_URL misses a RabbitMQ node", "k8s",
+     lambda r: edit(r / "k8s/base/secret.yaml", "rabbitmq-server-2.", "rabbitmq-server-1."),
+     "does not list every RabbitMQ node"),
     ("KEDA: trigger in AMQP mode", "k8s",
      lambda r: edit(r / "k8s/base/keda.yaml", "        protocol: http\n", "        protocol: amqp\n"), "protocol: http"),
     ("k8s: worker grace below SHUTDOWN_GRACE", "k8s",

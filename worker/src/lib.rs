@@ -9,5 +9,6 @@ pub mod cost;
 pub mod gpu;
 pub mod jobs;
 pub mod metrics;
+pub mod presence;
 pub mod report;
 pub mod startup;

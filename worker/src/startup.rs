@@ -200,6 +200,22 @@ pub async fn start(
             Ok::<_, Infallible>(())
         });
     }
+    // The workers panel's row: written now and every few seconds after.
+    let presence = crate::presence::Presence {
+        name: config.name(),
+        queue: consumer.job_context.queue.to_string(),
+        backend: backend.clone(),
+        max_concurrent_jobs: config.max_concurrent_jobs,
+        started_at: chrono::Utc::now(),
+    };
+    supervisor.spawn(
+        "presence",
+        presence.run(
+            consumer.pool.clone(),
+            consumer.metrics.in_flight.clone(),
+            shutdown.clone(),
+        ),
+    );
     // Warm up before consuming, so the queue does not hand this worker scans
     // it would run cold; /readyz says not-ready until then.
     let warm = config.warm_model;

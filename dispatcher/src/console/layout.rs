@@ -13,6 +13,8 @@ use super::session::Session;
 pub enum Nav {
     Overview,
     Scans,
+    Webhooks,
+    DeadLetters,
     Routing,
 }
 
@@ -40,6 +42,8 @@ pub fn page(
                     nav {
                         (item(Nav::Overview, "/ui", "Overview"))
                         (item(Nav::Scans, "/ui/scans", "Scans"))
+                        (item(Nav::Webhooks, "/ui/webhooks", "Webhooks"))
+                        (item(Nav::DeadLetters, "/ui/dead-letters", "Dead letters"))
                         @if session.is_admin() {
                             (item(Nav::Routing, "/ui/routing", "Routing"))
                         }

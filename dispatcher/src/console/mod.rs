@@ -1,5 +1,6 @@
 //! The operator console under `/ui` (issue #25): overview, scans, scan
-//! detail with actions, and routing — server-rendered HTML.
+//! detail with actions, webhooks, dead letters and routing — server-rendered
+//! HTML.
 //!
 //! Choices, and why:
 //! - HTML comes from `maud`: templates are Rust expressions checked at
@@ -18,11 +19,13 @@
 //!
 //! Layout: `session` and `csrf` (who is asking), `error` (HTML error pages),
 //! `layout` (page shell and formatting), `overview`, `scan_list`,
-//! `scan_detail` (queries), `pages/*` (handlers and markup), `live` (SSE).
+//! `scan_detail`, `webhook_log`, `dead_letters` (queries), `pages/*`
+//! (handlers and markup), `live` (SSE).
 
 pub mod artifacts;
 pub mod assets;
 pub mod csrf;
+pub mod dead_letters;
 pub mod error;
 pub mod layout;
 pub mod live;
@@ -32,6 +35,8 @@ pub mod scan_detail;
 pub mod scan_list;
 pub mod session;
 pub mod viewer;
+pub mod webhook_log;
+pub mod workers;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -67,6 +72,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/ui/routing",
             get(pages::routing::show).post(pages::routing::change),
+        )
+        .route("/ui/webhooks", get(pages::webhooks::show))
+        .route(
+            "/ui/webhooks/endpoints/{id}/rotate",
+            post(pages::webhooks::rotate_secret),
+        )
+        .route(
+            "/ui/webhooks/deliveries/{id}/redeliver",
+            post(pages::webhooks::redeliver),
+        )
+        .route("/ui/dead-letters", get(pages::dead_letters::show))
+        .route(
+            "/ui/dead-letters/{id}/requeue",
+            post(pages::dead_letters::requeue),
         )
         .route("/ui/assets/{name}", get(assets::serve))
         // Unknown console paths get an HTML 404 (the API's fallback answers

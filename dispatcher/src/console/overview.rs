@@ -1,8 +1,9 @@
 //! What the overview shows, read from the database: the queues as the
 //! backlog monitor last sampled them, the routing policy and escalation state
-//! with its 24 h timeline, scans by status and cost per scan by route.
+//! with its 24 h timeline, workers, scans by status and cost per scan by
+//! route.
 //!
-//! Queue numbers are fleet-wide (every tenant shares the queues); scan
+//! Queue numbers and workers are fleet-wide (every tenant shares the queues); scan
 //! counts and costs are limited to the session's tenant unless it is an admin.
 
 use chrono::{DateTime, Duration, Utc};
@@ -10,6 +11,7 @@ use serde_json::{Map, Value};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::workers::{self, WorkerRow};
 use crate::admin::{self, RoutingView};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -75,6 +77,8 @@ pub struct Overview {
     pub timeline: Vec<Segment>,
     /// Escalation changes in the window, newest first.
     pub events: Vec<EscalationEvent>,
+    /// Workers that reported recently (fleet-wide, like the queues).
+    pub workers: Vec<WorkerRow>,
 }
 
 pub const TIMELINE_HOURS: i64 = 24;
@@ -111,6 +115,7 @@ impl Overview {
             events.iter().map(|e| (e.at, e.escalated)).collect();
         let timeline = segments(window_start, now, initial, &changes);
         events.reverse();
+        let workers = workers::recent(pool).await?;
         Ok(Overview {
             routing,
             queues,
@@ -120,6 +125,7 @@ impl Overview {
             now,
             timeline,
             events,
+            workers,
         })
     }
 
@@ -133,6 +139,8 @@ impl Overview {
                 values.insert(format!("{}.running", queue.key), running.into());
             }
         }
+        let live_workers = self.workers.iter().filter(|w| w.live).count();
+        values.insert("workers.live".into(), live_workers.into());
         for (status, count) in &self.by_status {
             values.insert(format!("status.{status}"), (*count).into());
         }

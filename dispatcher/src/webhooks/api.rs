@@ -175,7 +175,7 @@ pub async fn create_endpoint(
         ));
     }
     let (id, secret) = (Uuid::now_v7(), generate_secret());
-    let sealed = state.sealer().seal(SecretOwner::Endpoint(id), &secret);
+    let sealed = state.sealer().seal(SecretOwner::Endpoint(endpoint_id), &secret);
     let mut tx = state.pool().begin().await?;
     check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(
@@ -287,8 +287,22 @@ pub async fn rotate_secret(
             "overlap_seconds is at most 30 days",
         ));
     }
+    let rotated = rotate(&state, caller.tenant_id, id, overlap).await?;
+    Ok(Json(rotated))
+}
+
+/// Gives the tenant's endpoint a new secret; the old one keeps signing beside
+/// it for `overlap` seconds so receivers can switch without dropping
+/// deliveries. Shared by the API and the console (which checks who may see
+/// the endpoint and passes its owner). Another tenant's endpoint is a `404`.
+pub async fn rotate(
+    state: &AppState,
+    tenant_id: Uuid,
+    endpoint_id: Uuid,
+    overlap: u64,
+) -> Result<EndpointWithSecret, ApiError> {
     let secret = generate_secret();
-    let sealed = state.sealer().seal(SecretOwner::Endpoint(id), &secret);
+    let sealed = state.sealer().seal(SecretOwner::Endpoint(endpoint_id), &secret);
     let row = sqlx::query_as!(
         EndpointView,
         r#"UPDATE webhook_endpoints
@@ -296,19 +310,19 @@ pub async fn rotate_secret(
                   previous_secret_expires_at = now() + make_interval(secs => $4::bigint)
             WHERE id = $1 AND tenant_id = $2
         RETURNING id, url, description, created_at, disabled_at, disabled_reason"#,
-        id,
-        caller.tenant_id,
+        endpoint_id,
+        tenant_id,
         sealed,
         overlap as i64
     )
     .fetch_optional(state.pool())
     .await?
     .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    tracing::info!(endpoint_id = %id, overlap_seconds = overlap, "webhook secret rotated");
-    Ok(Json(EndpointWithSecret {
+    tracing::info!(%endpoint_id, overlap_seconds = overlap, "webhook secret rotated");
+    Ok(EndpointWithSecret {
         endpoint: row,
         secret,
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -421,29 +435,11 @@ pub async fn deliveries_of(
     .fetch_all(pool)
     .await?;
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
-    let attempts = sqlx::query!(
-        r#"SELECT delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, response_body
-             FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY id"#,
-        &ids
-    )
-    .fetch_all(pool)
-    .await?;
+    let mut attempts = attempts_of(pool, &ids).await?;
     let views = deliveries
         .into_iter()
         .map(|d| DeliveryView {
-            attempt_log: attempts
-                .iter()
-                .filter(|a| a.delivery_id == d.id)
-                .map(|a| AttemptView {
-                    attempt: a.attempt,
-                    started_at: a.started_at,
-                    duration_ms: a.duration_ms,
-                    outcome: a.outcome.clone(),
-                    status_code: a.status_code,
-                    error: a.error.clone(),
-                    response_body: a.response_body.clone(),
-                })
-                .collect(),
+            attempt_log: attempts.remove(&d.id).unwrap_or_default(),
             next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
             id: d.id,
             webhook_id: d.message_id,
@@ -458,6 +454,37 @@ pub async fn deliveries_of(
         })
         .collect();
     Ok(views)
+}
+
+/// The attempt log of each of `ids`, oldest attempt first (also for the
+/// console's list of recent deliveries across scans).
+pub async fn attempts_of(
+    pool: &sqlx::PgPool,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<AttemptView>>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT delivery_id, attempt, started_at, duration_ms, outcome, status_code, error, response_body
+             FROM webhook_attempts WHERE delivery_id = ANY($1) ORDER BY id"#,
+        ids
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_delivery: std::collections::HashMap<Uuid, Vec<AttemptView>> = Default::default();
+    for a in rows {
+        by_delivery
+            .entry(a.delivery_id)
+            .or_default()
+            .push(AttemptView {
+                attempt: a.attempt,
+                started_at: a.started_at,
+                duration_ms: a.duration_ms,
+                outcome: a.outcome,
+                status_code: a.status_code,
+                error: a.error,
+                response_body: a.response_body,
+            });
+    }
+    Ok(by_delivery)
 }
 
 #[utoipa::path(

@@ -65,10 +65,9 @@ pub fn resubmission(row: &ScanRow) -> Value {
     Value::Object(body)
 }
 
-/// Submits the scan's input again as a new scan of the same tenant, through
-/// `scans::submit_scan` (validation, in-flight cap, routing, outbox) and the
-/// tenant's submit rate limit. The form's nonce makes the idempotency key,
-/// so a double click creates one scan.
+/// Submits the scan's input again as a new scan of the same tenant (see
+/// [`resubmit`]). The form's nonce makes the idempotency key, so a double
+/// click creates one scan.
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -80,6 +79,23 @@ pub async fn retry(
             "the retry form is malformed; reload the page".into(),
         ));
     }
+    let idempotency_key = format!("console-retry-{}-{}", row.id.simple(), form.nonce);
+    let to = resubmit(&state, owner, &row, &idempotency_key).await?;
+    record_resubmission(&state, row.id, to, "retried", &session.actor()).await?;
+    tracing::info!(from = %row.id, %to, by = %session.actor(), "console: scan retried");
+    Ok(Redirect::to(&format!("/ui/scans/{to}?done=retried")))
+}
+
+/// Submits `row`'s input again as a new scan of its tenant `owner`, through
+/// `scans::submit_scan` (validation, in-flight cap, routing, outbox) and the
+/// tenant's submit rate limit; the same path `POST /v1/scans` takes. The
+/// idempotency key makes a repeated click return the same new scan.
+pub async fn resubmit(
+    state: &AppState,
+    owner: Uuid,
+    row: &ScanRow,
+    idempotency_key: &str,
+) -> Result<Uuid, ConsoleError> {
     let tier: String = sqlx::query_scalar("SELECT tier FROM tenants WHERE id = $1")
         .bind(owner)
         .fetch_one(state.pool())
@@ -91,23 +107,19 @@ pub async fn retry(
         is_admin: false,
     };
     state.rate_limits().check(Action::Submit, &caller)?;
-    let idempotency_key = format!("console-retry-{}-{}", row.id.simple(), form.nonce);
     let accepted =
-        crate::scans::submit_scan(&state, &caller, Some(&idempotency_key), resubmission(&row))
-            .await?;
-    record_retry(&state, row.id, accepted.id, &session.actor()).await?;
-    tracing::info!(from = %row.id, to = %accepted.id, by = %session.actor(), "console: scan retried");
-    Ok(Redirect::to(&format!(
-        "/ui/scans/{}?done=retried",
-        accepted.id
-    )))
+        crate::scans::submit_scan(state, &caller, Some(idempotency_key), resubmission(row)).await?;
+    Ok(accepted.id)
 }
 
-/// Links the two scans in their event logs (once, also for a replayed click).
-async fn record_retry(
+/// Links the two scans in their event logs, with who did it (once, also for
+/// a replayed click): `from_event` (`retried`, `requeued`) on the old scan,
+/// `resubmitted` on the new one; each event row has its time.
+pub async fn record_resubmission(
     state: &AppState,
     from: Uuid,
     to: Uuid,
+    from_event: &str,
     actor: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = state.pool().begin().await?;
@@ -122,13 +134,13 @@ async fn record_retry(
             &mut tx,
             to,
             "resubmitted",
-            serde_json::json!({ "from": from, "by": actor }),
+            serde_json::json!({ "from": from, "by": actor, "via": from_event }),
         )
         .await?;
         protocol::db::record_event(
             &mut tx,
             from,
-            "retried",
+            from_event,
             serde_json::json!({ "as": to, "by": actor }),
         )
         .await?;

@@ -2,11 +2,13 @@
 
 pub mod actions;
 pub mod artifact;
+pub mod dead_letters;
 pub mod login;
 pub mod overview;
 pub mod routing;
 pub mod scan;
 pub mod scans;
+pub mod webhooks;
 
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
@@ -38,6 +40,7 @@ pub fn notice(done: Option<&str>) -> Option<&'static str> {
         "canceled" => Some("Scan canceled."),
         "redelivered" => Some("Webhook queued for redelivery with the same webhook-id."),
         "routing" => Some("Routing policy changed."),
+        "requeued" => Some("Requeued: its input was submitted again as a new scan."),
         _ => None,
     }
 }

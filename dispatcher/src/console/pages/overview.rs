@@ -10,6 +10,7 @@ use crate::console::overview::{
     escalation_label, predicted_wait_label, Overview, Segment, TIMELINE_HOURS,
 };
 use crate::console::session::Session;
+use crate::console::workers::{gib, SHOWN_SECONDS};
 use crate::state::AppState;
 
 pub async fn show(State(state): State<AppState>, session: Session) -> Result<Markup, ConsoleError> {
@@ -81,6 +82,7 @@ fn render(overview: &Overview, session: &Session) -> Markup {
                     }
                 }
             }
+            (workers_panel(overview))
             section.card #escalation-timeline {
                 h2 { "Escalation, last " (TIMELINE_HOURS) " h" }
                 (timeline_svg(overview))
@@ -140,6 +142,50 @@ fn render(overview: &Overview, session: &Session) -> Markup {
                         p.muted { "Succeeded scans submitted today; cost as each worker reported it (processing time × its backend's hourly price)." }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The workers that reported in the last few minutes; stale or stopped ones
+/// greyed (see `console::workers`).
+fn workers_panel(overview: &Overview) -> Markup {
+    html! {
+        section.card #workers {
+            h2 { "Workers " span.muted { "(" span data-live="workers.live" { (overview.workers.iter().filter(|w| w.live).count()) } " live)" } }
+            @if overview.workers.is_empty() {
+                p.muted.empty { "No worker has reported in the last " (SHOWN_SECONDS / 60) " minutes." }
+            } @else {
+                table {
+                    thead { tr { th { "name" } th { "queue" } th { "backend" } th { "GPU" } th.num { "in flight" } th { "last seen" } } }
+                    tbody {
+                        @for worker in &overview.workers {
+                            tr.stale[!worker.live] data-worker=(worker.name) {
+                                td { code { (worker.name) } @if worker.stopped_at.is_some() { " " span.muted { "stopped" } } @else if !worker.live { " " span.muted { "stale" } } }
+                                td { (worker.queue) }
+                                td.backend {
+                                    strong { (worker.backend) }
+                                    @if !worker.backend.starts_with(worker.backend_requested.as_str()) { " (asked for " (worker.backend_requested) ")" }
+                                    br; span.muted.reason { (worker.backend_reason) }
+                                }
+                                td.gpu {
+                                    @match &worker.gpu_name {
+                                        Some(name) => {
+                                            (name)
+                                            @if let (Some(used), Some(total)) = (worker.gpu_memory_used_bytes, worker.gpu_memory_total_bytes) {
+                                                br; span.muted { (gib(used)) " of " (gib(total)) " in use" }
+                                            }
+                                        }
+                                        None => span.muted { "—" },
+                                    }
+                                }
+                                td.num.in-flight { (worker.in_flight) " / " (worker.max_concurrent_jobs) }
+                                td { (layout::time(worker.last_seen)) }
+                            }
+                        }
+                    }
+                }
+                p.muted { "Each worker reports every ~10 s (in flight = scans it is running now / its MAX_CONCURRENT_JOBS); greyed: not heard from for a minute, or stopped." }
             }
         }
     }

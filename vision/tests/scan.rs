@@ -289,6 +289,45 @@ fn bad_inputs_fail_with_a_code() {
     expect_code(&bomb, "input_too_large");
 }
 
+/// A video of an empty table (issue 28, item 4): a success with no item,
+/// the report says why, and `frames_decoded` is what the decoder returned.
+#[test]
+fn a_video_with_no_card_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.avi");
+    let frames = 7;
+    {
+        let fourcc = videoio::VideoWriter::fourcc('M', 'J', 'P', 'G').unwrap();
+        let mut w = videoio::VideoWriter::new(
+            path.to_str().unwrap(),
+            fourcc,
+            10.0,
+            Size::new(160, 120),
+            true,
+        )
+        .unwrap();
+        assert!(w.is_opened().unwrap());
+        for i in 0..frames {
+            // A plain table whose light changes a little from frame to frame.
+            let table =
+                Mat::new_rows_cols_with_default(120, 160, CV_8UC3, Scalar::all(100.0 + i as f64))
+                    .unwrap();
+            w.write(&table).unwrap();
+        }
+        w.release().unwrap();
+    }
+    let r = analyze_video::<Cpu>(&path, &ScanOptions::default(), &Default::default())
+        .unwrap()
+        .report;
+    assert!(r.item.is_none() && r.scores.is_none(), "{:?}", r.item);
+    assert_eq!(
+        r.no_item_reason,
+        Some(vision::pipeline::NoItemReason::NoOutline)
+    );
+    assert_eq!(r.frames_decoded, frames);
+    assert_eq!(r.frames_processed, frames);
+}
+
 #[test]
 fn backend_choice_is_resolved_at_the_edge() {
     let engine = vision::backend::ScanEngine::new(BackendChoice::Cpu).unwrap();

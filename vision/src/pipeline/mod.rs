@@ -20,16 +20,18 @@ use serde::{Deserialize, Serialize};
 
 mod decode;
 mod defects;
+mod frame;
 mod grade;
 mod locate;
 mod outline;
+mod profile;
 
 pub use defects::DefectKind;
 
 use decode::{sniff, Decoder};
-use defects::{consensus, find_defects, DefectRules};
+use defects::consensus;
+use frame::{analyze_frame, FrameAnalysis};
 use grade::score;
-use locate::{intersect, locate_item, Profiles};
 
 use crate::{
     backend::ScanBackend,
@@ -38,13 +40,9 @@ use crate::{
     error::VisionError,
     flow::{farneback_sequence, mean_magnitude, FarnebackParams},
     frames::{
-        stack_bgr, stack_gray, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray,
-        BgrImage, GrayImage,
+        stack_bgr, stack_gray_from_bgr, to_vec_f32, unstack_bgr, unstack_gray, BgrImage, GrayImage,
     },
-    primitives::{
-        apply_homography, homography, laplacian_variance, remap_bilinear, resize, round_levels,
-        Interpolation,
-    },
+    primitives::{laplacian_variance, resize, round_levels, Interpolation},
     transfers::{Meter, Transfers},
 };
 
@@ -55,7 +53,9 @@ use crate::{
 /// frame, `no_item_reason`.
 /// 3: defects as what they physically are (long thin lines, border wear,
 /// isolated blotches) instead of any top-hat / black-hat blob.
-pub const PIPELINE_VERSION: u32 = 3;
+/// 4: item and print edges measured in colour (luma and colour differences)
+/// as the band of one colour on all four sides, with a wider margin.
+pub const PIPELINE_VERSION: u32 = 4;
 
 /// Per-scan knobs; defaults follow DESIGN.md.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -437,7 +437,10 @@ pub fn analyze_video_with_progress<B: ScanBackend>(
     for g in &golden {
         cancel.check()?;
         let frame = gray_frames[g.index].as_ref().expect("golden frame decoded");
-        match analyze_frame::<B>(frame, g.index, opts, device, &mut timer)? {
+        let colour = color_frames[g.index]
+            .as_ref()
+            .expect("golden frame decoded");
+        match analyze_frame::<B>(frame, colour, g.index, opts, device, &mut timer)? {
             Ok(a) => per_frame.push(a),
             Err(reason) => no_item_reason = no_item_reason.max(Some(reason)),
         }
@@ -549,141 +552,6 @@ pub fn pick_golden(stats: &[FrameStats], k: usize) -> Vec<GoldenFrame> {
         }
     }
     picked
-}
-pub(super) struct FrameAnalysis {
-    item: ItemLocation,
-    /// (left share, top share).
-    centering: (f64, f64),
-    defects: Vec<Defect>,
-    mask: GrayImage,
-}
-/// Localise the item on one golden frame, rectify it and find defects.
-fn analyze_frame<B: ScanBackend>(
-    frame: &GrayImage,
-    index: usize,
-    opts: &ScanOptions,
-    device: &B::Device,
-    timer: &mut Timer,
-) -> Result<Result<FrameAnalysis, NoItemReason>, VisionError> {
-    let t = Instant::now();
-    let Some(quad) = locate_item::<B>(frame, opts, device)? else {
-        debug(|| format!("frame {index}: item not found"));
-        timer.add("localise", t);
-        return Ok(Err(NoItemReason::NoOutline));
-    };
-    timer.add("localise", t);
-
-    let t = Instant::now();
-    let dist = |a: [f64; 2], b: [f64; 2]| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt();
-    let iw = ((dist(quad[0], quad[1]) + dist(quad[3], quad[2])) / 2.0).round() as usize;
-    let ih = ((dist(quad[0], quad[3]) + dist(quad[1], quad[2])) / 2.0).round() as usize;
-    if iw < 32 || ih < 32 {
-        debug(|| format!("frame {index}: item too small, quad {quad:?}"));
-        return Ok(Err(NoItemReason::ItemTooSmall));
-    }
-    let img = stack_gray::<B>(&[frame], device);
-    // Rectify with an 8 % margin and measure the item's edges from profiles
-    // (sub-pixel). The first round refines the corners found at low
-    // resolution (their error would otherwise skew the perspective and the
-    // centering); the second measures item and print edges for good.
-    let margin = 0.08;
-    let (mw, mh) = (
-        ((iw as f64) * (1.0 + 2.0 * margin)).round() as usize,
-        ((ih as f64) * (1.0 + 2.0 * margin)).round() as usize,
-    );
-    let ox = iw as f64 * margin;
-    let oy = ih as f64 * margin;
-    let mut quad = quad;
-    let mut h1 = homography(&quad, iw as f64, ih as f64)?;
-    let mut measured = None;
-    for round in 0..3 {
-        let map1: Vec<(f32, f32)> = (0..mh)
-            .flat_map(|y| (0..mw).map(move |x| (x as f64 - ox, y as f64 - oy)))
-            .map(|(u, v)| apply_homography(&h1, u, v))
-            .collect();
-        let r1 = to_vec_f32(remap_bilinear(img.clone(), &map1, mw, mh));
-        if round == 2 {
-            measured = Profiles::measure(&r1, mw, mh, (0.3, 0.7), (ox, oy));
-            break;
-        }
-        let (Some(a), Some(b)) = (
-            Profiles::measure(&r1, mw, mh, (0.2, 0.4), (ox, oy)),
-            Profiles::measure(&r1, mw, mh, (0.6, 0.8), (ox, oy)),
-        ) else {
-            break;
-        };
-        // Item edge lines through the two bands, intersected into corners.
-        let (fw, fh) = (mw as f64, mh as f64);
-        let left = ([a.card.0, 0.3 * fh], [b.card.0, 0.7 * fh]);
-        let right = ([a.card.1, 0.3 * fh], [b.card.1, 0.7 * fh]);
-        let top = ([0.3 * fw, a.card.2], [0.7 * fw, b.card.2]);
-        let bottom = ([0.3 * fw, a.card.3], [0.7 * fw, b.card.3]);
-        let corners = [
-            intersect(left, top),
-            intersect(right, top),
-            intersect(right, bottom),
-            intersect(left, bottom),
-        ];
-        quad = corners.map(|p| {
-            let (x, y) = apply_homography(&h1, p[0] - ox, p[1] - oy);
-            [x as f64, y as f64]
-        });
-        h1 = homography(&quad, iw as f64, ih as f64)?;
-    }
-    let Some(prof) = measured else {
-        debug(|| format!("frame {index}: item edges not measurable, quad {quad:?}"));
-        timer.add("rectify", t);
-        return Ok(Err(NoItemReason::EdgesNotMeasured));
-    };
-    // Second pass: sample the item exactly inside its measured edges.
-    let (cl, cr, ct, cb) = (
-        prof.card.0 - ox,
-        prof.card.1 - ox,
-        prof.card.2 - oy,
-        prof.card.3 - oy,
-    );
-    let (cw, ch) = ((cr - cl).round() as usize, (cb - ct).round() as usize);
-    let map2: Vec<(f32, f32)> = (0..ch)
-        .flat_map(|y| (0..cw).map(move |x| (x, y)))
-        .map(|(x, y)| {
-            let u = cl + (x as f64 + 0.5) * (cr - cl) / cw as f64 - 0.5;
-            let v = ct + (y as f64 + 0.5) * (cb - ct) / ch as f64 - 0.5;
-            apply_homography(&h1, u, v)
-        })
-        .collect();
-    let card = remap_bilinear(img, &map2, cw, ch);
-    timer.add("rectify", t);
-
-    let t = Instant::now();
-    let print = (
-        prof.print.0 - prof.card.0,
-        prof.card.1 - prof.print.1,
-        prof.print.2 - prof.card.2,
-        prof.card.3 - prof.print.3,
-    );
-    let centering = (print.0 / (print.0 + print.1), print.2 / (print.2 + print.3));
-    let (defects, mask) = find_defects::<B>(card, cw, ch, &DefectRules::default())?;
-    timer.add("defects", t);
-
-    let xs = quad.iter().map(|p| p[0]);
-    let ys = quad.iter().map(|p| p[1]);
-    let bbox = [
-        xs.clone().fold(f64::MAX, f64::min),
-        ys.clone().fold(f64::MAX, f64::min),
-        xs.fold(f64::MIN, f64::max),
-        ys.fold(f64::MIN, f64::max),
-    ];
-    Ok(Ok(FrameAnalysis {
-        item: ItemLocation {
-            frame: index,
-            bbox,
-            quad,
-            size: [cw, ch],
-        },
-        centering,
-        defects,
-        mask,
-    }))
 }
 fn encode_png(img: &GrayImage) -> Result<Vec<u8>, VisionError> {
     encode(".png", &img.to_mat()?, &[])

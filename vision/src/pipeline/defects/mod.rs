@@ -330,3 +330,50 @@ pub(super) fn consensus(frames: &[FrameAnalysis]) -> Vec<Defect> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::ItemLocation;
+
+    fn frame(defects: Vec<Defect>) -> FrameAnalysis {
+        FrameAnalysis {
+            item: ItemLocation {
+                frame: 0,
+                bbox: [0.0, 0.0, 10.0, 10.0],
+                quad: [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]],
+                size: [10, 10],
+            },
+            centering: (0.5, 0.5),
+            defects,
+            mask: GrayImage::new(1, 1, vec![0]),
+        }
+    }
+
+    fn scratch(x: f64) -> Defect {
+        Defect {
+            kind: DefectKind::Scratch,
+            bbox: [x, 0.2, x + 0.1, 0.6],
+            length_px: 40.0,
+            area_px: 40.0,
+            severity: 0.5,
+            location: None,
+            support: 1,
+        }
+    }
+
+    /// Glare hides a scratch in the first golden frame; the other two see
+    /// it, so it is kept. One seen in a single frame of three is not.
+    #[test]
+    fn consensus_counts_defects_of_every_golden_frame() {
+        let frames = [
+            frame(vec![scratch(0.7)]),
+            frame(vec![scratch(0.3)]),
+            frame(vec![scratch(0.31)]),
+        ];
+        let kept = consensus(&frames);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].bbox, scratch(0.3).bbox);
+        assert_eq!(kept[0].support, 2);
+    }
+}

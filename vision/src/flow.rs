@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use crate::backend::ScanBackend;
 use crate::host::with_scratch;
 use crate::primitives::{gaussian_blur, pad2d, resize, sep_filter_tensor, Border, Interpolation};
-use crate::transfers;
+use crate::resident;
 
 /// Parameters of `calcOpticalFlowFarneback`.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,13 +245,13 @@ pub fn poly_expand_tensor<B: ScanBackend>(
     let (wv, wh) = poly.weights();
     let device = img.device();
     let (n, k) = (poly.n, 2 * poly.n + 1);
-    let wv = transfers::upload::<B, 4>(TensorData::new(wv, [3, 1, k, 1]), &device);
+    let wv = resident::float::<B, 4>(TensorData::new(wv, [3, 1, k, 1]), &device);
     let v = B::filter_conv2d(
         pad2d(img, (0, 0, n, n), Border::Replicate),
         wv,
         ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
     );
-    let wh = transfers::upload::<B, 4>(TensorData::new(wh, [5, 3, 1, k]), &device);
+    let wh = resident::float::<B, 4>(TensorData::new(wh, [5, 3, 1, k]), &device);
     B::filter_conv2d(
         pad2d(v, (n, n, 0, 0), Border::Replicate),
         wh,
@@ -396,7 +396,7 @@ fn border_weights<B: Backend>(w: usize, h: usize, device: &B::Device) -> Tensor<
     let v: Vec<f32> = (0..h)
         .flat_map(|y| (0..w).map(move |x| border_factor(x, w) * border_factor(y, h)))
         .collect();
-    transfers::upload(TensorData::new(v, [1, 1, h, w]), device)
+    resident::float(TensorData::new(v, [1, 1, h, w]), device)
 }
 
 fn channel<B: Backend>(t: &Tensor<B, 4>, c: usize) -> Tensor<B, 4> {
@@ -418,12 +418,12 @@ pub fn update_matrices_tensor<B: Backend>(
     let (r0, flow) = (&r0, &flow);
     let dx = channel(flow, 0);
     let dy = channel(flow, 1);
-    let gx = transfers::upload::<B, 1>(
+    let gx = resident::float::<B, 1>(
         TensorData::new((0..w).map(|v| v as f32).collect::<Vec<_>>(), [w]),
         &device,
     )
     .reshape([1, 1, 1, w]);
-    let gy = transfers::upload::<B, 1>(
+    let gy = resident::float::<B, 1>(
         TensorData::new((0..h).map(|v| v as f32).collect::<Vec<_>>(), [h]),
         &device,
     )

@@ -28,6 +28,7 @@ pub mod item_crop;
 pub mod photo;
 pub mod pipeline;
 pub mod primitives;
+mod resident;
 pub mod synth;
 pub mod synth_photo;
 pub mod transfers;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
 use crate::host::with_scratch;
-use crate::transfers;
+use crate::resident;
 
 /// Border extrapolation, named after OpenCV's `BORDER_*`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -212,7 +212,7 @@ fn filter_axis<B: ScanBackend>(
         ((0, 0, r, r), [c, 1, k.len(), 1])
     };
     let weights: Vec<f32> = (0..c).flat_map(|_| k.iter().copied()).collect();
-    let weight = transfers::upload::<B, 4>(TensorData::new(weights, shape), &device);
+    let weight = resident::float::<B, 4>(TensorData::new(weights, shape), &device);
     let x = pad2d(x, pad, border);
     // Depthwise: each channel is filtered on its own.
     B::filter_conv2d(x, weight, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
@@ -300,7 +300,7 @@ pub fn laplacian_tensor<B: ScanBackend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let k: Vec<f32> = (0..c)
         .flat_map(|_| [0.0, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0])
         .collect();
-    let weight = transfers::upload::<B, 4>(TensorData::new(k, [c, 1, 3, 3]), &device);
+    let weight = resident::float::<B, 4>(TensorData::new(k, [c, 1, 3, 3]), &device);
     let p = pad2d(x, (1, 1, 1, 1), Border::Reflect101);
     B::filter_conv2d(p, weight, ConvOptions::new([1, 1], [0, 0], [1, 1], c))
 }

@@ -7,12 +7,12 @@
 //! resampling matmul. The host version ([`resize_host`]) applies the same
 //! tables in the same order, so its results are bit-identical.
 
-use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
+use burn_tensor::{backend::Backend, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::backend::ScanBackend;
 use crate::host::with_scratch;
-use crate::transfers;
+use crate::resident;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interpolation {
@@ -220,9 +220,8 @@ fn resample_axis<B: Backend>(x: Tensor<B, 4>, axis: usize, taps: &Taps) -> Tenso
     };
     let mut acc: Option<Tensor<B, 4>> = None;
     for (idx, w) in taps {
-        transfers::note_upload();
-        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx.clone(), [out]), &device);
-        let w = transfers::upload::<B, 4>(TensorData::new(w.clone(), wshape), &device);
+        let idx = resident::int::<B, 1>(TensorData::new(idx.clone(), [out]), &device);
+        let w = resident::float::<B, 4>(TensorData::new(w.clone(), wshape), &device);
         let term = x.clone().select(axis, idx) * w;
         acc = Some(match acc {
             Some(a) => a + term,

@@ -100,6 +100,23 @@ fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
         "the small scan must localise the item"
     );
     compare(&cpu.report, &gpu.report);
+
+    // A second scan on this thread finds the constant tables (filter taps,
+    // resize taps, flow basis) still on the device: the same result, with
+    // only frame data and per-frame tables uploaded.
+    let again = analyze_video::<Gpu>(&gt.video, &opts, device).unwrap();
+    println!(
+        "second {} scan: {:?}",
+        Gpu::NAME,
+        again.report.transfers
+    );
+    compare(&gpu.report, &again.report);
+    assert!(
+        again.report.transfers.device_writes < gpu.report.transfers.device_writes,
+        "constant tables were uploaded again: {:?} then {:?}",
+        gpu.report.transfers,
+        again.report.transfers
+    );
 }
 
 /// Primitive by primitive on one batch, to say which op differs if the scan does.

@@ -7,6 +7,7 @@
 
 use harness::webdriver::Chrome;
 use harness::{wait_for, Api, Dispatcher, Receiver, Reply, TestEnv, Worker};
+use dispatcher::sealing::SecretOwner;
 use protocol::Tier;
 use serde_json::{json, Value};
 use worker::config::QueueChoice;
@@ -37,12 +38,20 @@ async fn delivery_of(env: &TestEnv, scan_id: &str) -> String {
         .unwrap()
 }
 
+/// The endpoint's current and previous secrets as stored, opened (they are
+/// sealed at rest, see `dispatcher::sealing`).
 async fn secrets_of(env: &TestEnv, endpoint_id: &str) -> (String, Option<String>) {
-    sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1::uuid")
-        .bind(endpoint_id)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap()
+    let (secret, previous): (String, Option<String>) =
+        sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1::uuid")
+            .bind(endpoint_id)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(secret.starts_with("sealed:"), "stored in the clear: {secret}");
+    let sealer = env.sealer();
+    let owner = SecretOwner::Endpoint(endpoint_id.parse().unwrap());
+    let open = |stored: &str| sealer.open(owner, stored).expect("opens with the test keys");
+    (open(&secret), previous.as_deref().map(open))
 }
 
 async fn attempts_of(env: &TestEnv, delivery_id: &str) -> i64 {

@@ -5,6 +5,8 @@
 //! (The dispatcher's schema constraints — kinds and statuses from the
 //! protocol's lists, URL lengths, limits — exist so this can be strict.)
 
+use std::time::Duration;
+
 use harness::{Dispatcher, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +17,11 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let key = env.admin_key().await;
     let reports = tempfile::tempdir().unwrap();
     let schemathesis = harness::venv_bin("schemathesis");
-    let run = tokio::process::Command::new(&schemathesis)
+    // Its output goes to files, so that a run that has to be stopped still
+    // says how far it got.
+    let stdout_path = reports.path().join("stdout.txt");
+    let stderr_path = reports.path().join("stderr.txt");
+    let mut child = tokio::process::Command::new(&schemathesis)
         .arg("run")
         .arg(format!("{}/openapi.json", dispatcher.base_url))
         .args(["--header", &format!("Authorization: Bearer {key}")])
@@ -31,13 +37,19 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
             "--exclude-checks",
             "positive_data_acceptance",
         ])
+        // One worker: the run takes ~20 s either way, and a CI run with two
+        // worker threads once stalled for 5 minutes with no request in
+        // flight. Every request is bounded, so a slow answer is reported
+        // as a failure naming the request instead of stalling the run.
         .args([
             "--max-examples",
             "25",
             "--seed",
             "20261125",
             "--workers",
-            "2",
+            "1",
+            "--request-timeout",
+            "20",
         ])
         .args([
             "--no-color",
@@ -50,20 +62,34 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .arg(reports.path())
         // Its caches (.schemathesis/, .hypothesis/) go to the temp dir, not the source tree.
         .current_dir(reports.path())
-        .output()
-        .await
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
         .unwrap_or_else(|e| {
             panic!(
                 "{} not runnable ({e}); scripts/test installs the venv",
                 schemathesis.display()
             )
         });
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "schemathesis found problems:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let printed = || {
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&stdout_path).unwrap_or_default(),
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        )
+    };
+    // Below nextest's 5-minute backstop, so the output above is shown.
+    let status = match tokio::time::timeout(Duration::from_secs(200), child.wait()).await {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!("schemathesis still running after 200 s; its output so far:\n{}", printed());
+        }
+    };
+    let stdout = printed();
+    assert!(status.success(), "schemathesis found problems:\n{stdout}");
     // It really exercised the API (a run that found no operations also passes).
     let junit_path = std::fs::read_dir(reports.path())
         .unwrap()

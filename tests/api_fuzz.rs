@@ -85,7 +85,10 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         Ok(status) => status.unwrap(),
         Err(_) => {
             let _ = child.kill().await;
-            panic!("schemathesis still running after 200 s; its output so far:\n{}", printed());
+            panic!(
+                "schemathesis still running after 200 s; its output so far:\n{}",
+                printed()
+            );
         }
     };
     let stdout = printed();

@@ -5,9 +5,9 @@
 //! checked to refuse a missing or forged CSRF token and another tenant's
 //! rows. Screenshots go beside `console.rs`'s.
 
+use dispatcher::sealing::SecretOwner;
 use harness::webdriver::Chrome;
 use harness::{wait_for, Api, Dispatcher, Receiver, Reply, TestEnv, Worker};
-use dispatcher::sealing::SecretOwner;
 use protocol::Tier;
 use serde_json::{json, Value};
 use worker::config::QueueChoice;
@@ -47,10 +47,17 @@ async fn secrets_of(env: &TestEnv, endpoint_id: &str) -> (String, Option<String>
             .fetch_one(&env.pool)
             .await
             .unwrap();
-    assert!(secret.starts_with("sealed:"), "stored in the clear: {secret}");
+    assert!(
+        secret.starts_with("sealed:"),
+        "stored in the clear: {secret}"
+    );
     let sealer = env.sealer();
     let owner = SecretOwner::Endpoint(endpoint_id.parse().unwrap());
-    let open = |stored: &str| sealer.open(owner, stored).expect("opens with the test keys");
+    let open = |stored: &str| {
+        sealer
+            .open(owner, stored)
+            .expect("opens with the test keys")
+    };
     (open(&secret), previous.as_deref().map(open))
 }
 

@@ -105,11 +105,7 @@ fn video_scan_matches<Gpu: ScanBackend>(device: &Gpu::Device) {
     // resize taps, flow basis) still on the device: the same result, with
     // only frame data and per-frame tables uploaded.
     let again = analyze_video::<Gpu>(&gt.video, &opts, device).unwrap();
-    println!(
-        "second {} scan: {:?}",
-        Gpu::NAME,
-        again.report.transfers
-    );
+    println!("second {} scan: {:?}", Gpu::NAME, again.report.transfers);
     compare(&gpu.report, &again.report);
     assert!(
         again.report.transfers.device_writes < gpu.report.transfers.device_writes,

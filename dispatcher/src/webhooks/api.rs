@@ -175,7 +175,9 @@ pub async fn create_endpoint(
         ));
     }
     let (id, secret) = (Uuid::now_v7(), generate_secret());
-    let sealed = state.sealer().seal(SecretOwner::Endpoint(endpoint_id), &secret);
+    let sealed = state
+        .sealer()
+        .seal(SecretOwner::Endpoint(endpoint_id), &secret);
     let mut tx = state.pool().begin().await?;
     check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(
@@ -302,7 +304,9 @@ pub async fn rotate(
     overlap: u64,
 ) -> Result<EndpointWithSecret, ApiError> {
     let secret = generate_secret();
-    let sealed = state.sealer().seal(SecretOwner::Endpoint(endpoint_id), &secret);
+    let sealed = state
+        .sealer()
+        .seal(SecretOwner::Endpoint(endpoint_id), &secret);
     let row = sqlx::query_as!(
         EndpointView,
         r#"UPDATE webhook_endpoints

@@ -175,9 +175,7 @@ pub async fn create_endpoint(
         ));
     }
     let (id, secret) = (Uuid::now_v7(), generate_secret());
-    let sealed = state
-        .sealer()
-        .seal(SecretOwner::Endpoint(endpoint_id), &secret);
+    let sealed = state.sealer().seal(SecretOwner::Endpoint(id), &secret);
     let mut tx = state.pool().begin().await?;
     check_endpoint_cap(&mut tx, &state, &caller).await?;
     let row = sqlx::query!(

@@ -451,3 +451,60 @@ fn one_pixel_png() -> Vec<u8> {
         0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ]
 }
+
+/// Cards drawn by the independent renderer (`bench/vision/eval/video`, which
+/// shares no code or constants with `vision`), one per border × print look
+/// on plain backgrounds (development seeds 0–7): white, black, coloured and
+/// grey borders around light and dark prints. Each must be found, with the
+/// reported outline on the true one (polygon IoU ≥ 0.85, as the evaluation
+/// scores it); this is the "white-bordered card made by another tool gives
+/// no item found" case of issue 28, kept from coming back.
+#[test]
+fn cards_rendered_by_another_tool_are_found_in_every_border_and_print_look() {
+    let scripts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/vision/eval/video");
+    let dir = tempfile::tempdir().unwrap();
+    let python = harness::venv_bin("python");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(&python)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} not runnable ({e}); scripts/test installs the venv",
+                    python.display()
+                )
+            });
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        scripts.join("render_video.py").as_os_str(),
+        dir.path().as_os_str(),
+        "--seeds".as_ref(),
+        "0-7".as_ref(),
+        "--frames".as_ref(),
+        "30".as_ref(),
+    ]);
+    let report = dir.path().join("report.json");
+    run(&[
+        scripts.join("eval_video.py").as_os_str(),
+        dir.path().as_os_str(),
+        "--worker".as_ref(),
+        harness::worker_binary().as_os_str(),
+        "--json".as_ref(),
+        report.as_os_str(),
+    ]);
+    let videos: Vec<Value> = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(videos.len(), 8);
+    let missed: Vec<String> = videos
+        .iter()
+        .filter(|v| v["found"] != json!(true))
+        .map(|v| format!("seed {} {} (IoU {})", v["seed"], v["look"], v["quad_iou"]))
+        .collect();
+    assert!(missed.is_empty(), "not found: {missed:?}");
+}

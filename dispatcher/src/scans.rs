@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use protocol::netguard::Refusal;
-use protocol::{ScanJob, ScanKind, ScanMessage, ScanStatus};
+use protocol::{Route, RouteReason, ScanJob, ScanKind, ScanMessage, ScanStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -99,7 +99,9 @@ pub struct ScanView {
     pub status: String,
     /// `cpu` or `gpu`.
     pub route: String,
-    /// Why it took that route: `mode`, `tier`, `canary`, `backlog`, `default`, `gpu_timeout_fallback`.
+    /// Why it took that route: `mode`, `tier`, `canary`, `backlog`, `default`,
+    /// `gpu_timeout_fallback`, `gpu_failure_fallback`, or `compare` (run again
+    /// on the other route from the console, to compare).
     pub route_reason: String,
     pub input: Value,
     pub item_type: Option<String>,
@@ -294,7 +296,7 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let raw = parse_json_object(&body)?;
-    let accepted = submit_scan(&state, &allowed.caller, idempotency_key, raw).await?;
+    let accepted = submit_scan(&state, &allowed.caller, idempotency_key, raw, None).await?;
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/scans/{}", accepted.id))],
@@ -309,11 +311,15 @@ pub async fn submit(
 /// outbox row: everything `POST /v1/scans` does after authentication and the
 /// rate limit. The console's retry submits through here too, so a re-run is
 /// checked and routed exactly as a new API submission would be.
+/// `comparison` is the console's "compare routes": the scan goes to that
+/// route (reason `compare`) whatever the policy says, and is computed even
+/// where the result cache holds an identical scan's result.
 pub async fn submit_scan(
     state: &AppState,
     caller: &Caller,
     idempotency_key: Option<&str>,
     raw: Value,
+    comparison: Option<Route>,
 ) -> Result<Accepted, ApiError> {
     check_in_flight(
         state.pool(),
@@ -416,8 +422,13 @@ pub async fn submit_scan(
     };
 
     let scan_id = Uuid::now_v7();
-    let (policy, backlog_escalated) = routing::current(state.pool()).await?;
-    let (route, route_reason) = routing::decide(policy, caller.tier, scan_id, backlog_escalated);
+    let (route, route_reason) = match comparison {
+        Some(route) => (route, RouteReason::Compare),
+        None => {
+            let (policy, backlog_escalated) = routing::current(state.pool()).await?;
+            routing::decide(policy, caller.tier, scan_id, backlog_escalated)
+        }
+    };
     let input = serde_json::json!({
         "source_url": request.source_url,
         "upload_id": request.upload_id,
@@ -432,6 +443,7 @@ pub async fn submit_scan(
         params,
         route,
         submitted_at: Utc::now(),
+        recompute: comparison.is_some(),
     });
     let inserted = store::insert_scan(
         state.pool(),

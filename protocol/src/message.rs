@@ -98,10 +98,13 @@ pub enum RouteReason {
     GpuTimeoutFallback,
     /// Sent to the GPU queue, failed there up to the delivery limit, fell back to CPU.
     GpuFailureFallback,
+    /// Run again on the other route to compare with the scan it repeats
+    /// (the console's "compare routes").
+    Compare,
 }
 
 impl RouteReason {
-    pub const ALL: [RouteReason; 7] = [
+    pub const ALL: [RouteReason; 8] = [
         RouteReason::Mode,
         RouteReason::Tier,
         RouteReason::Canary,
@@ -109,6 +112,7 @@ impl RouteReason {
         RouteReason::Default,
         RouteReason::GpuTimeoutFallback,
         RouteReason::GpuFailureFallback,
+        RouteReason::Compare,
     ];
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -124,6 +128,7 @@ impl RouteReason {
             RouteReason::Default => "default",
             RouteReason::GpuTimeoutFallback => "gpu_timeout_fallback",
             RouteReason::GpuFailureFallback => "gpu_failure_fallback",
+            RouteReason::Compare => "compare",
         }
     }
 }
@@ -222,6 +227,10 @@ pub struct ScanJob {
     pub params: serde_json::Value,
     pub route: Route,
     pub submitted_at: DateTime<Utc>,
+    /// Compute the result even where an identical scan's result is cached:
+    /// a route comparison must measure this route's own work.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recompute: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +267,7 @@ mod tests {
             params: serde_json::json!({"hold_ms": 5}),
             route: Route::Gpu,
             submitted_at: Utc::now(),
+            recompute: false,
         }
     }
 

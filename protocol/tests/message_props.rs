@@ -47,9 +47,20 @@ fn scan_job() -> impl Strategy<Value = ScanJob> {
         prop::collection::btree_map("[a-z_]{1,12}", json_value(), 0..4),
         prop::sample::select(vec![Route::Cpu, Route::Gpu]),
         timestamp(),
+        any::<bool>(),
     )
         .prop_map(
-            |(scan, tenant, kind, upload_path, source_url, params, route, submitted_at)| ScanJob {
+            |(
+                scan,
+                tenant,
+                kind,
+                upload_path,
+                source_url,
+                params,
+                route,
+                submitted_at,
+                recompute,
+            )| ScanJob {
                 scan_id: Uuid::from_u128(scan),
                 tenant_id: Uuid::from_u128(tenant),
                 kind,
@@ -58,6 +69,7 @@ fn scan_job() -> impl Strategy<Value = ScanJob> {
                 params: Value::Object(params.into_iter().collect()),
                 route,
                 submitted_at,
+                recompute,
             },
         )
 }

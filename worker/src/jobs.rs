@@ -251,6 +251,11 @@ async fn consult_cache(
         &format!("downscale_max={downscale_max}"),
         input,
     );
+    // A route comparison measures its own work: it is computed (and then
+    // cached like any result), never served.
+    if job.recompute {
+        return (key, None);
+    }
     let Some((cached, source)) = context.cache.lookup(job.tenant_id, &key).await else {
         return (key, None);
     };

@@ -19,11 +19,12 @@
 //!
 //! Layout: `session` and `csrf` (who is asking), `error` (HTML error pages),
 //! `layout` (page shell and formatting), `overview`, `scan_list`,
-//! `scan_detail`, `webhook_log`, `dead_letters` (queries), `pages/*`
+//! `scan_detail`, `compare`, `webhook_log`, `dead_letters` (queries), `pages/*`
 //! (handlers and markup), `live` (SSE).
 
 pub mod artifacts;
 pub mod assets;
+pub mod compare;
 pub mod csrf;
 pub mod dead_letters;
 pub mod error;
@@ -64,6 +65,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(pages::artifact::serve),
         )
         .route("/ui/scans/{id}/retry", post(pages::actions::retry))
+        .route("/ui/scans/{id}/compare", post(pages::actions::compare))
+        .route("/ui/scans/{id}/compare/{other}", get(pages::compare::show))
         .route("/ui/scans/{id}/cancel", post(pages::actions::cancel))
         .route(
             "/ui/scans/{id}/deliveries/{delivery_id}/redeliver",

@@ -617,3 +617,157 @@ async fn the_viewer_draws_the_report_and_artifacts_are_served_to_their_tenant_on
     dispatcher.stop().await;
     env.cleanup().await;
 }
+
+async fn scan_count(env: &TestEnv) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM scans")
+        .fetch_one(&env.pool)
+        .await
+        .unwrap()
+}
+
+/// Marks a scan finished with `result`, as a worker on `backend` would.
+async fn finish(env: &TestEnv, scan_id: &str, backend: &str, result: serde_json::Value) {
+    sqlx::query(
+        "UPDATE scans SET status = 'succeeded', backend = $2, worker = 'w-' || $2, result = $3,
+                started_at = created_at + interval '50 ms', finished_at = created_at + interval '850 ms'
+          WHERE id = $1::uuid",
+    )
+    .bind(scan_id)
+    .bind(backend)
+    .bind(result)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn compare_routes_reruns_on_the_other_route_uncached_and_shows_the_differences() {
+    let env = TestEnv::new().await;
+    let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
+    let key = env.api_key("acme", Tier::Free).await;
+    let other_key = env.api_key("globex", Tier::Free).await;
+    let first = submit(
+        &dispatcher,
+        &key,
+        json!({"kind": "probe", "params": {"hold_ms": 5}}),
+    )
+    .await;
+    finish(
+        &env,
+        &first,
+        "cpu-ndarray",
+        json!({"kind": "probe", "backend": "cpu-ndarray", "echo": {"hold_ms": 5}, "score": 8.5, "total_ms": 900}),
+    )
+    .await;
+
+    let session = log_in(&dispatcher, &key).await;
+    let (_, page) = get(&dispatcher, &session, &format!("/ui/scans/{first}")).await;
+    assert!(page.contains("Compare on GPU"), "a CPU scan offers the GPU");
+    let csrf = csrf_in(&page);
+    let nonce = "0123456789abcdef0123456789abcdef";
+    let compare = |form: Vec<(&'static str, String)>| {
+        let (dispatcher, session, first) = (&dispatcher, session.clone(), first.clone());
+        async move {
+            browser()
+                .post(dispatcher.url(&format!("/ui/scans/{first}/compare")))
+                .header(COOKIE, session)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Without the CSRF token nothing is submitted.
+    let refused = compare(vec![("nonce", nonce.into())]).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(scan_count(&env).await, 1);
+
+    let response = compare(vec![("csrf", csrf.clone()), ("nonce", nonce.into())]).await;
+    assert_eq!(response.status(), 303);
+    let location = response.headers()[LOCATION].to_str().unwrap().to_string();
+    let prefix = format!("/ui/scans/{first}/compare/");
+    assert!(location.starts_with(&prefix), "{location}");
+    let second = location[prefix.len()..].to_string();
+    // A double click is the same comparison, not a third scan.
+    let again = compare(vec![("csrf", csrf), ("nonce", nonce.into())]).await;
+    assert_eq!(again.headers()[LOCATION].to_str().unwrap(), location);
+    assert_eq!(scan_count(&env).await, 2);
+
+    // The new scan went to the GPU queue, whatever the policy (auto: a free
+    // tenant with no backlog goes to CPU), and its message asks the worker
+    // to compute, not to serve the cached result of the first.
+    let (route, reason, input): (String, String, serde_json::Value) =
+        sqlx::query_as("SELECT route, route_reason, input FROM scans WHERE id = $1::uuid")
+            .bind(&second)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!((route.as_str(), reason.as_str()), ("gpu", "compare"));
+    assert_eq!(input["params"], json!({"hold_ms": 5}));
+    let message: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE scan_id = $1::uuid")
+            .bind(&second)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(message["recompute"], true);
+    assert_eq!(message["route"], "gpu");
+    let first_message: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE scan_id = $1::uuid")
+            .bind(&first)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert!(first_message.get("recompute").is_none(), "{first_message}");
+
+    // Before the second finishes the page says so; after, it shows both.
+    let (status, page) = get(&dispatcher, &session, &location).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"data-done="false""#));
+    finish(
+        &env,
+        &second,
+        "cuda",
+        json!({"kind": "probe", "backend": "cuda", "echo": {"hold_ms": 5}, "score": 8.25, "total_ms": 300}),
+    )
+    .await;
+    let (_, page) = get(&dispatcher, &session, &location).await;
+    assert!(page.contains(r#"data-done="true""#), "{page}");
+    assert!(page.contains("1 result field(s) differ"), "{page}");
+    assert!(
+        page.contains(r#"<tr class="differs" data-path="score">"#),
+        "{page}"
+    );
+    assert!(page.contains("-0.25"), "the score's difference: {page}");
+    assert!(
+        page.contains(r#"<tr data-path="total_ms">"#),
+        "timings are not findings: {page}"
+    );
+    assert!(page.contains("gpu (compare)") && page.contains("cpu (default)"));
+    // Both scan pages link the comparison.
+    for scan in [&first, &second] {
+        let (_, page) = get(&dispatcher, &session, &format!("/ui/scans/{scan}")).await;
+        assert!(
+            page.contains(&format!(r#"href="{location}""#)),
+            "{scan}: {page}"
+        );
+    }
+
+    // Another tenant sees neither the comparison nor the action.
+    let stranger = log_in(&dispatcher, &other_key).await;
+    let (status, _) = get(&dispatcher, &stranger, &location).await;
+    assert_eq!(status, 404);
+    let (_, page) = get(&dispatcher, &stranger, "/ui/scans").await;
+    let status = post(
+        &dispatcher,
+        &stranger,
+        &format!("/ui/scans/{first}/compare"),
+        &[("csrf", &csrf_in(&page)), ("nonce", nonce)],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(scan_count(&env).await, 2);
+
+    dispatcher.stop().await;
+    env.cleanup().await;
+}

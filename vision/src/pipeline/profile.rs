@@ -221,7 +221,7 @@ fn border_bands(sides: &[(Vec<Sample>, f64); 4]) -> Option<[(f64, f64); 4]> {
                     && ((b - a) as f64) <= widest
                     && step[a] >= MIN_STEP
                     // At least two samples between the two steps.
-                    && b >= a + STEP_SPAN + 1
+                    && b > a + STEP_SPAN
             })
             .map(|pair| {
                 let (a, b) = (pair[0], pair[1]);

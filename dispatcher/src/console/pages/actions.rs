@@ -1,10 +1,11 @@
-//! The scan detail page's POST actions: retry, cancel, redeliver a webhook.
+//! The scan detail page's POST actions: retry, compare routes, cancel,
+//! redeliver a webhook.
 //! Each checks the CSRF token (`CsrfForm`) and that the session may see the
 //! scan, then calls the code the public API uses for the same thing.
 
 use axum::extract::{Path, State};
 use axum::response::Redirect;
-use protocol::Tier;
+use protocol::{Route, Tier};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -18,10 +19,27 @@ use crate::rate_limit::Action;
 use crate::state::AppState;
 use crate::store::{self, CancelOutcome, ScanRow};
 
+/// A form that creates a scan: its nonce names the click.
 #[derive(Deserialize)]
 pub struct RetryForm {
     #[serde(default)]
     nonce: String,
+}
+
+impl RetryForm {
+    /// The new scan's idempotency key, so a double click creates one scan.
+    fn idempotency_key(&self, action: &str, scan_id: Uuid) -> Result<String, ConsoleError> {
+        if self.nonce.len() != 32 || !self.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ConsoleError::BadRequest(format!(
+                "the {action} form is malformed; reload the page"
+            )));
+        }
+        Ok(format!(
+            "console-{action}-{}-{}",
+            scan_id.simple(),
+            self.nonce
+        ))
+    }
 }
 
 /// The scan's owner and row, if the session may see it.
@@ -74,27 +92,54 @@ pub async fn retry(
     CsrfForm(session, form): CsrfForm<RetryForm>,
 ) -> Result<Redirect, ConsoleError> {
     let (owner, row) = visible(&state, &session, &id).await?;
-    if form.nonce.len() != 32 || !form.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ConsoleError::BadRequest(
-            "the retry form is malformed; reload the page".into(),
-        ));
-    }
-    let idempotency_key = format!("console-retry-{}-{}", row.id.simple(), form.nonce);
-    let to = resubmit(&state, owner, &row, &idempotency_key).await?;
+    let idempotency_key = form.idempotency_key("retry", row.id)?;
+    let to = resubmit(&state, owner, &row, &idempotency_key, None).await?;
     record_resubmission(&state, row.id, to, "retried", &session.actor()).await?;
     tracing::info!(from = %row.id, %to, by = %session.actor(), "console: scan retried");
     Ok(Redirect::to(&format!("/ui/scans/{to}?done=retried")))
+}
+
+/// Runs the scan's input again on the other route (CPU ↔ GPU) and opens the
+/// two side by side (seed 002's "compare results CPU vs GPU" step). The new
+/// scan goes to that route whatever the routing policy says, and is computed
+/// even where the result cache holds this input's result, so its result and
+/// timings are the other route's own. The GPU queue's fallback still
+/// applies: a comparison that waited past `GPU_MAX_WAIT` runs on CPU, and
+/// the page says so with its route reason.
+pub async fn compare(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm(session, form): CsrfForm<RetryForm>,
+) -> Result<Redirect, ConsoleError> {
+    let (owner, row) = visible(&state, &session, &id).await?;
+    let other = match Route::parse(&row.route) {
+        Some(Route::Cpu) => Route::Gpu,
+        Some(Route::Gpu) => Route::Cpu,
+        None => {
+            return Err(ConsoleError::internal(format!(
+                "bad route {:?} in database",
+                row.route
+            )))
+        }
+    };
+    let idempotency_key = form.idempotency_key("compare", row.id)?;
+    let to = resubmit(&state, owner, &row, &idempotency_key, Some(other)).await?;
+    record_resubmission(&state, row.id, to, "compared", &session.actor()).await?;
+    tracing::info!(from = %row.id, %to, route = other.as_str(), by = %session.actor(), "console: scan compared on the other route");
+    Ok(Redirect::to(&format!("/ui/scans/{}/compare/{to}", row.id)))
 }
 
 /// Submits `row`'s input again as a new scan of its tenant `owner`, through
 /// `scans::submit_scan` (validation, in-flight cap, routing, outbox) and the
 /// tenant's submit rate limit; the same path `POST /v1/scans` takes. The
 /// idempotency key makes a repeated click return the same new scan.
+/// `comparison` forces the route (see [`compare`]).
 pub async fn resubmit(
     state: &AppState,
     owner: Uuid,
     row: &ScanRow,
     idempotency_key: &str,
+    comparison: Option<Route>,
 ) -> Result<Uuid, ConsoleError> {
     let tier: String = sqlx::query_scalar("SELECT tier FROM tenants WHERE id = $1")
         .bind(owner)
@@ -107,8 +152,14 @@ pub async fn resubmit(
         is_admin: false,
     };
     state.rate_limits().check(Action::Submit, &caller)?;
-    let accepted =
-        crate::scans::submit_scan(state, &caller, Some(idempotency_key), resubmission(row)).await?;
+    let accepted = crate::scans::submit_scan(
+        state,
+        &caller,
+        Some(idempotency_key),
+        resubmission(row),
+        comparison,
+    )
+    .await?;
     Ok(accepted.id)
 }
 

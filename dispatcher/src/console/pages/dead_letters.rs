@@ -132,7 +132,7 @@ pub async fn requeue(
     // One requeue per dead scan: a second click (or a second operator)
     // replays the first submission instead of creating another scan.
     let idempotency_key = format!("console-requeue-{}", row.id.simple());
-    let to = actions::resubmit(&state, owner, &row, &idempotency_key).await?;
+    let to = actions::resubmit(&state, owner, &row, &idempotency_key, None).await?;
     actions::record_resubmission(&state, row.id, to, "requeued", &session.actor()).await?;
     tracing::info!(from = %row.id, %to, by = %session.actor(), "console: dead letter requeued");
     Ok(Redirect::to("/ui/dead-letters?done=requeued"))

@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod artifact;
+pub mod compare;
 pub mod dead_letters;
 pub mod login;
 pub mod overview;

@@ -47,6 +47,24 @@ pub async fn show(
     ))
 }
 
+/// The route comparisons this scan is part of, as (first, second) scan ids,
+/// from its event log (`compared` on the first, `resubmitted` via
+/// `compared` on the second).
+fn comparisons(detail: &ScanDetail) -> Vec<(Uuid, Uuid)> {
+    let id = |value: &serde_json::Value| value.as_str().and_then(|s| Uuid::parse_str(s).ok());
+    detail
+        .timeline
+        .iter()
+        .filter_map(|entry| match entry.event.as_str() {
+            "compared" => id(&entry.detail["as"]).map(|other| (detail.view.id, other)),
+            "resubmitted" if entry.detail["via"] == "compared" => {
+                id(&entry.detail["from"]).map(|first| (first, detail.view.id))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Everything below the notice; the live stream re-sends it when the scan
 /// changes (`id` = `scan-detail`).
 pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
@@ -91,6 +109,13 @@ pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
                             input type="hidden" name="nonce" value=(Uuid::new_v4().simple());
                             button #retry type="submit" title="Submit the same input again as a new scan (routed as a new submission)" { "Retry as new scan" }
                         }
+                        form.inline method="post" action={ "/ui/scans/" (scan.id) "/compare" } {
+                            (csrf_field(session))
+                            input type="hidden" name="nonce" value=(Uuid::new_v4().simple());
+                            button.secondary #compare type="submit" title="Run the same input on the other route, computed afresh, and show both side by side" {
+                                "Compare on " (if scan.route == "gpu" { "CPU" } else { "GPU" })
+                            }
+                        }
                         @if scan.status == "queued" {
                             form.inline method="post" action={ "/ui/scans/" (scan.id) "/cancel" } {
                                 (csrf_field(session))
@@ -99,6 +124,14 @@ pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
                         }
                     }
                     p.muted { "Retry re-submits the input through the same checks and routing as " code { "POST /v1/scans" } ", on behalf of the scan's tenant." }
+                    @let comparisons = comparisons(detail);
+                    @if !comparisons.is_empty() {
+                        ul #comparisons {
+                            @for (first, second) in &comparisons {
+                                li { a href={ "/ui/scans/" (first) "/compare/" (second) } { "Comparison " (first.simple().to_string()[..8]) " ↔ " (second.simple().to_string()[..8]) } }
+                            }
+                        }
+                    }
                 }
             }
             section.card #timeline {

@@ -90,7 +90,7 @@ pub async fn show(
                         thead { tr { th { "field" } th { (a.route) } th { (b.route) } th.num { "difference" } } }
                         tbody {
                             @for row in &rows {
-                                tr.differs[row.differs() && !row_is_run_detail(row)] data-path=(row.path) {
+                                tr class=[(row.differs() && !row_is_run_detail(row)).then_some("differs")] data-path=(row.path) {
                                     th { code { (row.path) } }
                                     td { (row.first.as_deref().unwrap_or("—")) }
                                     td { (row.second.as_deref().unwrap_or("—")) }

@@ -378,7 +378,38 @@ async fn the_scan_viewer_draws_a_video_scans_result() {
         .screenshot(&screenshot_dir().join("10-scan-viewer.png"))
         .await;
 
+    // Compare routes: the same video on the GPU queue, computed afresh (not
+    // served from the result cache), side by side with the CPU run. This
+    // machine's GPU-queue worker runs NdArray too (and says so in the
+    // backend row), so both runs must find the same.
+    let gpu_worker = Worker::start(env.worker_config(QueueChoice::Gpu, "viewer-gpu-1")).await;
+    chrome.goto(&format!("{base}/ui/scans/{scan_id}")).await;
+    chrome.click(&chrome.find("#compare").await).await;
+    chrome.find("main#compare").await;
+    let comparison = chrome.current_url().await;
+    let rerun = comparison.rsplit('/').next().unwrap().to_string();
+    assert_ne!(rerun, scan_id, "{comparison}");
+    let rerun_scan = api.finished(&env, &rerun).await;
+    assert_eq!(rerun_scan["status"], "succeeded", "{rerun_scan}");
+    assert_eq!(rerun_scan["route"], "gpu");
+    assert_eq!(rerun_scan["route_reason"], "compare");
+    assert!(
+        rerun_scan["result"].get("cached").is_none(),
+        "a comparison is computed, not served from the cache: {rerun_scan}"
+    );
+    chrome.goto(&comparison).await;
+    chrome.find("main#compare[data-done='true']").await;
+    let verdict = chrome.text(&chrome.find("#verdict").await).await;
+    assert!(
+        verdict.starts_with("Both routes found the same."),
+        "{verdict}"
+    );
+    chrome
+        .screenshot(&screenshot_dir().join("11-compare-routes.png"))
+        .await;
+
     chrome.close().await;
+    gpu_worker.stop().await;
     worker.stop().await;
     dispatcher.stop().await;
     env.cleanup().await;

@@ -2,9 +2,10 @@
 //! what each route did and how long it took, and the result fields that
 //! differ between them.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::Value;
 
-use crate::console::scan_detail::readable_fields;
 use crate::scans::ScanView;
 
 /// Result rows compared, at most (the JSON of each scan is one click away).
@@ -27,11 +28,23 @@ impl FieldRow {
     }
 }
 
+/// Arrays up to this long are compared element by element (quads, boxes,
+/// defects, golden frames, per-side grades); longer ones (per-frame
+/// statistics) by their length.
+const MAX_EXPANDED_ARRAY: usize = 16;
+
 /// Fields that say how a run went rather than what it found: they differ
 /// between any two runs, so they are shown but not counted as differences.
 fn is_run_detail(path: &str) -> bool {
-    let last = path.rsplit('.').next().unwrap_or(path);
-    path.contains("timings")
+    let last = path
+        .rsplit('.')
+        .next()
+        .unwrap_or(path)
+        .split('[')
+        .next()
+        .unwrap_or_default();
+    path.starts_with("artifacts")
+        || path.contains("timings")
         || last.ends_with("_ms")
         || last.starts_with("device_")
         || matches!(
@@ -40,20 +53,57 @@ fn is_run_detail(path: &str) -> bool {
         )
 }
 
+/// The result's scalar fields as `(path, value)`, with short arrays
+/// expanded (`report.item.quad[2][0]`) so that a moved corner shows.
+fn flatten(result: &Value) -> BTreeMap<String, String> {
+    fn walk(path: String, value: &Value, out: &mut BTreeMap<String, String>) {
+        if out.len() >= MAX_FIELDS {
+            return;
+        }
+        match value {
+            Value::Object(fields) => {
+                for (name, value) in fields {
+                    let path = if path.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    walk(path, value, out);
+                }
+            }
+            Value::Array(items) if items.len() <= MAX_EXPANDED_ARRAY => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(format!("{path}[{index}]"), item, out);
+                }
+                if items.is_empty() {
+                    out.insert(path, "0 items".into());
+                }
+            }
+            Value::Array(items) => {
+                out.insert(path, format!("{} items", items.len()));
+            }
+            Value::Null => {
+                out.insert(path, "—".into());
+            }
+            Value::String(text) => {
+                out.insert(path, text.clone());
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(String::new(), result, &mut out);
+    out
+}
+
 /// Every result field of either scan, in path order, with the numeric
 /// difference where both hold a number.
 pub fn field_rows(first: Option<&Value>, second: Option<&Value>) -> Vec<FieldRow> {
-    let fields = |result: Option<&Value>| {
-        result
-            .map(|r| readable_fields(r, MAX_FIELDS))
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<std::collections::BTreeMap<String, String>>()
-    };
+    let fields = |result: Option<&Value>| result.map(flatten).unwrap_or_default();
     let (a, b) = (fields(first), fields(second));
-    let mut paths: Vec<&String> = a.keys().chain(b.keys()).collect();
-    paths.sort();
-    paths.dedup();
+    let paths: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     paths
         .into_iter()
         .map(|path| {
@@ -116,6 +166,31 @@ mod tests {
         // Backend, timings and transfer counts always differ; only the
         // confidence is a different finding.
         assert_eq!(findings_that_differ(&rows), 1);
+    }
+
+    #[test]
+    fn short_arrays_are_compared_element_by_element_and_artifact_paths_are_not_findings() {
+        let first = json!({
+            "report": {"item": {"quad": [[10, 20], [110, 20], [110, 160], [10, 160]]}, "frame_stats": vec![json!({"sharpness": 1}); 40]},
+            "artifacts": {"golden_frames": ["artifacts/t/a/golden_0.jpg"]},
+        });
+        let mut second = first.clone();
+        second["report"]["item"]["quad"][2][0] = json!(112);
+        second["artifacts"]["golden_frames"][0] = json!("artifacts/t/b/golden_0.jpg");
+        let rows = field_rows(Some(&first), Some(&second));
+        let moved = rows
+            .iter()
+            .find(|r| r.path == "report.item.quad[2][0]")
+            .unwrap();
+        assert_eq!(moved.delta, Some(2.0));
+        assert!(rows
+            .iter()
+            .any(|r| r.path == "report.frame_stats" && r.first.as_deref() == Some("40 items")));
+        assert_eq!(
+            findings_that_differ(&rows),
+            1,
+            "the corner, not the artifact path"
+        );
     }
 
     #[test]

@@ -405,7 +405,7 @@ async fn the_scan_viewer_draws_a_video_scans_result() {
         "{verdict}"
     );
     chrome
-        .screenshot(&screenshot_dir().join("11-compare-routes.png"))
+        .screenshot(&screenshot_dir().join("18-compare-routes.png"))
         .await;
 
     chrome.close().await;

@@ -93,20 +93,39 @@ pub fn remap_bilinear_tensor<B: Backend>(
     let len = map.len();
     let (idx, wt) = bilinear_taps(map, w, h);
     let flat = img.reshape([1, c, h * w]);
+    // All four taps' indices and weights go up as one table each (tap-major),
+    // two uploads per remap instead of eight; each tap is a row sliced on
+    // the device, summed in the same order as before.
+    transfers::note_upload();
+    let all_ix = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(
+            (0..4)
+                .flat_map(|k| idx.iter().map(move |t| t[k]))
+                .collect::<Vec<_>>(),
+            [4, len],
+        ),
+        &device,
+    );
+    let all_wt = transfers::upload::<B, 2>(
+        TensorData::new(
+            (0..4)
+                .flat_map(|k| wt.iter().map(move |t| t[k]))
+                .collect::<Vec<_>>(),
+            [4, len],
+        ),
+        &device,
+    );
     let mut acc: Option<Tensor<B, 3>> = None;
     for k in 0..4 {
-        transfers::note_upload();
-        let ix = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(idx.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
-            &device,
-        )
-        .reshape([1, 1, len])
-        .expand([1, c, len]);
-        let wk = transfers::upload::<B, 1>(
-            TensorData::new(wt.iter().map(|t| t[k]).collect::<Vec<_>>(), [len]),
-            &device,
-        )
-        .reshape([1, 1, len]);
+        let ix = all_ix
+            .clone()
+            .slice([k..k + 1, 0..len])
+            .reshape([1, 1, len])
+            .expand([1, c, len]);
+        let wk = all_wt
+            .clone()
+            .slice([k..k + 1, 0..len])
+            .reshape([1, 1, len]);
         let term = flat.clone().gather(2, ix) * wk;
         acc = Some(match acc {
             Some(a) => a + term,

@@ -20,18 +20,13 @@ use crate::console::session::Session;
 use crate::console::{csrf::CsrfForm, pages::actions};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-pub struct Shown {
-    done: Option<String>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Query(shown): Query<Shown>,
+    Query(shown): Query<super::Shown>,
 ) -> Result<Markup, ConsoleError> {
     let rows = dead_letters::list(state.pool(), session.tenant_scope(), SHOWN).await?;
-    let notice = super::notice(shown.done.as_deref());
+    let notice = shown.notice();
     Ok(page(
         "Dead letters",
         &session,

@@ -33,6 +33,19 @@ pub fn scan_id(raw: &str) -> Result<Uuid, ConsoleError> {
     Uuid::parse_str(raw).map_err(|_| ConsoleError::NotFound("scan"))
 }
 
+/// A page's `?done=…`, set by the redirect after an action.
+#[derive(serde::Deserialize)]
+pub struct Shown {
+    done: Option<String>,
+}
+
+impl Shown {
+    /// What the page says about the action that led to it, if anything.
+    pub fn notice(&self) -> Option<&'static str> {
+        notice(self.done.as_deref())
+    }
+}
+
 /// What a redirect after a successful action says on the next page
 /// (`?done=…`): a fixed set of messages, so nothing from the URL is echoed.
 pub fn notice(done: Option<&str>) -> Option<&'static str> {

@@ -25,19 +25,14 @@ fn require_admin(session: &Session) -> Result<(), ConsoleError> {
     }
 }
 
-#[derive(Deserialize)]
-pub struct Shown {
-    done: Option<String>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Query(shown): Query<Shown>,
+    Query(shown): Query<super::Shown>,
 ) -> Result<Markup, ConsoleError> {
     require_admin(&session)?;
     let view = admin::view(&state).await?;
-    let notice = super::notice(shown.done.as_deref());
+    let notice = shown.notice();
     Ok(page(
         "Routing",
         &session,

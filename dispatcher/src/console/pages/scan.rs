@@ -3,7 +3,6 @@
 
 use axum::extract::{Path, Query, State};
 use maud::{html, Markup};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::console::artifacts;
@@ -17,22 +16,17 @@ use crate::state::AppState;
 /// Readable result rows shown before the JSON takes over.
 const MAX_READABLE_FIELDS: usize = 80;
 
-#[derive(Deserialize)]
-pub struct Shown {
-    done: Option<String>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Query(shown): Query<Shown>,
+    Query(shown): Query<super::Shown>,
 ) -> Result<Markup, ConsoleError> {
     let scan_id = super::scan_id(&id)?;
     let detail = scan_detail::load(state.pool(), session.tenant_scope(), scan_id)
         .await?
         .ok_or(ConsoleError::NotFound("scan"))?;
-    let notice = super::notice(shown.done.as_deref());
+    let notice = shown.notice();
     Ok(page(
         &format!("Scan {scan_id}"),
         &session,

@@ -18,20 +18,15 @@ use crate::console::webhook_log::{self, EndpointRow, RecentDelivery, RECENT_DELI
 use crate::state::AppState;
 use crate::webhooks::api::{requeue_delivery, rotate};
 
-#[derive(Deserialize)]
-pub struct Shown {
-    done: Option<String>,
-}
-
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Query(shown): Query<Shown>,
+    Query(shown): Query<super::Shown>,
 ) -> Result<Markup, ConsoleError> {
     let scope = session.tenant_scope();
     let endpoints = webhook_log::endpoints(state.pool(), scope).await?;
     let deliveries = webhook_log::recent_deliveries(state.pool(), scope, RECENT_DELIVERIES).await?;
-    let notice = super::notice(shown.done.as_deref());
+    let notice = shown.notice();
     Ok(page(
         "Webhooks",
         &session,

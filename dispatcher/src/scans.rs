@@ -131,6 +131,13 @@ pub struct ScanView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl ScanView {
+    /// What the worker says the scan cost (`result.cost_usd`), once it has a result.
+    pub fn cost_usd(&self) -> Option<f64> {
+        self.result.as_ref()?.get("cost_usd")?.as_f64()
+    }
+}
+
 impl From<ScanRow> for ScanView {
     fn from(row: ScanRow) -> Self {
         let error = row.error_code.map(|code| ScanError {

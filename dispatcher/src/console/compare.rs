@@ -26,6 +26,11 @@ impl FieldRow {
     pub fn differs(&self) -> bool {
         self.first != self.second
     }
+
+    /// A difference in what the scans found, not in how they ran.
+    pub fn is_finding_difference(&self) -> bool {
+        self.differs() && !is_run_detail(&self.path)
+    }
 }
 
 /// Arrays up to this long are compared element by element (quads, boxes,
@@ -123,13 +128,8 @@ pub fn field_rows(first: Option<&Value>, second: Option<&Value>) -> Vec<FieldRow
 /// How many rows differ in what the scans found (run details left out).
 pub fn findings_that_differ(rows: &[FieldRow]) -> usize {
     rows.iter()
-        .filter(|row| row.differs() && !is_run_detail(&row.path))
+        .filter(|row| row.is_finding_difference())
         .count()
-}
-
-/// Whether the row is a run detail (timing, backend, cost), for the page.
-pub fn row_is_run_detail(row: &FieldRow) -> bool {
-    is_run_detail(&row.path)
 }
 
 /// Milliseconds from submission to start, and from start to finish.

@@ -4,14 +4,14 @@
 
 use axum::extract::{Path, State};
 use maud::{html, Markup};
+use protocol::ScanStatus;
 
-use crate::console::compare::{
-    field_rows, findings_that_differ, row_is_run_detail, waited_and_ran,
-};
+use crate::console::compare::{field_rows, findings_that_differ, waited_and_ran};
 use crate::console::error::ConsoleError;
 use crate::console::layout::{self, page, Nav};
 use crate::console::scan_detail::{self, ScanDetail};
 use crate::console::session::Session;
+use crate::scans::ScanView;
 use crate::state::AppState;
 
 async fn visible(
@@ -38,19 +38,13 @@ pub async fn show(
     let (a, b) = (&a.view, &b.view);
     let rows = field_rows(a.result.as_ref(), b.result.as_ref());
     let differing = findings_that_differ(&rows);
-    let finished = |status: &str| matches!(status, "succeeded" | "failed" | "canceled");
+    let finished = |status: &str| ScanStatus::parse(status).is_some_and(ScanStatus::is_terminal);
     let done = finished(&a.status) && finished(&b.status);
     let timing = |ms: Option<f64>| ms.map_or("—".to_string(), layout::duration_ms);
-    let cost = |scan: &crate::scans::ScanView| {
-        scan.result
-            .as_ref()
-            .and_then(|r| r.get("cost_usd"))
-            .and_then(|c| c.as_f64())
-            .map_or("—".to_string(), layout::usd)
-    };
+    let cost = |scan: &ScanView| scan.cost_usd().map_or("—".to_string(), layout::usd);
     let (a_waited, a_ran) = waited_and_ran(a);
     let (b_waited, b_ran) = waited_and_ran(b);
-    let scan_link = |scan: &crate::scans::ScanView| {
+    let scan_link = |scan: &ScanView| {
         html! { a.mono href={ "/ui/scans/" (scan.id) } { (scan.id) } }
     };
     Ok(page(
@@ -90,7 +84,7 @@ pub async fn show(
                         thead { tr { th { "field" } th { (a.route) } th { (b.route) } th.num { "difference" } } }
                         tbody {
                             @for row in &rows {
-                                tr class=[(row.differs() && !row_is_run_detail(row)).then_some("differs")] data-path=(row.path) {
+                                tr class=[row.is_finding_difference().then_some("differs")] data-path=(row.path) {
                                     th { code { (row.path) } }
                                     td { (row.first.as_deref().unwrap_or("—")) }
                                     td { (row.second.as_deref().unwrap_or("—")) }

@@ -88,7 +88,7 @@ pub fn detail_markup(detail: &ScanDetail, session: &Session) -> Markup {
                         @if let (Some(started), Some(finished)) = (scan.started_at, scan.finished_at) {
                             dt { "run time" } dd { (layout::duration_ms((finished - started).num_milliseconds() as f64)) }
                         }
-                        @if let Some(cost) = scan.result.as_ref().and_then(|r| r.get("cost_usd")).and_then(|c| c.as_f64()) {
+                        @if let Some(cost) = scan.cost_usd() {
                             dt { "cost" } dd { (layout::usd(cost)) }
                         }
                         @if let Some(url) = &scan.callback_url { dt { "callback" } dd { code { (url) } } }

@@ -9,26 +9,11 @@ use dispatcher::sealing::SecretOwner;
 use harness::webdriver::Chrome;
 use harness::{wait_for, Api, Dispatcher, Receiver, Reply, TestEnv, Worker};
 use protocol::Tier;
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::config::QueueChoice;
 
 use crate::console::{heading, log_in, post_from_page, screenshot_dir};
-
-/// Registers a webhook endpoint; returns (endpoint id, secret).
-async fn register(api: &Api, url: &str) -> (String, String) {
-    let response = api
-        .post("/v1/webhook-endpoints")
-        .json(&json!({ "url": url }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let created: Value = response.json().await.unwrap();
-    (
-        created["id"].as_str().unwrap().to_string(),
-        created["secret"].as_str().unwrap().to_string(),
-    )
-}
+use crate::webhooks::register;
 
 async fn delivery_of(env: &TestEnv, scan_id: &str) -> String {
     sqlx::query_scalar("SELECT id::text FROM webhook_deliveries WHERE scan_id = $1::uuid")
@@ -272,41 +257,10 @@ async fn console_webhooks_page_redelivers_rotates_and_keeps_tenants_apart() {
     env.cleanup().await;
 }
 
-/// Publishes a scan's queued message straight to the dead-letter exchange,
-/// as the broker does when its delivery limit runs out.
+/// Dead-letters a scan's queued message and waits for the dead-letter
+/// watcher to fail the scan.
 async fn dead_letter(env: &TestEnv, scan_id: &str) {
-    let payload: Value = sqlx::query_scalar("SELECT payload FROM outbox WHERE scan_id = $1::uuid")
-        .bind(scan_id)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-    let connection = protocol::topology::connect(&env.amqp_url, "test")
-        .await
-        .unwrap();
-    let channel = protocol::topology::confirm_channel(&connection)
-        .await
-        .unwrap();
-    env.service_config()
-        .topology()
-        .declare(&channel)
-        .await
-        .unwrap();
-    channel
-        .basic_publish(
-            "scans.dlx",
-            "dead",
-            lapin::options::BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            payload.to_string().as_bytes(),
-            Default::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    connection.close(200, "done").await.unwrap();
+    env.dead_letter(scan_id).await;
     wait_for("the dead-letter watcher to fail the scan", || async {
         (env.scan_status(scan_id).await == "failed").then_some(())
     })

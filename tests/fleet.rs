@@ -850,40 +850,11 @@ async fn a_dead_lettered_scan_is_marked_failed() {
     let dispatcher = Dispatcher::start(env.dispatcher_config()).await;
     let api = Api::new(&dispatcher.base_url, &env.api_key("acme", Tier::Free).await);
     let scan_id = api.submit(probe()).await;
-    let payload: Value = sqlx::query_scalar("SELECT payload FROM outbox WHERE scan_id = $1::uuid")
-        .bind(&scan_id)
-        .fetch_one(&env.pool)
-        .await
-        .unwrap();
-
-    let connection = protocol::topology::connect(&env.amqp_url, "test")
-        .await
-        .unwrap();
-    let channel = protocol::topology::confirm_channel(&connection)
-        .await
-        .unwrap();
-    env.service_config()
-        .topology()
-        .declare(&channel)
-        .await
-        .unwrap();
-    channel
-        .basic_publish(
-            "scans.dlx",
-            "dead",
-            mandatory(),
-            payload.to_string().as_bytes(),
-            Default::default(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    env.dead_letter(&scan_id).await;
     wait_for_status(&env, &scan_id, "failed").await;
     let scan = api.scan(&scan_id).await;
     assert_eq!(scan["error"]["code"], "dead_lettered");
 
-    connection.close(200, "done").await.unwrap();
     dispatcher.stop().await;
     env.cleanup().await;
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use worker::config::QueueChoice;
 
 /// Registers an endpoint; returns (endpoint id, secret).
-async fn register(api: &Api, url: &str) -> (String, String) {
+pub(crate) async fn register(api: &Api, url: &str) -> (String, String) {
     let response = api
         .post("/v1/webhook-endpoints")
         .json(&json!({ "url": url }))

@@ -282,6 +282,45 @@ impl TestEnv {
             .expect("scan exists")
     }
 
+    /// Publishes a scan's queued message (its outbox row) straight to the
+    /// dead-letter exchange, as the broker does when the delivery limit runs
+    /// out, and waits for the broker to confirm it.
+    pub async fn dead_letter(&self, scan_id: &str) {
+        let payload: serde_json::Value =
+            sqlx::query_scalar("SELECT payload FROM outbox WHERE scan_id = $1::uuid")
+                .bind(scan_id)
+                .fetch_one(&self.pool)
+                .await
+                .expect("the scan's outbox row");
+        let connection = protocol::topology::connect(&self.amqp_url, "test")
+            .await
+            .unwrap();
+        let channel = protocol::topology::confirm_channel(&connection)
+            .await
+            .unwrap();
+        self.service_config()
+            .topology()
+            .declare(&channel)
+            .await
+            .unwrap();
+        channel
+            .basic_publish(
+                "scans.dlx",
+                "dead",
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload.to_string().as_bytes(),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        connection.close(200, "done").await.unwrap();
+    }
+
     /// Drops the database, vhost and blob directory.
     pub async fn cleanup(self) {
         self.pool.close().await;

@@ -17,7 +17,7 @@
 //! cache is emptied and refills with what the current scan uses.
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use burn_tensor::{backend::Backend, Int, Tensor, TensorData};
@@ -50,14 +50,21 @@ impl Key {
     }
 }
 
+/// One thread's tables, and the bytes they hold.
+#[derive(Default)]
+struct Tables {
+    by_key: HashMap<Key, Box<dyn Any>>,
+    bytes: usize,
+}
+
 thread_local! {
-    static TABLES: RefCell<HashMap<Key, Box<dyn Any>>> = RefCell::new(HashMap::new());
-    static HELD_BYTES: Cell<usize> = const { Cell::new(0) };
+    static TABLES: RefCell<Tables> = RefCell::new(Tables::default());
 }
 
 fn cached<T: Clone + 'static>(key: Key, upload: impl FnOnce() -> T) -> T {
     let hit = TABLES.with_borrow(|tables| {
         tables
+            .by_key
             .get(&key)
             .and_then(|held| held.downcast_ref::<T>())
             .cloned()
@@ -66,14 +73,13 @@ fn cached<T: Clone + 'static>(key: Key, upload: impl FnOnce() -> T) -> T {
         return tensor;
     }
     let tensor = upload();
-    let size = key.bytes.len();
     TABLES.with_borrow_mut(|tables| {
-        if HELD_BYTES.get() + size > CAPACITY_BYTES {
-            tables.clear();
-            HELD_BYTES.set(0);
+        let size = key.bytes.len();
+        if tables.bytes + size > CAPACITY_BYTES {
+            *tables = Tables::default();
         }
-        HELD_BYTES.set(HELD_BYTES.get() + size);
-        tables.insert(key, Box::new(tensor.clone()));
+        tables.bytes += size;
+        tables.by_key.insert(key, Box::new(tensor.clone()));
     });
     tensor
 }
